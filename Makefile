@@ -1,0 +1,25 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: install demo test lint unit bench
+
+install:
+	$(PYTHON) -m pip install -q -e '.[test]'
+
+demo: install
+	$(PYTHON) -m controller.demo
+
+lint:
+	ruff check controller tests bench
+	mypy
+	lint-imports
+
+unit:
+	$(PYTHON) -m pytest -q
+
+test: install lint unit
+	baseguard test policies/
+
+bench: install
+	$(PYTHON) bench/registry_lookups.py

@@ -1,0 +1,61 @@
+"""The facts the evaluator judges: about the object, and about each of its images.
+
+Adapters gather these (from a manifest, an AdmissionReview, a Dockerfile, the
+registry) and hand them over; the evaluator never looks anything up itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from controller.lineage.model import Lineage
+from controller.reference import Reference
+
+
+class ImageRole(StrEnum):
+    CONTAINER = "container"  # an image that runs: every rule applies
+    BASE = "base"  # a Dockerfile FROM in the final stage's ancestry: the image *is* the base
+    BUILD = "build"  # a FROM of a stage the final image does not descend from: reference rules only
+
+
+@dataclass(frozen=True)
+class ObjectFacts:
+    """The object being admitted or checked.
+
+    ``namespace`` is ``None`` for things that live outside the cluster (a
+    Dockerfile): then namespace and object selectors do not constrain.
+    ``namespace_labels`` defaults to what every namespace carries since 1.21.
+    """
+
+    kind: str
+    name: str | None = None
+    namespace: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    namespace_labels: Mapping[str, str] | None = None
+    operation: str = "CREATE"
+
+    @property
+    def effective_namespace_labels(self) -> Mapping[str, str]:
+        if self.namespace_labels is not None:
+            return self.namespace_labels
+        if self.namespace is None:
+            return {}
+        return {"kubernetes.io/metadata.name": self.namespace}
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    """One image of the object, with whatever the registry said of it.
+
+    ``lineage is None`` means nobody looked (``--offline``, or no matching
+    policy needed it): the lineage rules are then *not evaluated*, never passed.
+    """
+
+    image: str
+    container: str | None = None
+    role: ImageRole = ImageRole.CONTAINER
+    reference: Reference | None = None
+    invalid: str | None = None
+    lineage: Lineage | None = None

@@ -1,0 +1,238 @@
+"""The compiled policy: frozen, parsed once, evaluated many times.
+
+The user-facing shape is the CRD ``spec`` (a dict, validated against
+``controller/policy/crd-schema.yaml``); :mod:`controller.policy.compile` turns it
+into these dataclasses, with globs compiled and dates parsed, so evaluation
+does no parsing at all.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from controller.globs import GlobSet
+from controller.reference import Reference
+
+GROUP = "baseguard.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+CLUSTER_KIND = "ClusterBaseImagePolicy"
+NAMESPACED_KIND = "BaseImagePolicy"
+POLICY_KINDS = (CLUSTER_KIND, NAMESPACED_KIND)
+
+
+class Mode(StrEnum):
+    ENFORCE = "Enforce"
+    WARN = "Warn"
+    AUDIT = "Audit"
+
+
+class Require(StrEnum):
+    NONE = "None"
+    VERSION = "Version"
+    DIGEST = "Digest"
+
+
+class OnOutcome(StrEnum):
+    """What a lineage outcome does: keep the mode's action, cap it at warn, or drop it."""
+
+    DENY = "Deny"
+    WARN = "Warn"
+    ALLOW = "Allow"
+
+
+class Verify(StrEnum):
+    LAYERS = "Layers"
+    ANNOTATIONS = "Annotations"
+
+
+class Action(StrEnum):
+    """What a violation does; ordered by :data:`SEVERITY`."""
+
+    ALLOW = "allow"
+    AUDIT = "audit"
+    WARN = "warn"
+    DENY = "deny"
+
+    @property
+    def severity(self) -> int:
+        return SEVERITY[self]
+
+
+SEVERITY: Mapping[Action, int] = {Action.ALLOW: 0, Action.AUDIT: 1, Action.WARN: 2, Action.DENY: 3}
+
+MODE_ACTION: Mapping[Mode, Action] = {
+    Mode.ENFORCE: Action.DENY,
+    Mode.WARN: Action.WARN,
+    Mode.AUDIT: Action.AUDIT,
+}
+
+
+def most_severe(actions: object) -> Action:
+    """``deny > warn > audit > allow`` over an iterable of actions; ``allow`` when empty."""
+    best = Action.ALLOW
+    for action in actions:  # type: ignore[attr-defined]
+        if SEVERITY[action] > SEVERITY[best]:
+            best = action
+    return best
+
+
+class RuleCode(StrEnum):
+    INVALID_REFERENCE = "invalid-reference"
+    REGISTRY_NOT_ALLOWED = "registry-not-allowed"
+    DISALLOWED_TAG = "disallowed-tag"
+    UNPINNED = "unpinned"
+    DEPRECATED_BASE = "deprecated-base"
+    BASE_NOT_ALLOWED = "base-not-allowed"
+    UNKNOWN_BASE = "unknown-base"
+    LINEAGE_MISMATCH = "lineage-mismatch"
+    STALE_BASE = "stale-base"
+    LOOKUP_FAILED = "lookup-failed"
+
+
+#: Rules that can only be fully judged with facts from the registry.
+LINEAGE_RULES = frozenset(
+    {
+        RuleCode.DEPRECATED_BASE,
+        RuleCode.BASE_NOT_ALLOWED,
+        RuleCode.UNKNOWN_BASE,
+        RuleCode.LINEAGE_MISMATCH,
+        RuleCode.STALE_BASE,
+        RuleCode.LOOKUP_FAILED,
+    }
+)
+
+
+@dataclass(frozen=True)
+class LabelRequirement:
+    key: str
+    operator: str  # In | NotIn | Exists | DoesNotExist
+    values: frozenset[str] = frozenset()
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        if self.operator == "In":
+            return self.key in labels and labels[self.key] in self.values
+        if self.operator == "NotIn":
+            return self.key not in labels or labels[self.key] not in self.values
+        if self.operator == "Exists":
+            return self.key in labels
+        return self.key not in labels  # DoesNotExist
+
+
+@dataclass(frozen=True)
+class LabelSelector:
+    """``metav1.LabelSelector``: an empty selector matches everything."""
+
+    match_labels: tuple[tuple[str, str], ...] = ()
+    match_expressions: tuple[LabelRequirement, ...] = ()
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        return all(labels.get(k) == v for k, v in self.match_labels) and all(
+            r.matches(labels) for r in self.match_expressions
+        )
+
+
+@dataclass(frozen=True)
+class Match:
+    """Which objects a policy applies to. ``None`` means "not constrained"."""
+
+    namespaces: GlobSet | None = None
+    exclude_namespaces: GlobSet | None = None
+    namespace_selector: LabelSelector | None = None
+    object_selector: LabelSelector | None = None
+
+
+@dataclass(frozen=True)
+class Waiver:
+    """A time-boxed exception (``spec.exceptions[]``): applies up to and including ``until``."""
+
+    images: GlobSet | None
+    namespaces: GlobSet | None
+    until: dt.date
+    reason: str
+    index: int = 0
+
+
+@dataclass(frozen=True)
+class BaseEntry:
+    """An allowlist entry (``spec.bases.allowed[]``)."""
+
+    image: GlobSet
+    tags: GlobSet | None = None
+    digests: frozenset[str] | None = None
+
+
+@dataclass(frozen=True)
+class DeprecatedEntry:
+    """A deprecated base (``spec.bases.deprecated[]``)."""
+
+    image: GlobSet
+    tags: GlobSet | None = None
+    digests: frozenset[str] | None = None
+    reason: str = ""
+    replacement: str | None = None
+    enforce_after: dt.date | None = None
+
+
+@dataclass(frozen=True)
+class Pinning:
+    require: Require = Require.NONE
+    disallowed_tags: GlobSet = field(default_factory=lambda: GlobSet(("latest",)))
+    mutate_to_digest: bool = False
+
+
+@dataclass(frozen=True)
+class LineageSettings:
+    max_depth: int = 4
+    verify: Verify = Verify.LAYERS
+    catalog: tuple[Reference, ...] = ()
+    on_unknown_base: OnOutcome = OnOutcome.DENY
+    on_lookup_failure: OnOutcome = OnOutcome.DENY
+    max_base_age: dt.timedelta | None = None
+    stale_base: OnOutcome = OnOutcome.WARN
+    platforms: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class CompiledPolicy:
+    """One policy, ready to evaluate. ``namespace`` is ``None`` for the cluster kind."""
+
+    kind: str
+    name: str
+    namespace: str | None = None
+    uid: str = ""
+    generation: int = 0
+    mode: Mode = Mode.ENFORCE
+    match: Match = field(default_factory=Match)
+    exclude_images: GlobSet | None = None
+    waivers: tuple[Waiver, ...] = ()
+    registries_allowed: GlobSet | None = None
+    pinning: Pinning = field(default_factory=Pinning)
+    bases_allowed: tuple[BaseEntry, ...] | None = None
+    bases_deprecated: tuple[DeprecatedEntry, ...] = ()
+    lineage: LineageSettings = field(default_factory=LineageSettings)
+    #: ``spec.lineage`` was written: lineage rules (unknown-base, stale-base …) apply even
+    #: without ``bases``. A pinning-only policy never costs a registry lookup.
+    lineage_declared: bool = False
+
+    @property
+    def key(self) -> str:
+        """How the policy is named in every violation: ``name`` or ``namespace/name``."""
+        return self.name if self.namespace is None else f"{self.namespace}/{self.name}"
+
+    @property
+    def needs_lineage(self) -> bool:
+        """True when some rule of this policy needs the registry (SPEC §9: lazy lookups)."""
+        return self.judges_lineage or self.pinning.mutate_to_digest
+
+    @property
+    def judges_lineage(self) -> bool:
+        """True when the lineage rules (SPEC §5, :data:`LINEAGE_RULES`) apply under this policy."""
+        return self.bases_allowed is not None or bool(self.bases_deprecated) or self.lineage_declared
+
+    @property
+    def base_action(self) -> Action:
+        return MODE_ACTION[self.mode]
