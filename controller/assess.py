@@ -1,5 +1,179 @@
 """The one assessment path shared by the CLI, the webhook and the audit.
 
-workloads → images → facts (registry lookups under a deadline, only where a
-matching policy needs them) → evaluate. Transports only serialise what this returns.
+workloads → images → facts (registry lookups under one deadline, only where a
+matching policy needs them) → evaluate. Transports only serialise what this
+returns, so ``check``, ``/validate`` and the audit can never disagree.
 """
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from controller.errors import InvalidReference
+from controller.lineage.model import Lineage
+from controller.policy.compile import catalog_references
+from controller.policy.evaluate import applicable, evaluate, needs_lineage
+from controller.policy.facts import ImageFacts, ObjectFacts
+from controller.policy.model import Action, CompiledPolicy, most_severe
+from controller.policy.verdict import ImageResult
+from controller.reference import Reference, parse
+from controller.workloads import Workload
+
+if TYPE_CHECKING:
+    from controller.lineage.resolve import LineageResolver
+
+
+@dataclass(frozen=True)
+class WorkloadResult:
+    workload: Workload
+    obj: ObjectFacts
+    results: tuple[ImageResult, ...]  # aligned with workload.images
+
+    @property
+    def verdict(self) -> Action:
+        return most_severe(r.verdict for r in self.results)
+
+
+@dataclass
+class _Lookup:
+    """What the policies of one assessment need to know about one image."""
+
+    reference: Reference
+    max_depth: int = 0
+    platforms: set[str] | None = None
+    catalog: set[Reference] | None = None
+    any_platform: bool = False
+
+    def widen(self, policy: CompiledPolicy) -> None:
+        settings = policy.lineage
+        self.max_depth = max(self.max_depth, settings.max_depth)
+        if settings.platforms is None:
+            self.any_platform = True
+        else:
+            self.platforms = (self.platforms or set()) | set(settings.platforms)
+        self.catalog = (self.catalog or set()) | set(catalog_references(policy))
+
+
+def _facts(workload: Workload, namespace_labels: Mapping[str, Mapping[str, str]]) -> ObjectFacts:
+    ns = workload.namespace
+    return ObjectFacts(
+        kind=workload.kind,
+        name=workload.name,
+        namespace=ns,
+        labels=dict(workload.labels),
+        namespace_labels=namespace_labels.get(ns) if ns is not None else None,
+    )
+
+
+def _image_facts(workload: Workload) -> list[ImageFacts]:
+    out = []
+    for item in workload.images:
+        try:
+            ref: Reference | None = parse(item.image)
+            invalid = None
+        except InvalidReference as exc:
+            ref, invalid = None, exc.message
+        out.append(
+            ImageFacts(
+                image=item.image, container=item.container, role=item.role, reference=ref, invalid=invalid
+            )
+        )
+    return out
+
+
+class Assessor:
+    """Gathers facts for workloads and evaluates them. ``resolver=None`` is offline."""
+
+    def __init__(self, resolver: LineageResolver | None = None, *, budget: float = 8.0) -> None:
+        self.resolver = resolver
+        self.budget = budget
+
+    async def assess(
+        self,
+        workloads: Sequence[Workload],
+        policies: Sequence[CompiledPolicy],
+        *,
+        now: dt.datetime,
+        namespace_labels: Mapping[str, Mapping[str, str]] | None = None,
+        budget: float | None = None,
+    ) -> list[WorkloadResult]:
+        labels = namespace_labels or {}
+        prepared = []
+        lookups: dict[str, _Lookup] = {}
+        for workload in workloads:
+            obj = _facts(workload, labels)
+            scoped = applicable(policies, obj)
+            images = _image_facts(workload)
+            if self.resolver is not None:
+                for facts in images:
+                    if facts.reference is not None and needs_lineage(scoped, obj, facts):
+                        lookup = lookups.setdefault(
+                            facts.reference.normalized, _Lookup(facts.reference)
+                        )
+                        for policy in scoped:
+                            if policy.needs_lineage:
+                                lookup.widen(policy)
+            prepared.append((workload, obj, scoped, images))
+
+        found = await self._resolve(lookups.values(), self.budget if budget is None else budget)
+        results = []
+        for workload, obj, scoped, images in prepared:
+            with_lineage = [
+                _with_lineage(f, found.get(f.reference.normalized)) if f.reference else f
+                for f in images
+            ]
+            results.append(
+                WorkloadResult(workload, obj, tuple(evaluate(scoped, obj, with_lineage, now=now)))
+            )
+        return results
+
+    async def _resolve(self, lookups: Iterable[_Lookup], budget: float) -> dict[str, Lineage]:
+        resolver = self.resolver
+        todo = list(lookups)
+        if resolver is None or not todo:
+            return {}
+        tasks = {
+            asyncio.ensure_future(
+                resolver.resolve(
+                    lk.reference,
+                    max_depth=lk.max_depth,
+                    platforms=None if lk.any_platform or not lk.platforms else sorted(lk.platforms),
+                    catalog=sorted(lk.catalog or (), key=str),
+                )
+            ): lk
+            for lk in todo
+        }
+        done, pending = await asyncio.wait(tasks, timeout=max(budget, 0.0))
+        for task in pending:
+            task.cancel()
+        out: dict[str, Lineage] = {}
+        for task, lk in tasks.items():
+            key = lk.reference.normalized
+            if task in done and not task.cancelled() and task.exception() is None:
+                out[key] = task.result()
+            elif task in done and not task.cancelled():
+                out[key] = Lineage(lk.reference, None, failure=f"lookup of {key} failed: {task.exception()}")
+            else:
+                out[key] = Lineage(
+                    lk.reference, None, failure=f"lookup of {key} did not finish within {budget:.1f}s"
+                )
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+        return out
+
+
+def _with_lineage(facts: ImageFacts, lineage: Lineage | None) -> ImageFacts:
+    if lineage is None:
+        return facts
+    return ImageFacts(
+        image=facts.image,
+        container=facts.container,
+        role=facts.role,
+        reference=facts.reference,
+        invalid=facts.invalid,
+        lineage=lineage,
+    )

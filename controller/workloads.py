@@ -6,8 +6,9 @@ the CLI and the audit need kind/namespace/name/container to report on.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from controller.policy.facts import ImageRole
 
@@ -30,3 +31,201 @@ class Workload:
     images: tuple[ContainerImage, ...] = ()
     source: str = ""  # file path (CLI) or "admission" (webhook)
     document: int | None = None  # index of the YAML document in its file, for messages
+
+
+# Where each kind keeps its pod spec, as a JSON Pointer from the object's root.
+_POD_SPEC_PATHS: Mapping[str, str] = {
+    "Pod": "/spec",
+    "Deployment": "/spec/template/spec",
+    "ReplicaSet": "/spec/template/spec",
+    "StatefulSet": "/spec/template/spec",
+    "DaemonSet": "/spec/template/spec",
+    "Job": "/spec/template/spec",
+    "ReplicationController": "/spec/template/spec",
+    "CronJob": "/spec/jobTemplate/spec/template/spec",
+    "PodTemplate": "/template/spec",
+}
+
+WORKLOAD_KINDS: frozenset[str] = frozenset(_POD_SPEC_PATHS)
+"""Kinds that carry a pod spec (SPEC §6). Matched on ``kind`` alone, whatever the apiVersion."""
+
+_CONTAINER_SECTIONS = ("containers", "initContainers", "ephemeralContainers")
+
+# Lists inside Lists are not a Kubernetes thing; a cap keeps a YAML alias bomb
+# (`items: [*a, *a, ...]` nested) from making the walk exponential.
+_MAX_LIST_DEPTH = 3
+
+
+def pod_spec_path(kind: str) -> str | None:
+    """The JSON Pointer of ``kind``'s pod spec, or ``None`` when the kind runs no containers.
+
+    Lets a caller tell "not a workload" (ConfigMap: ``None``) from "a workload
+    whose images list is empty" (a Deployment with no containers yet).
+    """
+    return _POD_SPEC_PATHS.get(kind)
+
+
+def is_list_kind(kind: str) -> bool:
+    """``List`` and typed lists (``PodList``, ``DeploymentList``) hold objects in ``items``."""
+    return kind == "List" or (kind.endswith("List") and len(kind) > len("List"))
+
+
+def pointer(*parts: str | int) -> str:
+    """An RFC 6901 JSON Pointer from path segments (``~`` and ``/`` escaped)."""
+    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+def flatten(
+    obj: Mapping[str, Any], *, prefix: str = ""
+) -> Iterator[tuple[str, str | None, Mapping[str, Any]]]:
+    """Yield ``(pointer, kind, object)`` for ``obj``, or for every item of a List, recursively.
+
+    ``kind`` is the object's own ``kind``; an item of a typed list that has
+    none (the API server leaves it out of ``PodList`` items) gets the list's
+    element kind. ``None`` when there is no string kind at all. Items that are
+    not mappings are passed over: there is nothing in them to check.
+    """
+    yield from _flatten(obj, prefix, None, 0)
+
+
+def _flatten(
+    obj: Mapping[str, Any], prefix: str, implied: str | None, depth: int
+) -> Iterator[tuple[str, str | None, Mapping[str, Any]]]:
+    raw_kind = obj.get("kind")
+    kind = raw_kind if isinstance(raw_kind, str) and raw_kind else implied
+    if kind is None or not is_list_kind(kind):
+        yield prefix, kind, obj
+        return
+    items = obj.get("items")
+    if depth >= _MAX_LIST_DEPTH or not isinstance(items, list):
+        return
+    element = kind[: -len("List")] or None
+    for index, item in enumerate(items):
+        if isinstance(item, Mapping):
+            yield from _flatten(item, prefix + pointer("items", index), element, depth + 1)
+
+
+def _split(ptr: str) -> list[str]:
+    return [p.replace("~1", "/").replace("~0", "~") for p in ptr.split("/")[1:]] if ptr else []
+
+
+def extract(
+    obj: Mapping[str, Any],
+    *,
+    source: str = "",
+    document: int | None = None,
+    default_namespace: str | None = None,
+    prefix: str = "",
+) -> list[Workload]:
+    """Every workload in ``obj`` (one, or one per item of a List), with all its images.
+
+    - A kind in :data:`WORKLOAD_KINDS` always yields a :class:`Workload`, even
+      when its pod spec is missing or malformed (then ``images`` is empty).
+    - A kind that runs nothing (ConfigMap, Service, …) yields nothing.
+    - Paths are JSON Pointers from the root of ``obj`` (``prefix`` is put in
+      front, for a caller that hands in a piece of a larger document).
+    - Malformed shapes never raise; see :func:`pod_spec_images` for what is kept.
+    """
+    out: list[Workload] = []
+    for ptr, kind, item in flatten(obj, prefix=prefix):
+        if kind is None:
+            continue
+        spec_path = pod_spec_path(kind)
+        if spec_path is None:
+            continue
+        spec = _at(item, _split(spec_path))
+        images = pod_spec_images(spec, ptr + spec_path) if isinstance(spec, Mapping) else []
+        metadata = item.get("metadata")
+        meta: Mapping[str, Any] = metadata if isinstance(metadata, Mapping) else {}
+        name = meta.get("name")
+        namespace = meta.get("namespace")
+        out.append(
+            Workload(
+                kind=kind,
+                name=name if isinstance(name, str) and name else None,
+                namespace=namespace
+                if isinstance(namespace, str) and namespace
+                else default_namespace,
+                labels=string_map(meta.get("labels")),
+                images=tuple(images),
+                source=source,
+                document=document,
+            )
+        )
+    return out
+
+
+def pod_spec_images(spec: Mapping[str, Any], prefix: str) -> list[ContainerImage]:
+    """The images of one pod spec: containers, initContainers, ephemeralContainers, image volumes.
+
+    ``prefix`` is the pointer of ``spec`` itself (``/spec`` for a Pod), so the
+    webhook can reuse this for the ``pods/ephemeralcontainers`` subresource.
+
+    Decisions on malformed input (an apiserver would have refused it, but the
+    CLI reads files by hand):
+    - a section that is not a list, a volume that is not a mapping, a volume
+      whose ``image`` is not a mapping: nothing to check, skipped;
+    - a container entry that is not a mapping, or whose ``image`` is missing,
+      null or not a string: kept, with ``image == ""`` and the pointer where the
+      image should be, so the ``invalid-reference`` rule reports it instead of
+      the image passing unseen. A non-string (``image: 12``) is *not*
+      stringified: ``"12"`` would parse as ``docker.io/library/12``.
+    - a name that is not a string becomes ``None``.
+    """
+    out: list[ContainerImage] = []
+    for section in _CONTAINER_SECTIONS:
+        containers = spec.get(section)
+        if not isinstance(containers, list):
+            continue
+        for index, container in enumerate(containers):
+            entry: Mapping[str, Any] = container if isinstance(container, Mapping) else {}
+            out.append(
+                ContainerImage(
+                    container=_name(entry),
+                    image=_string(entry.get("image")),
+                    path=prefix + pointer(section, index, "image"),
+                    section=section,
+                )
+            )
+    volumes = spec.get("volumes")
+    if isinstance(volumes, list):
+        for index, volume in enumerate(volumes):
+            if not isinstance(volume, Mapping):
+                continue
+            source = volume.get("image")
+            if not isinstance(source, Mapping):
+                continue
+            out.append(
+                ContainerImage(
+                    container=_name(volume),
+                    image=_string(source.get("reference")),
+                    path=prefix + pointer("volumes", index, "image", "reference"),
+                    section="volumes",
+                )
+            )
+    return out
+
+
+def string_map(value: object) -> dict[str, str]:
+    """Labels as ``str -> str``; entries of any other type are dropped (the apiserver refuses them)."""
+    if not isinstance(value, Mapping):
+        return {}
+    return {k: v for k, v in value.items() if isinstance(k, str) and isinstance(v, str)}
+
+
+def _at(obj: Mapping[str, Any], parts: list[str]) -> object:
+    node: object = obj
+    for part in parts:
+        if not isinstance(node, Mapping):
+            return None
+        node = node.get(part)
+    return node
+
+
+def _name(entry: Mapping[str, Any]) -> str | None:
+    name = entry.get("name")
+    return name if isinstance(name, str) and name else None
+
+
+def _string(value: object) -> str:
+    return value if isinstance(value, str) else ""

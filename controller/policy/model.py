@@ -231,7 +231,19 @@ class CompiledPolicy:
     @property
     def judges_lineage(self) -> bool:
         """True when the lineage rules (SPEC §5, :data:`LINEAGE_RULES`) apply under this policy."""
-        return self.bases_allowed is not None or bool(self.bases_deprecated) or self.lineage_declared
+        return (
+            self.bases_allowed is not None or bool(self.bases_deprecated) or self.lineage_declared
+        )
+
+    @property
+    def judges_unknown_base(self) -> bool:
+        """``unknown-base`` needs an allowlist or a ``spec.lineage`` section.
+
+        A policy that only lists deprecated bases (the EOL library) cannot say
+        an image with no established base is wrong: it judges what it can
+        establish, and leaves the rest to policies that demand a known base.
+        """
+        return self.bases_allowed is not None or self.lineage_declared
 
     @property
     def base_action(self) -> Action:

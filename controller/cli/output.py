@@ -1,0 +1,215 @@
+"""Renderers for ``check`` and ``lineage``: a readable table, or the SPEC §8 JSON.
+
+Colour only on a terminal (and never with ``NO_COLOR``), so CI logs stay clean.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from controller.assess import WorkloadResult
+from controller.lineage.model import Lineage, PlatformLineage, Source
+from controller.policy.facts import ImageFacts, ImageRole
+from controller.policy.model import Action, RuleCode, most_severe
+from controller.policy.verdict import ImageResult, Violation, summarize
+
+_COLOURS = {Action.DENY: "31", Action.WARN: "33", Action.AUDIT: "36", Action.ALLOW: "32"}
+
+
+def _level_json(level_platform: str | None, ref: str, digest: str | None, source: str, verified: bool | None) -> dict[str, Any]:
+    out: dict[str, Any] = {"reference": ref, "digest": digest, "source": source, "verified": verified}
+    if level_platform is not None:
+        out["platform"] = level_platform
+    return out
+
+
+def lineage_json(facts: ImageFacts) -> list[dict[str, Any]]:
+    """The chain as SPEC §8 lists it; one entry per level, per platform when known."""
+    if facts.reference is None:
+        return []
+    lineage = facts.lineage
+    if lineage is None or not lineage.platforms:
+        source = Source.DOCKERFILE if facts.role is not ImageRole.CONTAINER else Source.IMAGE
+        digest = lineage.digest if lineage is not None else facts.reference.digest
+        return [_level_json(None, facts.reference.normalized, digest, source.value, None)]
+    out = []
+    for platform in lineage.platforms:
+        for level in platform.levels:
+            out.append(
+                _level_json(platform.platform, level.name, level.digest, level.source.value, level.verified)
+            )
+    return out
+
+
+def result_json(workload_result: WorkloadResult, result: ImageResult) -> dict[str, Any]:
+    wl = workload_result.workload
+    facts = result.facts
+    violations = []
+    for v in result.violations:
+        item: dict[str, Any] = {
+            "policy": v.policy,
+            "rule": v.rule.value,
+            "action": v.action.value,
+            "message": v.message,
+        }
+        if v.waived:
+            item["waived"] = v.waived
+        violations.append(item)
+    out: dict[str, Any] = {
+        "source": wl.source,
+        "kind": wl.kind,
+        "namespace": wl.namespace,
+        "name": wl.name,
+        "container": facts.container,
+        "image": facts.image,
+        "normalized": facts.reference.normalized if facts.reference else None,
+        "verdict": result.verdict.value,
+        "violations": violations,
+        "lineage": lineage_json(facts),
+    }
+    if result.not_evaluated:
+        out["notEvaluated"] = [r.value for r in result.not_evaluated]
+    return out
+
+
+def check_json(results: Sequence[WorkloadResult], *, offline: bool, skipped: Sequence[str]) -> dict[str, Any]:
+    flat = [(w, r) for w in results for r in w.results]
+    return {
+        "results": [result_json(w, r) for w, r in flat],
+        "summary": summarize(r for _, r in flat),
+        "offline": offline,
+        "skipped": list(skipped),
+    }
+
+
+class Painter:
+    def __init__(self, stream: TextIO, *, colour: bool) -> None:
+        self.stream = stream
+        self.colour = colour
+
+    def verdict(self, action: Action) -> str:
+        text = action.value.upper().ljust(5)
+        return f"\x1b[{_COLOURS[action]}m{text}\x1b[0m" if self.colour else text
+
+    def dim(self, text: str) -> str:
+        return f"\x1b[2m{text}\x1b[0m" if self.colour else text
+
+
+def _object_name(result: WorkloadResult) -> str:
+    wl = result.workload
+    if wl.kind == "Dockerfile":
+        return wl.source
+    ns = f"{wl.namespace}/" if wl.namespace else ""
+    return f"{wl.kind}/{ns}{wl.name}"
+
+
+def _grouped(violations: Sequence[Violation]) -> list[str]:
+    """One line per (rule, message, waiver): the same finding from several policies is
+    said once, naming them all, with the most severe action."""
+    groups: dict[tuple[RuleCode, str, str | None], list[Violation]] = {}
+    for v in violations:
+        groups.setdefault((v.rule, v.message, v.waived), []).append(v)
+    lines = []
+    for (rule, message, waived), items in groups.items():
+        policies = ", ".join(v.policy for v in items)
+        tag = f"waived ({waived})" if waived else most_severe(v.action for v in items).value
+        lines.append(f"{rule.value} [{policies}] {tag}: {message}")
+    return lines
+
+
+def write_check_text(
+    results: Sequence[WorkloadResult], out: TextIO, *, offline: bool, skipped: Sequence[str], colour: bool
+) -> None:
+    paint = Painter(out, colour=colour)
+    not_evaluated: set[RuleCode] = set()
+    flat = [r for w in results for r in w.results]
+    for wr in results:
+        if not wr.results:
+            continue
+        out.write(f"{paint.verdict(wr.verdict)} {_object_name(wr)}\n")
+        for r in wr.results:
+            who = r.facts.container or "-"
+            shown = r.facts.reference.normalized if r.facts.reference else r.facts.image
+            out.write(f"  {paint.verdict(r.verdict)} {who}: {shown}\n")
+            for line in _grouped(r.violations):
+                out.write(f"      {line}\n")
+            not_evaluated.update(r.not_evaluated)
+    counts = summarize(flat)
+    out.write(
+        f"\n{len(flat)} image(s): {counts['deny']} deny, {counts['warn']} warn, "
+        f"{counts['audit']} audit, {counts['allow']} allow"
+    )
+    if skipped:
+        out.write(f"; {len(skipped)} document(s) skipped (not workloads)")
+    out.write("\n")
+    if not_evaluated:
+        rules = ", ".join(sorted(r.value for r in not_evaluated))
+        why = "--offline" if offline else "no lookup"
+        out.write(paint.dim(f"not evaluated ({why}: these rules need the registry): {rules}\n"))
+
+
+def lineage_dict(lineage: Lineage) -> dict[str, Any]:
+    return {
+        "reference": lineage.reference.normalized,
+        "digest": lineage.digest,
+        "failure": lineage.failure,
+        "platforms": [
+            {
+                "platform": p.platform,
+                "end": p.end.value,
+                "failure": p.failure,
+                "levels": [
+                    {
+                        "reference": lv.name,
+                        "digest": lv.digest,
+                        "source": lv.source.value,
+                        "verified": lv.verified,
+                        "created": lv.created.isoformat() if lv.created else None,
+                        "note": lv.note or None,
+                        "movedTo": lv.moved_to,
+                    }
+                    for lv in p.levels
+                ],
+            }
+            for p in lineage.platforms
+        ],
+    }
+
+
+def _verified_mark(verified: bool | None) -> str:
+    return {True: "verified", False: "CONTRADICTED", None: "unverified"}[verified]
+
+
+def write_lineage_text(lineage: Lineage, out: TextIO) -> None:
+    out.write(f"{lineage.reference.normalized}")
+    out.write(f"  ({lineage.digest})\n" if lineage.digest else "\n")
+    if lineage.failure:
+        out.write(f"  lookup failed: {lineage.failure}\n")
+        return
+    for platform in lineage.platforms:
+        _write_platform(platform, out)
+
+
+def _write_platform(platform: PlatformLineage, out: TextIO) -> None:
+    out.write(f"  {platform.platform}\n")
+    for depth, level in enumerate(platform.levels):
+        indent = "    " + "   " * depth
+        branch = "" if depth == 0 else "└─ "
+        detail = level.source.value if depth == 0 else f"{level.source.value}, {_verified_mark(level.verified)}"
+        out.write(f"{indent}{branch}{level.name}  [{detail}]")
+        if level.digest:
+            out.write(f" {level.digest[:19]}…")
+        out.write("\n")
+        if level.note:
+            out.write(f"{indent}   note: {level.note}\n")
+        if level.moved_to:
+            out.write(f"{indent}   stale: the tag now points to {level.moved_to}\n")
+    end_note = {
+        "scratch": "built from scratch",
+        "unclaimed": "no further base claimed or detected",
+        "known-base": "a known base (catalog)",
+        "max-depth": "maxDepth reached",
+        "lookup-failed": f"lookup failed: {platform.failure}",
+    }[platform.end.value]
+    out.write(f"    ({end_note})\n")

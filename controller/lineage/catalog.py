@@ -1,0 +1,233 @@
+"""The catalog of known bases: what each watched tag has pointed at, by layers.
+
+Layer detection (SPEC §4.4) needs the *historic* diff_id sets per tag, not only
+the current digest: Docker Official Images re-push their tags often, and an
+image built last month sits on last month's ``python:3.12-slim``. So the
+catalog keeps every digest a catalog tag has had while the controller watched
+it, bounded per tag (least recently seen first out) so a tag that churns daily
+cannot grow it without end.
+
+No I/O here: :class:`~controller.lineage.resolve.LineageResolver` fills it. It
+is plain in-memory state owned by whoever builds the resolver (one per process),
+never a module global.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass
+
+from controller.reference import Reference
+from controller.registry.media import Platform
+
+#: How many digests one tag keeps per platform; the oldest seen goes first.
+DIGESTS_PER_TAG = 32
+#: How many tags (per platform) the catalog keeps; the least recently refreshed goes first.
+MAX_TAGS = 2048
+
+
+def platform_key(platform: str) -> str:
+    """``linux/arm64/v8`` and ``linux/arm64`` are one platform; unparseable text is kept as is."""
+    try:
+        return str(Platform.parse(platform).normalized)
+    except ValueError:
+        return platform
+
+
+def tag_key(ref: Reference) -> str:
+    """``name:tag`` when the reference has a tag, else ``name@digest``: what a catalog entry is *of*."""
+    return ref.without_digest().normalized if ref.tag is not None else ref.normalized
+
+
+def is_prefix(base: tuple[str, ...], child: tuple[str, ...]) -> bool:
+    """Base B is a layer-ancestor of image I iff B's diff_ids are a prefix of I's (equal is fine)."""
+    return len(base) <= len(child) and child[: len(base)] == base
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    reference: Reference  # the catalog ref, carrying the digest it resolved to (index or manifest)
+    platform: str  # normalized
+    digest: str  # the platform manifest digest
+    diff_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CatalogMatch:
+    """The longest catalog prefix of an image's layers.
+
+    ``reference`` is the most specific of the tied tags (the longest tag), with
+    the digest it resolved to; ``tied`` lists every reference that matched
+    equally well (the same digest under several tags, or rebuilt copies with the
+    same layers), for messages: ``debian:12-slim`` is ``debian:bookworm-slim``.
+    """
+
+    reference: Reference
+    digest: str
+    diff_ids: tuple[str, ...]
+    tied: tuple[Reference, ...] = ()
+
+    @property
+    def others(self) -> tuple[Reference, ...]:
+        """The tied references other than the chosen one."""
+        return tuple(r for r in self.tied if tag_key(r) != tag_key(self.reference))
+
+
+class Catalog:
+    """Every digest each catalog tag has had while the controller watched it, plus pinned digests.
+
+    Keyed by (tag, platform); each key keeps up to ``digests_per_tag`` entries in
+    least-recently-seen order. An index over the first diff_id keeps
+    :meth:`longest_prefix` from scanning entries that cannot match.
+    """
+
+    def __init__(self, *, digests_per_tag: int = DIGESTS_PER_TAG, max_tags: int = MAX_TAGS) -> None:
+        if digests_per_tag < 1 or max_tags < 1:
+            raise ValueError("catalog bounds must be positive")
+        self._per_tag = digests_per_tag
+        self._max_tags = max_tags
+        # (tag key, platform) -> digest -> entry, least recently seen first
+        self._tags: OrderedDict[tuple[str, str], OrderedDict[str, CatalogEntry]] = OrderedDict()
+        # first diff_id -> {(tag key, platform, digest)}
+        self._by_first: dict[str, set[tuple[str, str, str]]] = {}
+        # index or manifest digest -> tag key -> how many entries name it; for digest-only claims
+        self._resolved: dict[str, dict[str, int]] = {}
+        self._refs: dict[str, Reference] = {}  # tag key -> reference without digest
+
+    def __len__(self) -> int:
+        return sum(len(d) for d in self._tags.values())
+
+    def __iter__(self) -> Iterator[CatalogEntry]:
+        for digests in self._tags.values():
+            yield from digests.values()
+
+    def remember(
+        self, ref: Reference, platform: str, digest: str, diff_ids: tuple[str, ...]
+    ) -> None:
+        """Record that ``ref`` (for ``platform``) is the image ``digest`` with these layers.
+
+        ``ref.digest``, when set, is what the tag resolved to (an index digest for
+        a multi-platform tag); it is kept so digest-only claims can be named.
+        """
+        key = (tag_key(ref), platform_key(platform))
+        self._refs[key[0]] = ref.without_digest() if ref.tag is not None else ref
+        digests = self._tags.get(key)
+        if digests is None:
+            digests = self._tags[key] = OrderedDict()
+        self._tags.move_to_end(key)
+        old = digests.pop(digest, None)
+        if old is not None:
+            self._unindex(key, old)
+        entry = CatalogEntry(
+            ref if ref.digest else ref.with_digest(digest), key[1], digest, diff_ids
+        )
+        digests[digest] = entry
+        self._index(key, entry)
+        while len(digests) > self._per_tag:
+            _, evicted = digests.popitem(last=False)
+            self._unindex(key, evicted)
+        while len(self._tags) > self._max_tags:
+            old_key, old_digests = self._tags.popitem(last=False)
+            for evicted in old_digests.values():
+                self._unindex(old_key, evicted)
+
+    def _index(self, key: tuple[str, str], entry: CatalogEntry) -> None:
+        if entry.diff_ids:
+            self._by_first.setdefault(entry.diff_ids[0], set()).add((*key, entry.digest))
+        for d in _digests(entry):
+            names = self._resolved.setdefault(d, {})
+            names[key[0]] = names.get(key[0], 0) + 1
+
+    def _unindex(self, key: tuple[str, str], entry: CatalogEntry) -> None:
+        if entry.diff_ids:
+            bucket = self._by_first.get(entry.diff_ids[0])
+            if bucket is not None:
+                bucket.discard((*key, entry.digest))
+                if not bucket:
+                    del self._by_first[entry.diff_ids[0]]
+        for d in _digests(entry):
+            names = self._resolved.get(d, {})
+            count = names.get(key[0], 0) - 1
+            if count > 0:
+                names[key[0]] = count
+            else:
+                names.pop(key[0], None)
+                if not names:
+                    self._resolved.pop(d, None)
+
+    def knows(self, ref: Reference, digest: str) -> bool:
+        """Whether ``ref``'s tag was already seen at ``digest`` (index or platform manifest)."""
+        return tag_key(ref) in self._resolved.get(digest, {})
+
+    def touch(self, ref: Reference, digest: str) -> None:
+        """Mark ``ref`` at ``digest`` as seen again, so the bound evicts older digests first."""
+        name = tag_key(ref)
+        for (tag, platform), digests in list(self._tags.items()):
+            if tag != name:
+                continue
+            for entry in list(digests.values()):
+                if digest in _digests(entry):
+                    digests.move_to_end(entry.digest)
+                    self._tags.move_to_end((tag, platform))
+
+    def name_of(self, digest: str) -> Reference | None:
+        """A catalog reference that resolved to ``digest`` (most specific tag), with that digest."""
+        keys = self._resolved.get(digest)
+        if not keys:
+            return None
+        best = min(keys, key=lambda k: _rank(self._refs[k]))
+        return self._refs[best].with_digest(digest)
+
+    def longest_prefix(
+        self,
+        diff_ids: tuple[str, ...],
+        *,
+        platform: str,
+        exclude_digest: str | None = None,
+        exclude: Collection[str] = (),
+    ) -> CatalogMatch | None:
+        """The catalog entry with the most layers that are a prefix of ``diff_ids``.
+
+        Entries without layers (scratch, empty images) never match: they are a
+        prefix of everything and prove nothing. ``exclude_digest``/``exclude``
+        keep the image itself (and the levels already in a chain) from matching
+        themselves. Ties go to the most specific tag (the longest tag string,
+        then the name, for a stable answer); every tied reference is listed.
+        """
+        if not diff_ids:
+            return None
+        wanted = platform_key(platform)
+        skip = set(exclude)
+        if exclude_digest is not None:
+            skip.add(exclude_digest)
+        best: list[CatalogEntry] = []
+        best_len = 0
+        for tag, entry_platform, digest in self._by_first.get(diff_ids[0], ()):
+            if entry_platform != wanted or digest in skip:
+                continue
+            entry = self._tags[(tag, entry_platform)][digest]
+            if entry.reference.digest in skip or not is_prefix(entry.diff_ids, diff_ids):
+                continue
+            if len(entry.diff_ids) > best_len:
+                best, best_len = [entry], len(entry.diff_ids)
+            elif len(entry.diff_ids) == best_len:
+                best.append(entry)
+        if not best:
+            return None
+        best.sort(key=lambda e: _rank(e.reference))
+        chosen = best[0]
+        tied: list[Reference] = []
+        for entry in best:
+            if all(tag_key(r) != tag_key(entry.reference) for r in tied):
+                tied.append(entry.reference)
+        return CatalogMatch(chosen.reference, chosen.digest, chosen.diff_ids, tuple(tied))
+
+
+def _digests(entry: CatalogEntry) -> set[str]:
+    return {d for d in (entry.digest, entry.reference.digest) if d}
+
+
+def _rank(ref: Reference) -> tuple[int, str, str]:
+    """Longer tags are more specific (``3.12.3-slim`` over ``3-slim``); the name breaks ties stably."""
+    return (-len(ref.tag or ""), ref.name, ref.tag or "")

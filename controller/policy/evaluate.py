@@ -1,0 +1,320 @@
+"""The evaluator: compiled policies + resolved facts → one result per image (SPEC §2, §5).
+
+Pure and synchronous: the clock is the ``now`` parameter, lineage comes in
+:class:`~controller.policy.facts.ImageFacts`. Adapters call
+:func:`needs_lineage` first so the registry is only asked when some matching
+policy would use the answer (SPEC §9), then :func:`evaluate`.
+
+Scope, in short:
+
+* A ``BaseImagePolicy`` (``namespace`` set) covers only objects in its namespace;
+  ``match`` narrows both kinds by namespace globs and label selectors.
+* An object without a namespace (a Dockerfile or manifest checked in CI) is not
+  constrained by namespace or object selectors: every policy the user passed
+  applies, namespaced ones included — the user chose them explicitly, and a
+  check that silently skipped them would pass what the cluster denies.
+  Waivers limited to ``namespaces`` do *not* cover such objects: a waiver is
+  an exception for named places, never a blanket one.
+* ``exclude.images`` and waiver ``images`` match the repository
+  (``docker.io/acme/app``) or the full normalized reference.
+* Lists that narrow (``namespaces``, entry ``tags``/``digests``, waiver
+  ``images``/``namespaces``) treat an empty list as absent; allowlists
+  (``registries.allowed``, ``bases.allowed``) given empty allow nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+from controller.globs import GlobSet
+from controller.lineage.model import PlatformLineage
+from controller.policy import rules
+from controller.policy.facts import ImageFacts, ImageRole, ObjectFacts
+from controller.policy.model import (
+    SEVERITY,
+    Action,
+    CompiledPolicy,
+    OnOutcome,
+    RuleCode,
+    Verify,
+    Waiver,
+)
+from controller.policy.verdict import ImageResult, Violation
+
+_RULE_ORDER = {code: i for i, code in enumerate(RuleCode)}
+
+
+# --------------------------------------------------------------------------- scope
+
+
+def applicable(policies: Sequence[CompiledPolicy], obj: ObjectFacts) -> list[CompiledPolicy]:
+    """The policies whose scope and ``match`` cover ``obj``, in the given order."""
+    return [p for p in policies if _covers(p, obj)]
+
+
+def _covers(policy: CompiledPolicy, obj: ObjectFacts) -> bool:
+    """Scope and ``match``. An object with no namespace (a Dockerfile in CI) is
+    covered only by policies that do not restrict themselves to namespaces: a
+    policy written for ``prod-*`` says nothing about a Dockerfile, while a
+    cluster-wide one (with or without ``excludeNamespaces``) does."""
+    namespace = obj.namespace
+    match = policy.match
+    if namespace is None:
+        return (
+            policy.namespace is None
+            and not match.namespaces
+            and match.namespace_selector is None
+            and (match.object_selector is None or match.object_selector.matches(obj.labels))
+        )
+    if policy.namespace is not None and policy.namespace != namespace:
+        return False
+    if match.namespaces and not match.namespaces.matches(namespace):
+        return False
+    if match.exclude_namespaces and match.exclude_namespaces.matches(namespace):
+        return False
+    if match.namespace_selector is not None and not match.namespace_selector.matches(
+        obj.effective_namespace_labels
+    ):
+        return False
+    return match.object_selector is None or match.object_selector.matches(obj.labels)
+
+
+def _image_matches(globs: GlobSet, image: ImageFacts) -> bool:
+    ref = image.reference
+    if ref is None:
+        return globs.matches(image.image)
+    return globs.matches(ref.name) or globs.matches(ref.normalized)
+
+
+def _excluded(policy: CompiledPolicy, image: ImageFacts) -> bool:
+    globs = policy.exclude_images
+    return bool(globs) and globs is not None and _image_matches(globs, image)
+
+
+def needs_lineage(policies: Sequence[CompiledPolicy], obj: ObjectFacts, image: ImageFacts) -> bool:
+    """Whether looking ``image`` up in the registry could change any result.
+
+    True when the image parsed, is not a build-only stage, and some applicable
+    policy that does not exclude it judges lineage, or would pin it to a digest
+    it does not carry yet.
+    """
+    ref = image.reference
+    if ref is None or image.role is ImageRole.BUILD:
+        return False
+    for policy in applicable(policies, obj):
+        if _excluded(policy, image):
+            continue
+        if policy.judges_lineage:
+            return True
+        if (
+            policy.pinning.mutate_to_digest
+            and image.role is ImageRole.CONTAINER
+            and ref.digest is None
+        ):
+            return True
+    return False
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def evaluate(
+    policies: Sequence[CompiledPolicy],
+    obj: ObjectFacts,
+    images: Sequence[ImageFacts],
+    *,
+    now: dt.datetime,
+) -> list[ImageResult]:
+    """Judge every image of ``obj`` under every applicable policy; one result per image, in order."""
+    covering = applicable(policies, obj)
+    return [_evaluate_image(covering, obj, image, now=now) for image in images]
+
+
+def _evaluate_image(
+    policies: Sequence[CompiledPolicy], obj: ObjectFacts, image: ImageFacts, *, now: dt.datetime
+) -> ImageResult:
+    today = now.date()
+    applied = sorted((p for p in policies if not _excluded(p, image)), key=lambda p: p.key)
+    violations: list[Violation] = []
+    not_evaluated: set[RuleCode] = set()
+    for policy in applied:
+        found, skipped = _judge(policy, image, now=now)
+        not_evaluated |= skipped
+        waiver = _waiver(policy, obj, image, today)
+        for violation in _dedupe(found):
+            if waiver is not None:
+                violation = _waive(violation, waiver)
+            violations.append(violation)
+    violations.sort(key=lambda v: (v.policy, _RULE_ORDER[v.rule], v.message))
+    return ImageResult(
+        facts=image,
+        violations=tuple(violations),
+        not_evaluated=tuple(sorted(not_evaluated, key=_RULE_ORDER.__getitem__)),
+        policies=tuple(dict.fromkeys(p.key for p in applied)),
+    )
+
+
+def _dedupe(found: Sequence[Violation]) -> list[Violation]:
+    """One violation per (policy, rule, message): the most severe copy wins."""
+    best: dict[tuple[str, RuleCode, str], Violation] = {}
+    for v in found:
+        key = (v.policy, v.rule, v.message)
+        if key not in best or SEVERITY[v.action] > SEVERITY[best[key].action]:
+            best[key] = v
+    return list(best.values())
+
+
+def _waiver(
+    policy: CompiledPolicy, obj: ObjectFacts, image: ImageFacts, today: dt.date
+) -> Waiver | None:
+    """The first exception of ``policy`` covering this image today (``until`` inclusive)."""
+    for waiver in policy.waivers:
+        if today > waiver.until:
+            continue
+        if waiver.images and not _image_matches(waiver.images, image):
+            continue
+        if waiver.namespaces and (
+            obj.namespace is None or not waiver.namespaces.matches(obj.namespace)
+        ):
+            continue
+        return waiver
+    return None
+
+
+def _waive(violation: Violation, waiver: Waiver) -> Violation:
+    return Violation(
+        policy=violation.policy,
+        rule=violation.rule,
+        action=Action.ALLOW,
+        message=violation.message,
+        waived=f"waived until {waiver.until.isoformat()}: {waiver.reason} (exception #{waiver.index})",
+    )
+
+
+def _judge(
+    policy: CompiledPolicy, image: ImageFacts, *, now: dt.datetime
+) -> tuple[list[Violation], set[RuleCode]]:
+    """Every rule of one policy for one image: (violations, rules not evaluated)."""
+    if image.reference is None:
+        invalid = rules.invalid_reference(policy, image)
+        return ([invalid] if invalid else []), set()
+    subject = rules.Subject(image, image.reference)
+    found = [
+        v
+        for v in (
+            rules.registry_not_allowed(policy, subject),
+            rules.disallowed_tag(policy, subject),
+            rules.unpinned(policy, subject),
+        )
+        if v is not None
+    ]
+    if image.role is ImageRole.BUILD or not policy.judges_lineage:
+        return found, set()
+    lineage_found, skipped = _judge_lineage(policy, subject, now=now)
+    return found + lineage_found, skipped
+
+
+def _judge_lineage(
+    policy: CompiledPolicy, subject: rules.Subject, *, now: dt.datetime
+) -> tuple[list[Violation], set[RuleCode]]:
+    """The lineage rules; what the facts cannot decide goes to ``not_evaluated``.
+
+    Without lineage (offline) or when the whole lookup failed, only the image's
+    own reference is judged: a deprecated reference is deprecated and an
+    allowed one is allowed, with or without the registry.
+    """
+    settings = policy.lineage
+    lineage = subject.facts.lineage
+    is_base = subject.facts.role is ImageRole.BASE
+    me = rules.self_rung(subject, lineage)
+    self_allowed = rules.allowed(policy, me)
+    checks_allowed = policy.bases_allowed is not None and not self_allowed
+    checks_unknown = (
+        policy.judges_unknown_base
+        and not is_base
+        and not self_allowed
+        and settings.on_unknown_base is not OnOutcome.ALLOW
+    )
+    checks_mismatch = settings.verify is Verify.LAYERS
+    checks_stale = settings.stale_base is not OnOutcome.ALLOW
+
+    if lineage is None or lineage.failure is not None:
+        deprecated = rules.deprecated_base(policy, subject, [me], today=now.date())
+        failed = [] if lineage is None else rules.lookup_failed(policy, subject, lineage, ())
+        offline = {
+            code
+            for code, open_ in (
+                (RuleCode.DEPRECATED_BASE, bool(policy.bases_deprecated) and not deprecated),
+                (RuleCode.BASE_NOT_ALLOWED, checks_allowed),
+                (RuleCode.UNKNOWN_BASE, checks_unknown),
+                (RuleCode.LINEAGE_MISMATCH, checks_mismatch),
+                (RuleCode.STALE_BASE, checks_stale),
+            )
+            if open_
+        }
+        return deprecated + failed, offline
+
+    chains = _chains(policy, lineage.platforms)
+    found = rules.deprecated_base(
+        policy, subject, [me, *(r for c in chains for r in c.rungs)], today=now.date()
+    )
+    skipped = set[RuleCode]()
+    if any(c.failed for c in chains) and policy.bases_deprecated and not found:
+        skipped.add(RuleCode.DEPRECATED_BASE)
+    if checks_allowed:
+        decidable = [c for c in chains if _allowlist_decidable(policy, c, is_base=is_base)]
+        if len(decidable) < len(chains):
+            skipped.add(RuleCode.BASE_NOT_ALLOWED)
+        found += rules.base_not_allowed(policy, subject, decidable)
+    if checks_unknown:
+        unknown = rules.unknown_base(policy, subject, chains)
+        found += [unknown] if unknown else []
+    found += rules.lineage_mismatch(policy, subject, chains)
+    found += rules.stale_base(policy, subject, chains, now=now)
+    found += rules.lookup_failed(policy, subject, lineage, chains)
+    return found, skipped
+
+
+def _allowlist_decidable(policy: CompiledPolicy, chain: rules.Chain, *, is_base: bool) -> bool:
+    """Whether the facts settle ``base-not-allowed`` for this platform.
+
+    An allowed ancestor settles it. Otherwise an unknown base is left to
+    ``unknown-base`` (a Dockerfile ``FROM`` is a base itself, so never unknown),
+    and a chain cut short by a failed lookup to ``lookup-failed``: the allowed
+    base may sit just past the failure.
+    """
+    if any(rules.allowed(policy, r) for r in chain.trusted):
+        return True
+    if chain.failed:
+        return False
+    return is_base or chain.base_known
+
+
+def _chains(policy: CompiledPolicy, platforms: Sequence[PlatformLineage]) -> list[rules.Chain]:
+    settings = policy.lineage
+    wanted = None if settings.platforms is None else {_platform_key(p) for p in settings.platforms}
+    out = []
+    for lineage in platforms:
+        if wanted is not None and _platform_key(lineage.platform) not in wanted:
+            continue
+        out.append(rules.chain_of(lineage, max_depth=settings.max_depth, verify=settings.verify))
+    return out
+
+
+def _platform_key(platform: str) -> str:
+    """``os/arch[/variant]`` normalised as an index entry is: arm64 ≡ arm64/v8, arm ≡ arm/v7.
+
+    Kept here rather than imported from ``controller.registry.media`` so the
+    policy core stays free of the registry package.
+    """
+    parts = platform.strip().lower().split("/")
+    if len(parts) not in (2, 3):
+        return platform
+    os_, arch = parts[0], parts[1]
+    variant = parts[2] if len(parts) == 3 else None
+    if (arch == "arm64" and variant == "v8") or (arch == "amd64" and variant == "v1"):
+        variant = None
+    elif arch == "arm" and variant is None:
+        variant = "v7"
+    return f"{os_}/{arch}/{variant}" if variant else f"{os_}/{arch}"

@@ -1,0 +1,114 @@
+"""The policies in force: an immutable snapshot, swapped whole.
+
+PURE. Writers (``serve``'s file watcher now, the operator's kopf handlers
+later) change the store; every admission review takes **one** snapshot and
+judges with it, so a review never sees half an update, and readers take no
+lock (replacing one attribute is atomic in the event loop and under the GIL).
+
+Keys name a policy's origin: ``kind/namespace/name`` for a custom resource
+(``ClusterBaseImagePolicy//prod-bases``), a file path for ``serve``'s errors.
+
+A key can hold a policy *and* an error at once: a broken update keeps the last
+good version in force and records why the new one was refused. Failing closed
+on a typo matters here: an Enforce policy must not silently vanish because
+someone's edit did not compile.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from controller.policy.model import CompiledPolicy
+
+
+def policy_key(kind: str, namespace: str | None, name: str) -> str:
+    """The store key of a policy custom resource: ``kind/namespace/name`` (namespace empty for cluster kinds)."""
+    return f"{kind}/{namespace or ''}/{name}"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What is in force at one moment.
+
+    ``policies`` are ordered by key, so evaluation order (and thus message order)
+    does not depend on the order updates arrived in. ``loaded`` turns true once
+    the writer has finished its first full pass (all files read, or the
+    operator's initial listing done): before that, an empty store would allow
+    everything, so ``/readyz`` says not ready.
+    """
+
+    policies: tuple[CompiledPolicy, ...] = ()
+    errors: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    generation: int = 0
+    loaded: bool = False
+
+    def summary(self) -> str:
+        """One line for ``/readyz`` and the log: counts and what is broken."""
+        text = (
+            f"{len(self.policies)} {'policy' if len(self.policies) == 1 else 'policies'} in force"
+        )
+        if self.errors:
+            text += f", {len(self.errors)} with errors"
+        return text
+
+
+class PolicyStore:
+    """Holds the current :class:`Snapshot`; every change makes a new one."""
+
+    def __init__(self) -> None:
+        self._policies: dict[str, CompiledPolicy] = {}
+        self._errors: dict[str, str] = {}
+        self._snapshot = Snapshot()
+
+    @property
+    def snapshot(self) -> Snapshot:
+        return self._snapshot
+
+    def replace(
+        self,
+        policies: Mapping[str, CompiledPolicy] | Iterable[tuple[str, CompiledPolicy]],
+        errors: Mapping[str, str] | None = None,
+        *,
+        loaded: bool = True,
+    ) -> Snapshot:
+        """Swap everything at once (``serve`` after reading its files)."""
+        items = policies.items() if isinstance(policies, Mapping) else policies
+        self._policies = dict(items)
+        self._errors = dict(errors or {})
+        return self._publish(loaded=loaded or self._snapshot.loaded)
+
+    def upsert(self, key: str, item: CompiledPolicy | str | Exception) -> Snapshot:
+        """Add or change one entry.
+
+        A :class:`CompiledPolicy` replaces the entry and clears its error. A
+        string or exception records why the entry is broken and keeps its last
+        good policy, if it had one.
+        """
+        if isinstance(item, CompiledPolicy):
+            self._policies[key] = item
+            self._errors.pop(key, None)
+        else:
+            self._errors[key] = str(item)
+        return self._publish(loaded=self._snapshot.loaded)
+
+    def remove(self, key: str) -> Snapshot:
+        """Drop the entry: its policy and its error."""
+        self._policies.pop(key, None)
+        self._errors.pop(key, None)
+        return self._publish(loaded=self._snapshot.loaded)
+
+    def mark_loaded(self) -> Snapshot:
+        """The writer's first full pass is done: from now on the store may be served."""
+        return self._publish(loaded=True)
+
+    def _publish(self, *, loaded: bool) -> Snapshot:
+        keys = sorted(self._policies)
+        self._snapshot = Snapshot(
+            policies=tuple(self._policies[k] for k in keys),
+            errors=MappingProxyType(dict(sorted(self._errors.items()))),
+            generation=self._snapshot.generation + 1,
+            loaded=loaded,
+        )
+        return self._snapshot

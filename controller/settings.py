@@ -1,0 +1,69 @@
+"""Run-time settings of the webhook server, read once at start-up and passed down.
+
+Nothing here reads the environment or the command line by itself: ``serve``
+(and later the operator) builds one :class:`Settings` from its arguments and
+hands it to whatever needs it, so tests build their own without patching.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    host: str = "0.0.0.0"
+    """Address to listen on. All interfaces by default: in a cluster the apiserver
+    reaches the pod through its Service; tests and local runs pass 127.0.0.1."""
+
+    port: int = 8443
+    """HTTPS port (SPEC §6). 0 picks a free port (tests)."""
+
+    budget: float = 8.0
+    """The longest one review may spend, in seconds, when the apiserver does not say.
+    The apiserver appends ``?timeout=Ns`` (the webhook's ``timeoutSeconds``) to every
+    call; that value minus :attr:`safety_margin` can only lower this."""
+
+    safety_margin: float = 1.5
+    """Seconds kept back from the apiserver's timeout for evaluation, the answer's
+    trip back and the apiserver's own overhead: an answer that arrives after the
+    apiserver gave up counts as a failure (``failurePolicy``), not as a verdict."""
+
+    min_budget: float = 0.25
+    """Floor for the lookup budget when the timeout minus the margin leaves less.
+    A cached lineage still answers in that time; an uncached one falls to
+    ``onLookupFailure``. Never more than half of the apiserver's timeout."""
+
+    max_body: int = 3 * MIB
+    """Largest request body accepted (HTTP 413 beyond). A review carries the object
+    and, on UPDATE, the old object: a big ConfigMap-sized pod template twice over
+    fits comfortably; anything larger is not a workload."""
+
+    policy_reload_interval: float = 2.0
+    """How often ``serve`` checks its policy files for changes, in seconds."""
+
+    cert_reload_interval: float = 5.0
+    """How often the serving certificate and key files are checked for changes, in
+    seconds. A rotated Secret volume is picked up without a restart."""
+
+    shutdown_timeout: float = 5.0
+    """Seconds in-flight reviews get to finish after SIGTERM before connections close."""
+
+    log_level: str = "INFO"
+    """Level of the JSON-lines log on stderr."""
+
+    def budget_for(self, timeout: float | None) -> float:
+        """Seconds a review may spend, given the apiserver's ``?timeout=`` (``None``: absent).
+
+        ``min(timeout - margin, budget)``; when that is below :attr:`min_budget`
+        (a tiny ``timeoutSeconds``), ``min(min_budget, timeout / 2)`` so the
+        answer still arrives before the apiserver stops waiting.
+        """
+        if timeout is None or timeout <= 0:
+            return self.budget
+        budget = min(timeout - self.safety_margin, self.budget)
+        if budget < self.min_budget:
+            budget = min(self.min_budget, timeout / 2)
+        return budget

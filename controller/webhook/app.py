@@ -1,0 +1,210 @@
+"""The HTTP transport: aiohttp routes around a :class:`~controller.webhook.handlers.Reviewer`.
+
+Routes: ``POST /validate``, ``POST /mutate`` (AdmissionReview v1), ``GET
+/healthz`` (the process answers), ``GET /readyz`` (policies loaded), ``GET
+/metrics`` (Prometheus text).
+
+Status codes, and why:
+
+* 200 for every review we understood, whatever the verdict: the verdict is
+  in the body. Anything else makes the apiserver apply ``failurePolicy``.
+* 400 with a reason for a body that is not an AdmissionReview v1 (not JSON, no
+  ``request``, no ``uid``, another ``apiVersion``), 413 for a body over
+  ``Settings.max_body``. Both carry a ``metav1.Status`` JSON body, which the
+  apiserver's client turns into a readable "failed calling webhook" message.
+* never 500: review handling never raises (see :mod:`.handlers`), and a
+  middleware turns anything unexpected elsewhere into a logged 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from controller.errors import BadReview
+from controller.policy.store import PolicyStore
+from controller.settings import Settings
+from controller.webhook.handlers import Admission, Endpoint, Reviewer, utc_now
+from controller.webhook.metrics import CONTENT_TYPE, Metrics
+from controller.webhook.review import parse_review, status_body
+
+if TYPE_CHECKING:
+    import datetime as dt
+    from collections.abc import Awaitable, Callable
+
+    from controller.assess import Assessor
+
+log = logging.getLogger("baseguard.webhook")
+
+SETTINGS = web.AppKey("settings", Settings)
+STORE = web.AppKey("store", PolicyStore)
+METRICS = web.AppKey("metrics", Metrics)
+REVIEWER = web.AppKey("reviewer", Reviewer)
+
+_GO_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+_UNITS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "μs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+}
+
+
+def parse_timeout(text: str | None) -> float | None:
+    """The apiserver's ``?timeout=`` (a Go duration: ``10s``, ``1m0s``, ``2.5s``) in seconds.
+
+    ``None`` when absent or unreadable: a strange query parameter is no reason
+    to refuse a review, the configured budget applies instead.
+    """
+    if not text:
+        return None
+    text = text.strip()
+    pos, total = 0, 0.0
+    for match in _GO_DURATION.finditer(text):
+        if match.start() != pos:
+            return None
+        total += float(match.group(1)) * _UNITS[match.group(2)]
+        pos = match.end()
+    if pos != len(text) or pos == 0:
+        return None
+    return total
+
+
+def make_app(
+    *,
+    store: PolicyStore,
+    assessor: Assessor,
+    settings: Settings,
+    metrics: Metrics | None = None,
+    clock: Callable[[], dt.datetime] = utc_now,
+    reviewer: Reviewer | None = None,
+) -> web.Application:
+    """The webhook application. ``reviewer`` replaces the default :class:`Admission` (tests)."""
+    metrics = metrics if metrics is not None else Metrics(snapshot=lambda: store.snapshot)
+    app = web.Application(client_max_size=settings.max_body, middlewares=[_guard])
+    app[SETTINGS] = settings
+    app[STORE] = store
+    app[METRICS] = metrics
+    app[REVIEWER] = reviewer or Admission(
+        store=store, assessor=assessor, metrics=metrics, clock=clock
+    )
+    app.router.add_post("/validate", validate)
+    app.router.add_post("/mutate", mutate)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_handler)
+    return app
+
+
+# --------------------------------------------------------------------------- reviews
+
+
+async def validate(request: web.Request) -> web.Response:
+    return await _review(request, Endpoint.VALIDATE)
+
+
+async def mutate(request: web.Request) -> web.Response:
+    return await _review(request, Endpoint.MUTATE)
+
+
+def _refuse(
+    request: web.Request, endpoint: Endpoint, code: int, reason: str, message: str
+) -> web.Response:
+    request.app[METRICS].requests.labels(endpoint.value, "", "invalid").inc()
+    log.info(
+        "refused",
+        extra={"fields": {"endpoint": endpoint.value, "status": code, "reason": message}},
+    )
+    return _json(status_body(code, reason, message), status=code)
+
+
+async def _review(request: web.Request, endpoint: Endpoint) -> web.Response:
+    started = time.perf_counter()
+    settings = request.app[SETTINGS]
+    limit = settings.max_body
+    if request.content_length is not None and request.content_length > limit:
+        return _refuse(
+            request,
+            endpoint,
+            413,
+            "RequestEntityTooLarge",
+            f"the AdmissionReview is {request.content_length} bytes; the limit is {limit}",
+        )
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return _refuse(
+            request,
+            endpoint,
+            413,
+            "RequestEntityTooLarge",
+            f"the AdmissionReview is over the limit of {limit} bytes",
+        )
+    try:
+        review = parse_review(body)
+    except BadReview as exc:
+        return _refuse(request, endpoint, 400, "BadRequest", f"bad AdmissionReview: {exc.message}")
+    budget = settings.budget_for(parse_timeout(request.query.get("timeout")))
+    answer = await request.app[REVIEWER](review, endpoint=endpoint, budget=budget, started=started)
+    return _json(answer)
+
+
+def _json(data: Any, *, status: int = 200) -> web.Response:
+    return web.Response(
+        body=json.dumps(data, separators=(",", ":")).encode(),
+        status=status,
+        content_type="application/json",
+    )
+
+
+# --------------------------------------------------------------------------- probes and metrics
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """The process is alive and its event loop answers; nothing more (a liveness probe)."""
+    return web.Response(text="ok\n")
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """200 once policies are loaded, listing any that are broken; 503 before."""
+    snap = request.app[STORE].snapshot
+    body = {
+        "ready": snap.loaded,
+        "policies": len(snap.policies),
+        "generation": snap.generation,
+        "errors": dict(snap.errors),
+        "message": snap.summary() if snap.loaded else "policies are not loaded yet",
+    }
+    return _json(body, status=200 if snap.loaded else 503)
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    data = request.app[METRICS].render()
+    return web.Response(body=data, headers={"Content-Type": CONTENT_TYPE})
+
+
+@web.middleware
+async def _guard(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Whatever slips through becomes a logged 503, never aiohttp's bare 500."""
+    try:
+        return await handler(request)
+    except (web.HTTPException, asyncio.CancelledError):
+        raise
+    except Exception:
+        log.exception("internal error", extra={"fields": {"path": request.path}})
+        return _json(
+            status_body(503, "ServiceUnavailable", "baseguard internal error; see its log"),
+            status=503,
+        )

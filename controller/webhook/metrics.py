@@ -1,0 +1,147 @@
+"""Prometheus metrics of the webhook, on a registry of its own.
+
+Each :class:`Metrics` owns a :class:`CollectorRegistry`: prometheus-client's
+global default registry is process state, which two apps in one test process
+(or the bench's server and floor) would share and collide in.
+
+Gauges that describe state owned elsewhere (the policy store, the registry
+client's counters) are read at scrape time through callbacks, so they can never
+drift from what they describe and cost nothing per request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Protocol
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from controller.policy.store import Snapshot
+
+#: Latency buckets from half a millisecond (a cached review) to the longest budget.
+LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+)  # fmt: skip
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class RegistryStats(Protocol):
+    """The registry client's counters (``RegistryClient.stats``), as far as metrics read them."""
+
+    total: int
+    cache_hits: int
+    cache_misses: int
+    coalesced: int
+
+    @property
+    def by_kind(self) -> Mapping[tuple[str, str], int]: ...
+
+
+StatsSource = Callable[[], RegistryStats]
+
+
+class _Callbacks:
+    """A collector that asks its sources at scrape time."""
+
+    def __init__(
+        self, snapshot: Callable[[], Snapshot] | None, registry_stats: StatsSource | None
+    ) -> None:
+        self._snapshot = snapshot
+        self._stats = registry_stats
+
+    def collect(self) -> Iterator[Metric]:
+        if self._snapshot is not None:
+            snap = self._snapshot()
+            gauge = GaugeMetricFamily(
+                "baseguard_policies",
+                "Policies known to the webhook, by state (error: a source that failed to "
+                "compile; its last good version, if any, stays in force).",
+                labels=["state"],
+            )
+            gauge.add_metric(["ready"], len(snap.policies))
+            gauge.add_metric(["error"], len(snap.errors))
+            yield gauge
+            yield GaugeMetricFamily(
+                "baseguard_policy_generation",
+                "How many times the policy store has changed since start.",
+                value=snap.generation,
+            )
+        if self._stats is not None:
+            yield from _registry_metrics(self._stats())
+
+    def describe(self) -> list[Metric]:
+        return []  # read at scrape time only
+
+
+def _registry_metrics(stats: RegistryStats) -> Iterator[Metric]:
+    requests = CounterMetricFamily(
+        "baseguard_registry_requests",
+        "HTTP requests the registry client sent, by method and what was asked for.",
+        labels=["method", "kind"],
+    )
+    for (method, kind), count in sorted(stats.by_kind.items()):
+        requests.add_metric([method, kind], count)
+    yield requests
+    for name, value, text in (
+        ("cache_hits", stats.cache_hits, "Registry lookups answered from the client's cache."),
+        (
+            "cache_misses",
+            stats.cache_misses,
+            "Registry lookups that had to ask (or join an asker).",
+        ),
+        ("coalesced", stats.coalesced, "Lookups that joined an identical one already in flight."),
+    ):
+        yield CounterMetricFamily(f"baseguard_registry_{name}", text, value=value)
+
+
+class Metrics:
+    """The webhook's counters and histograms."""
+
+    def __init__(
+        self,
+        *,
+        snapshot: Callable[[], Snapshot] | None = None,
+        registry_stats: StatsSource | None = None,
+    ) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "baseguard_admission_requests",
+            "Admission reviews answered, by endpoint, object kind and verdict "
+            "(allow, audit, warn, deny; error: an internal failure answered safely; "
+            "invalid: HTTP 400/413).",
+            ["endpoint", "kind", "verdict"],
+            registry=self.registry,
+        )
+        self.violations = Counter(
+            "baseguard_admission_violations",
+            "Violations found in admitted (non-dry-run) reviews, by policy, rule and action.",
+            ["policy", "rule", "action"],
+            registry=self.registry,
+        )
+        self.duration = Histogram(
+            "baseguard_admission_duration_seconds",
+            "Time from the request's arrival to its answer, by endpoint.",
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.patches = Counter(
+            "baseguard_admission_patches",
+            "JSONPatch operations returned by /mutate, by kind (pin: image rewritten to "
+            "tag@digest; annotate: checked digests recorded on a Pod).",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.registry.register(_Callbacks(snapshot, registry_stats))
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition."""
+        return bytes(generate_latest(self.registry))
+
+    def sample(self, name: str, labels: Mapping[str, str] | None = None) -> float | None:
+        """One sample's value (tests and the bench): ``sample("baseguard_policies", {"state": "ready"})``."""
+        value: Any = self.registry.get_sample_value(name, dict(labels or {}))
+        return None if value is None else float(value)

@@ -1,0 +1,555 @@
+"""AdmissionReview ``admission.k8s.io/v1``: parse the request, shape the response.
+
+PURE: no I/O, no clock, no aiohttp. The transport (:mod:`controller.webhook.app`)
+hands in bytes and serialises the dict this module builds; the decision comes
+from :mod:`controller.assess`, never from here.
+
+What the apiserver accepts in a response, and what we send:
+
+* ``status`` on a denial: ``{code: 403, reason: Forbidden, message}``. kubectl
+  prints ``admission webhook "…" denied the request: <message>``; the message
+  names container, image, policy, rule and the fix, one line per problem.
+* ``warnings``: the apiserver passes them to the client as ``Warning`` headers.
+  Kubernetes asks for at most 120 characters each and truncates the lot past
+  4,096 bytes, so we keep each under 120 (ASCII ``...`` on a cut, since a header
+  is not the place for multi-byte characters) and the total under 2 KiB, then a
+  last ``... and N more``. The full text is in the decision log.
+* ``auditAnnotations``: the apiserver prefixes each key with the webhook's name
+  and a ``/`` (``validate.baseguard.io/<key>``) and drops any pair whose result
+  is not a valid qualified name. So a key is only the *name part*: no ``/``, at
+  most 63 characters of ``[A-Za-z0-9._-]``, alphanumeric at both ends. A
+  namespaced policy ``payments/legacy`` becomes ``payments.legacy``.
+* ``patch``: base64 of a JSONPatch (RFC 6902), with ``patchType: JSONPatch``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from controller.errors import BadReview
+from controller.policy.model import Action, CompiledPolicy
+from controller.policy.verdict import ImageResult, Violation
+from controller.workloads import ContainerImage, Workload, extract, pod_spec_images, pointer
+
+if TYPE_CHECKING:
+    from controller.assess import WorkloadResult
+
+API_VERSION = "admission.k8s.io/v1"
+KIND = "AdmissionReview"
+
+#: The kinds of SPEC §6 and the API group each is served from. A kind is judged
+#: only from its own group, so a CRD that happens to be called ``Job`` is not
+#: mistaken for a ``batch/v1`` Job.
+WORKLOAD_GROUPS: Mapping[str, str] = {
+    "Pod": "",
+    "ReplicationController": "",
+    "PodTemplate": "",
+    "Deployment": "apps",
+    "ReplicaSet": "apps",
+    "StatefulSet": "apps",
+    "DaemonSet": "apps",
+    "Job": "batch",
+    "CronJob": "batch",
+}
+
+EPHEMERAL_SUBRESOURCE = "ephemeralcontainers"
+
+#: The annotation that records, on a Pod, which digest each image was checked at.
+CHECKED_DIGESTS = "baseguard.io/checked-digests"
+
+WARNING_MAX = 120
+WARNINGS_TOTAL_MAX = 2048
+MESSAGE_LINE_MAX = 600
+MESSAGE_LINES_MAX = 10
+AUDIT_KEY_MAX = 63
+AUDIT_VALUE_MAX = 1024
+
+_SECTION_NOUN = {
+    "containers": "container",
+    "initContainers": "init container",
+    "ephemeralContainers": "ephemeral container",
+    "volumes": "image volume",
+}
+_NOT_PRINTABLE = re.compile(r"[^\x20-\x7e]+")
+_SPACES = re.compile(r"\s+")
+_AUDIT_KEY_BAD = re.compile(r"[^A-Za-z0-9._-]+")
+_AUDIT_KEY = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+
+
+# --------------------------------------------------------------------------- request
+
+
+@dataclass(frozen=True)
+class Review:
+    """The part of an ``AdmissionReview.request`` baseguard needs."""
+
+    uid: str
+    kind: str
+    group: str = ""
+    version: str = ""
+    resource: str = ""
+    sub_resource: str = ""
+    operation: str = "CREATE"
+    namespace: str | None = None
+    name: str | None = None
+    object: Mapping[str, Any] | None = None
+    old_object: Mapping[str, Any] | None = None
+    dry_run: bool = False
+    user: str | None = None
+
+    @property
+    def title(self) -> str:
+        """``Deployment prod/web`` for messages and logs."""
+        where = f"{self.namespace}/" if self.namespace else ""
+        return f"{self.kind} {where}{self.name or '<unnamed>'}"
+
+
+def _field(container: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any] | None:
+    value = container.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise BadReview(f"{where}.{key} must be an object, not {type(value).__name__}")
+    return value
+
+
+def _text(container: Mapping[str, Any], key: str, where: str, *, required: bool = False) -> str:
+    value = container.get(key)
+    if value is None or value == "":
+        if required:
+            raise BadReview(f"{where}.{key} is missing")
+        return ""
+    if not isinstance(value, str):
+        raise BadReview(f"{where}.{key} must be a string, not {type(value).__name__}")
+    return value
+
+
+def parse_review(body: bytes | str) -> Review:
+    """Parse an AdmissionReview v1; :class:`BadReview` says what is wrong (HTTP 400)."""
+    try:
+        doc = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise BadReview(f"the body is not JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise BadReview(f"an AdmissionReview is a JSON object, not {type(doc).__name__}")
+    api_version, kind = doc.get("apiVersion"), doc.get("kind")
+    if api_version != API_VERSION:
+        raise BadReview(
+            f"apiVersion must be {API_VERSION}, not {api_version!r}: "
+            "set admissionReviewVersions: [v1] in the webhook configuration"
+        )
+    if kind != KIND:
+        raise BadReview(f"kind must be {KIND}, not {kind!r}")
+    request = doc.get("request")
+    if not isinstance(request, dict):
+        raise BadReview("the AdmissionReview has no request object")
+    uid = _text(request, "uid", "request", required=True)
+    gvk = _field(request, "kind", "request") or {}
+    resource = _field(request, "resource", "request") or {}
+    user = _field(request, "userInfo", "request") or {}
+    dry_run = request.get("dryRun", False)
+    if dry_run is not None and not isinstance(dry_run, bool):
+        raise BadReview("request.dryRun must be a boolean")
+    return Review(
+        uid=uid,
+        kind=_text(gvk, "kind", "request.kind", required=True),
+        group=_text(gvk, "group", "request.kind"),
+        version=_text(gvk, "version", "request.kind"),
+        resource=_text(resource, "resource", "request.resource"),
+        sub_resource=_text(request, "subResource", "request"),
+        operation=_text(request, "operation", "request", required=True),
+        namespace=_text(request, "namespace", "request") or None,
+        name=_text(request, "name", "request") or None,
+        object=_field(request, "object", "request"),
+        old_object=_field(request, "oldObject", "request"),
+        dry_run=bool(dry_run),
+        user=user.get("username") if isinstance(user.get("username"), str) else None,
+    )
+
+
+# --------------------------------------------------------------------------- what to judge
+
+
+def is_workload(review: Review) -> bool:
+    """A kind of SPEC §6, from its own API group."""
+    return WORKLOAD_GROUPS.get(review.kind) == review.group
+
+
+def workloads_of(review: Review) -> list[Workload]:
+    """The workload in the review, holding only the images this request can change.
+
+    * CREATE: every image. DELETE and CONNECT: none.
+    * UPDATE: only images whose (JSON pointer, image) pair is not in
+      ``oldObject``, so an unrelated edit (a replica count, a label) of an old
+      Deployment is not blocked by an image that was admitted long ago, or
+      before the policy existed. A changed or added image is judged.
+    * ``pods/ephemeralcontainers``: only the ephemeral containers (``kubectl
+      debug``), minus those already there. The body is a Pod (since 1.22);
+      the older ``EphemeralContainers`` body is understood too.
+    * any other subresource (``status``, ``scale``, ``binding`` …): none; it
+      cannot change an image.
+
+    A kind outside SPEC §6 (or from another API group) yields nothing.
+    """
+    if review.operation not in ("CREATE", "UPDATE") or review.object is None:
+        return []
+    if not is_workload(review):
+        return []
+    ephemeral = review.sub_resource == EPHEMERAL_SUBRESOURCE and review.kind == "Pod"
+    if review.sub_resource and not ephemeral:
+        return []
+    found = _extract(review, review.object)
+    if not found:
+        return []
+    workload = found[0]
+    images: Iterable[ContainerImage] = workload.images
+    if ephemeral:
+        images = [i for i in images if i.section == "ephemeralContainers"]
+    if review.operation == "UPDATE" and review.old_object is not None:
+        before = {(i.path, i.image) for w in _extract(review, review.old_object) for i in w.images}
+        images = [i for i in images if (i.path, i.image) not in before]
+    return [replace(workload, images=tuple(images), name=workload.name or _name(review))]
+
+
+def _extract(review: Review, obj: Mapping[str, Any]) -> list[Workload]:
+    if obj.get("kind") == "EphemeralContainers":  # the pre-1.22 subresource body
+        meta = obj.get("metadata")
+        meta = meta if isinstance(meta, Mapping) else {}
+        name = meta.get("name")
+        return [
+            Workload(
+                kind="Pod",
+                name=name if isinstance(name, str) and name else review.name,
+                namespace=review.namespace,
+                images=tuple(pod_spec_images(obj, "")),
+                source="admission",
+            )
+        ]
+    if obj.get("kind") != review.kind:  # the apiserver sets it; trust the request, not the body
+        obj = {**obj, "kind": review.kind}
+    return extract(obj, source="admission", default_namespace=review.namespace)
+
+
+def _name(review: Review) -> str | None:
+    """Pods made by a controller have only ``generateName`` when admitted."""
+    if review.name:
+        return review.name
+    meta = (review.object or {}).get("metadata")
+    if isinstance(meta, Mapping):
+        generate = meta.get("generateName")
+        if isinstance(generate, str) and generate:
+            return generate
+    return None
+
+
+# --------------------------------------------------------------------------- findings
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One violation of one image, with where the image sits in the object."""
+
+    image: ContainerImage
+    violation: Violation
+
+    @property
+    def where(self) -> str:
+        """``container "app"``, ``init container "setup"``, ``image volume "models"``."""
+        noun = _SECTION_NOUN.get(self.image.section, "container")
+        if self.image.container:
+            return f'{noun} "{self.image.container}"'
+        return f"{noun} at {self.image.path}"
+
+    @property
+    def label(self) -> str:
+        """``rule (policy)``: how a short line names what was broken."""
+        return f"{self.violation.rule.value} ({self.violation.policy})"
+
+
+def findings(results: Iterable[WorkloadResult]) -> list[Finding]:
+    """Every violation, in object order (image by image, then policy, rule)."""
+    return [
+        Finding(item, violation)
+        for result in results
+        for item, image_result in zip(result.workload.images, result.results, strict=True)
+        for violation in image_result.violations
+    ]
+
+
+def not_evaluated(results: Iterable[WorkloadResult]) -> list[str]:
+    """Rules no image could be judged on (``serve --offline``), by name, once each."""
+    seen: dict[str, None] = {}
+    for result in results:
+        for image_result in result.results:
+            for rule in image_result.not_evaluated:
+                seen.setdefault(rule.value, None)
+    return list(seen)
+
+
+# --------------------------------------------------------------------------- response parts
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` as one printable ASCII line of at most ``limit`` bytes, ``...`` where cut."""
+    line = _NOT_PRINTABLE.sub("?", _SPACES.sub(" ", text).strip())
+    if len(line) <= limit:
+        return line
+    return line[: max(limit - 3, 0)].rstrip() + "..."
+
+
+def deny_message(found: Sequence[Finding], *, uid: str = "") -> str:
+    """The ``status.message`` of a denial: one line per denying violation.
+
+    Each line: ``container "app" image "python:3.8": policy P, rule R: <what,
+    why and the fix>``. At most :data:`MESSAGE_LINES_MAX` lines of
+    :data:`MESSAGE_LINE_MAX` bytes; the rest is counted and left to the log.
+    """
+    lines: dict[str, None] = {}
+    for f in found:
+        if f.violation.action is not Action.DENY:
+            continue
+        v = f.violation
+        lines.setdefault(
+            clip(
+                f'{f.where} image "{f.image.image}": policy {v.policy}, rule {v.rule.value}: '
+                f"{v.message}",
+                MESSAGE_LINE_MAX,
+            )
+        )
+    shown = list(lines)[:MESSAGE_LINES_MAX]
+    rest = len(lines) - len(shown)
+    if rest:
+        where = f" (uid {uid})" if uid else ""
+        shown.append(f"... and {rest} more in the baseguard log{where}")
+    return "\n".join(shown)
+
+
+def warning_lines(found: Sequence[Finding], *, extra: Sequence[str] = ()) -> list[str]:
+    """``warnings``: warn-level violations, then waived ones, then ``extra`` notes.
+
+    Each at most :data:`WARNING_MAX` bytes; together at most
+    :data:`WARNINGS_TOTAL_MAX`, the last line saying how many were left out.
+    """
+    candidates: dict[str, None] = {}
+    for f in found:
+        v = f.violation
+        if v.action is Action.WARN:
+            candidates.setdefault(clip(f"{f.label}, {f.where}: {v.message}", WARNING_MAX))
+    for f in found:
+        v = f.violation
+        if v.waived is not None:
+            candidates.setdefault(clip(f"{f.label}, {f.where}: {v.waived}", WARNING_MAX))
+    for note in extra:
+        candidates.setdefault(clip(note, WARNING_MAX))
+    out: list[str] = []
+    total = 0
+    items = list(candidates)
+    for i, line in enumerate(items):
+        left = len(items) - i
+        reserve = 0 if left == 1 else len(f"... and {left} more (see the baseguard log)")
+        if total + len(line) + reserve > WARNINGS_TOTAL_MAX:
+            out.append(f"... and {left} more (see the baseguard log)")
+            break
+        out.append(line)
+        total += len(line)
+    return out
+
+
+def audit_key(policy: str) -> str:
+    """A valid audit-annotation key (qualified-name *name part*) for a policy key.
+
+    ``payments/legacy`` → ``payments.legacy``; longer than 63 characters →
+    cut, with a short hash so two long names stay distinct.
+    """
+    key = _AUDIT_KEY_BAD.sub("-", policy.replace("/", ".")).strip("-._") or "policy"
+    if len(key) > AUDIT_KEY_MAX:
+        digest = hashlib.sha256(policy.encode()).hexdigest()[:8]
+        key = key[: AUDIT_KEY_MAX - 9].rstrip("-._") + "-" + digest
+    if not _AUDIT_KEY.match(key):  # pragma: no cover - the steps above guarantee it
+        key = "policy-" + hashlib.sha256(policy.encode()).hexdigest()[:8]
+    return key
+
+
+def audit_annotations(found: Sequence[Finding]) -> dict[str, str]:
+    """One key per policy with audit-level violations: ``rule: where image; ...``."""
+    per_policy: dict[str, dict[str, None]] = {}
+    for f in found:
+        v = f.violation
+        if v.action is Action.AUDIT:
+            per_policy.setdefault(v.policy, {}).setdefault(
+                f"{v.rule.value}: {f.where} {f.image.image}"
+            )
+    return {
+        audit_key(policy): clip("; ".join(items), AUDIT_VALUE_MAX)
+        for policy, items in per_policy.items()
+    }
+
+
+# --------------------------------------------------------------------------- mutation
+
+
+def encode_patch(operations: Sequence[Mapping[str, Any]]) -> str:
+    """base64 of the JSONPatch, as ``response.patch`` wants it."""
+    return base64.b64encode(json.dumps(list(operations), separators=(",", ":")).encode()).decode()
+
+
+def checked_digest(result: ImageResult) -> str | None:
+    """The digest the lineage was looked up at (index or manifest), if the lookup succeeded."""
+    lineage = result.facts.lineage
+    if lineage is None or lineage.failure is not None:
+        return None
+    return lineage.digest
+
+
+def pin_operations(
+    results: Iterable[WorkloadResult], policies: Mapping[str, CompiledPolicy]
+) -> list[dict[str, Any]]:
+    """``replace`` each image that a ``pinning.mutateToDigest`` policy applies to with
+    ``registry/repository:tag@digest`` — the digest whose lineage was judged, so what
+    runs is what was admitted.
+
+    The normalized name is written (``python:3.12`` →
+    ``docker.io/library/python:3.12@sha256:…``), not the user's short form: the
+    digest was resolved on that registry, and a runtime configured with
+    unqualified-search registries (CRI-O, Podman) could otherwise pull the
+    short name from somewhere else. Images that already carry a digest, or
+    whose lookup failed, are left alone.
+    """
+    ops: list[dict[str, Any]] = []
+    for result in results:
+        for item, image_result in zip(result.workload.images, result.results, strict=True):
+            ref = image_result.facts.reference
+            digest = checked_digest(image_result)
+            if ref is None or ref.digest is not None or digest is None:
+                continue
+            wants = any(
+                (p := policies.get(key)) is not None and p.pinning.mutate_to_digest
+                for key in image_result.policies
+            )
+            if wants:
+                value = f"{ref.name}:{ref.effective_tag}@{digest}"
+                ops.append({"op": "replace", "path": item.path, "value": value})
+    return ops
+
+
+def digest_annotation_operations(
+    review: Review, results: Iterable[WorkloadResult]
+) -> list[dict[str, Any]]:
+    """Record ``{container: digest}`` in the Pod annotation :data:`CHECKED_DIGESTS`.
+
+    The safe default when no policy opts into rewriting images (SPEC §6):
+    only for a Pod itself (not its subresources), since annotating a
+    Deployment's template would show up as drift to a GitOps tool and loop.
+    Merged with what the annotation already holds, so an UPDATE that checks
+    one changed image keeps the others. Image volumes are keyed ``volume:<name>``.
+    """
+    if review.kind != "Pod" or review.sub_resource or review.object is None:
+        return []
+    checked: dict[str, str] = {}
+    for result in results:
+        for item, image_result in zip(result.workload.images, result.results, strict=True):
+            digest = checked_digest(image_result)
+            if digest is None:
+                continue
+            name = item.container or item.path
+            checked[f"volume:{name}" if item.section == "volumes" else name] = digest
+    if not checked:
+        return []
+    raw_meta = review.object.get("metadata")
+    meta: Mapping[str, Any] = raw_meta if isinstance(raw_meta, Mapping) else {}
+    annotations = meta.get("annotations")
+    merged: dict[str, str] = {}
+    if isinstance(annotations, Mapping):
+        try:
+            previous = json.loads(annotations.get(CHECKED_DIGESTS) or "{}")
+        except (TypeError, json.JSONDecodeError):
+            previous = {}
+        if isinstance(previous, dict):
+            merged.update({k: v for k, v in previous.items() if isinstance(v, str)})
+    before = dict(merged)
+    merged.update(checked)
+    if merged == before:
+        return []
+    value = json.dumps(dict(sorted(merged.items())), separators=(",", ":"))
+    if not isinstance(raw_meta, Mapping):
+        return [
+            {"op": "add", "path": "/metadata", "value": {"annotations": {CHECKED_DIGESTS: value}}}
+        ]
+    if not isinstance(annotations, Mapping):
+        return [{"op": "add", "path": "/metadata/annotations", "value": {CHECKED_DIGESTS: value}}]
+    return [
+        {"op": "add", "path": pointer("metadata", "annotations", CHECKED_DIGESTS), "value": value}
+    ]
+
+
+# --------------------------------------------------------------------------- the envelope
+
+
+def build_response(
+    uid: str,
+    *,
+    allowed: bool,
+    code: int = 403,
+    reason: str = "Forbidden",
+    message: str = "",
+    warnings: Sequence[str] = (),
+    audit: Mapping[str, str] | None = None,
+    patch: Sequence[Mapping[str, Any]] = (),
+) -> dict[str, Any]:
+    """The AdmissionReview the apiserver expects back, ``uid`` echoed."""
+    response: dict[str, Any] = {"uid": uid, "allowed": allowed}
+    if not allowed:
+        response["status"] = {"code": code, "reason": reason, "message": message}
+    if warnings:
+        response["warnings"] = list(warnings)
+    if audit:
+        response["auditAnnotations"] = dict(audit)
+    if patch:
+        response["patchType"] = "JSONPatch"
+        response["patch"] = encode_patch(patch)
+    return {"apiVersion": API_VERSION, "kind": KIND, "response": response}
+
+
+def validation_response(
+    review: Review, results: Sequence[WorkloadResult], *, notes: Sequence[str] = ()
+) -> tuple[dict[str, Any], Action, list[Finding]]:
+    """Verdict → AdmissionReview: deny (403 + message), warnings, audit annotations.
+
+    Returns the review, the verdict and the findings (for the log and metrics).
+    """
+    found = findings(results)
+    verdict = Action.ALLOW
+    for result in results:
+        if result.verdict.severity > verdict.severity:
+            verdict = result.verdict
+    skipped = not_evaluated(results)
+    extra = list(notes)
+    if skipped:
+        extra.append(f"baseguard is offline: not evaluated: {', '.join(skipped)}")
+    denied = verdict is Action.DENY
+    body = build_response(
+        review.uid,
+        allowed=not denied,
+        message=deny_message(found, uid=review.uid) if denied else "",
+        warnings=warning_lines(found, extra=extra),
+        audit=audit_annotations(found),
+    )
+    return body, verdict, found
+
+
+def status_body(code: int, reason: str, message: str) -> dict[str, Any]:
+    """A ``metav1.Status`` for a non-200 answer: the apiserver's client shows its message."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Status",
+        "status": "Failure",
+        "code": code,
+        "reason": reason,
+        "message": message,
+    }

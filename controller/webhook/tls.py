@@ -1,0 +1,186 @@
+"""TLS for the webhook: TLS 1.2+, certificate files reloaded without a restart.
+
+The apiserver only talks HTTPS to webhooks. In a cluster the serving pair comes
+from a Secret volume that the operator (or cert-manager) rotates; the kubelet
+swaps the files in place, and :class:`CertReloader` loads the new pair into the
+*same* ``SSLContext``. OpenSSL copies the certificate into each connection when
+the handshake starts, so new connections get the new pair and open ones keep
+theirs: no listener restart, no dropped requests.
+
+:func:`self_signed` makes a throw-away CA and serving certificate for local
+use (``baseguard serve`` without ``--tls-cert``) and for tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import ipaddress
+import logging
+import ssl
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+log = logging.getLogger("baseguard.webhook.tls")
+
+
+def server_context(cert: str | Path, key: str | Path) -> ssl.SSLContext:
+    """A server context for TLS 1.2 and 1.3 only, loaded with ``cert``/``key``."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(str(cert), str(key))
+    return context
+
+
+class CertReloader:
+    """Keeps an ``SSLContext`` loaded with the current contents of two files.
+
+    :meth:`check` compares the files' bytes with what was last loaded (mtimes
+    are unreliable across the kubelet's symlink swap and coarse filesystems),
+    and reloads when they differ. A pair that fails to load — a half-written
+    rotation, a key that does not match — is logged and the previous pair
+    kept; the next check tries again.
+    """
+
+    def __init__(self, cert: str | Path, key: str | Path) -> None:
+        self.cert = Path(cert)
+        self.key = Path(key)
+        self._loaded = self._read()
+        self.context = server_context(self.cert, self.key)
+        self.reloads = 0
+
+    def _read(self) -> tuple[bytes, bytes]:
+        return self.cert.read_bytes(), self.key.read_bytes()
+
+    def check(self) -> bool:
+        """Reload if the files changed; True when a new pair is now in use."""
+        try:
+            current = self._read()
+        except OSError as exc:
+            log.warning(
+                "cannot read the TLS files; keeping the loaded pair",
+                extra={"fields": {"error": str(exc)}},
+            )
+            return False
+        if current == self._loaded:
+            return False
+        try:
+            self.context.load_cert_chain(str(self.cert), str(self.key))
+        except (ssl.SSLError, OSError) as exc:
+            log.warning(
+                "the TLS files changed but do not load; keeping the previous pair",
+                extra={"fields": {"cert": str(self.cert), "error": str(exc)}},
+            )
+            return False
+        self._loaded = current
+        self.reloads += 1
+        log.info("serving certificate reloaded", extra={"fields": {"cert": str(self.cert)}})
+        return True
+
+    async def watch(self, interval: float) -> None:
+        """Check every ``interval`` seconds until cancelled (file reads off the event loop)."""
+        while True:
+            await asyncio.sleep(interval)
+            await asyncio.to_thread(self.check)
+
+
+class Pair(NamedTuple):
+    """PEM texts of a throw-away CA and a serving certificate signed by it: ``ca, cert, key = pair``."""
+
+    ca_pem: bytes
+    cert_pem: bytes
+    key_pem: bytes
+
+    def write(self, directory: str | Path) -> tuple[Path, Path, Path]:
+        """Write ``ca.crt``, ``tls.crt`` and ``tls.key`` (mode 0600); returns their paths."""
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = out / "ca.crt", out / "tls.crt", out / "tls.key"
+        for path, data in zip(paths, (self.ca_pem, self.cert_pem, self.key_pem), strict=True):
+            path.touch(mode=0o600, exist_ok=True)
+            path.write_bytes(data)
+        return paths
+
+
+def self_signed(
+    hosts: Sequence[str] = ("localhost", "127.0.0.1"),
+    *,
+    days: int = 30,
+    now: dt.datetime | None = None,
+) -> Pair:
+    """A CA and a serving certificate for ``hosts`` (DNS names or IP addresses), EC P-256.
+
+    For local use and tests only: the CA key is not kept, so nothing else can
+    ever be signed by it.
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    start = (now or dt.datetime.now(dt.UTC)) - dt.timedelta(minutes=5)
+    end = start + dt.timedelta(days=days)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "baseguard local CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(end)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    names: list[x509.GeneralName] = []
+    for host in hosts:
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            names.append(x509.DNSName(host))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(
+            x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0] if hosts else "baseguard")])
+        )
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(end)
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    return Pair(
+        ca_pem=ca.public_bytes(pem),
+        cert_pem=cert.public_bytes(pem),
+        key_pem=key.private_bytes(
+            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ),
+    )
