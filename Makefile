@@ -19,6 +19,8 @@ unit:
 	$(PYTHON) -m pytest -q
 
 test: install lint unit
+	$(PYTHON) policies/eol/generate.py --check
+	baseguard policy validate policies/ > /dev/null
 	baseguard test policies/
 
 bench: install

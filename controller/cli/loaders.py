@@ -93,8 +93,12 @@ def is_dockerfile(name: str) -> bool:
 
 
 def is_manifest(name: str) -> bool:
-    """A file read as Kubernetes documents: ``.yaml``, ``.yml``, ``.json``."""
-    return name.lower().endswith(MANIFEST_SUFFIXES)
+    """A file read as Kubernetes documents: ``.yaml``, ``.yml``, ``.json``.
+
+    ``baseguard-test.yaml`` (a policy test, :mod:`controller.cli.testing`) is not
+    a manifest, so ``check`` can walk a folder that holds policy tests.
+    """
+    return name.lower().endswith(MANIFEST_SUFFIXES) and name != "baseguard-test.yaml"
 
 
 def load_inputs(

@@ -174,6 +174,8 @@ def _name_problem(pattern: str, *, repository: bool, tags_field: bool = False) -
     so ``python`` or ``library/*`` would silently match nothing; a repository
     pattern with a tag (``…/python:3.12``) neither.
     """
+    if tags_field and pattern == "scratch":
+        return None  # a base entry may name scratch: static images are built from nothing
     last = pattern.rsplit("/", 1)[-1]
     tagged = ":" in last and ("/" in pattern or not _host_like(last.split(":", 1)[0]))
     if repository and tagged:

@@ -9,10 +9,11 @@ Scope, in short:
 
 * A ``BaseImagePolicy`` (``namespace`` set) covers only objects in its namespace;
   ``match`` narrows both kinds by namespace globs and label selectors.
-* An object without a namespace (a Dockerfile or manifest checked in CI) is not
-  constrained by namespace or object selectors: every policy the user passed
-  applies, namespaced ones included — the user chose them explicitly, and a
-  check that silently skipped them would pass what the cluster denies.
+* An object without a namespace (a Dockerfile checked in CI) is covered only
+  by policies that do not restrict themselves to namespaces (no
+  ``match.namespaces``, no ``namespaceSelector``, not the namespaced kind) and
+  whose ``objectSelector``, if any, matches its (empty) labels: a policy
+  written for ``prod-*`` says nothing about a Dockerfile.
   Waivers limited to ``namespaces`` do *not* cover such objects: a waiver is
   an exception for named places, never a blanket one.
 * ``exclude.images`` and waiver ``images`` match the repository

@@ -13,6 +13,12 @@ what happened and where (host, method, path), and whose ``context`` carries
 ``MANIFEST_UNKNOWN`` is "gone", a timeout is "unreachable"). No message, log
 line or context value ever holds a credential or token.
 
+Caching is shared by every credential set: verified content and tag → digest
+answers fetched with one pod's pull secret serve the next pod too (what they
+reveal is lineage metadata, not layers, and the kubelet still needs its own
+credentials to pull). Failures and tokens are kept per credential set, so an
+anonymous 401 never blocks a lookup that has credentials.
+
 Where requests may go (SPEC §9):
 
 - only the image's registry, its configured mirrors, the bearer realm that

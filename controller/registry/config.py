@@ -169,14 +169,26 @@ class RegistryHost:
 
 @dataclass(frozen=True)
 class RegistryConfig:
+    """Everything the client needs to know about registries; immutable.
+
+    ``hosts`` are the operator's explicit decisions (and so the only hosts
+    allowed to resolve to private addresses). ``credentials`` are added later,
+    per lookup (pull secrets), through :meth:`with_credentials`; they win over
+    configured and Docker-config credentials but never make a host explicit:
+    a tenant's pull secret must not open the cluster network to probing.
+    """
+
     hosts: Mapping[str, RegistryHost] = field(default_factory=lambda: MappingProxyType({}))
     timeout: float = DEFAULT_TIMEOUT
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY
     docker_config: DockerCredentials | None = None
+    credentials: Mapping[str, Credentials] = field(default_factory=lambda: MappingProxyType({}))
 
     def __post_init__(self) -> None:
         if not isinstance(self.hosts, MappingProxyType):
             object.__setattr__(self, "hosts", MappingProxyType(dict(self.hosts)))
+        if not isinstance(self.credentials, MappingProxyType):
+            object.__setattr__(self, "credentials", MappingProxyType(dict(self.credentials)))
 
     @classmethod
     def of(cls, *hosts: RegistryHost, **kwargs: Any) -> RegistryConfig:
@@ -188,15 +200,23 @@ class RegistryConfig:
         return host in self.hosts or any(host in h.mirrors for h in self.hosts.values())
 
     def host(self, host: str) -> RegistryHost:
-        """Settings for ``host``; Docker config credentials fill in when none are configured."""
+        """Settings for ``host``, with the credentials that apply.
+
+        Credentials: pull-secret ones (:meth:`with_credentials`) first, then
+        the configured ones, then the Docker config's.
+        """
         entry = self.hosts.get(host)
-        if entry is None and canonical_host(host) == DOCKER_HUB:
+        hub = canonical_host(host) == DOCKER_HUB
+        if entry is None and hub:
             entry = self.hosts.get(DOCKER_HUB)
         entry = entry or RegistryHost(host=host)
+        extra = self.credentials.get(canonical_host(host))
+        if extra is not None:
+            return _with_creds(entry, extra)
         if entry.credentials.empty and self.docker_config is not None:
             creds = self.docker_config.get(host)
             if creds is not None:
-                entry = _with_creds(entry, creds)
+                return _with_creds(entry, creds)
         return entry
 
     def timeout_for(self, host: str) -> float:
@@ -210,18 +230,15 @@ class RegistryConfig:
     def with_credentials(self, credentials: Mapping[str, Credentials]) -> RegistryConfig:
         """A new config where ``credentials`` (host → creds, e.g. from pull secrets) win.
 
-        Other settings of each host are kept; hosts not configured before get an
-        entry with only the credentials (which also makes them explicit hosts:
-        a pull secret naming a host is a decision to talk to it).
+        Keys may be Docker-config style (``https://index.docker.io/v1/``). The
+        receiver is unchanged; hosts stay exactly as explicit as they were.
         """
         if not credentials:
             return self
-        hosts = dict(self.hosts)
+        merged = dict(self.credentials)
         for raw_host, creds in credentials.items():
-            host = DOCKER_HUB if canonical_host(raw_host) == DOCKER_HUB else raw_host
-            base = hosts.get(host) or RegistryHost(host=host)
-            hosts[host] = _with_creds(base, creds)
-        return replace(self, hosts=MappingProxyType(hosts))
+            merged[canonical_host(raw_host)] = creds
+        return replace(self, credentials=MappingProxyType(merged))
 
 
 def _with_creds(entry: RegistryHost, creds: Credentials) -> RegistryHost:

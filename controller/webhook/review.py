@@ -296,11 +296,19 @@ def not_evaluated(results: Iterable[WorkloadResult]) -> list[str]:
 
 
 def clip(text: str, limit: int) -> str:
-    """``text`` as one printable ASCII line of at most ``limit`` bytes, ``...`` where cut."""
+    """``text`` as one printable ASCII line of at most ``limit`` bytes, ``...`` where cut.
+
+    A header is no place for control or multi-byte characters, so anything
+    outside printable ASCII becomes ``?``.
+    """
     line = _NOT_PRINTABLE.sub("?", _SPACES.sub(" ", text).strip())
     if len(line) <= limit:
         return line
-    return line[: max(limit - 3, 0)].rstrip() + "..."
+    cut = line[: max(limit - 3, 0)]
+    space = cut.rfind(" ", len(cut) - 20)
+    if space > 0:  # end on a word when one ends near the limit
+        cut = cut[:space]
+    return cut.rstrip() + "..."
 
 
 def deny_message(found: Sequence[Finding], *, uid: str = "") -> str:

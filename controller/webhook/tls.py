@@ -18,6 +18,7 @@ import datetime as dt
 import ipaddress
 import logging
 import ssl
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -66,7 +67,7 @@ class CertReloader:
         if current == self._loaded:
             return False
         try:
-            self.context.load_cert_chain(str(self.cert), str(self.key))
+            self._load(current)
         except (ssl.SSLError, OSError) as exc:
             log.warning(
                 "the TLS files changed but do not load; keeping the previous pair",
@@ -77,6 +78,24 @@ class CertReloader:
         self.reloads += 1
         log.info("serving certificate reloaded", extra={"fields": {"cert": str(self.cert)}})
         return True
+
+    def _load(self, pair: tuple[bytes, bytes]) -> None:
+        """Load exactly ``pair`` into the live context, after a trial in a scratch one.
+
+        ``load_cert_chain`` is not atomic: with a new certificate and an old
+        key it installs the certificate, then fails on the key, and leaves the
+        context unable to complete any handshake. So the bytes read once are
+        written to a private directory, tried on a scratch context, and only
+        then loaded into the live one (from the same files, so a rotation
+        landing in between cannot slip in untested).
+        """
+        with tempfile.TemporaryDirectory(prefix="baseguard-tls-") as directory:
+            cert, key = Path(directory) / "tls.crt", Path(directory) / "tls.key"
+            cert.write_bytes(pair[0])
+            key.touch(mode=0o600)
+            key.write_bytes(pair[1])
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+            self.context.load_cert_chain(cert, key)
 
     async def watch(self, interval: float) -> None:
         """Check every ``interval`` seconds until cancelled (file reads off the event loop)."""

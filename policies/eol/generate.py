@@ -129,7 +129,9 @@ def load(path: Path = DATA) -> tuple[dict[str, Any], list[Product]]:
             for key in ("eol", "ltsEnd", "esmEnd"):
                 if cycle.get(key) is not None:
                     _date(cycle[key])
-        if [_version_key(c) for c in product.cycles] != sorted(_version_key(c) for c in product.cycles):
+        if [_version_key(c) for c in product.cycles] != sorted(
+            _version_key(c) for c in product.cycles
+        ):
             raise SystemExit(f"eol-data.toml: {product.id} cycles are not in version order")
         products.append(product)
     _date(data["horizon"])
@@ -187,7 +189,16 @@ def node_entries(p: Product, c: Cycle, src: str, horizon: dt.date) -> list[Entry
     v, code = c["cycle"], c.get("codename")
     title = f"Node.js {v}" + (f" {code}" if code else "")
     tags = versions(v) + (named(code) if code else [])
-    return [Entry(title, f"{LIBRARY}node", tags, f"{title}: end of life {c['eol']}; {src}", c["eol"], p.replacement)]
+    return [
+        Entry(
+            title,
+            f"{LIBRARY}node",
+            tags,
+            f"{title}: end of life {c['eol']}; {src}",
+            c["eol"],
+            p.replacement,
+        )
+    ]
 
 
 def golang_entries(p: Product, c: Cycle, src: str, horizon: dt.date) -> list[Entry]:
@@ -196,7 +207,7 @@ def golang_entries(p: Product, c: Cycle, src: str, horizon: dt.date) -> list[Ent
         Entry(
             f"Go {v}",
             f"{LIBRARY}golang",
-            versions(v) + [f"{v}rc*"],
+            [*versions(v), f"{v}rc*"],
             f"Go {v}: end of support {c['eol']}; {src}",
             c["eol"],
             p.replacement,
@@ -209,7 +220,14 @@ def alpine_entries(p: Product, c: Cycle, src: str, horizon: dt.date) -> list[Ent
     base = f"Alpine Linux {v}: end of support {c['eol']}"
     newer = p.current(horizon)["cycle"]
     return [
-        Entry(f"Alpine Linux {v}", f"{LIBRARY}alpine", [v, f"{v}.*"], f"{base}; {src}", c["eol"], p.replacement),
+        Entry(
+            f"Alpine Linux {v}",
+            f"{LIBRARY}alpine",
+            [v, f"{v}.*"],
+            f"{base}; {src}",
+            c["eol"],
+            p.replacement,
+        ),
         Entry(
             f"Alpine Linux {v} under other official images (python:3.12-alpine{v}, nginx:alpine{v}-slim)",
             f"{LIBRARY}*",
@@ -226,7 +244,14 @@ def debian_entries(p: Product, c: Cycle, src: str, horizon: dt.date) -> list[Ent
     base = f"Debian {v} {code}: end of security support {c['eol']}, end of LTS {c['ltsEnd']}"
     current = p.current(horizon)
     entries = [
-        Entry(f"Debian {v} {code}", f"{LIBRARY}debian", versions(v) + named(code), f"{base}; {src}", after, p.replacement),
+        Entry(
+            f"Debian {v} {code}",
+            f"{LIBRARY}debian",
+            versions(v) + named(code),
+            f"{base}; {src}",
+            after,
+            p.replacement,
+        ),
         Entry(
             f"Debian {v} under other official images (python:3.9-slim-{code}, buildpack-deps:{code})",
             f"{LIBRARY}*",
@@ -266,7 +291,14 @@ def ubuntu_entries(p: Product, c: Cycle, src: str, horizon: dt.date) -> list[Ent
     # interim names collide (ros:kinetic is ROS Kinetic, not Ubuntu 22.10).
     other_tags = (named(code) if c.get("lts") else []) + suffixed(code)
     return [
-        Entry(title, f"{LIBRARY}ubuntu", [v, f"{v}.*", *named(code)], f"{base}; {src}", c["eol"], p.replacement),
+        Entry(
+            title,
+            f"{LIBRARY}ubuntu",
+            [v, f"{v}.*", *named(code)],
+            f"{base}; {src}",
+            c["eol"],
+            p.replacement,
+        ),
         Entry(
             f"{title} under other official images (eclipse-temurin:17-jre-{code})",
             f"{LIBRARY}*",
@@ -354,7 +386,8 @@ def generate(*, mode: str | None = None, horizon: str | None = None) -> dict[str
     chosen_mode = mode or data["policyDefaults"]["mode"]
     chosen_horizon = _date(horizon or data["horizon"])
     return {
-        f"{p.policy}.yaml": render(data, p, mode=chosen_mode, horizon=chosen_horizon) for p in products
+        f"{p.policy}.yaml": render(data, p, mode=chosen_mode, horizon=chosen_horizon)
+        for p in products
     }
 
 
@@ -384,14 +417,26 @@ def check(files: dict[str, str], directory: Path) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true", help="compare instead of writing; exit 1 on a difference")
-    parser.add_argument("--mode", choices=MODES, help="spec.mode of the output (default: the catalog's, Warn)")
-    parser.add_argument("--horizon", help="list cycles whose EOL is on or before this date (default: the catalog's)")
-    parser.add_argument("--out", type=Path, help="write here instead of policies/eol/ (needed with --mode/--horizon)")
+    parser.add_argument(
+        "--check", action="store_true", help="compare instead of writing; exit 1 on a difference"
+    )
+    parser.add_argument(
+        "--mode", choices=MODES, help="spec.mode of the output (default: the catalog's, Warn)"
+    )
+    parser.add_argument(
+        "--horizon", help="list cycles whose EOL is on or before this date (default: the catalog's)"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="write here instead of policies/eol/ (needed with --mode/--horizon)",
+    )
     args = parser.parse_args(argv)
 
     if (args.mode or args.horizon) and args.out is None and not args.check:
-        parser.error("--mode and --horizon change the shipped policies: write the copy elsewhere with --out DIR")
+        parser.error(
+            "--mode and --horizon change the shipped policies: write the copy elsewhere with --out DIR"
+        )
     files = generate(mode=args.mode, horizon=args.horizon)
     directory = args.out or HERE
     if args.check:
