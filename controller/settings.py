@@ -41,6 +41,12 @@ class Settings:
     and, on UPDATE, the old object: a big ConfigMap-sized pod template twice over
     fits comfortably; anything larger is not a workload."""
 
+    cache_ttl: float = 5.0
+    """Seconds a complete lineage, and a workload's results, are remembered (0: never).
+    A rollout asks about the same images many times within seconds; failures are
+    never remembered. Adds at most this much to the registry client's tag TTL
+    before a moved base tag is noticed."""
+
     policy_reload_interval: float = 2.0
     """How often ``serve`` checks its policy files for changes, in seconds."""
 

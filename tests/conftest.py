@@ -8,12 +8,15 @@ the registry tests are skipped locally and FAIL under ``CI=true``.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+import shutil
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
+from support.credentials import IDENTITY_TOKEN, TLS_USER, TOKEN_USER
 from support.faulty_proxy import FaultyProxy
 from support.registry import INSTALL_HINT, RegistryProcess, registry_binary, start_registry
 from support.token_server import TokenServer
@@ -22,16 +25,17 @@ from controller.registry.cache import RegistryCache
 from controller.registry.client import RegistryClient
 from controller.registry.config import RegistryConfig, RegistryHost
 
-TLS_USER = ("tester", "tester-Pa55word")
-TOKEN_USER = ("alice", "alice-secret")
-IDENTITY_TOKEN = "alice-identity-token"
 
-
-def require_registry_binary() -> None:
-    """Skip (locally) or fail (CI=true) when the real registry is not installed."""
-    if registry_binary() is not None:
+def require_registry_binary(*, htpasswd: bool = False) -> None:
+    """Skip (locally) or fail (CI=true) when the real registry (or htpasswd) is not installed."""
+    missing = []
+    if registry_binary() is None:
+        missing.append(f"docker-registry is not installed: {INSTALL_HINT}")
+    if htpasswd and shutil.which("htpasswd") is None:
+        missing.append("htpasswd is not installed: apt-get install apache2-utils")
+    if not missing:
         return
-    message = f"docker-registry is not installed: {INSTALL_HINT}"
+    message = "; ".join(missing)
     if os.environ.get("CI") == "true":
         pytest.fail(message, pytrace=False)
     pytest.skip(message)
@@ -49,7 +53,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryProce
 @pytest.fixture(scope="session")
 def tls_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryProcess]:
     """TLS + htpasswd basic auth; ``.ca_file``, ``.username``, ``.password``."""
-    require_registry_binary()
+    require_registry_binary(htpasswd=True)
     reg = start_registry(tmp_path_factory.mktemp("registry-tls"), tls=True, htpasswd=TLS_USER)
     yield reg
     reg.stop()
@@ -115,7 +119,8 @@ def token_proxy(_token_proxy_server: FaultyProxy) -> Iterator[FaultyProxy]:
 def unique_repo(request: pytest.FixtureRequest) -> str:
     """A repository name unique to this test (lower-case, grammar-safe)."""
     name = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:60] or "t"
-    return f"t/{name}-{id(request) % 100000}"
+    suffix = hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:8]
+    return f"t/{name}-{suffix}"
 
 
 MakeClient = Callable[..., RegistryClient]

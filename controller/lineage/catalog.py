@@ -94,6 +94,7 @@ class Catalog:
         # index or manifest digest -> tag key -> how many entries name it; for digest-only claims
         self._resolved: dict[str, dict[str, int]] = {}
         self._refs: dict[str, Reference] = {}  # tag key -> reference without digest
+        self._platforms: dict[str, set[str]] = {}  # tag key -> platforms it has entries for
 
     def __len__(self) -> int:
         return sum(len(d) for d in self._tags.values())
@@ -112,6 +113,7 @@ class Catalog:
         """
         key = (tag_key(ref), platform_key(platform))
         self._refs[key[0]] = ref.without_digest() if ref.tag is not None else ref
+        self._platforms.setdefault(key[0], set()).add(key[1])
         digests = self._tags.get(key)
         if digests is None:
             digests = self._tags[key] = OrderedDict()
@@ -131,6 +133,11 @@ class Catalog:
             old_key, old_digests = self._tags.popitem(last=False)
             for evicted in old_digests.values():
                 self._unindex(old_key, evicted)
+            platforms = self._platforms.get(old_key[0], set())
+            platforms.discard(old_key[1])
+            if not platforms:
+                self._platforms.pop(old_key[0], None)
+                self._refs.pop(old_key[0], None)
 
     def _index(self, key: tuple[str, str], entry: CatalogEntry) -> None:
         if entry.diff_ids:
@@ -163,13 +170,16 @@ class Catalog:
     def touch(self, ref: Reference, digest: str) -> None:
         """Mark ``ref`` at ``digest`` as seen again, so the bound evicts older digests first."""
         name = tag_key(ref)
-        for (tag, platform), digests in list(self._tags.items()):
-            if tag != name:
-                continue
+        for platform in self._platforms.get(name, ()):
+            digests = self._tags[(name, platform)]
             for entry in list(digests.values()):
                 if digest in _digests(entry):
                     digests.move_to_end(entry.digest)
-                    self._tags.move_to_end((tag, platform))
+                    self._tags.move_to_end((name, platform))
+
+    def has(self, ref: Reference) -> bool:
+        """Whether the catalog holds anything for ``ref``'s tag (or pinned digest)."""
+        return tag_key(ref) in self._platforms
 
     def name_of(self, digest: str) -> Reference | None:
         """A catalog reference that resolved to ``digest`` (most specific tag), with that digest."""

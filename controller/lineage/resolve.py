@@ -343,6 +343,10 @@ def select_child(entries: Iterable[Descriptor], platform: Platform) -> Descripto
 class _NoPlatform(Exception):
     """An index has no image for the platform we need (not a registry failure)."""
 
+    def __init__(self, ref: Reference, platform: str) -> None:
+        super().__init__(f"{display(ref)} has no {platform} image")
+        self.platform = platform
+
 
 @dataclass(frozen=True)
 class _Node:
@@ -411,8 +415,8 @@ class LineageResolver:
         """Make sure each catalog ref's *current* image is in the catalog.
 
         A tag costs one (TTL-cached) digest lookup; only a digest the catalog
-        has not seen for that tag is fetched. Calling this on every resolve (or
-        on a timer) is what builds the history of every digest a tag has had.
+        has not seen for that tag is fetched. Calling this on a timer is what
+        builds the history of every digest a tag has had.
         One failing entry does not stop the others; the failures are returned
         (normalized ref → message) for whoever wants to report them.
         """
@@ -446,13 +450,20 @@ class LineageResolver:
             return
         entries = await self._expand(ref, top)
 
-        async def child(desc: Descriptor) -> None:
-            node = await self._fetch_child(ref, fetched.digest, desc, {})
+        async def child(desc: Descriptor) -> str | None:
+            # Each platform is remembered on its own: one failing child spares the others.
+            try:
+                node = await self._fetch_child(ref, fetched.digest, desc, {})
+            except LookupFailed as exc:
+                return str(exc)
             self.catalog.remember(named, node.platform, node.digest, node.diff_ids)
+            return None
 
         async with asyncio.TaskGroup() as tg:
-            for desc, _ in entries:
-                tg.create_task(child(desc))
+            tasks = [tg.create_task(child(desc)) for desc, _ in entries]
+        errors = [e for e in (t.result() for t in tasks) if e]
+        if errors:
+            raise LookupFailed("; ".join(errors))
 
     # ---- fetching
 
@@ -499,7 +510,7 @@ class LineageResolver:
         entries = await self._expand(ref, top)
         chosen = select_child([d for d, _ in entries], platform)
         if chosen is None:
-            raise _NoPlatform(f"{display(ref)} has no {platform_key(str(platform))} image")
+            raise _NoPlatform(ref, platform_key(str(platform)))
         annotations = next(a for d, a in entries if d is chosen)
         return await self._fetch_child(ref, fetched.digest, chosen, annotations)
 
@@ -513,7 +524,13 @@ class LineageResolver:
         platforms: Sequence[str] | None = None,
         catalog: Sequence[Reference] = (),
     ) -> Lineage:
-        """The lineage of ``ref``, per platform; registry trouble becomes data, never an exception."""
+        """The lineage of ``ref``, per platform; registry trouble becomes data, never an exception.
+
+        ``catalog`` lists the bases detection may use: those the catalog has never
+        seen are fetched first (alongside the image itself); those it knows are
+        used as remembered. ``platforms`` filters an index (normalized:
+        ``linux/arm64`` is ``linux/arm64/v8``); ``max_depth`` counts ancestors.
+        """
 
         async def top() -> Fetched | str:
             try:
@@ -521,10 +538,13 @@ class LineageResolver:
             except LookupFailed as exc:
                 return str(exc)
 
+        # Only catalog refs never seen are fetched here; the history of every digest a
+        # tag has had grows through refresh_catalog(), which the operator runs on a timer.
+        unknown = [c for c in catalog if not self.catalog.has(c)]
         async with asyncio.TaskGroup() as tg:
             fetching = tg.create_task(top())
-            if catalog:
-                tg.create_task(self.refresh_catalog(catalog))
+            if unknown:
+                tg.create_task(self.refresh_catalog(unknown))
         fetched = fetching.result()
         if isinstance(fetched, str):
             return Lineage(ref, None, failure=fetched)
@@ -704,7 +724,7 @@ class LineageResolver:
         try:
             base = await self._fetch_for(candidate, candidate.digest, node.config.platform)
         except _NoPlatform as exc:
-            note = f"claimed base {display(candidate)} ({claim.source}) {_after_name(exc)}"
+            note = f"claimed base {display(candidate)} ({claim.source}) has no {exc.platform} image"
             level = Level(candidate, None, claim.source, False, note=note)
             return _Step(level, end=End.UNCLAIMED)
         except LookupFailed as exc:
@@ -764,12 +784,6 @@ class LineageResolver:
         if now.digest == node.digest or now.diff_ids == node.diff_ids:
             return None, ""
         return now.digest, ""
-
-
-def _after_name(exc: _NoPlatform) -> str:
-    text = str(exc)
-    _, _, rest = text.partition(" has no ")
-    return f"has no {rest}" if rest else text
 
 
 def _no_platform_message(

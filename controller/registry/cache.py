@@ -138,10 +138,11 @@ class SingleFlight(Generic[K, V]):
         return await asyncio.shield(task)
 
     def _done(self, key: K, task: asyncio.Task[V]) -> None:
+        # No need to fetch task.exception() here: shield() marks the result as
+        # retrieved when its waiter was cancelled, so a failure nobody awaits
+        # is not reported as "never retrieved".
         if self._tasks.get(key) is task:
             del self._tasks[key]
-        if not task.cancelled():
-            task.exception()  # retrieved: no "exception was never retrieved" when nobody waits
 
     def cancel_all(self) -> None:
         for task in list(self._tasks.values()):

@@ -9,9 +9,14 @@ convert a manifest and change its digest).
 
 Every failure is a :class:`~controller.errors.LookupFailed` whose message says
 what happened and where (host, method, path), and whose ``context`` carries
-``registry``, ``status`` and ``code`` for callers that branch on them (a 404
-``MANIFEST_UNKNOWN`` is "gone", a timeout is "unreachable"). No message, log
-line or context value ever holds a credential or token.
+``registry``, ``status`` (when there was an HTTP answer) and ``code`` for
+callers that branch on them: the registry's own error code
+(``MANIFEST_UNKNOWN``, ``DENIED``, ``TOOMANYREQUESTS``, ...) or ours:
+``TIMEOUT``, ``CONNECT``, ``DISCONNECTED``, ``DNS``, ``TLS``, ``PROTOCOL``,
+``PRIVATE_ADDRESS``, ``TOO_LARGE``, ``REDIRECT``, ``DIGEST_MISMATCH``,
+``INVALID``, ``UNAUTHORIZED``, ``TOKEN``. A remembered failure also has
+``cached: True``. No message, log line or context value ever holds a
+credential or token.
 
 Caching is shared by every credential set: verified content and tag → digest
 answers fetched with one pod's pull secret serve the next pod too (what they
@@ -23,20 +28,18 @@ Where requests may go (SPEC §9):
 
 - only the image's registry, its configured mirrors, the bearer realm that
   registry names, and, for blob GETs only, the storage host of a 307;
-- ``http://`` only for hosts configured ``insecure``;
-- a host that is an IP literal or resolves to a loopback, private, link-local or
-  metadata address only when it is configured explicitly. The check runs
-  before each request, and again inside the connector's resolver so DNS that
-  changes its answer between the two (rebinding) is caught too.
+  manifests and tokens follow redirects on the same host only;
+- ``http://`` only for hosts configured ``insecure`` (no https → http
+  downgrade on redirects);
+- a host that is an IP literal or resolves to a non-public address only when
+  it is configured explicitly (:mod:`controller.registry.addresses`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import ipaddress
 import logging
-import socket
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Hashable, Mapping
@@ -44,7 +47,6 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import aiohttp
-from aiohttp.abc import AbstractResolver, ResolveResult
 from multidict import CIMultiDictProxy
 from yarl import URL
 
@@ -52,6 +54,12 @@ from controller import __version__
 from controller.errors import LookupFailed
 from controller.reference import Reference
 from controller.registry import auth, media
+from controller.registry.addresses import (
+    GuardedResolver,
+    PrivateAddressError,
+    address_verdict,
+    split_hostport,
+)
 from controller.registry.cache import RegistryCache, TTLMap
 from controller.registry.config import DOCKER_HUB, DOCKER_HUB_API, RegistryConfig, RegistryHost
 from controller.registry.media import ImageConfig, ImageIndex, ImageManifest
@@ -67,13 +75,6 @@ REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 HEAD_FALLBACK_STATUSES = frozenset({404, 405, 501})
 ADDRESS_VERDICT_TTL = 10.0
 USER_AGENT = f"baseguard/{__version__}"
-METADATA_ADDRESSES = frozenset(
-    {
-        ipaddress.ip_address("169.254.169.254"),  # AWS, GCP, Azure, OpenStack
-        ipaddress.ip_address("fd00:ec2::254"),  # AWS IPv6
-        ipaddress.ip_address("100.100.100.200"),  # Alibaba Cloud
-    }
-)
 
 KIND_MANIFEST = "manifest"
 KIND_BLOB = "blob"
@@ -131,76 +132,6 @@ class RequestStats:
             "cache_misses": self.cache_misses,
             "coalesced": self.coalesced,
         }
-
-
-# ------------------------------------------------------------------ addresses
-
-
-def split_hostport(hostport: str) -> tuple[str, int | None]:
-    """``reg:5000`` → (``reg``, 5000); ``[::1]:5000`` → (``::1``, 5000); ``reg`` → (``reg``, None)."""
-    if hostport.startswith("["):
-        host, _, rest = hostport[1:].partition("]")
-        port = rest[1:] if rest.startswith(":") else ""
-    else:
-        host, _, port = hostport.rpartition(":") if hostport.count(":") == 1 else (hostport, "", "")
-    return host, int(port) if port.isdigit() else None
-
-
-def address_kind(address: str) -> str | None:
-    """Why we refuse to contact ``address`` unasked, or None when it is a public address."""
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError:
-        return "unparsable"
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    if ip in METADATA_ADDRESSES:
-        return "cloud metadata"
-    if ip.is_loopback:
-        return "loopback"
-    if ip.is_link_local:
-        return "link-local"
-    if ip.is_unspecified or ip.is_multicast or ip.is_reserved:
-        return "reserved"
-    if ip.is_private or not ip.is_global:
-        return "private"
-    return None
-
-
-class PrivateAddressError(OSError):
-    """Raised inside the connector's resolver; aiohttp wraps it in a connector error."""
-
-    def __init__(self, host: str, address: str, kind: str) -> None:
-        super().__init__(f"{host} resolves to a {kind} address ({address})")
-        self.host = host
-        self.address = address
-        self.kind = kind
-
-
-class GuardedResolver(AbstractResolver):
-    """aiohttp resolver that refuses names resolving to non-public addresses unless allowed.
-
-    The per-request check already resolved the name; this second look at the
-    addresses the connection will actually use catches DNS rebinding.
-    """
-
-    def __init__(self, allowed: Callable[[str], bool]) -> None:
-        self._inner = aiohttp.ThreadedResolver()
-        self._allowed = allowed
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        results = await self._inner.resolve(host, port, family)
-        if not self._allowed(host):
-            for result in results:
-                kind = address_kind(result["host"])
-                if kind is not None:
-                    raise PrivateAddressError(host, result["host"], kind)
-        return results
-
-    async def close(self) -> None:
-        await self._inner.close()
 
 
 # ------------------------------------------------------------------ internals
@@ -499,7 +430,7 @@ class RegistryClient:
         if actual != digest:
             raise LookupFailed(
                 f"manifest for {what} does not match its digest (got {actual})",
-                context={"registry": reply.host, "path": path},
+                context={"registry": reply.host, "path": path, "code": "DIGEST_MISMATCH"},
             )
         return self._store_manifest(ref, digest, reply, what)
 
@@ -517,7 +448,7 @@ class RegistryClient:
                 raise LookupFailed(
                     f"manifest for {what} does not match the registry's Docker-Content-Digest "
                     f"{header} (got {actual})",
-                    context={"registry": reply.host, "path": path},
+                    context={"registry": reply.host, "path": path, "code": "DIGEST_MISMATCH"},
                 )
             digest = header
         fetched = self._store_manifest(ref, digest, reply, what)
@@ -528,7 +459,9 @@ class RegistryClient:
         try:
             manifest = media.parse_manifest(reply.body, reply.headers.get("Content-Type"))
         except LookupFailed as exc:
-            raise LookupFailed(f"manifest for {what}: {exc.message}", context={"registry": reply.host}) from None
+            raise LookupFailed(
+                f"manifest for {what}: {exc.message}", context={"registry": reply.host, "code": "INVALID"}
+            ) from None
         cached = _CachedManifest(digest, manifest.media_type, manifest, len(reply.body))
         self.cache.put_content("manifest", digest, cached, len(reply.body))
         return cached.fetched(ref)
@@ -561,12 +494,15 @@ class RegistryClient:
         actual = _hash(reply.body, digest.partition(":")[0])
         if actual != digest:
             raise LookupFailed(
-                f"{what} does not match its digest (got {actual})", context={"registry": reply.host}
+                f"{what} does not match its digest (got {actual})",
+                context={"registry": reply.host, "code": "DIGEST_MISMATCH"},
             )
         try:
             config = media.parse_config(reply.body)
         except LookupFailed as exc:
-            raise LookupFailed(f"{what}: {exc.message}", context={"registry": reply.host}) from None
+            raise LookupFailed(
+                f"{what}: {exc.message}", context={"registry": reply.host, "code": "INVALID"}
+            ) from None
         self.cache.put_content("config", digest, config, len(reply.body))
         return config
 
@@ -627,7 +563,7 @@ class RegistryClient:
             if creds.token:
                 raise LookupFailed(
                     f"authentication refused by {entry.api_host} (401 with the configured token)",
-                    context={"registry": entry.api_host, "status": 401},
+                    context={"registry": entry.api_host, "status": 401, "code": "UNAUTHORIZED"},
                 )
             challenge = auth.pick_challenge(reply.headers.get("WWW-Authenticate"))
             if challenge is None:
@@ -655,13 +591,12 @@ class RegistryClient:
                         context={"registry": entry.api_host, "status": 401, "code": "UNAUTHORIZED"},
                     )
                 return reply
-            # Bearer. A refused cached token (expired early, signer rotated) earns one fresh token;
-            # a refused fresh token is final.
+            # Bearer. A refused cached token (expired early, signer rotated) earns one fresh
+            # token; a refused fresh token is final.
             scope = auth.pull_scope(repository)
             key = auth.token_key(challenge, scope, creds)
-            if authorization is not None and not cached_token:
-                raise self._refused(entry, reply, scope)
-            self._shared.tokens.discard(key)
+            if cached_token:
+                self._shared.tokens.discard(key)
             token = await self._token(entry, challenge, scope)
             reply = await self._send_hops(
                 entry, method, url, kind, authorization=f"Bearer {token.value}", accept=accept,
@@ -704,14 +639,18 @@ class RegistryClient:
         request = auth.token_request(challenge, scopes, creds)
         realm = URL(request.url)
         if realm.scheme not in ("http", "https") or not realm.host:
-            raise LookupFailed(f"registry {entry.api_host} named an unusable token realm {request.url!r}")
+            raise LookupFailed(
+                f"registry {entry.api_host} named an unusable token realm {request.url!r}",
+                context={"registry": entry.api_host, "code": "TOKEN"},
+            )
         realm_host = _hostport(realm)
         if realm.scheme == "http" and not (
             self._config.host(realm_host).insecure or (realm_host == entry.api_host and entry.insecure)
         ):
             raise LookupFailed(
                 f"registry {entry.api_host} named a plain-http token realm on {realm_host}; "
-                f"refused (configure {realm_host} as insecure to allow)"
+                f"refused (configure {realm_host} as insecure to allow)",
+                context={"registry": entry.api_host, "code": "TOKEN"},
             )
         if request.params:
             realm = realm.extend_query(list(request.params))
@@ -734,7 +673,7 @@ class RegistryClient:
         if reply.status != 200:
             raise LookupFailed(
                 f"token server {realm_host} answered HTTP {reply.status} for {entry.host}",
-                context={"registry": entry.api_host, "status": reply.status},
+                context={"registry": entry.api_host, "status": reply.status, "code": "TOKEN"},
             )
         return auth.parse_token_response(reply.body, now=self.cache.clock(), where=realm_host)
 
@@ -750,37 +689,13 @@ class RegistryClient:
         host, port = split_hostport(hostport)
         verdict = self._shared.address_verdicts.get(host)
         if verdict is None:
-            verdict = await self._address_verdict(host, port)
+            verdict = await address_verdict(host, port)
             self._shared.address_verdicts.put(host, verdict)
         if verdict:
             raise LookupFailed(
                 f"registry host {hostport} {verdict}; configure it explicitly to allow",
                 context={"registry": hostport, "code": "PRIVATE_ADDRESS"},
             )
-
-    async def _address_verdict(self, host: str, port: int | None) -> str:
-        """'' when every address is public, else what to say about the first that is not."""
-        try:
-            ipaddress.ip_address(host.split("%", 1)[0])
-        except ValueError:
-            pass
-        else:
-            kind = address_kind(host)
-            return f"resolves to a {kind} address" if kind else ""
-        loop = asyncio.get_running_loop()
-        try:
-            infos = await loop.getaddrinfo(host, port or 443, type=socket.SOCK_STREAM)
-        except (socket.gaierror, UnicodeError) as exc:
-            raise LookupFailed(
-                f"cannot resolve registry host {host}: {getattr(exc, 'strerror', None) or exc}",
-                context={"registry": host, "code": "DNS"},
-            ) from None
-        for info in infos:
-            address = str(info[4][0])
-            kind = address_kind(address)
-            if kind is not None:
-                return f"resolves to a {kind} address ({address})"
-        return ""
 
     def _ssl_for(self, hostport: str) -> Any:
         ca_file = self._config.host(hostport).ca_file
@@ -823,22 +738,31 @@ class RegistryClient:
                 return reply
             where = f"{_hostport(origin)} {method} {origin.path}"
             if hop == MAX_REDIRECTS:
-                raise LookupFailed(f"too many redirects ({where})", context={"registry": hostport})
+                raise LookupFailed(
+                    f"too many redirects ({where})", context={"registry": hostport, "code": "REDIRECT"}
+                )
             location = reply.headers.get("Location")
             if not location:
-                raise LookupFailed(f"redirect without a Location ({where})", context={"registry": hostport})
-            target = url.join(URL(location))
+                raise LookupFailed(
+                    f"redirect without a Location ({where})", context={"registry": hostport, "code": "REDIRECT"}
+                )
+            target = url.join(URL(location, encoded=True))  # keep signed storage URLs byte-exact
             target_host = _hostport(target)
             if target.scheme not in ("http", "https") or not target.host:
-                raise LookupFailed(f"redirect to an unusable URL refused ({where})")
+                raise LookupFailed(
+                    f"redirect to an unusable URL refused ({where})", context={"registry": hostport, "code": "REDIRECT"}
+                )
             if target.scheme == "http" and url.scheme == "https" and not self._insecure_ok(target_host):
-                raise LookupFailed(f"redirect from https to plain http://{target_host} refused ({where})")
+                raise LookupFailed(
+                    f"redirect from https to plain http://{target_host} refused ({where})",
+                    context={"registry": hostport, "code": "REDIRECT"},
+                )
             if (target.scheme, target_host) != (url.scheme, hostport):
                 if kind != KIND_BLOB:
                     raise LookupFailed(
                         f"registry {hostport} redirected a {kind} request to another host "
                         f"({target_host}); refused ({where})",
-                        context={"registry": hostport},
+                        context={"registry": hostport, "code": "REDIRECT"},
                     )
                 authorization = None  # never forward credentials to storage
             if reply.status == 303:

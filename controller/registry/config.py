@@ -364,7 +364,12 @@ def parse_registry_config(
     try:
         obj = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise InputError(f"{source}: not valid YAML ({exc})") from None
+        # Only the position and the problem: PyYAML's full text quotes the line,
+        # and that line may hold a password.
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "syntax error"
+        raise InputError(f"{source}: not valid YAML{at}: {problem}") from None
     if obj is None:
         obj = {}
     if not isinstance(obj, dict):

@@ -19,10 +19,12 @@ Status codes, and why:
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import re
 import time
+import urllib.parse
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -60,6 +62,7 @@ _UNITS = {
 }
 
 
+@functools.lru_cache(maxsize=64)  # the apiserver sends the same few values every time
 def parse_timeout(text: str | None) -> float | None:
     """The apiserver's ``?timeout=`` (a Go duration: ``10s``, ``1m0s``, ``2.5s``) in seconds.
 
@@ -78,6 +81,18 @@ def parse_timeout(text: str | None) -> float | None:
     if pos != len(text) or pos == 0:
         return None
     return total
+
+
+@functools.lru_cache(maxsize=64)
+def _query_timeout(query: str) -> float | None:
+    """``timeout`` from the raw query string (the apiserver sends only ``timeout=Ns``)."""
+    if not query:
+        return None
+    for part in query.split("&"):
+        name, _, value = part.partition("=")
+        if name == "timeout":
+            return parse_timeout(urllib.parse.unquote(value))
+    return None
 
 
 def make_app(
@@ -154,7 +169,7 @@ async def _review(request: web.Request, endpoint: Endpoint) -> web.Response:
         review = parse_review(body)
     except BadReview as exc:
         return _refuse(request, endpoint, 400, "BadRequest", f"bad AdmissionReview: {exc.message}")
-    budget = settings.budget_for(parse_timeout(request.query.get("timeout")))
+    budget = settings.budget_for(_query_timeout(request.query_string))
     answer = await request.app[REVIEWER](review, endpoint=endpoint, budget=budget, started=started)
     return _json(answer)
 

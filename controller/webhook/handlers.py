@@ -147,7 +147,8 @@ class Admission:
         self, review: Review, snapshot: Snapshot, budget: float, started: float
     ) -> tuple[dict[str, Any], str, list[Finding]]:
         results = await self._assess(review, snapshot, budget, started)
-        body, verdict, found = rv.validation_response(review, results)
+        offline = self.assessor.resolver is None
+        body, verdict, found = rv.validation_response(review, results, offline=offline)
         return body, verdict.value, found
 
     async def _mutate(
@@ -204,8 +205,9 @@ class Admission:
     ) -> None:
         metrics = self.metrics
         if metrics is not None:
-            metrics.requests.labels(endpoint.value, review.kind, verdict).inc()
-            metrics.duration.labels(endpoint.value).observe(elapsed)
+            # the kind label is bounded: anyone who can reach the port can send any kind
+            kind = review.kind if review.kind in rv.WORKLOAD_GROUPS else "other"
+            metrics.answered(endpoint.value, kind, verdict, elapsed)
             if not review.dry_run:
                 for f in found:
                     v = f.violation

@@ -136,6 +136,21 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(_Callbacks(snapshot, registry_stats))
+        # labelled children, looked up once: ``labels()`` takes a lock and builds a tuple
+        self._requests: dict[tuple[str, str, str], Any] = {}
+        self._durations: dict[str, Any] = {}
+
+    def answered(self, endpoint: str, kind: str, verdict: str, seconds: float) -> None:
+        """Count one answered review and its latency."""
+        key = (endpoint, kind, verdict)
+        counter = self._requests.get(key)
+        if counter is None:
+            counter = self._requests[key] = self.requests.labels(endpoint, kind, verdict)
+        counter.inc()
+        histogram = self._durations.get(endpoint)
+        if histogram is None:
+            histogram = self._durations[endpoint] = self.duration.labels(endpoint)
+        histogram.observe(seconds)
 
     def render(self) -> bytes:
         """The Prometheus text exposition."""

@@ -304,8 +304,8 @@ async def start(args: argparse.Namespace, settings: Settings, *, out: Any = None
     """Load policies, open the registry client, bind the port; raise InputError on bad arguments."""
     from aiohttp import web
 
-    from controller.assess import Assessor
     from controller.webhook.app import make_app
+    from controller.webhook.caching import MemoAssessor, MemoResolver
     from controller.webhook.metrics import Metrics
 
     store = PolicyStore()
@@ -319,9 +319,8 @@ async def start(args: argparse.Namespace, settings: Settings, *, out: Any = None
     closers: list[Any] = []
     stats: StatsSource | None = None
     if args.offline:
-        assessor = Assessor(None, budget=settings.budget)
+        assessor = MemoAssessor(None, budget=settings.budget, ttl=settings.cache_ttl)
     else:
-        from controller.lineage.resolve import LineageResolver
         from controller.registry.client import RegistryClient
         from controller.registry.config import load_registry_config
 
@@ -330,7 +329,8 @@ async def start(args: argparse.Namespace, settings: Settings, *, out: Any = None
         await client.__aenter__()
         closers.append(client)
         stats = _stats_of(client)
-        assessor = Assessor(LineageResolver(client), budget=settings.budget)
+        resolver = MemoResolver(client, ttl=settings.cache_ttl)
+        assessor = MemoAssessor(resolver, budget=settings.budget, ttl=settings.cache_ttl)
 
     metrics = Metrics(snapshot=lambda: store.snapshot, registry_stats=stats)
     app = make_app(store=store, assessor=assessor, settings=settings, metrics=metrics)

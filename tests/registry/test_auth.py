@@ -8,7 +8,7 @@ import logging
 from typing import Any
 
 import pytest
-from conftest import IDENTITY_TOKEN, TLS_USER, TOKEN_USER
+from support.credentials import IDENTITY_TOKEN, TLS_USER, TOKEN_USER
 from support.faulty_proxy import FaultyProxy
 from support.images import layer
 from support.registry import RegistryProcess
@@ -19,7 +19,7 @@ from controller.reference import parse
 from controller.registry import media
 from controller.registry.cache import RegistryCache
 from controller.registry.client import RegistryClient
-from controller.registry.config import Credentials, DockerCredentials, RegistryConfig, RegistryHost
+from controller.registry.config import Credentials, DockerCredentials, RegistryHost
 
 BASE = layer({"etc/os-release": "ID=wolfi\n"})
 APP = layer({"srv/app": "binary"})
@@ -298,3 +298,28 @@ async def test_cross_host_blob_redirect_drops_authorization(
         (token_proxy.host, True),
         (storage, False),
     ]
+
+
+async def test_refused_cached_token_is_renewed_once(
+    token_proxy: FaultyProxy, token_server: TokenServer, token_images: dict[str, Any], make_client: Any
+) -> None:
+    """The registry refuses a token we still believe valid (signer rotated): one fresh token, one retry."""
+    pushed = token_images["public/app"]
+    client: RegistryClient = make_client(
+        RegistryHost(token_proxy.host, insecure=True), RegistryHost(token_server.host, insecure=True)
+    )
+    before = token_server.count
+    await client.fetch_manifest(parse(f"{token_proxy.host}/public/app:v1"))
+    challenge = (
+        f'Bearer realm="{token_server.realm}",service="{token_server.service}",'
+        'scope="repository:public/app:pull",error="invalid_token"'
+    )
+    token_proxy.fault("status", "/manifests/", status=401, headers={"WWW-Authenticate": challenge}, times=1)
+    client.cache.content.clear()
+
+    fetched = await client.fetch_manifest(parse(f"{token_proxy.host}/public/app@{pushed.digest}"))
+
+    assert fetched.digest == pushed.digest
+    assert token_server.count - before == 2
+    # challenge, token, refused cached token, fresh token
+    assert [("Authorization" in s.headers) for s in token_proxy.seen] == [False, True, True, True]

@@ -292,3 +292,18 @@ async def test_stats_count_requests_by_method_and_kind(
     assert stats.total == 2
     assert stats.cache_hits == 2
     assert stats.as_dict()["by_kind"] == {"GET blob": 1, "GET manifest": 1}
+
+
+async def test_docker_hub_images_through_a_mirror(
+    registry: RegistryProcess, proxy: FaultyProxy, make_client
+) -> None:
+    """``python:3.12`` means docker.io/library/python; a configured mirror answers for it."""
+    pushed = registry.push_image("library/python", "3.12-mirror-test", [BASE])
+    hub = RegistryHost("docker.io", mirrors=(proxy.host,))
+    client: RegistryClient = make_client(hub, RegistryHost(proxy.host, insecure=True))
+
+    fetched = await client.fetch_manifest(parse("python:3.12-mirror-test"))
+
+    assert fetched.digest == pushed.digest
+    assert proxy.count("^/v2/library/python/manifests/3.12-mirror-test$") == 1
+    assert hub.api_host == "registry-1.docker.io"

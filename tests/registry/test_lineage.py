@@ -7,6 +7,7 @@ with the annotations and labels that test is about, then resolves the app.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ import pytest
 from support.images import Layer, Pushed, layer
 from support.registry import RegistryProcess, free_port
 
-from controller.lineage.model import End, Level, Lineage, PlatformLineage, Source
+from controller.lineage.model import End, Level, Lineage, PlatformLineage
 from controller.lineage.resolve import LineageResolver
 from controller.reference import Reference, parse
 from controller.registry import media
@@ -365,15 +366,17 @@ async def test_catalog_remembers_every_digest_a_tag_had(
     assert await resolver.refresh_catalog(catalog) == {}
     # python:3.12 is rebuilt and re-pushed under the same tag; a client past the tag TTL sees it
     lay = layers_for(unique_repo)
-    registry.push_image(
+    new = registry.push_image(
         f"{unique_repo}/python", "3.12", [lay.debian, layer({"usr/bin/python3": "3.12.9"})]
     )
     fresh = LineageResolver(make_client(registry), catalog=resolver.catalog)
+    assert await fresh.refresh_catalog(catalog) == {}  # what the operator's timer does
 
     pl = only(await fresh.resolve(fam.ref("app", "1"), max_depth=1, catalog=catalog))
 
     assert chain(pl)[1] == (f"{fam.root}/python:3.12", "layers", True)
     assert pl.levels[1].digest == fam.python.digest
+    assert pl.levels[1].moved_to == new.digest
     assert len(resolver.catalog) == 2  # both digests of python:3.12 are remembered
 
 
@@ -446,10 +449,16 @@ def push_multi_arch(registry: RegistryProcess, repo: str) -> MultiArch:
     return MultiArch(f"{registry.host}/{repo}", deb, py, app, app_index)
 
 
+@pytest.fixture(scope="module")
+def multi_arch(registry: RegistryProcess) -> MultiArch:
+    """Pushed once per module: these tests only read it."""
+    return push_multi_arch(registry, "t/lineage-multi-arch")
+
+
 async def test_multi_arch_index_every_platform_with_its_own_chain(
-    registry: RegistryProcess, unique_repo: str, resolver: LineageResolver
+    multi_arch: MultiArch, resolver: LineageResolver
 ) -> None:
-    fam = push_multi_arch(registry, unique_repo)
+    fam = multi_arch
 
     lineage = await resolver.resolve(parse(f"{fam.root}/app:1"))
 
@@ -480,13 +489,9 @@ async def test_multi_arch_index_every_platform_with_its_own_chain(
     ids=["arm64-matches-v8", "both-in-index-order", "missing-platform-ignored"],
 )
 async def test_platform_filter(
-    registry: RegistryProcess,
-    unique_repo: str,
-    resolver: LineageResolver,
-    platforms: list[str],
-    expected: list[str],
+    multi_arch: MultiArch, resolver: LineageResolver, platforms: list[str], expected: list[str]
 ) -> None:
-    fam = push_multi_arch(registry, unique_repo)
+    fam = multi_arch
 
     lineage = await resolver.resolve(parse(f"{fam.root}/app:1"), platforms=platforms, max_depth=1)
 
@@ -494,9 +499,9 @@ async def test_platform_filter(
 
 
 async def test_platform_filter_matching_nothing_is_a_failure(
-    registry: RegistryProcess, unique_repo: str, resolver: LineageResolver
+    multi_arch: MultiArch, resolver: LineageResolver
 ) -> None:
-    fam = push_multi_arch(registry, unique_repo)
+    fam = multi_arch
 
     lineage = await resolver.resolve(parse(f"{fam.root}/app:1"), platforms=["linux/s390x"])
 
@@ -657,3 +662,36 @@ async def test_image_lookup_failure(
     assert lineage.digest is None and lineage.platforms == ()
     assert lineage.failure is not None
     assert lineage.failure.startswith(f"{registry.host}/{unique_repo}/app:nope: MANIFEST_UNKNOWN")
+
+
+async def test_claimed_base_without_the_platform_is_contradicted(
+    registry: RegistryProcess, unique_repo: str, resolver: LineageResolver
+) -> None:
+    lay = layers_for(unique_repo)
+    amd = registry.push_image(f"{unique_repo}/debian", None, [lay.debian])
+    index = registry.push_index(f"{unique_repo}/debian", "12-slim", [(amd, "linux/amd64")])
+    app = registry.push_image(
+        f"{unique_repo}/app", "1", [lay.debian, lay.app], arch="arm64", annotations=claim(index)
+    )
+
+    pl = only(await resolver.resolve(parse(f"{app.host}/{app.repository}:1")))
+
+    assert pl.platform == "linux/arm64"
+    assert chain(pl)[1] == (f"{registry.host}/{unique_repo}/debian:12-slim", "annotation", False)
+    assert pl.levels[1].note == (
+        f"claimed base {registry.host}/{unique_repo}/debian:12-slim (annotation) has no linux/arm64 image"
+    )
+    assert pl.end is End.UNCLAIMED
+
+
+async def test_caller_deadline_cancels_cleanly(
+    registry: RegistryProcess, unique_repo: str, resolver: LineageResolver
+) -> None:
+    fam = push_family(registry, unique_repo, app=lambda deb, py: {"annotations": claim(py)})
+
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.001):
+            await resolver.resolve(fam.ref("app", "1"), catalog=[fam.ref("debian", "12-slim")])
+    # the resolver (and its client) still work afterwards
+    pl = only(await resolver.resolve(fam.ref("app", "1"), max_depth=1))
+    assert chain(pl)[1] == (f"{fam.root}/python:3.12", "annotation", True)

@@ -91,6 +91,8 @@ class FaultyProxy:
         self._storage_authorization = storage_authorization
         self._faults: list[Fault] = []
         self._seen: list[Seen] = []
+        self.in_flight = 0
+        self.max_in_flight = 0  # most requests handled at once since clear()
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
@@ -128,6 +130,10 @@ class FaultyProxy:
         loop.run_until_complete(self._startup())
         self._ready.set()
         loop.run_forever()
+        pending = asyncio.all_tasks(loop)  # handlers still sleeping in a fault
+        for task in pending:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         loop.close()
 
     async def _startup(self) -> None:
@@ -161,6 +167,7 @@ class FaultyProxy:
         with self._lock:
             self._faults.clear()
             self._seen.clear()
+            self.max_in_flight = self.in_flight
 
     def _take_fault(self, method: str, path: str) -> Fault | None:
         with self._lock:
@@ -186,6 +193,16 @@ class FaultyProxy:
 
     # -- handling ------------------------------------------------------------------
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            return await self._dispatch(request)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         path = request.path_qs
         with self._lock:
             self._seen.append(

@@ -595,6 +595,8 @@ def test_catalog_keeps_history_and_is_bounded() -> None:
 def test_catalog_bounds_tags() -> None:
     cat = Catalog(max_tags=1)
     cat.remember(parse("a:1"), "linux/amd64", D1, (L[0],))
+    assert cat.has(parse("a:1")) and not cat.has(parse("a:2"))
     cat.remember(parse("b:1"), "linux/amd64", D2, (L[1],))
     assert [str(e.reference) for e in cat] == [f"docker.io/library/b:1@{D2}"]
     assert cat.name_of(D1) is None
+    assert not cat.has(parse("a:1")) and cat.has(parse("b:1@" + D3))

@@ -402,6 +402,7 @@ async def handshake(port: int, context: ssl.SSLContext) -> ssl.SSLObject | Any:
         await writer.wait_closed()
 
 
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1:DeprecationWarning")
 async def test_tls_below_1_2_is_refused(webhook: Webhook, certs: Certs) -> None:
     port = webhook.runner.addresses[0][1]
     assert (await handshake(port, client_context(certs, version=ssl.TLSVersion.TLSv1_2)))[

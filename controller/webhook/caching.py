@@ -1,0 +1,244 @@
+"""Short-lived memory for the webhook: the same question within seconds gets the same answer.
+
+A Deployment rollout asks about the same images many times in a few seconds:
+the Deployment, its ReplicaSet, then every Pod. Each answer is a pure function
+of (policies, object facts, image lineage, today), and the registry client
+already caches what it fetched, but walking a warm lineage and evaluating it
+again still costs ~1 ms per image. Two layers of memory remove that:
+
+* :class:`MemoResolver` remembers each successful :class:`Lineage` for ``ttl``
+  seconds and lets concurrent callers share one resolution (``asyncio.shield``,
+  so a caller whose budget runs out does not cancel it for the others; the
+  result still lands in memory for the next review).
+* :class:`MemoAssessor` remembers each workload's results for ``ttl`` seconds,
+  keyed by everything evaluation reads (kind, namespace, labels, namespace
+  labels, images with their containers and paths, the date). A new policy
+  snapshot empties it: the policies are compared by identity, and every store
+  change publishes a new tuple.
+
+Neither remembers a failure: a lookup that failed or ran out of budget is
+asked again by the next review, so a registry that recovers is seen at once.
+The staleness they add is bounded by ``ttl`` (default 5 s) on top of the
+registry client's tag TTL (30 s): a base tag that moves is noticed at most
+that much later. Both are plain dicts bounded LRU-style; nothing is shared
+between processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from typing import Generic, TypeVar
+
+from controller.assess import Assessor, WorkloadResult
+from controller.lineage.catalog import Catalog
+from controller.lineage.model import End, Lineage
+from controller.lineage.resolve import LineageResolver, RegistryClient
+from controller.policy.facts import ObjectFacts
+from controller.policy.model import CompiledPolicy
+from controller.reference import Reference
+from controller.workloads import Workload
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+DEFAULT_TTL = 5.0
+DEFAULT_ENTRIES = 4096
+
+
+class _Memo(Generic[K, V]):
+    """A TTL map with LRU eviction past ``max_entries``."""
+
+    def __init__(self, *, ttl: float, max_entries: int, clock: Callable[[], float]) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self.clock = clock
+        self._items: OrderedDict[K, tuple[float, V]] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: K) -> V | None:
+        item = self._items.get(key)
+        if item is None or item[0] <= self.clock():
+            if item is not None:
+                del self._items[key]
+            self.misses += 1
+            return None
+        self._items.move_to_end(key)
+        self.hits += 1
+        return item[1]
+
+    def put(self, key: K, value: V) -> None:
+        if self.ttl <= 0:
+            return
+        self._items[key] = (self.clock() + self.ttl, value)
+        self._items.move_to_end(key)
+        while len(self._items) > self.max_entries:
+            self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        self._items.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+def lineage_ok(lineage: Lineage | None) -> bool:
+    """A lineage worth remembering: looked up, and no part of it failed."""
+    if lineage is None:
+        return True
+    return lineage.failure is None and all(
+        p.end is not End.LOOKUP_FAILED for p in lineage.platforms
+    )
+
+
+LineageKey = tuple[str, int, tuple[str, ...] | None, tuple[str, ...]]
+
+
+class MemoResolver(LineageResolver):
+    """A :class:`LineageResolver` that remembers successful lineages for ``ttl`` seconds."""
+
+    def __init__(
+        self,
+        client: RegistryClient,
+        *,
+        catalog: Catalog | None = None,
+        ttl: float = DEFAULT_TTL,
+        max_entries: int = DEFAULT_ENTRIES,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(client, catalog=catalog)
+        self.memo: _Memo[LineageKey, Lineage] = _Memo(ttl=ttl, max_entries=max_entries, clock=clock)
+        self._flights: dict[LineageKey, asyncio.Future[Lineage]] = {}
+
+    async def resolve(
+        self,
+        ref: Reference,
+        *,
+        max_depth: int = 4,
+        platforms: Sequence[str] | None = None,
+        catalog: Sequence[Reference] = (),
+    ) -> Lineage:
+        key: LineageKey = (
+            ref.normalized,
+            max_depth,
+            tuple(platforms) if platforms is not None else None,
+            tuple(sorted(c.normalized for c in catalog)),
+        )
+        found = self.memo.get(key)
+        if found is not None:
+            return found
+        flight = self._flights.get(key)
+        if flight is None:
+            flight = asyncio.ensure_future(
+                super().resolve(ref, max_depth=max_depth, platforms=platforms, catalog=catalog)
+            )
+            self._flights[key] = flight
+            flight.add_done_callback(lambda done: self._landed(key, done))
+        return await asyncio.shield(flight)
+
+    def _landed(self, key: LineageKey, flight: asyncio.Future[Lineage]) -> None:
+        self._flights.pop(key, None)
+        if flight.cancelled() or flight.exception() is not None:
+            return
+        lineage = flight.result()
+        if lineage_ok(lineage):
+            self.memo.put(key, lineage)
+
+
+WorkloadKey = tuple[Hashable, ...]
+
+
+def workload_key(
+    workload: Workload, labels: Mapping[str, Mapping[str, str]], today: dt.date
+) -> WorkloadKey:
+    """Everything evaluation reads about a workload, except its name (matching never uses it)."""
+    ns = workload.namespace
+    ns_labels = labels.get(ns) if ns is not None else None
+    return (
+        workload.kind,
+        ns,
+        tuple(sorted(workload.labels.items())),
+        tuple(sorted(ns_labels.items())) if ns_labels is not None else None,
+        tuple((i.container, i.image, i.path, i.section, i.role) for i in workload.images),
+        today,
+    )
+
+
+class MemoAssessor(Assessor):
+    """An :class:`Assessor` that remembers each workload's results for ``ttl`` seconds.
+
+    Results are remembered only when every lineage in them is complete; a
+    workload is re-assessed when the policies change (by identity).
+    """
+
+    def __init__(
+        self,
+        resolver: LineageResolver | None = None,
+        *,
+        budget: float = 8.0,
+        ttl: float = DEFAULT_TTL,
+        max_entries: int = DEFAULT_ENTRIES,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(resolver, budget=budget)
+        self.memo: _Memo[WorkloadKey, WorkloadResult] = _Memo(
+            ttl=ttl, max_entries=max_entries, clock=clock
+        )
+        self._policies: Sequence[CompiledPolicy] | None = None
+
+    async def assess(
+        self,
+        workloads: Sequence[Workload],
+        policies: Sequence[CompiledPolicy],
+        *,
+        now: dt.datetime,
+        namespace_labels: Mapping[str, Mapping[str, str]] | None = None,
+        budget: float | None = None,
+    ) -> list[WorkloadResult]:
+        if policies is not self._policies:
+            self.memo.clear()
+            self._policies = policies
+        labels = namespace_labels or {}
+        today = now.date()
+        keys = [workload_key(w, labels, today) for w in workloads]
+        out: list[WorkloadResult | None] = []
+        for workload, key in zip(workloads, keys, strict=True):
+            hit = self.memo.get(key)
+            out.append(None if hit is None else _rebind(hit, workload))
+        missing = [i for i, result in enumerate(out) if result is None]
+        if missing:
+            fresh = await super().assess(
+                [workloads[i] for i in missing],
+                policies,
+                now=now,
+                namespace_labels=namespace_labels,
+                budget=budget,
+            )
+            for i, result in zip(missing, fresh, strict=True):
+                out[i] = result
+                if all(lineage_ok(r.facts.lineage) for r in result.results):
+                    self.memo.put(keys[i], result)
+        return [r for r in out if r is not None]
+
+
+def _rebind(result: WorkloadResult, workload: Workload) -> WorkloadResult:
+    """A remembered result, told about the workload now asking (its name may differ).
+
+    Everything else evaluation read is in the key, so only the name can differ.
+    """
+    if result.workload.name == workload.name:
+        return result
+    obj = result.obj
+    facts = ObjectFacts(
+        kind=obj.kind,
+        name=workload.name,
+        namespace=obj.namespace,
+        labels=obj.labels,
+        namespace_labels=obj.namespace_labels,
+        operation=obj.operation,
+    )
+    return WorkloadResult(workload, facts, result.results)
