@@ -8,7 +8,7 @@ install:
 	$(PYTHON) -m pip install -q -e '.[test]'
 
 demo: install
-	$(PYTHON) -m controller.demo
+	$(PYTHON) demo/run.py
 
 lint:
 	ruff check controller tests bench

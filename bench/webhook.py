@@ -194,14 +194,25 @@ def rss_mib(pid: int) -> tuple[float, float]:
     return to_mib(fields.get("VmRSS", "0 kB")), to_mib(fields.get("VmHWM", "0 kB"))
 
 
-def run_wrk(url: str, lua: Path, body: Path, *, connections: int, duration: int) -> dict[str, Any]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_wrk(
+    url: str, lua: Path, body: Path, *, connections: int, duration: int, pid: int
+) -> dict[str, Any]:
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "-s", str(lua), url]
+    cpu = cpu_seconds(pid)
     out = subprocess.run(
         cmd, capture_output=True, text=True, env={**os.environ, "BENCH_BODY": str(body)}, check=True
     ).stdout
+    used = cpu_seconds(pid) - cpu
     line = next(x for x in out.splitlines() if x.startswith("BENCH "))
     result: dict[str, Any] = json.loads(line[len("BENCH ") :])
     result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
+    result["cpu_us"] = used / max(result["requests"], 1) * 1e6
     return result
 
 
@@ -302,7 +313,7 @@ def main() -> int:
             ("serve", serve_url, procs[0].pid),
         ):
             for load, conns in (("saturated", args.connections), ("moderate", args.moderate)):
-                run = run_wrk(url, lua, body, connections=conns, duration=args.duration)
+                run = run_wrk(url, lua, body, connections=conns, duration=args.duration, pid=pid)
                 run["rss"], run["peak_rss"] = rss_mib(pid)
                 results[f"{name}/{load}"] = run
 
@@ -320,12 +331,14 @@ def main() -> int:
             errors = run["socket_errors"] + run["bad_status"]
             print(
                 f"{key_:24} {run['rps']:>9.0f} {run['p50_us'] / 1000:>8.2f} {run['p99_us'] / 1000:>8.2f} "
-                f"{run['max_us'] / 1000:>8.2f} {errors:>7} {run['peak_rss']:>8.1f}"
+                f"{run['max_us'] / 1000:>8.2f} {errors:>7} {run['peak_rss']:>8.1f} {run['cpu_us']:>11.0f}"
             )
         ratio = results["serve/saturated"]["rps"] / results["floor/saturated"]["rps"]
         p99 = results["serve/moderate"]["p99_us"] / 1000
         print()
+        cpu_ratio = results["floor/saturated"]["cpu_us"] / results["serve/saturated"]["cpu_us"]
         print(f"throughput ratio serve/floor: {ratio:.2f} (goal >= 0.80)")
+        print(f"server CPU per request, floor/serve: {cpu_ratio:.2f} (the same ratio, less noisy)")
         print(f"serve p99 at moderate load: {p99:.2f} ms (goal < 5 ms)")
         return 0
     finally:

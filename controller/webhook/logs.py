@@ -6,7 +6,8 @@ in ``extra={"fields": {...}}``. Each admission review logs exactly one
 
 Credentials never belong in a log. Nothing baseguard logs should carry one,
 but a registry's error text or an exception message is not ours to vouch
-for, so every line passes through :func:`redact` before it is written.
+for, so every string of every line passes through :func:`redact`, and a field
+named like a secret (``password``, ``token`` …) is masked whole.
 """
 
 from __future__ import annotations
@@ -37,8 +38,38 @@ def redact(text: str) -> str:
     return _USERINFO.sub(r"\1***:***@", text)
 
 
+_SECRET_KEYS = frozenset(
+    {
+        "authorization",
+        "password",
+        "passwd",
+        "token",
+        "access_token",
+        "refresh_token",
+        "secret",
+        "auth",
+    }
+)
+
+
+def _scrub(value: Any, depth: int = 0) -> Any:
+    """``value`` with every string redacted and every secret-named key masked."""
+    if isinstance(value, str):
+        return redact(value)
+    if depth > 5:
+        return value
+    if isinstance(value, Mapping):
+        return {
+            k: "***" if str(k).lower() in _SECRET_KEYS else _scrub(v, depth + 1)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [_scrub(v, depth + 1) for v in value]
+    return value
+
+
 class JsonFormatter(logging.Formatter):
-    """Formats a record as one JSON object on one line."""
+    """Formats a record as one JSON object on one line, credentials masked."""
 
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
@@ -47,15 +78,15 @@ class JsonFormatter(logging.Formatter):
             ),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": redact(record.getMessage()),
         }
         fields = getattr(record, "fields", None)
         if isinstance(fields, Mapping):
-            for key, value in fields.items():
+            for key, value in _scrub(fields).items():
                 out.setdefault(str(key), value)
         if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
-        return redact(json.dumps(out, default=str, ensure_ascii=False, separators=(",", ":")))
+            out["exc"] = redact(self.formatException(record.exc_info))
+        return json.dumps(out, default=str, ensure_ascii=False, separators=(",", ":"))
 
 
 def configure(*, level: str | int = "INFO", stream: TextIO | None = None) -> logging.Handler:

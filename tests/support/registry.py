@@ -189,14 +189,14 @@ def start_registry(
     htpasswd: tuple[str, str] | None = None,
     token_server: TokenServer | None = None,
     ready_timeout: float = 10.0,
+    port: int | None = None,
 ) -> RegistryProcess:
     """Start a registry and wait until ``GET /v2/`` answers (200 or 401)."""
     exe = registry_binary()
     if exe is None:
         raise RuntimeError(f"{BINARY} not found: {INSTALL_HINT}")
     workdir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    host = f"127.0.0.1:{port}"
+    host = f"127.0.0.1:{port or free_port()}"
     tls_files = make_tls_cert(workdir / "tls") if tls else None
     auth: dict[str, Any] | None = None
     if htpasswd is not None:
