@@ -17,7 +17,9 @@ What it does, all on 127.0.0.1:
    must do;
 5. drives both with ``wrk`` (one thread, keep-alive) at saturation
    (``--connections``) and at moderate load (``--moderate`` connections), and
-   prints requests/s, the ratio, p50/p99 latency and the servers' RSS.
+   prints requests/s, the ratio, p50/p99 latency, the servers' peak RSS, and
+   the server CPU time per request (read from /proc: the same ratio, but far
+   less sensitive to whatever else the machine is running).
 
 Goal: serve at >= 0.8 of the floor's throughput, p99 < 5 ms at moderate load.
 Without ``docker-registry`` it runs ``serve --offline`` (reference rules only)
@@ -325,7 +327,8 @@ def main() -> int:
         )
         print()
         print(
-            f"{'':24} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'errors':>7} {'RSS MiB':>8}"
+            f"{'':24} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'errors':>7} "
+            f"{'RSS MiB':>8} {'CPU us/req':>11}"
         )
         for key_, run in results.items():
             errors = run["socket_errors"] + run["bad_status"]

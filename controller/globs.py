@@ -9,9 +9,11 @@ mistake in the policy, reported as :class:`InvalidGlob`.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 
 from controller.errors import InvalidGlob
 
@@ -34,6 +36,13 @@ def _translate(pattern: str) -> str:
     return "".join(out)
 
 
+@functools.lru_cache(maxsize=4096)
+def _compile(patterns: tuple[str, ...]) -> re.Pattern[str]:
+    """Shared by equal sets: policies repeat the same repository glob entry after entry."""
+    body = "|".join(f"(?:{_translate(p)})" for p in patterns) or "(?!)"
+    return re.compile(rf"^(?:{body})$", re.DOTALL)
+
+
 def check(pattern: str, alphabet: re.Pattern[str], what: str) -> str:
     """Return ``pattern`` if it only uses ``alphabet``; else raise with a reason."""
     if not isinstance(pattern, str) or not pattern:
@@ -50,11 +59,12 @@ class GlobSet:
     """Several globs matched as one: true when any of them matches the whole string."""
 
     patterns: tuple[str, ...]
-    _regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
-        body = "|".join(f"(?:{_translate(p)})" for p in self.patterns) or "(?!)"
-        object.__setattr__(self, "_regex", re.compile(rf"^(?:{body})$", re.DOTALL))
+    @cached_property
+    def _regex(self) -> re.Pattern[str]:
+        """Compiled on first use, then kept: a library policy has hundreds of tag globs
+        and most are never consulted (their repository glob does not match)."""
+        return _compile(self.patterns)
 
     @classmethod
     def of(cls, patterns: Iterable[str]) -> GlobSet:

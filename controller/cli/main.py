@@ -41,16 +41,18 @@ def _now(text: str | None) -> dt.datetime:
 
 def compile_documents(documents: Sequence[tuple[str, int, dict[str, Any]]]) -> list[CompiledPolicy]:
     """Compile every policy document; all problems reported at once, naming file and document."""
-    from controller.policy.compile import check_policy, compile_policy
+    from controller.policy.compile import compile_checked
 
     problems: list[str] = []
+    policies: list[CompiledPolicy] = []
     for path, index, doc in documents:
-        errors = check_policy(doc)
-        where = f"{path} (document {index + 1})"
-        problems.extend(f"{where}: {err}" for err in errors)
+        policy, errors = compile_checked(doc)
+        problems.extend(f"{path} (document {index + 1}): {err}" for err in errors)
+        if policy is not None:
+            policies.append(policy)
     if problems:
         raise PolicyError("", "invalid policy:\n  " + "\n  ".join(problems))
-    return [compile_policy(doc) for _, _, doc in documents]
+    return policies
 
 
 def load_policies(paths: Sequence[str]) -> list[CompiledPolicy]:

@@ -92,6 +92,15 @@ def compile_policy(doc: Mapping[str, Any]) -> CompiledPolicy:
     return policy
 
 
+def compile_checked(doc: Mapping[str, Any]) -> tuple[CompiledPolicy | None, list[PolicyError]]:
+    """The compiled policy and every error, in one pass (``None`` when there are errors).
+
+    For callers that report all errors and then use the policy: validating a
+    document is the costly part, so it is done once.
+    """
+    return _run(doc)
+
+
 def catalog_references(policy: CompiledPolicy) -> tuple[Reference, ...]:
     """The bases the layer detector should know for ``policy``.
 

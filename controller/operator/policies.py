@@ -1,0 +1,240 @@
+"""Policy custom resources → the policy store; policy objects judged at the door.
+
+PURE (no API calls): the kopf handlers in :mod:`.handlers` hand bodies in,
+this module compiles them into the :class:`~controller.policy.store.PolicyStore`
+the webhook reads, and remembers what it saw of each object (its generation
+and status) so the leader can tell which status needs writing.
+
+A policy whose new generation does not compile keeps its last good
+generation in force (the store's rule: an Enforce policy must not vanish
+because of a typo) and is reported ``Ready=False`` with the field path.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from controller.errors import PolicyError
+from controller.policy.compile import DEFAULT_NAMESPACE, check_policy, compile_policy
+from controller.policy.model import (
+    API_VERSION,
+    CLUSTER_KIND,
+    GROUP,
+    NAMESPACED_KIND,
+    VERSION,
+    CompiledPolicy,
+)
+from controller.policy.store import PolicyStore, policy_key
+from controller.webhook import review as rv
+from controller.webhook.review import Review
+
+
+@dataclass(frozen=True)
+class PolicyKind:
+    kind: str
+    plural: str
+    namespaced: bool
+
+    def path(self, namespace: str | None = None, name: str | None = None, *, status: bool = False) -> str:
+        """The REST path of the collection, or of one object (``/status`` with ``status=True``)."""
+        base = f"/apis/{GROUP}/{VERSION}"
+        if self.namespaced and namespace:
+            base += f"/namespaces/{namespace}"
+        base += f"/{self.plural}"
+        if name:
+            base += f"/{name}" + ("/status" if status else "")
+        return base
+
+
+KINDS: Mapping[str, PolicyKind] = {
+    CLUSTER_KIND: PolicyKind(CLUSTER_KIND, "clusterbaseimagepolicies", namespaced=False),
+    NAMESPACED_KIND: PolicyKind(NAMESPACED_KIND, "baseimagepolicies", namespaced=True),
+}
+
+
+@dataclass(frozen=True)
+class PolicyRecord:
+    """One policy object as last seen: its identity, what it compiled to, its status."""
+
+    kind: str
+    name: str
+    namespace: str | None
+    uid: str
+    generation: int
+    policy: CompiledPolicy | None
+    errors: tuple[PolicyError, ...] = ()
+    status: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return policy_key(self.kind, self.namespace, self.name)
+
+    @property
+    def title(self) -> str:
+        """``ClusterBaseImagePolicy prod-bases`` / ``BaseImagePolicy team-a/legacy``, for logs."""
+        where = f"{self.namespace}/" if self.namespace else ""
+        return f"{self.kind} {where}{self.name}"
+
+    @property
+    def path(self) -> str:
+        """The REST path of the object's ``/status`` subresource."""
+        return KINDS[self.kind].path(self.namespace, self.name, status=True)
+
+
+def document(body: Mapping[str, Any], *, kind: str | None = None, namespace: str | None = None) -> dict[str, Any]:
+    """The part of a policy object the compiler reads: identity and ``spec``.
+
+    Server-side fields (``managedFields``, ``resourceVersion``, ``status`` …)
+    are left out, so what is checked is exactly what a policy file would hold.
+    ``kind`` fills in a body that lacks it (items of a list do);
+    ``namespace`` fills in a namespaced policy whose body names none.
+    """
+    meta = body.get("metadata")
+    meta = meta if isinstance(meta, Mapping) else {}
+    out_kind = body.get("kind") or kind
+    out_meta: dict[str, Any] = {}
+    for name in ("name", "namespace", "uid", "generation"):
+        if meta.get(name) is not None:
+            out_meta[name] = meta[name]
+    if out_kind == NAMESPACED_KIND and not out_meta.get("namespace") and namespace:
+        out_meta["namespace"] = namespace
+    doc: dict[str, Any] = {
+        "apiVersion": body.get("apiVersion") or API_VERSION,
+        "kind": out_kind,
+        "metadata": out_meta,
+    }
+    if "spec" in body:
+        doc["spec"] = body["spec"]
+    return doc
+
+
+def key_of(body: Mapping[str, Any], *, kind: str | None = None) -> str:
+    """The store key of a policy object (a namespaced one without a namespace lives in ``default``)."""
+    meta = document(body, kind=kind)["metadata"]
+    kind_name = str(body.get("kind") or kind)
+    namespace = None
+    if kind_name == NAMESPACED_KIND:
+        namespace = meta.get("namespace") or DEFAULT_NAMESPACE
+    return policy_key(kind_name, namespace, str(meta.get("name", "")))
+
+
+def read_policy(body: Mapping[str, Any], *, kind: str | None = None) -> PolicyRecord:
+    """Compile one policy object into a record (never raises)."""
+    doc = document(body, kind=kind)
+    meta = doc["metadata"]
+    errors = tuple(check_policy(doc))
+    policy = None if errors else compile_policy(doc)
+    raw_status = body.get("status")
+    kind_name = str(doc["kind"])
+    namespace = meta.get("namespace") if kind_name == NAMESPACED_KIND else None
+    if kind_name == NAMESPACED_KIND and not namespace:
+        namespace = DEFAULT_NAMESPACE
+    generation = meta.get("generation")
+    return PolicyRecord(
+        kind=kind_name,
+        name=str(meta.get("name", "")),
+        namespace=namespace,
+        uid=str(meta.get("uid", "")),
+        generation=generation if isinstance(generation, int) else 0,
+        policy=policy,
+        errors=errors,
+        status=dict(raw_status) if isinstance(raw_status, Mapping) else {},
+    )
+
+
+def error_text(errors: tuple[PolicyError, ...]) -> str:
+    return "; ".join(str(e) for e in errors)
+
+
+class PolicyBook:
+    """The policy objects seen so far, kept in step with the store the webhook reads.
+
+    Recompiles only when an object's uid or generation changes: a status
+    write (the operator's own, after every audit) bumps neither, and must not
+    publish a new store snapshot (that would empty the webhook's memo).
+    """
+
+    def __init__(self, store: PolicyStore) -> None:
+        self.store = store
+        self._records: dict[str, PolicyRecord] = {}
+
+    def apply(self, body: Mapping[str, Any], *, kind: str | None = None) -> PolicyRecord:
+        """Take one policy object (created, changed, or listed) into the book and the store."""
+        key = key_of(body, kind=kind)
+        meta = document(body, kind=kind)["metadata"]
+        known = self._records.get(key)
+        if known is not None and known.uid == meta.get("uid") and known.generation == meta.get("generation"):
+            status = body.get("status")
+            record = replace(known, status=dict(status) if isinstance(status, Mapping) else {})
+            self._records[key] = record
+            return record
+        record = read_policy(body, kind=kind)
+        self._records[record.key] = record
+        self.store.upsert(record.key, record.policy if record.policy is not None else error_text(record.errors))
+        return record
+
+    def remove(self, body: Mapping[str, Any], *, kind: str | None = None) -> PolicyRecord | None:
+        """Forget a deleted policy object: it stops applying at once."""
+        key = key_of(body, kind=kind)
+        self.store.remove(key)
+        return self._records.pop(key, None)
+
+    def get(self, key: str) -> PolicyRecord | None:
+        return self._records.get(key)
+
+    def records(self) -> Iterator[PolicyRecord]:
+        yield from list(self._records.values())
+
+    def in_force(self, key: str) -> CompiledPolicy | None:
+        """The policy the webhook applies under ``key`` (for an invalid record: its last good generation)."""
+        for policy in self.store.snapshot.policies:
+            if policy_key(policy.kind, policy.namespace, policy.name) == key:
+                return policy
+        return None
+
+
+# --------------------------------------------------------------------------- at the door
+
+
+def is_policy_review(review: Review) -> bool:
+    """An admission review of one of baseguard's own policy kinds."""
+    return review.group == GROUP and review.kind in KINDS
+
+
+def policy_review(review: Review) -> dict[str, Any]:
+    """The answer to a review of a policy object: refused with every field path when invalid.
+
+    So ``kubectl apply`` of a broken policy fails at once with what to fix,
+    instead of being accepted and showing ``Ready=False`` later. Only CREATE
+    and UPDATE of the object itself are judged (never ``/status``: that is
+    the operator writing). An UPDATE that leaves an already-invalid ``spec``
+    as it was is let through with a warning, so the object can still be
+    labelled, annotated or have its finalizers removed.
+    """
+    if review.operation not in ("CREATE", "UPDATE") or review.sub_resource or review.object is None:
+        return rv.build_response(review.uid, allowed=True)
+    doc = document(review.object, kind=review.kind, namespace=review.namespace)
+    errors = check_policy(doc)
+    if not errors:
+        return rv.build_response(review.uid, allowed=True)
+    name = doc["metadata"].get("name") or review.name or "<unnamed>"
+    lines = [f"{e.path}: {e.reason}" if e.path else e.reason for e in errors]
+    old = review.old_object
+    if review.operation == "UPDATE" and old is not None and _same(old.get("spec"), review.object.get("spec")):
+        warning = f"{review.kind} {name} is still invalid: {lines[0]}"
+        return rv.build_response(review.uid, allowed=True, warnings=[rv.clip(warning, rv.WARNING_MAX)])
+    shown = lines[: rv.MESSAGE_LINES_MAX]
+    more = len(lines) - len(shown)
+    message = f"{review.kind} {name} is invalid: " + "; ".join(
+        rv.clip(line, rv.MESSAGE_LINE_MAX, ascii_only=False) for line in shown
+    )
+    if more:
+        message += f"; and {more} more"
+    return rv.build_response(review.uid, allowed=False, code=422, reason="Invalid", message=message)
+
+
+def _same(a: Any, b: Any) -> bool:
+    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
