@@ -24,4 +24,5 @@ test: install lint unit
 	baseguard test policies/
 
 bench: install
-	$(PYTHON) bench/registry_lookups.py
+	$(PYTHON) bench/registry.py
+	$(PYTHON) bench/webhook.py

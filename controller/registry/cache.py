@@ -90,9 +90,13 @@ class TTLMap(Generic[K, V]):
             return None
         value, expires = item
         if self.clock() >= expires:
-            del self._data[key]
-            return None
+            return None  # kept for get_stale; evicted by size like the rest
         return value
+
+    def get_stale(self, key: K) -> V | None:
+        """The last value put, expired or not: what to revalidate cheaply."""
+        item = self._data.get(key)
+        return None if item is None else item[0]
 
     def put(self, key: K, value: V, *, ttl: float | None = None) -> None:
         lifetime = self.ttl if ttl is None else ttl
@@ -136,6 +140,10 @@ class SingleFlight(Generic[K, V]):
         else:
             self.joined += 1
         return await asyncio.shield(task)
+
+    def pending(self, key: K) -> asyncio.Task[V] | None:
+        """The lookup in flight for ``key``, if any: another operation may join it."""
+        return self._tasks.get(key)
 
     def _done(self, key: K, task: asyncio.Task[V]) -> None:
         # No need to fetch task.exception() here: shield() marks the result as
@@ -195,6 +203,10 @@ class RegistryCache:
         if digest is not None:
             self.stats.hits += 1
         return digest
+
+    def stale_tag(self, key: Hashable) -> str | None:
+        """The digest the tag had when last seen, even past its TTL."""
+        return self.tags.get_stale(key)
 
     def put_tag(self, key: Hashable, digest: str) -> None:
         self.tags.put(key, digest)

@@ -309,11 +309,17 @@ class RegistryClient:
         if wanted is not None:
             return await self._manifest_by_digest(ref, wanted)
         tag = ref.effective_tag or "latest"
-        known = self.cache.get_tag(self._tag_key(ref, tag))
+        key = self._tag_key(ref, tag)
+        known = self.cache.get_tag(key)
         if known is not None:
             return await self._manifest_by_digest(ref, known)
+        if self.cache.stale_tag(key) is not None:
+            # Seen before, TTL over: a HEAD revalidates it, and the content is most
+            # likely cached by digest. Registries such as Docker Hub count manifest
+            # GETs, not HEADs, against pull limits.
+            return await self._manifest_by_digest(ref, await self.resolve_digest(ref))
         return await self._flight(
-            ("manifest-tag", ref.registry, ref.repository, tag, self._fp(ref)),
+            self._tag_flight(ref, tag),
             lambda: self._mirrored(ref, lambda entry: self._get_manifest_by_tag(entry, ref, tag)),
         )
 
@@ -329,6 +335,11 @@ class RegistryClient:
         if known is not None:
             self._shared.stats.cache_hits += 1
             return known
+        fetching = self.cache.flights.pending(self._tag_flight(ref, tag))
+        if fetching is not None:  # a GET of this tag is under way: its digest answers us too
+            self._shared.stats.coalesced += 1
+            fetched: Fetched = await asyncio.shield(fetching)
+            return fetched.digest
         return await self._flight(
             ("digest", ref.registry, ref.repository, tag, self._fp(ref)),
             lambda: self._mirrored(ref, lambda entry: self._head_digest(entry, ref, tag)),
@@ -367,6 +378,9 @@ class RegistryClient:
 
     def _tag_key(self, ref: Reference, tag: str) -> Hashable:
         return (ref.registry, ref.repository, tag)
+
+    def _tag_flight(self, ref: Reference, tag: str) -> Hashable:
+        return ("manifest-tag", ref.registry, ref.repository, tag, self._fp(ref))
 
     def _fp(self, ref: Reference) -> str:
         return auth.fingerprint(self._config.host(ref.registry).credentials)

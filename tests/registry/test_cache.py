@@ -202,11 +202,30 @@ async def test_tag_ttl_and_digest_content_forever(
 
     clock.now += 1.5
     assert (await client.fetch_manifest(tagged)).digest == moved.digest  # asked again
-    assert proxy.count("/manifests/") == 2
+    # revalidated with a HEAD; the moved tag's content is new, so one GET by digest
+    assert proxy.count("/manifests/v1", method="HEAD") == 1
+    assert proxy.count(f"/manifests/{moved.digest}", method="GET") == 1
+    assert proxy.count("/manifests/") == 3
+
+    clock.now += 31
+    assert (await client.fetch_manifest(tagged)).digest == moved.digest  # unchanged tag:
+    assert proxy.count("/manifests/") == 4  # one HEAD, the content comes from the cache
+    assert proxy.count("/manifests/v1", method="HEAD") == 2
 
     clock.now += 10**6
     assert (await client.fetch_manifest(pinned)).digest == image.digest  # content never expires
-    assert proxy.count("/manifests/") == 2
+    assert proxy.count("/manifests/") == 4
+
+
+async def test_a_digest_lookup_joins_a_tag_fetch_in_flight(
+    proxy: FaultyProxy, make_client: Any, image: Any
+) -> None:
+    """fetch_manifest(tag) and resolve_digest(tag) at once: one request, not GET + HEAD."""
+    client: RegistryClient = make_client(proxy)
+    tagged = parse(f"{proxy.host}/{image.repository}:v1")
+    fetched, digest = await asyncio.gather(client.fetch_manifest(tagged), client.resolve_digest(tagged))
+    assert fetched.digest == digest == image.digest
+    assert proxy.count("/manifests/") == 1
 
 
 async def test_failures_are_cached_briefly(proxy: FaultyProxy, make_client: Any, image: Any) -> None:
