@@ -1,0 +1,414 @@
+"""The ``baseguard`` command line as a user runs it: exit codes, text, SPEC §8 JSON.
+
+Offline cases run the CLI in-process through ``main(argv)``; the online ones
+run it against the real registry fixture with images the test pushes.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support.images import layer
+
+from controller.cli.main import main
+
+ROOT = Path(__file__).resolve().parents[2]
+POLICIES = ROOT / "policies"
+NOW = ["--now", "2026-11-23"]
+BASE_NAME = "org.opencontainers.image.base.name"
+BASE_DIGEST = "org.opencontainers.image.base.digest"
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+PIN_POLICY = """\
+    apiVersion: baseguard.io/v1alpha1
+    kind: ClusterBaseImagePolicy
+    metadata: {name: pins}
+    spec:
+      mode: Enforce
+      pinning: {require: Version}
+    """
+
+WARN_EOL = """\
+    apiVersion: baseguard.io/v1alpha1
+    kind: ClusterBaseImagePolicy
+    metadata: {name: eol}
+    spec:
+      mode: Warn
+      bases:
+        deprecated:
+          - image: docker.io/library/python
+            tags: ["3.8", "3.8.*", "3.8-*"]
+            reason: Python 3.8 reached end of life on 2024-10-07
+            replacement: docker.io/library/python:3.12-slim
+    """
+
+
+def deployment(name: str, image: str, namespace: str = "shop") -> str:
+    return f"""\
+    apiVersion: apps/v1
+    kind: Deployment
+    metadata: {{name: {name}, namespace: {namespace}}}
+    spec:
+      selector: {{matchLabels: {{app: {name}}}}}
+      template:
+        metadata: {{labels: {{app: {name}}}}}
+        spec:
+          containers:
+            - {{name: app, image: "{image}"}}
+    """
+
+
+@pytest.mark.parametrize(
+    ("image", "code", "verdict"),
+    [
+        ("python:3.12.7-slim", 0, "allow"),
+        ("python:3.12-slim", 1, "deny"),
+        ("python:3.8.20-slim", 0, "warn"),
+    ],
+    ids=["pinned-allow", "unpinned-deny", "deprecated-warn-exits-0"],
+)
+def test_check_exit_code_follows_the_most_severe_verdict(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], image: str, code: int, verdict: str
+) -> None:
+    manifest = write(tmp_path, "app.yaml", deployment("api", image))
+    pins = write(tmp_path, "p/pins.yaml", PIN_POLICY)
+    write(tmp_path, "p/eol.yaml", WARN_EOL)
+    got, out, _ = run(
+        capsys,
+        "check",
+        str(manifest),
+        "-p",
+        str(pins.parent),
+        "--offline",
+        "--format",
+        "json",
+        *NOW,
+    )
+    assert got == code
+    result = json.loads(out)["results"][0]
+    assert result["verdict"] == verdict
+
+
+def test_check_json_follows_spec_section_8(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = write(tmp_path, "app.yaml", deployment("legacy", "python:3.8-slim"))
+    dockerfile = write(
+        tmp_path,
+        "Dockerfile",
+        """\
+        ARG PY=3.8
+        FROM golang:1.22.4 AS build
+        FROM python:${PY}-slim AS runtime
+        COPY --from=build /out /app
+        """,
+    )
+    write(tmp_path, "p/pins.yaml", PIN_POLICY)
+    write(tmp_path, "p/eol.yaml", WARN_EOL)
+    code, out, _ = run(
+        capsys,
+        "check",
+        str(manifest),
+        str(dockerfile),
+        "-p",
+        str(tmp_path / "p"),
+        "--offline",
+        "--format",
+        "json",
+        *NOW,
+    )
+    doc = json.loads(out)
+    assert code == 1
+    assert set(doc) >= {"results", "summary"}
+    assert doc["summary"] == {"deny": 2, "warn": 0, "audit": 0, "allow": 1}
+    keys = {
+        "source",
+        "kind",
+        "namespace",
+        "name",
+        "container",
+        "image",
+        "normalized",
+        "verdict",
+        "violations",
+        "lineage",
+    }
+    for result in doc["results"]:
+        assert keys <= set(result)
+        for v in result["violations"]:
+            assert set(v) >= {"policy", "rule", "action", "message"}
+    by_image = {r["normalized"]: r for r in doc["results"]}
+    legacy = by_image["docker.io/library/python:3.8-slim"]
+    assert legacy["kind"] == "Dockerfile" or legacy["kind"] == "Deployment"
+    deployed = next(r for r in doc["results"] if r["kind"] == "Deployment")
+    assert (deployed["namespace"], deployed["name"], deployed["container"]) == (
+        "shop",
+        "legacy",
+        "app",
+    )
+    rules = {(v["policy"], v["rule"], v["action"]) for v in deployed["violations"]}
+    assert rules == {("pins", "unpinned", "deny"), ("eol", "deprecated-base", "warn")}
+    assert deployed["lineage"] == [
+        {
+            "reference": "docker.io/library/python:3.8-slim",
+            "digest": None,
+            "source": "image",
+            "verified": None,
+        }
+    ]
+    # The Dockerfile: ARG substituted, the final stage is a base, the builder only gets reference rules.
+    stages = {r["container"]: r for r in doc["results"] if r["kind"] == "Dockerfile"}
+    assert stages["runtime"]["normalized"] == "docker.io/library/python:3.8-slim"
+    assert {v["rule"] for v in stages["runtime"]["violations"]} == {"deprecated-base", "unpinned"}
+    assert (
+        stages["build"]["verdict"] == "allow"
+    )  # 1.22.4 is a full version, and builders are not base-checked
+    assert "deprecated-base" not in legacy.get("notEvaluated", [])
+
+
+def test_check_text_says_what_was_not_evaluated_offline(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = write(tmp_path, "app.yaml", deployment("api", "ghcr.io/acme/api:1.0.0"))
+    policy = write(
+        tmp_path,
+        "allow.yaml",
+        """\
+        apiVersion: baseguard.io/v1alpha1
+        kind: ClusterBaseImagePolicy
+        metadata: {name: bases}
+        spec:
+          bases:
+            allowed: [{image: docker.io/library/python, tags: ["3.12*"]}]
+        """,
+    )
+    code, out, _ = run(capsys, "check", str(manifest), "-p", str(policy), "--offline", *NOW)
+    assert code == 0
+    assert "ALLOW Deployment/shop/api" in out
+    assert "not evaluated (--offline" in out and "base-not-allowed" in out and "unknown-base" in out
+
+
+def test_check_skips_and_counts_other_kinds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = write(
+        tmp_path,
+        "all.yaml",
+        textwrap.dedent(deployment("api", "python:3.12.7-slim"))
+        + "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {a: b}\n",
+    )
+    code, out, _ = run(
+        capsys,
+        "check",
+        str(manifest),
+        "-p",
+        str(write(tmp_path, "p.yaml", PIN_POLICY)),
+        "--offline",
+    )
+    assert code == 0
+    assert "1 document(s) skipped" in out
+
+
+@pytest.mark.parametrize(
+    ("files", "fragment"),
+    [
+        ({"app.yaml": "kind: Deployment\nmetadata: {name: x\n"}, "invalid YAML at line"),
+        ({"app.yaml": "metadata: {name: x}\n"}, "apiVersion"),
+        (
+            {
+                "app.yaml": deployment("api", "python:3.12.7"),
+                "p.yaml": PIN_POLICY.replace("require: Version", "require: Versions"),
+            },
+            "spec.pinning.require",
+        ),
+    ],
+    ids=["malformed-yaml", "no-apiversion", "bad-policy-enum"],
+)
+def test_bad_input_exits_2_with_a_clear_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], files: dict[str, str], fragment: str
+) -> None:
+    for name, text in files.items():
+        write(tmp_path, name, text)
+    policy = tmp_path / "p.yaml"
+    if not policy.exists():
+        write(tmp_path, "p.yaml", PIN_POLICY)
+    code, _, err = run(
+        capsys, "check", str(tmp_path / "app.yaml"), "-p", str(policy), "--offline"
+    )
+    assert code == 2
+    assert fragment in err and "Traceback" not in err
+    assert str(tmp_path) in err
+
+
+def test_invalid_image_is_a_violation_not_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = write(tmp_path, "app.yaml", deployment("api", "Python:3.12"))
+    code, out, _ = run(
+        capsys,
+        "check",
+        str(manifest),
+        "-p",
+        str(write(tmp_path, "p.yaml", PIN_POLICY)),
+        "--offline",
+        "--format",
+        "json",
+    )
+    assert code == 1
+    (violation,) = json.loads(out)["results"][0]["violations"]
+    assert violation["rule"] == "invalid-reference" and "lower case" in violation["message"]
+
+
+def test_policy_validate_reports_field_paths(capsys: pytest.CaptureFixture[str]) -> None:
+    bad = ROOT / "tests" / "data" / "policies" / "invalid" / "bad-globs.yaml"
+    code, out, _ = run(capsys, "policy", "validate", str(bad))
+    assert code == 2
+    assert "spec.bases.allowed[0].tags[0]: bad glob '3.12/slim'" in out
+    code, out, _ = run(capsys, "policy", "validate", str(POLICIES))
+    assert code == 0 and ", 0 invalid" in out
+
+
+def test_policy_crds_prints_both_kinds(capsys: pytest.CaptureFixture[str]) -> None:
+    import yaml
+
+    code, out, _ = run(capsys, "policy", "crds")
+    kinds = {d["spec"]["names"]["kind"] for d in yaml.safe_load_all(out)}
+    assert code == 0 and kinds == {"ClusterBaseImagePolicy", "BaseImagePolicy"}
+
+
+def test_policy_tests_pass_and_fail(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write(tmp_path, "pins.yaml", PIN_POLICY)
+    write(tmp_path, "t/app.yaml", deployment("api", "python:3.12-slim"))
+    spec = """\
+        policies: [../pins.yaml]
+        resources: [app.yaml]
+        now: "2026-11-23"
+        results:
+          - {resource: Deployment/shop/api, container: app, verdict: VERDICT, rules: [unpinned]}
+        """
+    write(tmp_path, "t/baseguard-test.yaml", spec.replace("VERDICT", "deny"))
+    code, out, _ = run(capsys, "test", str(tmp_path))
+    assert code == 0 and "1 passed, 0 failed" in out
+    write(tmp_path, "t/baseguard-test.yaml", spec.replace("VERDICT", "allow"))
+    code, out, _ = run(capsys, "test", str(tmp_path))
+    assert code == 1 and "1 passed" not in out
+    assert "expected allow ['unpinned'], got deny ['unpinned']" in out
+
+
+def test_the_bundled_library_passes_its_own_tests(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "test", str(POLICIES))
+    assert code == 0, out
+    assert out.strip().endswith(" failed") and ", 0 failed" in out
+
+
+def test_the_examples_give_the_verdicts_the_readme_shows(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, _ = run(
+        capsys, "check", str(ROOT / "examples"), "-p", str(POLICIES), "--offline", *NOW
+    )
+    assert code == 1
+    assert "DENY  Deployment/shop/legacy-api" in out
+    assert (
+        "deprecated-base [eol-python] warn: image docker.io/library/python:3.8-slim is deprecated"
+        in out
+    )
+    assert "10 image(s): 3 deny, 2 warn, 0 audit, 5 allow" in out
+
+
+# --------------------------------------------------------------------------- online
+
+
+def registry_config(tmp_path: Path, host: str) -> Path:
+    return write(
+        tmp_path, "registries.yaml", f'registries:\n  - {{host: "{host}", insecure: true}}\n'
+    )
+
+
+def test_check_and_lineage_against_the_real_registry(
+    registry: Any, unique_repo: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    os_layer = layer({"etc/os-release": "ID=debian\n"})
+    py_layer = layer({"usr/bin/python3.8": "3.8\n"})
+    base = registry.push_image(f"{unique_repo}/python", "3.8-slim", [os_layer, py_layer])
+    claim = {BASE_NAME: f"{registry.host}/{unique_repo}/python:3.8-slim", BASE_DIGEST: base.digest}
+    registry.push_image(
+        f"{unique_repo}/app", "1.0.0", [os_layer, py_layer, layer({"app": "x"})], annotations=claim
+    )
+    image = f"{registry.host}/{unique_repo}/app:1.0.0"
+    config = registry_config(tmp_path, registry.host)
+    policy = write(
+        tmp_path,
+        "p.yaml",
+        f"""\
+        apiVersion: baseguard.io/v1alpha1
+        kind: ClusterBaseImagePolicy
+        metadata: {{name: local}}
+        spec:
+          bases:
+            deprecated:
+              - image: "{registry.host}/{unique_repo}/python"
+                tags: ["3.8*"]
+                reason: Python 3.8 is end of life
+                replacement: "{registry.host}/{unique_repo}/python:3.12-slim"
+        """,
+    )
+    manifest = write(tmp_path, "app.yaml", deployment("app", image))
+
+    code, out, _ = run(
+        capsys,
+        "check",
+        str(manifest),
+        "-p",
+        str(policy),
+        "--registry-config",
+        str(config),
+        "--format",
+        "json",
+    )
+    assert code == 1
+    (result,) = json.loads(out)["results"]
+    assert [v["rule"] for v in result["violations"]] == ["deprecated-base"]
+    assert (
+        f"is built on {registry.host}/{unique_repo}/python:3.8-slim"
+        in result["violations"][0]["message"]
+    )
+    levels = result["lineage"]
+    assert levels[1]["source"] == "annotation" and levels[1]["verified"] is True
+    assert levels[1]["digest"] == base.digest
+
+    code, out, _ = run(capsys, "lineage", image, "--registry-config", str(config))
+    assert code == 0
+    assert "[annotation, verified]" in out and f"{unique_repo}/python:3.8-slim" in out
+
+    code, out, _ = run(
+        capsys,
+        "lineage",
+        f"{registry.host}/{unique_repo}/gone:1",
+        "--registry-config",
+        str(config),
+        "--format",
+        "json",
+    )
+    assert code == 1
+    assert (
+        "MANIFEST_UNKNOWN" in json.loads(out)["failure"]
+        or "unknown" in json.loads(out)["failure"].lower()
+    )
