@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING
 from controller.errors import InvalidReference
 from controller.lineage.model import Lineage
 from controller.policy.compile import catalog_references
-from controller.policy.evaluate import applicable, evaluate, needs_lineage
+from controller.policy.evaluate import applicable_indexed, evaluate, needs_lineage
 from controller.policy.facts import ImageFacts, ObjectFacts
+from controller.policy.index import PolicyIndex
 from controller.policy.model import Action, CompiledPolicy, most_severe
 from controller.policy.verdict import ImageResult
 from controller.reference import Reference, parse
@@ -91,6 +92,23 @@ class Assessor:
     def __init__(self, resolver: LineageResolver | None = None, *, budget: float = 8.0) -> None:
         self.resolver = resolver
         self.budget = budget
+        self._index: PolicyIndex | None = None
+
+    def index_of(self, policies: Sequence[CompiledPolicy]) -> PolicyIndex:
+        """The :class:`PolicyIndex` of ``policies``, built once per policy snapshot.
+
+        A store publishes a new tuple on every change, so an index is reused
+        while the caller passes the *same* tuple object (kept alive here, so its
+        identity cannot be recycled); a list could change under us and is
+        indexed afresh each call, which costs about one scan.
+        """
+        index = self._index
+        if index is not None and index.policies is policies:
+            return index
+        index = PolicyIndex.of(policies)
+        if isinstance(policies, tuple):  # PolicyIndex.of keeps a tuple as it is
+            self._index = index
+        return index
 
     async def assess(
         self,
@@ -102,11 +120,12 @@ class Assessor:
         budget: float | None = None,
     ) -> list[WorkloadResult]:
         labels = namespace_labels or {}
+        index = self.index_of(policies)
         prepared = []
         lookups: dict[str, _Lookup] = {}
         for workload in workloads:
             obj = _facts(workload, labels)
-            scoped = applicable(policies, obj)
+            scoped = applicable_indexed(index, obj)
             images = _image_facts(workload)
             if self.resolver is not None:
                 for facts in images:

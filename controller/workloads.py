@@ -6,9 +6,9 @@ the CLI and the audit need kind/namespace/name/container to report on.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from controller.policy.facts import ImageRole
 
@@ -49,6 +49,11 @@ _POD_SPEC_PATHS: Mapping[str, str] = {
 WORKLOAD_KINDS: frozenset[str] = frozenset(_POD_SPEC_PATHS)
 """Kinds that carry a pod spec (SPEC §6). Matched on ``kind`` alone, whatever the apiVersion."""
 
+# The same paths as segments, split once: the webhook extracts on every review.
+_POD_SPEC_PARTS: Mapping[str, tuple[str, ...]] = {
+    kind: tuple(path.split("/")[1:]) for kind, path in _POD_SPEC_PATHS.items()
+}
+
 _CONTAINER_SECTIONS = ("containers", "initContainers", "ephemeralContainers")
 
 # Lists inside Lists are not a Kubernetes thing; a cap keeps a YAML alias bomb
@@ -72,7 +77,13 @@ def is_list_kind(kind: str) -> bool:
 
 def pointer(*parts: str | int) -> str:
     """An RFC 6901 JSON Pointer from path segments (``~`` and ``/`` escaped)."""
-    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+    return "".join("/" + _escape(str(p)) for p in parts)
+
+
+def _escape(part: str) -> str:
+    if "~" in part or "/" in part:
+        return part.replace("~", "~0").replace("/", "~1")
+    return part
 
 
 def flatten(
@@ -105,10 +116,6 @@ def _flatten(
             yield from _flatten(item, prefix + pointer("items", index), element, depth + 1)
 
 
-def _split(ptr: str) -> list[str]:
-    return [p.replace("~1", "/").replace("~0", "~") for p in ptr.split("/")[1:]] if ptr else []
-
-
 def extract(
     obj: Mapping[str, Any],
     *,
@@ -126,33 +133,39 @@ def extract(
       front, for a caller that hands in a piece of a larger document).
     - Malformed shapes never raise; see :func:`pod_spec_images` for what is kept.
     """
+    kind = obj.get("kind")
+    if isinstance(kind, str) and kind in _POD_SPEC_PATHS:  # one object, not a List: no walk
+        return [_workload(obj, kind, prefix, source, document, default_namespace)]
     out: list[Workload] = []
-    for ptr, kind, item in flatten(obj, prefix=prefix):
-        if kind is None:
-            continue
-        spec_path = pod_spec_path(kind)
-        if spec_path is None:
-            continue
-        spec = _at(item, _split(spec_path))
-        images = pod_spec_images(spec, ptr + spec_path) if isinstance(spec, Mapping) else []
-        metadata = item.get("metadata")
-        meta: Mapping[str, Any] = metadata if isinstance(metadata, Mapping) else {}
-        name = meta.get("name")
-        namespace = meta.get("namespace")
-        out.append(
-            Workload(
-                kind=kind,
-                name=name if isinstance(name, str) and name else None,
-                namespace=namespace
-                if isinstance(namespace, str) and namespace
-                else default_namespace,
-                labels=string_map(meta.get("labels")),
-                images=tuple(images),
-                source=source,
-                document=document,
-            )
-        )
+    for ptr, item_kind, item in flatten(obj, prefix=prefix):
+        if item_kind is not None and item_kind in _POD_SPEC_PATHS:
+            out.append(_workload(item, item_kind, ptr, source, document, default_namespace))
     return out
+
+
+def _workload(
+    item: Mapping[str, Any],
+    kind: str,
+    ptr: str,
+    source: str,
+    document: int | None,
+    default_namespace: str | None,
+) -> Workload:
+    spec = _at(item, _POD_SPEC_PARTS[kind])
+    images = pod_spec_images(spec, ptr + _POD_SPEC_PATHS[kind]) if _is_mapping(spec) else []
+    metadata = item.get("metadata")
+    meta: Mapping[str, Any] = metadata if _is_mapping(metadata) else {}
+    name = meta.get("name")
+    namespace = meta.get("namespace")
+    return Workload(
+        kind=kind,
+        name=name if isinstance(name, str) and name else None,
+        namespace=namespace if isinstance(namespace, str) and namespace else default_namespace,
+        labels=string_map(meta.get("labels")),
+        images=tuple(images),
+        source=source,
+        document=document,
+    )
 
 
 def pod_spec_images(spec: Mapping[str, Any], prefix: str) -> list[ContainerImage]:
@@ -172,34 +185,40 @@ def pod_spec_images(spec: Mapping[str, Any], prefix: str) -> list[ContainerImage
       stringified: ``"12"`` would parse as ``docker.io/library/12``.
     - a name that is not a string becomes ``None``.
     """
+    # Hot in the webhook (every review, every container): section names need no
+    # pointer escaping, and a dict is tested with the cheap check before the ABC.
     out: list[ContainerImage] = []
     for section in _CONTAINER_SECTIONS:
         containers = spec.get(section)
         if not isinstance(containers, list):
             continue
+        base = f"{prefix}/{section}/"
         for index, container in enumerate(containers):
-            entry: Mapping[str, Any] = container if isinstance(container, Mapping) else {}
+            if _is_mapping(container):
+                name, image = container.get("name"), container.get("image")
+            else:
+                name = image = None
             out.append(
                 ContainerImage(
-                    container=_name(entry),
-                    image=_string(entry.get("image")),
-                    path=prefix + pointer(section, index, "image"),
+                    container=name if isinstance(name, str) and name else None,
+                    image=image if isinstance(image, str) else "",
+                    path=f"{base}{index}/image",
                     section=section,
                 )
             )
     volumes = spec.get("volumes")
     if isinstance(volumes, list):
         for index, volume in enumerate(volumes):
-            if not isinstance(volume, Mapping):
+            if not _is_mapping(volume):
                 continue
             source = volume.get("image")
-            if not isinstance(source, Mapping):
+            if not _is_mapping(source):
                 continue
             out.append(
                 ContainerImage(
                     container=_name(volume),
                     image=_string(source.get("reference")),
-                    path=prefix + pointer("volumes", index, "image", "reference"),
+                    path=f"{prefix}/volumes/{index}/image/reference",
                     section="volumes",
                 )
             )
@@ -208,18 +227,23 @@ def pod_spec_images(spec: Mapping[str, Any], prefix: str) -> list[ContainerImage
 
 def string_map(value: object) -> dict[str, str]:
     """Labels as ``str -> str``; entries of any other type are dropped (the apiserver refuses them)."""
-    if not isinstance(value, Mapping):
+    if not _is_mapping(value):
         return {}
     return {k: v for k, v in value.items() if isinstance(k, str) and isinstance(v, str)}
 
 
-def _at(obj: Mapping[str, Any], parts: list[str]) -> object:
+def _at(obj: Mapping[str, Any], parts: Sequence[str]) -> object:
     node: object = obj
     for part in parts:
-        if not isinstance(node, Mapping):
+        if not _is_mapping(node):
             return None
         node = node.get(part)
     return node
+
+
+def _is_mapping(value: object) -> TypeGuard[Mapping[str, Any]]:
+    """``isinstance(value, Mapping)``, with parsed JSON/YAML's ``dict`` answered without the ABC."""
+    return type(value) is dict or isinstance(value, Mapping)
 
 
 def _name(entry: Mapping[str, Any]) -> str | None:

@@ -78,8 +78,12 @@ class Catalog:
     """Every digest each catalog tag has had while the controller watched it, plus pinned digests.
 
     Keyed by (tag, platform); each key keeps up to ``digests_per_tag`` entries in
-    least-recently-seen order. An index over the first diff_id keeps
-    :meth:`longest_prefix` from scanning entries that cannot match.
+    least-recently-seen order. An index over each entry's *whole* layer list
+    (platform, diff_ids) lets :meth:`longest_prefix` ask, for each length a
+    catalog entry has, "is this prefix of the image a catalog image?": a few
+    dictionary lookups, however many digests the catalog holds. (Indexing by the
+    first diff_id alone is not enough: most bases share their distribution's
+    first layer, so that bucket is nearly the whole catalog.)
     """
 
     def __init__(self, *, digests_per_tag: int = DIGESTS_PER_TAG, max_tags: int = MAX_TAGS) -> None:
@@ -89,8 +93,10 @@ class Catalog:
         self._max_tags = max_tags
         # (tag key, platform) -> digest -> entry, least recently seen first
         self._tags: OrderedDict[tuple[str, str], OrderedDict[str, CatalogEntry]] = OrderedDict()
-        # first diff_id -> {(tag key, platform, digest)}
-        self._by_first: dict[str, set[tuple[str, str, str]]] = {}
+        # (platform, diff_ids) -> {(tag key, digest)}: entries with exactly these layers
+        self._by_layers: dict[tuple[str, tuple[str, ...]], set[tuple[str, str]]] = {}
+        # platform -> number of layers -> how many entries have that many
+        self._lengths: dict[str, dict[int, int]] = {}
         # index or manifest digest -> tag key -> how many entries name it; for digest-only claims
         self._resolved: dict[str, dict[str, int]] = {}
         self._refs: dict[str, Reference] = {}  # tag key -> reference without digest
@@ -141,18 +147,27 @@ class Catalog:
 
     def _index(self, key: tuple[str, str], entry: CatalogEntry) -> None:
         if entry.diff_ids:
-            self._by_first.setdefault(entry.diff_ids[0], set()).add((*key, entry.digest))
+            self._by_layers.setdefault((key[1], entry.diff_ids), set()).add((key[0], entry.digest))
+            lengths = self._lengths.setdefault(key[1], {})
+            lengths[len(entry.diff_ids)] = lengths.get(len(entry.diff_ids), 0) + 1
         for d in _digests(entry):
             names = self._resolved.setdefault(d, {})
             names[key[0]] = names.get(key[0], 0) + 1
 
     def _unindex(self, key: tuple[str, str], entry: CatalogEntry) -> None:
         if entry.diff_ids:
-            bucket = self._by_first.get(entry.diff_ids[0])
-            if bucket is not None:
-                bucket.discard((*key, entry.digest))
+            layers = (key[1], entry.diff_ids)
+            bucket = self._by_layers.get(layers)
+            if bucket is not None and (key[0], entry.digest) in bucket:
+                bucket.discard((key[0], entry.digest))
                 if not bucket:
-                    del self._by_first[entry.diff_ids[0]]
+                    del self._by_layers[layers]
+                lengths = self._lengths[key[1]]
+                lengths[len(entry.diff_ids)] -= 1
+                if not lengths[len(entry.diff_ids)]:
+                    del lengths[len(entry.diff_ids)]
+                    if not lengths:
+                        del self._lengths[key[1]]
         for d in _digests(entry):
             names = self._resolved.get(d, {})
             count = names.get(key[0], 0) - 1
@@ -212,17 +227,14 @@ class Catalog:
         if exclude_digest is not None:
             skip.add(exclude_digest)
         best: list[CatalogEntry] = []
-        best_len = 0
-        for tag, entry_platform, digest in self._by_first.get(diff_ids[0], ()):
-            if entry_platform != wanted or digest in skip:
-                continue
-            entry = self._tags[(tag, entry_platform)][digest]
-            if entry.reference.digest in skip or not is_prefix(entry.diff_ids, diff_ids):
-                continue
-            if len(entry.diff_ids) > best_len:
-                best, best_len = [entry], len(entry.diff_ids)
-            elif len(entry.diff_ids) == best_len:
-                best.append(entry)
+        lengths = self._lengths.get(wanted, {})
+        for length in sorted((n for n in lengths if n <= len(diff_ids)), reverse=True):
+            for tag, digest in self._by_layers.get((wanted, diff_ids[:length]), ()):
+                entry = self._tags[(tag, wanted)][digest]
+                if digest not in skip and entry.reference.digest not in skip:
+                    best.append(entry)
+            if best:
+                break
         if not best:
             return None
         best.sort(key=lambda e: _rank(e.reference))

@@ -82,7 +82,7 @@ def credentials_from_secret(secret: Mapping[str, Any]) -> dict[str, Credentials]
             return {}
         parsed = DockerCredentials.parse(text, source=where)
     except (InputError, ValueError, UnicodeDecodeError) as exc:
-        log.warning("pull secret does not parse; ignored", extra={"fields": {"secret": where, "error": type(exc).__name__}})
+        log.warning("pull secret does not parse; ignored", extra={"fields": {"secret_name": where, "error": type(exc).__name__}})
         return {}
     return dict(parsed.auths)
 
@@ -186,7 +186,7 @@ class PullSecrets:
                 if status != 404:
                     log.warning(
                         "cannot read a pull secret",
-                        extra={"fields": {"secret": f"{namespace}/{name}", "status": status}},
+                        extra={"fields": {"secret_name": f"{namespace}/{name}", "status": status}},
                     )
                 return {}, (self.ttl if status == 404 else FAILURE_TTL)
             return credentials_from_secret(obj), self.ttl

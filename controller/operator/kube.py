@@ -70,12 +70,13 @@ def load_configuration(*, kubeconfig: str | None = None, context: str | None = N
     configuration = Configuration()
     try:
         if kubeconfig is None and context is None and in_cluster():
-            InClusterConfigLoader(
+            loader = InClusterConfigLoader(  # type: ignore[no-untyped-call]
                 token_filename=os.path.join(SERVICE_ACCOUNT_DIR, "token"),
                 cert_filename=os.path.join(SERVICE_ACCOUNT_DIR, "ca.crt"),
-            ).load_and_set(configuration)
+            )
+            loader.load_and_set(configuration)  # type: ignore[no-untyped-call]
         else:
-            load_kube_config(
+            load_kube_config(  # type: ignore[no-untyped-call]
                 config_file=kubeconfig,
                 context=context,
                 client_configuration=configuration,
@@ -114,7 +115,7 @@ class Kube:
         return cls(load_configuration(kubeconfig=kubeconfig, context=context))
 
     def close(self) -> None:
-        self._api.close()
+        self._api.close()  # type: ignore[no-untyped-call]
 
     # ---- the calls
 
@@ -190,7 +191,7 @@ class Kube:
             response = self._api.call_api(
                 method, url, header_params=headers, body=payload, _request_timeout=self.timeout
             )
-            response.read()
+            response.read()  # type: ignore[no-untyped-call]
         except ApiException as exc:
             raise KubeError(exc.status or 0, str(exc.reason or ""), str(exc.body or ""), method=method, path=path) from None
         except (HTTPError, OSError) as exc:

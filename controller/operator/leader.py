@@ -263,23 +263,37 @@ class Elector:
             return self.is_leader
 
     async def release(self) -> None:
-        """Give the Lease up (holder cleared) so another replica takes over at once."""
+        """Give the Lease up (holder cleared) so another replica takes over at once.
+
+        The last renewal may have been in flight when the loop was cancelled
+        (its answer lost, its write done), so a 409 is retried once on a fresh
+        read, and only while the Lease is still ours.
+        """
         record = self._record
         self._step_down(None)
-        if record is None:
-            return
-        spec = {
-            "holderIdentity": None,
-            "leaseDurationSeconds": 1,
-            "acquireTime": record.acquire_time,
-            "renewTime": micro_time(self.wall()),
-            "leaseTransitions": record.transitions,
-        }
-        try:
-            await self.kube.replace(lease_path(self.namespace, self.name), self._body(spec, record))
-            log.info("lease released", extra={"fields": {"lease": self.name}})
-        except Exception as exc:
-            log.warning("could not release the lease", extra={"fields": {"error": str(exc)}})
+        path = lease_path(self.namespace, self.name)
+        for _ in range(2):
+            if record is None or record.holder != self.identity:
+                return
+            spec = {
+                "holderIdentity": None,
+                "leaseDurationSeconds": 1,
+                "acquireTime": record.acquire_time,
+                "renewTime": micro_time(self.wall()),
+                "leaseTransitions": record.transitions,
+            }
+            try:
+                await self.kube.replace(path, self._body(spec, record))
+                log.info("lease released", extra={"fields": {"lease": self.name}})
+                return
+            except Exception as exc:
+                if _status_of(exc) != 409:
+                    log.warning("could not release the lease", extra={"fields": {"error": str(exc)}})
+                    return
+                try:
+                    record = LeaseRecord.from_object(await self.kube.get(path))
+                except Exception:
+                    return
 
     # ---- state changes
 

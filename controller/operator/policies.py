@@ -161,8 +161,11 @@ class PolicyBook:
         self.store = store
         self._records: dict[str, PolicyRecord] = {}
 
-    def apply(self, body: Mapping[str, Any], *, kind: str | None = None) -> PolicyRecord:
-        """Take one policy object (created, changed, or listed) into the book and the store."""
+    def apply(self, body: Mapping[str, Any], *, kind: str | None = None) -> tuple[PolicyRecord, bool]:
+        """Take one policy object (created, changed, or listed) into the book and the store.
+
+        Returns the record and whether it was (re)compiled.
+        """
         key = key_of(body, kind=kind)
         meta = document(body, kind=kind)["metadata"]
         known = self._records.get(key)
@@ -170,11 +173,11 @@ class PolicyBook:
             status = body.get("status")
             record = replace(known, status=dict(status) if isinstance(status, Mapping) else {})
             self._records[key] = record
-            return record
+            return record, False
         record = read_policy(body, kind=kind)
         self._records[record.key] = record
         self.store.upsert(record.key, record.policy if record.policy is not None else error_text(record.errors))
-        return record
+        return record, True
 
     def remove(self, body: Mapping[str, Any], *, kind: str | None = None) -> PolicyRecord | None:
         """Forget a deleted policy object: it stops applying at once."""

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import logging
 import re
 import time
@@ -34,7 +33,7 @@ from controller.policy.store import PolicyStore
 from controller.settings import Settings
 from controller.webhook.handlers import Admission, Endpoint, Reviewer, utc_now
 from controller.webhook.metrics import CONTENT_TYPE, Metrics
-from controller.webhook.review import parse_review, status_body
+from controller.webhook.review import dumps, parse_review, status_body
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -175,11 +174,7 @@ async def _review(request: web.Request, endpoint: Endpoint) -> web.Response:
 
 
 def _json(data: Any, *, status: int = 200) -> web.Response:
-    return web.Response(
-        body=json.dumps(data, separators=(",", ":")).encode(),
-        status=status,
-        content_type="application/json",
-    )
+    return web.Response(body=dumps(data), status=status, content_type="application/json")
 
 
 # --------------------------------------------------------------------------- probes and metrics

@@ -16,12 +16,28 @@ again still costs ~1 ms per image. Two layers of memory remove that:
   snapshot empties it: the policies are compared by identity, and every store
   change publishes a new tuple.
 
+* :meth:`MemoAssessor.recall` / :meth:`~MemoAssessor.remember` hold whole
+  reviews' results under a key the webhook makes from the review's bytes
+  (:func:`controller.webhook.review.memo_key`), so a repeated review skips
+  even extracting its workload: on a warm cache that was most of a review's
+  cost.
+
 Neither remembers a failure: a lookup that failed or ran out of budget is
 asked again by the next review, so a registry that recovers is seen at once.
 The staleness they add is bounded by ``ttl`` (default 5 s) on top of the
 registry client's tag TTL (30 s): a base tag that moves is noticed at most
 that much later. Both are plain dicts bounded LRU-style; nothing is shared
 between processes.
+
+**Credentials.** A review may bring registry credentials (a pod's pull
+secrets): :meth:`MemoAssessor.for_credentials` hands out an assessor bound to
+that credential set, with memories of its own, so a result judged with one
+set of credentials is never recalled for another, and a lookup in flight for
+one set is never joined by another (an anonymous 401 must not answer a
+request that has the password). What the registry client keeps below that is
+its business: verified content and tag → digest answers are shared between
+credential sets by design (see :mod:`controller.registry.client`), failures
+are not.
 """
 
 from __future__ import annotations
@@ -31,7 +47,7 @@ import datetime as dt
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from controller.assess import Assessor, WorkloadResult
 from controller.lineage.catalog import Catalog
@@ -40,13 +56,18 @@ from controller.lineage.resolve import LineageResolver, RegistryClient
 from controller.policy.facts import ObjectFacts
 from controller.policy.model import CompiledPolicy
 from controller.reference import Reference
+from controller.registry.client import RegistryClient as HttpRegistryClient
 from controller.workloads import Workload
+
+if TYPE_CHECKING:
+    from controller.registry.config import Credentials
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
 DEFAULT_TTL = 5.0
 DEFAULT_ENTRIES = 4096
+DEFAULT_CREDENTIAL_SETS = 64
 
 
 class _Memo(Generic[K, V]):
@@ -183,12 +204,89 @@ class MemoAssessor(Assessor):
         ttl: float = DEFAULT_TTL,
         max_entries: int = DEFAULT_ENTRIES,
         clock: Callable[[], float] = time.monotonic,
+        max_credential_sets: int = DEFAULT_CREDENTIAL_SETS,
     ) -> None:
         super().__init__(resolver, budget=budget)
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self.clock = clock
+        self.max_credential_sets = max_credential_sets
         self.memo: _Memo[WorkloadKey, WorkloadResult] = _Memo(
             ttl=ttl, max_entries=max_entries, clock=clock
         )
+        self.reviews: _Memo[Hashable, tuple[WorkloadResult, ...]] = _Memo(
+            ttl=ttl, max_entries=max_entries, clock=clock
+        )
         self._policies: Sequence[CompiledPolicy] | None = None
+        self._by_credentials: OrderedDict[frozenset[tuple[str, Credentials]], MemoAssessor] = (
+            OrderedDict()
+        )
+
+    def _policies_are(self, policies: Sequence[CompiledPolicy]) -> None:
+        """Forget everything judged under other policies (every store change is a new tuple)."""
+        if policies is not self._policies:
+            self.memo.clear()
+            self.reviews.clear()
+            self._policies = policies
+
+    def recall(
+        self, key: Hashable, policies: Sequence[CompiledPolicy]
+    ) -> list[WorkloadResult] | None:
+        """The results remembered for a whole review under ``key`` (made by the caller), if fresh.
+
+        The results' workloads carry the name of the review that was judged
+        first; nothing the webhook answers reads it.
+        """
+        self._policies_are(policies)
+        found = self.reviews.get(key)
+        return None if found is None else list(found)
+
+    def remember(
+        self, key: Hashable, policies: Sequence[CompiledPolicy], results: Sequence[WorkloadResult]
+    ) -> None:
+        """Keep a review's results under ``key`` for ``ttl``, when every lookup in them succeeded."""
+        if policies is not self._policies:
+            return  # judged under policies that changed meanwhile
+        if all(lineage_ok(r.facts.lineage) for result in results for r in result.results):
+            self.reviews.put(key, tuple(results))
+
+    def for_credentials(self, credentials: Mapping[str, Credentials]) -> MemoAssessor:
+        """An assessor that looks images up with ``credentials`` (host → credentials) as well.
+
+        Its registry client is a view of this one's (same session, cache and
+        limits: :meth:`RegistryClient.with_config`), with the credentials
+        added for the hosts they name; its lineage and result memories are its
+        own. The last ``max_credential_sets`` sets are kept, so a team's next
+        pod finds its memories warm. Offline, or without credentials: ``self``.
+        """
+        resolver = self.resolver
+        client = _client_with(resolver, credentials)
+        if client is None or resolver is None:
+            return self
+        key = frozenset(credentials.items())
+        found = self._by_credentials.get(key)
+        if found is None:
+            bound = MemoResolver(
+                client,
+                catalog=resolver.catalog,  # what a base's layers are is no secret: shared
+                ttl=self.ttl,
+                max_entries=self.max_entries,
+                clock=self.clock,
+            )
+            found = MemoAssessor(
+                bound,
+                budget=self.budget,
+                ttl=self.ttl,
+                max_entries=self.max_entries,
+                clock=self.clock,
+                max_credential_sets=0,
+            )
+            self._by_credentials[key] = found
+            while len(self._by_credentials) > self.max_credential_sets:
+                self._by_credentials.popitem(last=False)
+        else:
+            self._by_credentials.move_to_end(key)
+        return found
 
     async def assess(
         self,
@@ -199,9 +297,7 @@ class MemoAssessor(Assessor):
         namespace_labels: Mapping[str, Mapping[str, str]] | None = None,
         budget: float | None = None,
     ) -> list[WorkloadResult]:
-        if policies is not self._policies:
-            self.memo.clear()
-            self._policies = policies
+        self._policies_are(policies)
         labels = namespace_labels or {}
         today = now.date()
         keys = [workload_key(w, labels, today) for w in workloads]
@@ -223,6 +319,36 @@ class MemoAssessor(Assessor):
                 if all(lineage_ok(r.facts.lineage) for r in result.results):
                     self.memo.put(keys[i], result)
         return [r for r in out if r is not None]
+
+
+def bind_credentials(assessor: Assessor, credentials: Mapping[str, Credentials]) -> Assessor:
+    """``assessor``, looking images up with ``credentials`` (host → credentials) as well.
+
+    A :class:`MemoAssessor` keeps one bound assessor per credential set
+    (:meth:`MemoAssessor.for_credentials`); a plain :class:`Assessor` has no
+    memory to keep, so it gets a fresh one on a client view. Offline, without
+    credentials, or on a client that is not the HTTP registry client (a test
+    double): ``assessor`` itself.
+    """
+    if isinstance(assessor, MemoAssessor):
+        return assessor.for_credentials(credentials)
+    resolver = assessor.resolver
+    client = _client_with(resolver, credentials)
+    if client is None or resolver is None:
+        return assessor
+    return Assessor(LineageResolver(client, catalog=resolver.catalog), budget=assessor.budget)
+
+
+def _client_with(
+    resolver: LineageResolver | None, credentials: Mapping[str, Credentials]
+) -> HttpRegistryClient | None:
+    """A view of ``resolver``'s registry client that also has ``credentials``; ``None``: not possible."""
+    if not credentials or resolver is None:
+        return None
+    client = resolver.client
+    if not isinstance(client, HttpRegistryClient):
+        return None
+    return client.with_config(client.config.with_credentials(credentials))
 
 
 def _rebind(result: WorkloadResult, workload: Workload) -> WorkloadResult:

@@ -29,10 +29,26 @@ Decisions worth knowing:
   ``baseguard_admission_violations_total`` so the figures count what was
   really admitted. The request counter and latency still count them: they
   measure the webhook's load. The decision log line says ``dry_run: true``.
+* **Policy objects at the door.** A review of a ``ClusterBaseImagePolicy`` or
+  ``BaseImagePolicy`` is checked with the compiler
+  (:func:`controller.policy.compile.check_policy`): /validate refuses an
+  invalid one (403) listing every field path and reason; /mutate leaves
+  policies alone.
+* **Registry credentials per review.** ``credentials`` (the operator: the
+  pod's ``imagePullSecrets`` and its service account's) is asked for each
+  workload review; its answer binds the assessor to that credential set for
+  this review only (:func:`controller.webhook.caching.bind_credentials`).
+  It gets a slice of the budget; if it fails or runs late, the lookups go
+  out with the configured credentials only.
+* **Memory.** When the assessor remembers (a
+  :class:`~controller.webhook.caching.MemoAssessor`, as ``serve`` and ``run``
+  use), a review whose judged bytes were seen within its TTL is answered
+  without extracting its workload again (:func:`.review.memo_key`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import time
@@ -40,13 +56,16 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
-from controller.policy.model import Mode, most_severe
+from controller.policy.model import POLICY_KINDS, Action, Mode, most_severe
 from controller.policy.store import PolicyStore, Snapshot
+from controller.webhook import logs
 from controller.webhook import review as rv
+from controller.webhook.caching import MemoAssessor, bind_credentials
 from controller.webhook.review import Finding, Review
 
 if TYPE_CHECKING:
     from controller.assess import Assessor, WorkloadResult
+    from controller.registry.config import Credentials
     from controller.webhook.metrics import Metrics
 
 log = logging.getLogger("baseguard.webhook")
@@ -76,6 +95,15 @@ class Reviewer(Protocol):
 NamespaceLabels = Callable[[str], Awaitable[Mapping[str, str] | None]]
 """Looks up a namespace's labels (the operator's informer); ``None``: unknown."""
 
+CredentialsLookup = Callable[[Review], Awaitable[Mapping[str, "Credentials"]]]
+"""Registry credentials for one review, host → credentials (``{}``: none beyond the configured).
+
+The operator's is the reviewed pod's ``imagePullSecrets`` and its service
+account's; the webhook itself never talks to Kubernetes."""
+
+#: The share of a review's budget the credentials lookup may take, and its bounds in seconds.
+CREDENTIALS_SHARE, CREDENTIALS_MIN, CREDENTIALS_MAX = 0.25, 0.05, 1.0
+
 
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
@@ -92,12 +120,14 @@ class Admission:
         metrics: Metrics | None = None,
         clock: Callable[[], dt.datetime] = utc_now,
         namespace_labels: NamespaceLabels | None = None,
+        credentials: CredentialsLookup | None = None,
     ) -> None:
         self.store = store
         self.assessor = assessor
         self.metrics = metrics
         self.clock = clock
         self.namespace_labels = namespace_labels
+        self.credentials = credentials
 
     async def __call__(
         self, review: Review, *, endpoint: Endpoint, budget: float, started: float | None = None
@@ -106,9 +136,12 @@ class Admission:
         snapshot = self.store.snapshot  # one snapshot for the whole review
         found: list[Finding] = []
         patch: list[dict[str, Any]] = []
+        errors: list[str] = []
         try:
             if not snapshot.loaded:
                 body, verdict = self._not_ready(review, endpoint)
+            elif rv.is_policy(review):
+                body, verdict, errors = self._policy(review, endpoint)
             elif endpoint is Endpoint.VALIDATE:
                 body, verdict, found = await self._validate(review, snapshot, budget, started)
             else:
@@ -122,7 +155,7 @@ class Admission:
             )
             body, verdict = self._failed(review, snapshot, endpoint), ERROR
         elapsed = time.perf_counter() - started
-        self._record(review, endpoint, verdict, found, patch, elapsed)
+        self._record(review, endpoint, verdict, found, patch, elapsed, errors)
         return body
 
     # ---- the two endpoints
@@ -130,18 +163,66 @@ class Admission:
     async def _assess(
         self, review: Review, snapshot: Snapshot, budget: float, started: float
     ) -> list[WorkloadResult]:
-        workloads = rv.workloads_of(review)
-        if not snapshot.policies or not any(w.images for w in workloads):
+        policies = snapshot.policies
+        if not policies or review.object is None or not rv.is_workload(review):
             return []
+        assessor = self.assessor
+        if self.credentials is not None and review.operation in ("CREATE", "UPDATE"):
+            creds = await self._credentials(review, budget, started)
+            if creds:
+                assessor = bind_credentials(assessor, creds)
         labels: dict[str, Mapping[str, str]] = {}
         if self.namespace_labels is not None and review.namespace:
             found = await self.namespace_labels(review.namespace)
             if found is not None:
                 labels[review.namespace] = found
-        left = max(budget - (time.perf_counter() - started), 0.0)
-        return await self.assessor.assess(
-            workloads, snapshot.policies, now=self.clock(), namespace_labels=labels, budget=left
+        now = self.clock()
+        key = None
+        memo = assessor if isinstance(assessor, MemoAssessor) else None
+        if memo is not None:
+            reviewed = rv.memo_key(review)
+            if reviewed is not None:
+                ns_labels = labels.get(review.namespace or "")
+                key = (
+                    reviewed,
+                    None if ns_labels is None else tuple(sorted(ns_labels.items())),
+                    now.date(),
+                )
+                remembered = memo.recall(key, policies)
+                if remembered is not None:
+                    return remembered
+        workloads = rv.workloads_of(review)
+        if any(w.images for w in workloads):
+            left = max(budget - (time.perf_counter() - started), 0.0)
+            results = await assessor.assess(
+                workloads, policies, now=now, namespace_labels=labels, budget=left
+            )
+        else:
+            results = []
+        if memo is not None and key is not None:
+            memo.remember(key, policies, results)
+        return results
+
+    async def _credentials(
+        self, review: Review, budget: float, started: float
+    ) -> Mapping[str, Credentials]:
+        """The review's registry credentials, within a slice of the budget; ``{}`` when they fail."""
+        assert self.credentials is not None
+        left = budget - (time.perf_counter() - started)
+        limit = min(max(left * CREDENTIALS_SHARE, CREDENTIALS_MIN), CREDENTIALS_MAX)
+        try:
+            return await asyncio.wait_for(self.credentials(review), timeout=limit)
+        except TimeoutError:
+            problem = f"not found within {limit:.2f}s"
+        except Exception as exc:  # a broken secret must not break admission
+            problem = f"lookup failed: {type(exc).__name__}"
+        log.warning(
+            "registry credentials unavailable; looking images up without them",
+            extra={
+                "fields": {"uid": review.uid, "namespace": review.namespace, "problem": problem}
+            },
         )
+        return {}
 
     async def _validate(
         self, review: Review, snapshot: Snapshot, budget: float, started: float
@@ -161,6 +242,15 @@ class Admission:
         )
         verdict = most_severe(r.verdict for r in results).value
         return rv.build_response(review.uid, allowed=True, patch=patch), verdict, patch
+
+    def _policy(self, review: Review, endpoint: Endpoint) -> tuple[dict[str, Any], str, list[str]]:
+        """A review of a policy object: /validate checks it compiles; /mutate leaves it alone."""
+        if endpoint is Endpoint.MUTATE:
+            return rv.build_response(review.uid, allowed=True), Action.ALLOW.value, []
+        from controller.policy.compile import check_policy  # the schema loads on first use only
+
+        body, verdict, errors = rv.policy_response(review, check_policy)
+        return body, verdict.value, errors
 
     # ---- answers when judging was not possible
 
@@ -202,19 +292,20 @@ class Admission:
         found: Sequence[Finding],
         patch: Sequence[Mapping[str, Any]],
         elapsed: float,
+        errors: Sequence[str] = (),
     ) -> None:
         metrics = self.metrics
         if metrics is not None:
             # the kind label is bounded: anyone who can reach the port can send any kind
-            kind = review.kind if review.kind in rv.WORKLOAD_GROUPS else "other"
+            kind = review.kind if review.kind in _KIND_LABELS else "other"
             metrics.answered(endpoint.value, kind, verdict, elapsed)
             if not review.dry_run:
                 for f in found:
                     v = f.violation
-                    metrics.violations.labels(v.policy, v.rule.value, v.action.value).inc()
+                    metrics.violated(v.policy, v.rule.value, v.action.value)
             for op in patch:
                 kind = "annotate" if str(op.get("path", "")).startswith("/metadata") else "pin"
-                metrics.patches.labels(kind).inc()
+                metrics.patched(kind)
         if not log.isEnabledFor(logging.INFO):
             return
         fields: dict[str, Any] = {
@@ -225,7 +316,9 @@ class Admission:
             "name": review.name or _generated_name(review),
             "operation": review.operation,
             "verdict": verdict,
-            "rules": sorted({f"{f.violation.policy}/{f.violation.rule.value}" for f in found}),
+            "rules": sorted({f"{f.violation.policy}/{f.violation.rule.value}" for f in found})
+            if found
+            else [],
             "duration_ms": round(elapsed * 1000, 3),
             "dry_run": review.dry_run,
         }
@@ -246,9 +339,15 @@ class Admission:
                 }
                 for f in found
             ]
+        if errors:
+            fields["errors"] = list(errors)
         if patch:
             fields["patch"] = list(patch)
-        log.info("decision", extra={"fields": fields})
+        logs.info(log, "decision", fields)
+
+
+#: Kinds the metrics name as themselves; any other is ``other``.
+_KIND_LABELS = frozenset({*rv.WORKLOAD_GROUPS, *POLICY_KINDS})
 
 
 def _generated_name(review: Review) -> str | None:

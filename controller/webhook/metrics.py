@@ -139,6 +139,8 @@ class Metrics:
         # labelled children, looked up once: ``labels()`` takes a lock and builds a tuple
         self._requests: dict[tuple[str, str, str], Any] = {}
         self._durations: dict[str, Any] = {}
+        self._violations: dict[tuple[str, str, str], Any] = {}
+        self._patches: dict[str, Any] = {}
 
     def answered(self, endpoint: str, kind: str, verdict: str, seconds: float) -> None:
         """Count one answered review and its latency."""
@@ -151,6 +153,21 @@ class Metrics:
         if histogram is None:
             histogram = self._durations[endpoint] = self.duration.labels(endpoint)
         histogram.observe(seconds)
+
+    def violated(self, policy: str, rule: str, action: str) -> None:
+        """Count one violation in an admitted review."""
+        key = (policy, rule, action)
+        counter = self._violations.get(key)
+        if counter is None:
+            counter = self._violations[key] = self.violations.labels(policy, rule, action)
+        counter.inc()
+
+    def patched(self, kind: str) -> None:
+        """Count one JSONPatch operation returned by /mutate."""
+        counter = self._patches.get(kind)
+        if counter is None:
+            counter = self._patches[kind] = self.patches.labels(kind)
+        counter.inc()
 
     def render(self) -> bytes:
         """The Prometheus text exposition."""

@@ -147,22 +147,27 @@ The kinds SPEC section 6 covers: pods (and the ephemeral containers subresource,
 {{- end }}
 
 {{/*
-The command line of `baseguard run`. Kept in one place so a renamed flag is a one-line
-change; docs/cli.md describes each flag.
+The command line of `baseguard run` (controller/operator/run.py). Kept in one place so a
+renamed flag is a one-line change; docs/cli.md describes each flag.
+Certificates: with `self`, every replica reads the serving pair from the Secret through
+the API and the leader creates, rotates and publishes it (--manage-certificates);
+otherwise the pair is a mounted Secret volume, read from files and reloaded on change.
 */}}
 {{- define "baseguard.args" -}}
 - run
 - --namespace=$(POD_NAMESPACE)
 - --service={{ include "baseguard.fullname" . }}
 - --port={{ .Values.webhook.port }}
-- --tls-secret={{ include "baseguard.tlsSecretName" . }}
-- --tls-cert=/etc/baseguard/tls/tls.crt
-- --tls-key=/etc/baseguard/tls/tls.key
-- --cert-mode={{ .Values.certificates.mode }}
-{{- /* validating[,mutating]: the configurations whose caBundle the operator keeps current */}}
-- --webhook-names={{ include "baseguard.webhookConfigName" . }}{{ if .Values.webhook.mutating.enabled }},{{ include "baseguard.webhookConfigName" . }}{{ end }}
 - --lease-name={{ include "baseguard.leaseName" . }}
 - --log-level={{ .Values.logLevel }}
+{{- if eq .Values.certificates.mode "self" }}
+- --tls-secret={{ include "baseguard.tlsSecretName" . }}
+- --manage-certificates
+- --webhook-configuration={{ include "baseguard.webhookConfigName" . }}
+{{- else }}
+- --tls-cert=/etc/baseguard/tls/tls.crt
+- --tls-key=/etc/baseguard/tls/tls.key
+{{- end }}
 {{- if .Values.registryConfig }}
 - --registry-config=/etc/baseguard/registries/registries.yaml
 {{- end }}
@@ -171,6 +176,10 @@ change; docs/cli.md describes each flag.
 {{- end }}
 {{- if not .Values.registryCredentials.pullSecrets }}
 - --no-pull-secrets
+{{- end }}
+- --audit-interval={{ .Values.audit.interval }}
+{{- if not .Values.audit.policyReports }}
+- --no-policy-reports
 {{- end }}
 {{- with .Values.extraArgs }}
 {{ toYaml . }}
