@@ -20,6 +20,8 @@ unit:
 
 test: install lint unit
 	$(PYTHON) policies/eol/generate.py --check
+	$(PYTHON) scripts/sync_crds.py --check
+	$(PYTHON) scripts/gen_docs.py --check
 	baseguard policy validate policies/ > /dev/null
 	baseguard test policies/
 

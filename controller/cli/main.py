@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import functools
+import importlib
 import json
 import os
 import sys
@@ -188,10 +190,17 @@ def cmd_test(args: argparse.Namespace) -> int:
     return run_tests(args.dirs, sys.stdout, colour=_colour(sys.stdout))
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    from controller.webhook.serve import run
+#: Commands whose arguments and code live in an adapter: (name, help, module with add_arguments/run).
+_ADAPTERS = (
+    ("serve", "run the admission webhook with policies from files", "controller.webhook.serve"),
+    ("run", "in-cluster: the operator (policies from CRDs, status, certificates, audit) and the webhook", "controller.operator.run"),
+    ("audit", "evaluate what already runs in a cluster (dry run); --uses finds who runs on a base", "controller.operator.audit_cli"),
+)
 
-    return run(args)
+
+def _run_adapter(module: str, args: argparse.Namespace) -> int:
+    code: int = importlib.import_module(module).run(args)
+    return code
 
 
 def _registry_args(p: argparse.ArgumentParser) -> None:
@@ -200,12 +209,17 @@ def _registry_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--budget", type=float, default=10.0, metavar="SECONDS", help="time for all registry lookups (default 10)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _chosen(argv: Sequence[str]) -> str | None:
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="baseguard", description="Base image policy for Kubernetes: admission webhook, CI checks, audit."
     )
     parser.add_argument("--version", action="version", version=f"baseguard {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    chosen = _chosen(argv)
 
     p = sub.add_parser("check", help="check manifests and Dockerfiles against policies")
     p.add_argument("paths", nargs="+", metavar="PATH", help="manifests, Dockerfiles or folders")
@@ -238,19 +252,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dirs", nargs="+", metavar="DIR")
     p.set_defaults(func=cmd_test)
 
-    p = sub.add_parser("serve", help="run the admission webhook with policies from files")
-    try:
-        from controller.webhook.serve import add_arguments
-    except ImportError:  # pragma: no cover - the webhook is part of the distribution
-        pass
-    else:
-        add_arguments(p)
-    p.set_defaults(func=cmd_serve)
+    for name, help_text, module in _ADAPTERS:
+        p = sub.add_parser(name, help=help_text)
+        if name == chosen:  # only the chosen adapter's module is imported (kopf stays out of check)
+            importlib.import_module(module).add_arguments(p)
+        p.set_defaults(func=functools.partial(_run_adapter, module))
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:
         code: int = args.func(args)

@@ -32,11 +32,12 @@ from typing import Any
 from controller.assess import WorkloadResult
 from controller.globs import GlobSet
 from controller.lineage.model import Level
+from controller.operator.credentials import pod_spec
 from controller.operator.status import AuditCounts, rfc3339
 from controller.policy.model import Action, CompiledPolicy, RuleCode
 from controller.policy.store import policy_key
 from controller.reference import Reference
-from controller.workloads import Workload, extract, pod_spec_path
+from controller.workloads import Workload, extract
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "baseguard"}
 SOURCE = "baseguard"
@@ -127,14 +128,6 @@ def controlled_by_audited(obj: Mapping[str, Any]) -> bool:
     )
 
 
-def _pod_spec(obj: Mapping[str, Any], kind: str) -> Mapping[str, Any]:
-    path = pod_spec_path(kind)
-    node: Any = obj
-    for part in (path or "").split("/")[1:]:
-        node = node.get(part) if isinstance(node, Mapping) else None
-    return node if isinstance(node, Mapping) else {}
-
-
 def audited_objects(resource: WorkloadResource, items: Iterable[Mapping[str, Any]]) -> list[Audited]:
     """The objects of one listing the audit judges (see the module docstring)."""
     out: list[Audited] = []
@@ -154,7 +147,7 @@ def audited_objects(resource: WorkloadResource, items: Iterable[Mapping[str, Any
                 name=workload.name or "",
                 uid=str(meta.get("uid") or ""),
             )
-            out.append(Audited(ref, workload, _pod_spec(obj, resource.kind)))
+            out.append(Audited(ref, workload, pod_spec(obj, resource.kind)))
     return out
 
 

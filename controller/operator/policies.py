@@ -1,4 +1,4 @@
-"""Policy custom resources → the policy store; policy objects judged at the door.
+"""Policy custom resources → the policy store the webhook reads.
 
 PURE (no API calls): the kopf handlers in :mod:`.handlers` hand bodies in,
 this module compiles them into the :class:`~controller.policy.store.PolicyStore`
@@ -12,7 +12,6 @@ because of a typo) and is reported ``Ready=False`` with the field path.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -28,8 +27,6 @@ from controller.policy.model import (
     CompiledPolicy,
 )
 from controller.policy.store import PolicyStore, policy_key
-from controller.webhook import review as rv
-from controller.webhook.review import Review
 
 
 @dataclass(frozen=True)
@@ -197,47 +194,3 @@ class PolicyBook:
             if policy_key(policy.kind, policy.namespace, policy.name) == key:
                 return policy
         return None
-
-
-# --------------------------------------------------------------------------- at the door
-
-
-def is_policy_review(review: Review) -> bool:
-    """An admission review of one of baseguard's own policy kinds."""
-    return review.group == GROUP and review.kind in KINDS
-
-
-def policy_review(review: Review) -> dict[str, Any]:
-    """The answer to a review of a policy object: refused with every field path when invalid.
-
-    So ``kubectl apply`` of a broken policy fails at once with what to fix,
-    instead of being accepted and showing ``Ready=False`` later. Only CREATE
-    and UPDATE of the object itself are judged (never ``/status``: that is
-    the operator writing). An UPDATE that leaves an already-invalid ``spec``
-    as it was is let through with a warning, so the object can still be
-    labelled, annotated or have its finalizers removed.
-    """
-    if review.operation not in ("CREATE", "UPDATE") or review.sub_resource or review.object is None:
-        return rv.build_response(review.uid, allowed=True)
-    doc = document(review.object, kind=review.kind, namespace=review.namespace)
-    errors = check_policy(doc)
-    if not errors:
-        return rv.build_response(review.uid, allowed=True)
-    name = doc["metadata"].get("name") or review.name or "<unnamed>"
-    lines = [f"{e.path}: {e.reason}" if e.path else e.reason for e in errors]
-    old = review.old_object
-    if review.operation == "UPDATE" and old is not None and _same(old.get("spec"), review.object.get("spec")):
-        warning = f"{review.kind} {name} is still invalid: {lines[0]}"
-        return rv.build_response(review.uid, allowed=True, warnings=[rv.clip(warning, rv.WARNING_MAX)])
-    shown = lines[: rv.MESSAGE_LINES_MAX]
-    more = len(lines) - len(shown)
-    message = f"{review.kind} {name} is invalid: " + "; ".join(
-        rv.clip(line, rv.MESSAGE_LINE_MAX, ascii_only=False) for line in shown
-    )
-    if more:
-        message += f"; and {more} more"
-    return rv.build_response(review.uid, allowed=False, code=422, reason="Invalid", message=message)
-
-
-def _same(a: Any, b: Any) -> bool:
-    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)

@@ -409,3 +409,24 @@ def test_check_and_lineage_against_the_real_registry(
         "MANIFEST_UNKNOWN" in json.loads(out)["failure"]
         or "unknown" in json.loads(out)["failure"].lower()
     )
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["check", "examples", "-p", "policies", "--offline"], ["serve", "--help"], ["lineage", "--help"]],
+    ids=["check", "serve", "lineage"],
+)
+def test_check_and_serve_never_load_kopf_or_the_kubernetes_client(argv: list[str]) -> None:
+    """Start-up and memory are features: only `run` and `audit` may pay for kopf and kubernetes."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\n"
+        "from controller.cli.main import main\n"
+        f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('kopf', 'kubernetes'))\n"
+        "print('LOADED', loaded)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert "LOADED []" in done.stdout, done.stdout[-500:] + done.stderr[-500:]

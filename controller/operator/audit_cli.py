@@ -1,0 +1,275 @@
+"""``baseguard audit``: the operator's audit, once, from a laptop, read-only.
+
+Reads the cluster's policies (or ``-p`` files), namespaces and workloads with
+a kubeconfig, judges every pod controller and unowned Pod through the same
+:class:`~controller.assess.Assessor` as admission (pull secrets included),
+and prints a table or JSON. Nothing is written to the cluster.
+
+``--uses BASE`` answers "who still runs on debian:buster?": every workload
+whose image, or any base in its lineage, matches the reference glob. Every
+image's lineage is looked up for that (not only where a policy needs it).
+
+Exit codes, as ``check``: 0 nothing denied (with ``--uses``: nothing uses
+the base); 1 something would be denied at admission (with ``--uses``: some
+workload uses it); 2 bad arguments, an unreachable cluster or a bad policy file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, TextIO
+
+from controller.errors import BaseguardError, InputError
+
+if TYPE_CHECKING:
+    from controller.operator.auditor import AuditRun
+    from controller.operator.kube import Kube
+    from controller.policy.model import CompiledPolicy
+
+EXIT_OK, EXIT_FOUND, EXIT_USAGE = 0, 1, 2
+PROBE = "baseguard-uses"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``baseguard audit`` (the lead wires the sub-command)."""
+    parser.add_argument("--kubeconfig", metavar="FILE", help="kubeconfig (default: $KUBECONFIG, else ~/.kube/config)")
+    parser.add_argument("--context", help="kubeconfig context (default: the current one)")
+    parser.add_argument("-n", "--namespace", help="audit this namespace only (default: all)")
+    parser.add_argument("--uses", metavar="BASE-GLOB", help="list the workloads whose lineage includes this base, e.g. debian:buster or 'python:3.8*'")
+    parser.add_argument("--format", choices=("text", "json"), default="text")
+    parser.add_argument("-p", "--policy", action="append", default=[], metavar="POLICY", help="judge with these policy files instead of the cluster's (repeatable)")
+    parser.add_argument("--registry-config", metavar="FILE", help="registries YAML (hosts, insecure, CA, mirrors, credentials)")
+    parser.add_argument("--docker-config", metavar="FILE", help="a Docker config.json to read credentials from")
+    parser.add_argument("--offline", action="store_true", help="no registry lookups: lineage rules are not evaluated")
+    parser.add_argument("--no-pull-secrets", dest="pull_secrets", action="store_false", help="do not read pods' imagePullSecrets")
+    parser.add_argument("--budget", type=float, default=60.0, metavar="SECONDS", help="lookup time for each batch of objects (default 60)")
+    parser.add_argument("--batch", type=int, default=50, metavar="N", help="objects assessed together (default 50)")
+    parser.add_argument("--now", metavar="YYYY-MM-DD", help="judge dates (exceptions, enforceAfter) as of this day")
+
+
+def _now(text: str | None) -> dt.datetime:
+    if text is None:
+        return dt.datetime.now(dt.UTC)
+    try:
+        day = dt.date.fromisoformat(text)
+    except ValueError:
+        raise InputError(f"--now {text!r}: expected a date YYYY-MM-DD") from None
+    return dt.datetime(day.year, day.month, day.day, 12, tzinfo=dt.UTC)
+
+
+def probe_policy() -> CompiledPolicy:
+    """A policy that matches everything and asks for every image's lineage, deciding nothing.
+
+    ``--uses`` needs lineage even where no real policy does; going through the
+    Assessor with this probe keeps one assessment path. Its findings (it has
+    none that are not ``allow``) are never shown.
+    """
+    from controller.policy.compile import compile_policy
+    from controller.policy.model import API_VERSION, CLUSTER_KIND
+
+    return compile_policy(
+        {
+            "apiVersion": API_VERSION,
+            "kind": CLUSTER_KIND,
+            "metadata": {"name": PROBE},
+            "spec": {
+                "mode": "Audit",
+                "lineage": {"maxDepth": 10, "onUnknownBase": "Allow", "onLookupFailure": "Allow", "staleBase": "Allow", "verify": "Annotations"},
+            },
+        }
+    )
+
+
+async def cluster_policies(kube: Kube) -> tuple[list[CompiledPolicy], list[str]]:
+    """The cluster's compiled policies, and one line per policy that does not compile."""
+    from controller.operator.policies import KINDS, read_policy
+
+    policies: list[CompiledPolicy] = []
+    problems: list[str] = []
+    for kind in KINDS.values():
+        try:
+            items = await kube.list(kind.path(), kind=kind.kind)
+        except Exception as exc:
+            if getattr(exc, "status", None) == 404:
+                raise InputError(f"{kind.plural}.baseguard.io is not installed in this cluster (install the chart's CRDs)") from None
+            raise
+        for item in items:
+            record = read_policy(item, kind=kind.kind)
+            if record.policy is not None:
+                policies.append(record.policy)
+            else:
+                problems.extend(f"{record.title}: {e}" for e in record.errors)
+    return policies, problems
+
+
+def file_policies(paths: Sequence[str]) -> list[CompiledPolicy]:
+    from controller.cli.loaders import load_policy_documents
+    from controller.errors import PolicyError
+    from controller.policy.compile import check_policy, compile_policy
+
+    documents = load_policy_documents(paths)
+    if not documents:
+        raise InputError(f"no policies found in {', '.join(paths)}")
+    problems = [f"{path} (document {index + 1}): {err}" for path, index, doc in documents for err in check_policy(doc)]
+    if problems:
+        raise PolicyError("", "invalid policy:\n  " + "\n  ".join(problems))
+    return [compile_policy(doc) for _, _, doc in documents]
+
+
+async def audit(args: argparse.Namespace, kube: Kube, *, now: dt.datetime) -> tuple[AuditRun, list[str]]:
+    from controller.assess import Assessor
+    from controller.lineage.catalog import Catalog
+    from controller.lineage.resolve import LineageResolver
+    from controller.operator.auditor import Assessors, Auditor
+    from controller.operator.credentials import PullSecrets
+    from controller.registry.client import RegistryClient
+    from controller.registry.config import load_registry_config
+
+    problems: list[str] = []
+    if args.policy:
+        policies = file_policies(args.policy)
+    else:
+        policies, problems = await cluster_policies(kube)
+    if args.uses:
+        policies.append(probe_policy())
+    client = None if args.offline else RegistryClient(load_registry_config(args.registry_config, docker_config=args.docker_config))
+    catalog = Catalog()
+
+    def make(view: RegistryClient | None) -> Assessor:
+        return Assessor(LineageResolver(view, catalog=catalog) if view else None, budget=args.budget)
+
+    try:
+        auditor = Auditor(
+            kube=kube,
+            assessors=Assessors(make, client),
+            clock=lambda: now,
+            pull_secrets=PullSecrets(kube) if args.pull_secrets and client else None,
+            namespace=args.namespace,
+            budget=args.budget,
+            batch=args.batch,
+        )
+        return await auditor.run(policies), problems
+    finally:
+        if client is not None:
+            await client.close()
+
+
+# --------------------------------------------------------------------------- output
+
+
+def _strip_probe(run: AuditRun) -> list[Any]:
+    """Workload results without the ``--uses`` probe's findings."""
+    from dataclasses import replace
+
+    out = []
+    for _, result in run.pairs:
+        images = tuple(
+            replace(
+                r,
+                violations=tuple(v for v in r.violations if v.policy != PROBE),
+                policies=tuple(p for p in r.policies if p != PROBE),
+            )
+            for r in result.results
+        )
+        out.append(replace(result, results=images))
+    return out
+
+
+def write_uses(run: AuditRun, pattern: str, out: TextIO, *, fmt: str) -> int:
+    from controller.operator.audit import UsesPattern, uses
+
+    found = uses(run.pairs, UsesPattern(pattern))
+    if fmt == "json":
+        doc = {
+            "uses": pattern,
+            "count": len(found),
+            "objects": run.objects,
+            "workloads": [
+                {
+                    "kind": u.ref.kind,
+                    "namespace": u.ref.namespace,
+                    "name": u.ref.name,
+                    "container": u.container,
+                    "image": u.image,
+                    "depth": u.depth,
+                    "matched": list(u.matched),
+                }
+                for u in found
+            ],
+        }
+        json.dump(doc, out, indent=2)
+        out.write("\n")
+    else:
+        rows = [("NAMESPACE", "KIND", "NAME", "CONTAINER", "IMAGE", "VIA")]
+        for u in found:
+            via = "itself" if u.depth == 0 else f"base, {u.depth} level{'s' if u.depth > 1 else ''} up"
+            rows.append((u.ref.namespace or "-", u.ref.kind, u.ref.name, u.container or "-", u.image, f"{via}: {', '.join(u.matched)}"))
+        if found:
+            widths = [max(len(r[i]) for r in rows) for i in range(5)]
+            for row in rows:
+                out.write("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:5])) + "  " + row[5] + "\n")
+        noun = "workload" if len({u.ref for u in found}) == 1 else "workloads"
+        out.write(f"\n{len({u.ref for u in found})} {noun} ({len(found)} image(s)) of {run.objects} audited use {pattern}\n")
+    return EXIT_FOUND if found else EXIT_OK
+
+
+def write_report(run: AuditRun, problems: Sequence[str], out: TextIO, *, fmt: str, colour: bool) -> int:
+    from controller.cli.output import check_json, write_check_text
+    from controller.policy.model import Action
+
+    results = _strip_probe(run)
+    counts = {k: {"objects": c.objects, "violations": c.violations} for k, c in sorted(run.counts.items()) if PROBE not in k}
+    if fmt == "json":
+        doc = check_json(results, offline=False, skipped=[])
+        doc.pop("skipped", None)
+        doc["policies"] = counts
+        doc["policyErrors"] = list(problems)
+        doc["objects"] = run.objects
+        json.dump(doc, out, indent=2)
+        out.write("\n")
+    else:
+        write_check_text(results, out, offline=False, skipped=[], colour=colour)
+        out.write(f"{run.objects} object(s) audited in {run.seconds:.1f}s\n")
+        for key, c in counts.items():
+            out.write(f"  {key.replace('//', ' ')}: {c['objects']} object(s), {c['violations']} violating\n")
+        for line in problems:
+            out.write(f"  invalid policy, not applied: {line}\n")
+    return EXIT_FOUND if any(r.verdict is Action.DENY for r in results) else EXIT_OK
+
+
+def run(args: argparse.Namespace) -> int:
+    from controller.operator.kube import Kube, KubeError
+
+    try:
+        now = _now(args.now)
+        pattern = args.uses
+        if pattern is not None:
+            from controller.operator.audit import UsesPattern
+
+            try:
+                UsesPattern(pattern)
+            except ValueError as exc:
+                raise InputError(str(exc)) from None
+        kube = Kube.connect(kubeconfig=args.kubeconfig, context=args.context)
+        try:
+            result, problems = asyncio.run(audit(args, kube, now=now))
+        finally:
+            kube.close()
+    except KubeError as exc:
+        print(f"baseguard audit: the cluster did not answer: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except BaseguardError as exc:
+        print(f"baseguard audit: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    for line in problems:
+        print(f"baseguard audit: invalid policy, not applied: {line}", file=sys.stderr)
+    if pattern is not None:
+        return write_uses(result, pattern, sys.stdout, fmt=args.format)
+    colour = bool(getattr(sys.stdout, "isatty", lambda: False)()) and "NO_COLOR" not in os.environ
+    return write_report(result, problems, sys.stdout, fmt=args.format, colour=colour)

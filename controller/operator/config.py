@@ -1,0 +1,88 @@
+"""Settings of ``baseguard run`` beyond the webhook's, read once at start-up and passed down."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from controller.operator.certs import Lifetimes
+
+
+@dataclass(frozen=True, kw_only=True)
+class OperatorConfig:
+    namespace: str
+    """The namespace baseguard runs in: its Lease, its TLS Secret, its Service."""
+
+    identity: str
+    """This replica's name in the Lease (the pod name)."""
+
+    lease_name: str = "baseguard-leader"
+    """The ``coordination.k8s.io`` Lease the replicas elect a leader on."""
+
+    lease_duration: int = 15
+    """Seconds a Lease stays valid without renewal (client-go's default)."""
+
+    renew_deadline: float = 10.0
+    """The leader steps down when it could not renew for this long."""
+
+    retry_period: float = 2.0
+    """Seconds between election rounds."""
+
+    tls_secret: str | None = None
+    """The Secret holding the serving pair (``tls.crt``/``tls.key``), read through the API
+    by every replica. ``None``: the pair comes from files (``--tls-cert``/``--tls-key``)."""
+
+    manage_certificates: bool = False
+    """The leader creates and rotates :attr:`tls_secret` and patches the ``caBundle`` of
+    the webhook configurations. Off when cert-manager or a user provides the Secret."""
+
+    service: str = "baseguard"
+    """The webhook's Service: the serving certificate is made for its DNS names."""
+
+    webhook_configurations: tuple[str, ...] = ("baseguard",)
+    """Names of the Validating and Mutating webhook configurations (both kinds are
+    looked up under each name) whose ``caBundle`` the leader keeps current."""
+
+    lifetimes: Lifetimes = field(default_factory=Lifetimes)
+    """Certificate validities and how early the serving certificate is replaced."""
+
+    cert_check_interval: float = 600.0
+    """Seconds between the leader's certificate checks."""
+
+    tls_poll_interval: float = 10.0
+    """Seconds between every replica's reads of :attr:`tls_secret`."""
+
+    status_resync_interval: float = 300.0
+    """Seconds between the leader's full pass over every policy's ``Ready`` status
+    (events keep it current; the pass repairs anything missed)."""
+
+    audit_interval: float = 600.0
+    """Seconds between background audits; 0 turns the audit off."""
+
+    audit_budget: float = 60.0
+    """Seconds the registry lookups of one audit batch may take."""
+
+    audit_batch: int = 50
+    """Objects assessed together (their lookups deduplicated) in one batch."""
+
+    audit_lookups_per_second: float = 10.0
+    """Lineage lookups the audit starts per second at most (cached ones are free)."""
+
+    audit_events_per_run: int = 200
+    """Events one audit posts at most; the rest follow in the next run."""
+
+    event_interval: dt.timedelta = dt.timedelta(hours=1)
+    """A finding that persists refreshes its Event at most this often."""
+
+    policy_reports: bool = True
+    """Write ``wgpolicyk8s.io/v1alpha2`` PolicyReports when that CRD is installed."""
+
+    catalog_refresh_interval: float = 300.0
+    """Seconds between refreshes of the catalog bases' digests (every replica
+    keeps its own catalog; a tag's digest history only grows while it is watched)."""
+
+    pull_secrets: bool = True
+    """Read pods' ``imagePullSecrets`` (and their service accounts') for registry lookups."""
+
+    pull_secret_ttl: float = 60.0
+    """Seconds a read pull secret or service account is remembered."""

@@ -1,0 +1,296 @@
+"""The operator's shared state and its background work, between kopf and the webhook.
+
+One :class:`Operator` per process. kopf's handlers (:mod:`.handlers`) call
+into it; it is also kopf's ``memo``. The webhook reads the store and the
+namespace labels it keeps. Its jobs:
+
+* **every replica** keeps the policy store and the namespace labels in step
+  with the watch, loads the serving pair, refreshes the catalog bases, and
+  campaigns for the Lease;
+* **the leader** writes policy status, keeps certificates fresh and runs the
+  background audit. Leader jobs are long-lived loops that wait for the
+  leadership and check it again before every write, so losing the Lease in
+  the middle of an audit only means its results are not published.
+
+Readiness: the store is marked loaded (``/readyz`` 200, reviews judged) once
+kopf has listed every watched kind — kopf runs no event handler before every
+index is populated, and the indexing handlers are what fill the store — and
+the real serving pair is in place.
+
+All long-lived tasks are created *before* ``kopf.operator`` starts: kopf
+treats any task created after its start as its own and, on exit, waits for
+it and then cancels it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any
+
+from controller.lineage.resolve import LineageResolver
+from controller.operator.auditor import Auditor, AuditRun
+from controller.operator.certkeeper import CertKeeper, ServingPair
+from controller.operator.config import OperatorConfig
+from controller.operator.kube import Kube
+from controller.operator.leader import Elector
+from controller.operator.namespaces import Namespaces
+from controller.operator.policies import PolicyBook, PolicyRecord, key_of
+from controller.operator.status import status_patch
+from controller.policy.compile import catalog_references
+from controller.policy.store import PolicyStore
+
+log = logging.getLogger("baseguard.operator")
+
+DELETED = "DELETED"
+
+
+class Operator:
+    """Everything kopf's handlers and the leader's loops share."""
+
+    def __init__(
+        self,
+        *,
+        config: OperatorConfig,
+        kube: Kube,
+        store: PolicyStore,
+        serving: ServingPair,
+        clock: Callable[[], dt.datetime],
+        auditor: Auditor | None = None,
+        keeper: CertKeeper | None = None,
+        resolver: LineageResolver | None = None,
+    ) -> None:
+        self.config = config
+        self.kube = kube
+        self.store = store
+        self.book = PolicyBook(store)
+        self.namespaces = Namespaces()
+        self.serving = serving
+        self.clock = clock
+        self.auditor = auditor
+        self.keeper = keeper
+        self.resolver = resolver
+        self.leading = asyncio.Event()
+        self.loaded = asyncio.Event()
+        self.elector = Elector(
+            kube,
+            namespace=config.namespace,
+            name=config.lease_name,
+            identity=config.identity,
+            duration=config.lease_duration,
+            renew_deadline=config.renew_deadline,
+            retry=config.retry_period,
+            on_start=self.leading.set,
+            on_stop=self.leading.clear,
+        )
+        self.last_audit: AuditRun | None = None
+        self.closers: list[Callable[[], Coroutine[Any, Any, None]]] = []
+        self._closed = False
+        self._listed = False
+        self._sent: dict[str, tuple[str, int, str, str, str]] = {}
+        self.serving.on_ready = self._maybe_ready
+
+    def __copy__(self) -> Operator:
+        """kopf gives each object a shallow copy of the memo; this one is shared on purpose."""
+        return self
+
+    # ---- kopf: policies
+
+    def policy_indexed(self, body: Mapping[str, Any], *, kind: str) -> dict[str, int]:
+        """Indexing handler: compile into the store (runs for every event but DELETED)."""
+        record, compiled = self.book.apply(body, kind=kind)
+        if compiled and record.errors:
+            log.warning(
+                "policy refused",
+                extra={"fields": {"policy": record.title, "generation": record.generation, "errors": [str(e) for e in record.errors]}},
+            )
+        return {record.key: record.generation}
+
+    async def policy_event(self, event_type: str | None, body: Mapping[str, Any], *, kind: str) -> None:
+        """Event handler (after every index is populated): deletions, readiness, status."""
+        self._mark_listed()
+        if event_type == DELETED:
+            gone = self.book.remove(body, kind=kind)
+            log.info("policy deleted", extra={"fields": {"policy": gone.title if gone else key_of(body, kind=kind)}})
+            return
+        record = self.book.get(key_of(body, kind=kind))
+        if record is not None and self.leading.is_set():
+            await self.sync_status(record)
+
+    # ---- kopf: namespaces
+
+    def namespace_indexed(self, name: str, labels: Mapping[str, str]) -> None:
+        self.namespaces.put(name, labels)
+
+    def namespace_event(self, event_type: str | None, name: str) -> None:
+        self._mark_listed()
+        if event_type == DELETED:
+            self.namespaces.remove(name)
+
+    async def shutdown(self) -> None:
+        """Run the closers (last registered first), once; kopf's cleanup handler calls this."""
+        if self._closed:
+            return
+        self._closed = True
+        self.leading.clear()
+        for closer in reversed(self.closers):
+            try:
+                await closer()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("error while shutting down")
+
+    # ---- readiness
+
+    def _mark_listed(self) -> None:
+        if not self._listed:
+            self._listed = True
+            log.info(
+                "initial listing done",
+                extra={"fields": {"policies": len(self.store.snapshot.policies), "namespaces": len(self.namespaces)}},
+            )
+            self._maybe_ready()
+
+    def _maybe_ready(self) -> None:
+        if self._listed and self.serving.ready and not self.loaded.is_set():
+            snapshot = self.store.mark_loaded()
+            self.loaded.set()
+            log.info("ready", extra={"fields": {"summary": snapshot.summary()}})
+
+    # ---- status (the leader)
+
+    async def sync_status(self, record: PolicyRecord) -> bool:
+        """Write ``record``'s Ready condition if it is not what the object says; True if written.
+
+        A patch just sent is not sent again while its own event is on the way
+        (events of other changes can arrive first and still show the old status).
+        """
+        patch = status_patch(record, now=self.clock(), in_force=self.book.in_force(record.key))
+        if patch is None or not self.leading.is_set():
+            self._sent.pop(record.key, None)
+            return False
+        condition = patch["status"]["conditions"][0]
+        seen = json.dumps(record.status, sort_keys=True, default=str)
+        sent = (record.uid, record.generation, condition["status"], condition["message"], seen)
+        if self._sent.get(record.key) == sent:
+            return False  # sent already, and the object has not changed since
+        self._sent[record.key] = sent
+        try:
+            await self.kube.patch(record.path, patch)
+        except asyncio.CancelledError:
+            self._sent.pop(record.key, None)
+            raise
+        except Exception as exc:
+            self._sent.pop(record.key, None)
+            if getattr(exc, "status", None) != 404:
+                log.warning("cannot write policy status", extra={"fields": {"policy": record.title, "error": str(exc)}})
+            return False
+        log.info(
+            "policy status written",
+            extra={"fields": {"policy": record.title, "ready": patch["status"]["conditions"][0]["status"], "generation": record.generation}},
+        )
+        return True
+
+    async def sync_all(self) -> int:
+        written = 0
+        for record in self.book.records():
+            if not self.leading.is_set():
+                break
+            written += await self.sync_status(record)
+        return written
+
+    # ---- loops (created before kopf starts; see the module docstring)
+
+    async def status_loop(self) -> None:
+        await self.loaded.wait()
+        while True:
+            await self.leading.wait()
+            await self.sync_all()
+            await self._pause(self.config.status_resync_interval)
+
+    async def cert_loop(self) -> None:
+        if self.keeper is None:
+            return
+        while True:
+            await self.leading.wait()
+            try:
+                await self.keeper.reconcile()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("certificate check failed; retrying", extra={"fields": {"error": str(exc)}})
+                await self._pause(min(self.config.cert_check_interval, 10.0))
+                continue
+            await self._pause(self.config.cert_check_interval)
+
+    async def audit_loop(self) -> None:
+        if self.auditor is None or self.config.audit_interval <= 0:
+            return
+        await self.loaded.wait()
+        while True:
+            await self.leading.wait()
+            try:
+                await self.audit_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("audit failed; next try at the next interval")
+            await self._pause(self.config.audit_interval)
+
+    async def audit_once(self) -> AuditRun | None:
+        assert self.auditor is not None
+        policies = self.store.snapshot.policies
+        run = await self.auditor.run(policies, namespace_labels=self.namespaces.snapshot())
+        self.last_audit = run
+        if not self.leading.is_set():
+            log.info("audit done but no longer leading; not published")
+            return run
+        await self.auditor.publish(run, self.book)
+        broken = sum(c.violations for c in run.counts.values())
+        log.info(
+            "audit published",
+            extra={"fields": {"objects": run.objects, "policies": len(run.counts), "violating": broken, "seconds": round(run.seconds, 3)}},
+        )
+        return run
+
+    async def catalog_loop(self) -> None:
+        """Every replica: refresh the catalog bases of every policy, so each tag's digest history grows.
+
+        Layer detection knows a base by every digest its tag has had *while it
+        was watched*; an image built on last month's ``python:3.12-slim`` is
+        only recognised if some refresh saw that digest.
+        """
+        if self.resolver is None:
+            return
+        await self.loaded.wait()
+        while True:
+            refs = list({ref.normalized: ref for p in self.store.snapshot.policies for ref in catalog_references(p)}.values())
+            if refs:
+                try:
+                    failures = await self.resolver.refresh_catalog(refs)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    failures = {"*": str(exc)}
+                if failures:
+                    log.warning("catalog refresh incomplete", extra={"fields": {"failures": dict(failures)}})
+            await asyncio.sleep(self.config.catalog_refresh_interval)
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep ``seconds``, or less if the leadership is lost (the loop then waits for it again).
+
+        Plain sleeps in short steps: no task is created, so nothing here
+        outlives a kopf shutdown.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        step = max(self.config.retry_period / 2, 0.05)
+        while self.leading.is_set():
+            left = deadline - loop.time()
+            if left <= 0:
+                return
+            await asyncio.sleep(min(left, step))

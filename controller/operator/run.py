@@ -1,0 +1,373 @@
+"""``baseguard run``: the webhook and the kopf operator, in one process and one event loop.
+
+Every replica serves ``/validate`` and ``/mutate`` (the same application as
+``baseguard serve``) with the policies kopf watches into the store, namespace
+labels from the watch, and pull-secret credentials; one replica, elected on a
+Lease, also writes policy status, keeps the certificates and runs the audit.
+
+Start-up order, and why:
+
+1. the webhook listens at once, on a throw-away certificate until the real
+   one is read from the Secret (liveness works; readiness waits);
+2. the long-lived loops (election, Secret polling, leader jobs, catalog
+   refresh) start before kopf, which claims every task created after it;
+3. ``kopf.operator(...)`` runs until SIGTERM/SIGINT (kopf's handlers) or the
+   stop flag; its cleanup handler then releases the Lease, drains in-flight
+   reviews (``Settings.shutdown_timeout``) and closes the registry client.
+
+``add_arguments`` needs only argparse; kopf, kubernetes and aiohttp are
+imported when the command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import logging
+import os
+import re
+import socket
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from controller.errors import InputError
+from controller.settings import Settings
+
+if TYPE_CHECKING:
+    from controller.operator.config import OperatorConfig
+    from controller.operator.core import Operator
+    from controller.operator.kube import Kube
+    from controller.registry.config import RegistryConfig
+    from controller.webhook.metrics import Metrics
+
+log = logging.getLogger("baseguard.operator.run")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+AUDIT_MEMO_TTL = 60.0
+_DEFAULTS = Settings()
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def duration(text: str) -> float:
+    """``90d``, ``10m``, ``30s``, ``1.5h`` or plain seconds → seconds (argparse type)."""
+    match = _DURATION.match(str(text))
+    if not match:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration (e.g. 30s, 10m, 1h, 90d)")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``baseguard run`` (the lead wires the sub-command)."""
+    web = parser.add_argument_group("webhook")
+    web.add_argument("--host", default=_DEFAULTS.host, help=f"address to listen on (default {_DEFAULTS.host})")
+    web.add_argument("--port", type=int, default=_DEFAULTS.port, help=f"HTTPS port (default {_DEFAULTS.port})")
+    web.add_argument("--budget", type=float, default=_DEFAULTS.budget, metavar="SECONDS", help="longest a review may take when the apiserver sends no ?timeout=")
+    web.add_argument("--safety-margin", type=float, default=_DEFAULTS.safety_margin, metavar="SECONDS", help="kept back from the apiserver's ?timeout=")
+    web.add_argument("--log-level", default=_DEFAULTS.log_level, choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+
+    reg = parser.add_argument_group("registries")
+    reg.add_argument("--registry-config", metavar="FILE", help="registries YAML (hosts, insecure, CA, mirrors, credentials)")
+    reg.add_argument("--docker-config", metavar="FILE", help="a Docker config.json to read credentials from")
+    reg.add_argument("--offline", action="store_true", help="no registry lookups: lineage rules are not evaluated")
+    reg.add_argument("--no-pull-secrets", dest="pull_secrets", action="store_false", help="do not read pods' imagePullSecrets (no RBAC on Secrets needed)")
+    reg.add_argument("--catalog-refresh-interval", type=duration, default=300.0, metavar="DURATION", help="how often catalog bases' digests are refreshed (default 5m)")
+
+    kube = parser.add_argument_group("cluster")
+    kube.add_argument("--kubeconfig", metavar="FILE", help="outside a cluster: the kubeconfig (default: in-cluster, else $KUBECONFIG)")
+    kube.add_argument("--context", help="the kubeconfig context")
+    kube.add_argument("--namespace", help="baseguard's namespace (default: the pod's)")
+    kube.add_argument("--identity", help="this replica's name in the Lease (default: $POD_NAME, else the host name)")
+    kube.add_argument("--lease-name", default="baseguard-leader", help="the Lease replicas elect a leader on")
+
+    tls = parser.add_argument_group("certificates")
+    tls.add_argument("--tls-secret", metavar="NAME", help="the Secret with the serving pair, read through the API (replicas pick up rotations)")
+    tls.add_argument("--tls-cert", metavar="FILE", help="instead of --tls-secret: the serving certificate file (reloaded when it changes)")
+    tls.add_argument("--tls-key", metavar="FILE", help="its private key")
+    tls.add_argument("--manage-certificates", action="store_true", help="the leader creates and rotates --tls-secret and patches the caBundle")
+    tls.add_argument("--service", default="baseguard", help="the webhook's Service (certificate DNS names)")
+    tls.add_argument("--webhook-configuration", action="append", default=[], metavar="NAME", help="webhook configuration(s) whose caBundle to patch (repeatable; default: baseguard)")
+    tls.add_argument("--ca-validity", type=duration, default=5 * 365 * 86400.0, metavar="DURATION", help="CA validity (default 1825d)")
+    tls.add_argument("--cert-validity", type=duration, default=90 * 86400.0, metavar="DURATION", help="serving certificate validity (default 90d)")
+    tls.add_argument("--cert-renew-before", type=duration, default=30 * 86400.0, metavar="DURATION", help="replace the serving certificate this long before it expires (default 30d)")
+    tls.add_argument("--cert-check-interval", type=duration, default=600.0, metavar="DURATION", help="how often the leader checks the certificates (default 10m)")
+    tls.add_argument("--tls-poll-interval", type=duration, default=10.0, metavar="DURATION", help="how often every replica reads the Secret (default 10s)")
+
+    aud = parser.add_argument_group("audit")
+    aud.add_argument("--audit-interval", type=duration, default=600.0, metavar="DURATION", help="time between background audits; 0 turns it off (default 10m)")
+    aud.add_argument("--audit-budget", type=duration, default=60.0, metavar="DURATION", help="lookup time for one batch (default 60s)")
+    aud.add_argument("--audit-batch", type=int, default=50, metavar="N", help="objects assessed together (default 50)")
+    aud.add_argument("--audit-rate", type=float, default=10.0, metavar="PER_SECOND", help="registry lookups the audit starts per second at most (default 10)")
+    aud.add_argument("--event-interval", type=duration, default=3600.0, metavar="DURATION", help="a persisting finding refreshes its Event at most this often (default 1h)")
+    aud.add_argument("--no-policy-reports", dest="policy_reports", action="store_false", help="do not write wgpolicyk8s.io PolicyReports")
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    return Settings(
+        host=args.host,
+        port=args.port,
+        budget=args.budget,
+        safety_margin=args.safety_margin,
+        log_level=args.log_level,
+    )
+
+
+def config_from(args: argparse.Namespace) -> OperatorConfig:
+    from controller.operator.certs import Lifetimes
+    from controller.operator.config import OperatorConfig
+    from controller.operator.kube import own_namespace
+
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise InputError("--tls-cert and --tls-key go together")
+    if args.tls_cert and args.tls_secret:
+        raise InputError("give --tls-secret or --tls-cert/--tls-key, not both")
+    if not args.tls_cert and not args.tls_secret:
+        raise InputError("the webhook needs a serving certificate: --tls-secret NAME (with --manage-certificates to have one made) or --tls-cert/--tls-key")
+    if args.manage_certificates and not args.tls_secret:
+        raise InputError("--manage-certificates needs --tls-secret NAME: the Secret to keep the pair in")
+    try:
+        lifetimes = Lifetimes(
+            ca=dt.timedelta(seconds=args.ca_validity),
+            serving=dt.timedelta(seconds=args.cert_validity),
+            renew_before=dt.timedelta(seconds=args.cert_renew_before),
+        )
+    except ValueError as exc:
+        raise InputError(f"--cert-renew-before: {exc}") from None
+    return OperatorConfig(
+        namespace=args.namespace or own_namespace(),
+        identity=args.identity or os.environ.get("POD_NAME") or socket.gethostname(),
+        lease_name=args.lease_name,
+        tls_secret=args.tls_secret,
+        manage_certificates=args.manage_certificates,
+        service=args.service,
+        webhook_configurations=tuple(args.webhook_configuration or ["baseguard"]),
+        lifetimes=lifetimes,
+        cert_check_interval=args.cert_check_interval,
+        tls_poll_interval=args.tls_poll_interval,
+        audit_interval=args.audit_interval,
+        audit_budget=args.audit_budget,
+        audit_batch=args.audit_batch,
+        audit_lookups_per_second=args.audit_rate,
+        event_interval=dt.timedelta(seconds=args.event_interval),
+        policy_reports=args.policy_reports,
+        catalog_refresh_interval=args.catalog_refresh_interval,
+        pull_secrets=args.pull_secrets,
+    )
+
+
+def registry_config_from(args: argparse.Namespace) -> RegistryConfig | None:
+    """``None`` when ``--offline``."""
+    if args.offline:
+        return None
+    from controller.registry.config import load_registry_config
+
+    return load_registry_config(args.registry_config, docker_config=args.docker_config)
+
+
+@dataclass(frozen=True)
+class Started:
+    """What a started ``run`` exposes (tests use it)."""
+
+    operator: Operator
+    port: int
+    metrics: Metrics
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+async def serve(
+    settings: Settings,
+    config: OperatorConfig,
+    *,
+    kube: Kube,
+    registry_config: RegistryConfig | None,
+    tls_files: tuple[str, str] | None = None,
+    stop_flag: asyncio.Event | None = None,
+    started: Callable[[Started], None] | None = None,
+    clock: Callable[[], dt.datetime] = utc_now,
+) -> int:
+    """Run the webhook and the operator until kopf stops; 0 after a clean stop."""
+    import kopf
+    from aiohttp import web
+
+    from controller.assess import Assessor
+    from controller.lineage.catalog import Catalog
+    from controller.operator import handlers
+    from controller.operator.audit import EventLedger
+    from controller.operator.auditor import Assessors, Auditor, AuditResolver, Throttle
+    from controller.operator.certkeeper import CertKeeper, ServingPair
+    from controller.operator.certs import service_hosts
+    from controller.operator.core import Operator
+    from controller.operator.credentials import PullSecrets
+    from controller.policy.store import PolicyStore
+    from controller.registry.client import RegistryClient
+    from controller.webhook.app import make_app
+    from controller.webhook.caching import MemoAssessor, MemoResolver
+    from controller.webhook.handlers import Admission
+    from controller.webhook.metrics import Metrics
+
+    store = PolicyStore()
+    client = RegistryClient(registry_config) if registry_config is not None else None
+    catalog = Catalog()
+
+    resolver = MemoResolver(client, catalog=catalog, ttl=settings.cache_ttl) if client else None
+    assessor = MemoAssessor(resolver, budget=settings.budget, ttl=settings.cache_ttl)
+    throttle = Throttle(config.audit_lookups_per_second)
+
+    def audit_assessor(view: RegistryClient | None) -> Assessor:
+        resolver = AuditResolver(view, catalog=catalog, ttl=AUDIT_MEMO_TTL, throttle=throttle) if view else None
+        return Assessor(resolver, budget=config.audit_budget)
+
+    pull = PullSecrets(kube, ttl=config.pull_secret_ttl) if config.pull_secrets and client else None
+    hosts = service_hosts(config.service, config.namespace)
+    serving = ServingPair.from_files(*tls_files) if tls_files else ServingPair.placeholder(hosts)
+    auditor = Auditor(
+        kube=kube,
+        assessors=Assessors(audit_assessor, client),
+        clock=clock,
+        pull_secrets=pull,
+        budget=config.audit_budget,
+        batch=config.audit_batch,
+        identity=config.identity,
+        events_per_run=config.audit_events_per_run,
+        policy_reports=config.policy_reports,
+        ledger=EventLedger(config.event_interval),
+    )
+    keeper = None
+    if config.manage_certificates and config.tls_secret:
+        keeper = CertKeeper(
+            kube=kube,
+            namespace=config.namespace,
+            secret=config.tls_secret,
+            hosts=hosts,
+            configurations=config.webhook_configurations,
+            lifetimes=config.lifetimes,
+            clock=clock,
+            serving=serving,
+        )
+    operator = Operator(
+        config=config,
+        kube=kube,
+        store=store,
+        serving=serving,
+        clock=clock,
+        auditor=auditor,
+        keeper=keeper,
+        resolver=resolver,
+    )
+
+    def registry_stats() -> Any:
+        assert client is not None
+        return client.stats
+
+    metrics = Metrics(snapshot=lambda: store.snapshot, registry_stats=registry_stats if client else None)
+    reviewer = Admission(
+        store=store,
+        assessor=assessor,
+        metrics=metrics,
+        clock=clock,
+        namespace_labels=operator.namespaces.lookup,
+        credentials=pull.for_review if pull is not None else None,
+    )
+    app = make_app(store=store, assessor=assessor, settings=settings, metrics=metrics, reviewer=reviewer)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=settings.shutdown_timeout)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port, ssl_context=serving.context, reuse_address=True)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        if client is not None:
+            await client.close()
+        raise InputError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}") from None
+    port = _bound_port(runner, settings.port)
+
+    loops: list[asyncio.Task[None]] = [
+        asyncio.create_task(operator.elector.run(), name="baseguard: leader election"),
+        asyncio.create_task(operator.status_loop(), name="baseguard: policy status"),
+        asyncio.create_task(operator.cert_loop(), name="baseguard: certificates"),
+        asyncio.create_task(operator.audit_loop(), name="baseguard: audit"),
+        asyncio.create_task(operator.catalog_loop(), name="baseguard: catalog refresh"),
+    ]
+    if config.tls_secret and not tls_files:
+        loops.append(
+            asyncio.create_task(
+                serving.poll(kube, config.namespace, config.tls_secret, interval=config.tls_poll_interval),
+                name="baseguard: serving certificate",
+            )
+        )
+    else:
+        loops.append(asyncio.create_task(serving.watch_files(settings.cert_reload_interval), name="baseguard: certificate files"))
+
+    async def close_client() -> None:
+        if client is not None:
+            await client.close()
+
+    async def drain() -> None:
+        log.info("draining the webhook", extra={"fields": {"timeout": settings.shutdown_timeout}})
+        await runner.cleanup()
+
+    async def stop_loops() -> None:
+        for task in loops:
+            task.cancel()
+        await asyncio.gather(*loops, return_exceptions=True)  # the elector releases the Lease
+
+    operator.closers.extend([close_client, drain, stop_loops])  # run last-first
+    log.info(
+        "listening",
+        extra={"fields": {"host": settings.host, "port": port, "offline": client is None, "identity": config.identity, "namespace": config.namespace}},
+    )
+    if started is not None:
+        started(Started(operator=operator, port=port, metrics=metrics))
+    try:
+        await kopf.operator(
+            registry=handlers.build_registry(),
+            settings=handlers.settings(),
+            memo=operator,
+            standalone=True,
+            clusterwide=True,
+            stop_flag=stop_flag,
+        )
+    finally:
+        await operator.shutdown()  # normally done already by kopf's cleanup handler
+    return EXIT_OK
+
+
+def _bound_port(runner: Any, default: int) -> int:
+    for address in getattr(runner, "addresses", []):
+        if isinstance(address, tuple) and len(address) >= 2:
+            return int(address[1])
+    return default
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run until SIGTERM/SIGINT; 0 after a clean stop, 2 for bad arguments, 1 when kopf fails."""
+    from controller.operator.kube import Kube
+    from controller.webhook import logs
+
+    settings = settings_from(args)
+    handler = logs.configure(level=settings.log_level)
+    try:
+        config = config_from(args)
+        kube = Kube.connect(kubeconfig=args.kubeconfig, context=args.context)
+        tls_files = (args.tls_cert, args.tls_key) if args.tls_cert else None
+        try:
+            return asyncio.run(
+                serve(settings, config, kube=kube, registry_config=registry_config_from(args), tls_files=tls_files)
+            )
+        finally:
+            kube.close()
+    except InputError as exc:
+        log.error("cannot start", extra={"fields": {"error": exc.message}})
+        print(f"baseguard run: {exc.message}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception:
+        log.exception("the operator failed")
+        return EXIT_FAILED
+    finally:
+        logs.unconfigure(handler)

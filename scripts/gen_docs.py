@@ -1,0 +1,402 @@
+#!/usr/bin/env python3
+"""Generate the parts of docs/ that must never drift from the code.
+
+* ``docs/policy-reference.md`` entirely, from ``controller/policy/crd-schema.yaml``
+  (every field, its type, default, constraints and description) and the CRD
+  metadata of :func:`controller.policy.schema.crd_manifests`;
+* the option tables in ``docs/cli.md``, from the real argument parser
+  (:func:`controller.cli.main.build_parser`): every block between
+  ``<!-- BEGIN GENERATED: cli COMMAND -->`` and ``<!-- END GENERATED -->`` is
+  rewritten; the prose around the blocks is written by hand.
+
+Usage::
+
+    python scripts/gen_docs.py          # write
+    python scripts/gen_docs.py --check  # exit 1 and name what is stale
+
+A field without a description, or a CLI command without a block in cli.md, is an
+error: the reference must cover everything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+POLICY_REFERENCE = DOCS / "policy-reference.md"
+CLI_REFERENCE = DOCS / "cli.md"
+
+#: Fields every Kubernetes object has; the apiserver documents them.
+STANDARD_FIELDS = {"apiVersion", "kind", "metadata"}
+
+#: A complete policy using every section (tests/chart/test_docs.py validates it).
+EXAMPLE = """\
+apiVersion: baseguard.io/v1alpha1
+kind: ClusterBaseImagePolicy
+metadata:
+  name: production-bases
+spec:
+  mode: Enforce
+  match:
+    namespaces: ["prod-*"]
+    excludeNamespaces: ["prod-sandbox"]
+    namespaceSelector:
+      matchExpressions:
+        - {key: team, operator: In, values: [payments, checkout]}
+    objectSelector:
+      matchLabels: {tier: backend}
+  exclude:
+    images: ["registry.example.com/debug/*"]
+  exceptions:
+    - images: ["docker.io/acme/legacy-*"]
+      namespaces: ["prod-payments"]
+      until: "2026-03-31"
+      reason: "migration to python 3.12 tracked in PAY-123"
+  registries:
+    allowed: ["docker.io/library/*", "ghcr.io/acme/*"]
+  pinning:
+    require: Version
+    disallowedTags: ["latest"]
+    mutateToDigest: false
+  bases:
+    allowed:
+      - image: docker.io/library/python
+        tags: ["3.12*-slim*", "3.13*-slim*"]
+      - image: gcr.io/distroless/*
+    deprecated:
+      - image: docker.io/library/python
+        tags: ["3.8*", "3.7*"]
+        reason: "Python 3.8 reached end of life on 2024-10-07"
+        replacement: "docker.io/library/python:3.12-slim"
+        enforceAfter: "2025-01-01"
+  lineage:
+    maxDepth: 4
+    verify: Layers
+    catalog: ["docker.io/library/python:3.12-slim"]
+    onUnknownBase: Deny
+    onLookupFailure: Deny
+    maxBaseAge: 180d
+    staleBase: Warn
+    platforms: ["linux/amd64", "linux/arm64"]
+"""
+
+
+def _import_controller() -> None:
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+
+
+# --- the policy reference ----------------------------------------------------------------
+
+
+def type_name(node: Mapping[str, Any]) -> str:
+    kind = node.get("type", "")
+    if kind == "array":
+        return "[]" + type_name(node.get("items", {}))
+    if kind == "object" and isinstance(node.get("additionalProperties"), Mapping):
+        return "map[string]" + type_name(node["additionalProperties"])
+    if kind == "string" and node.get("format") in ("date", "date-time"):
+        return f"string ({node['format']})"
+    return str(kind)
+
+
+def _cell(text: str) -> str:
+    return " ".join(text.split()).replace("|", "\\|")
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def constraints(node: Mapping[str, Any], *, required: bool) -> list[str]:
+    """What the schema enforces about one field, in words."""
+    out: list[str] = []
+    if required:
+        out.append("Required.")
+    leaf = node.get("items") if node.get("type") == "array" else node
+    leaf = leaf if isinstance(leaf, Mapping) else {}
+    where = "Each item: " if leaf is not node else ""
+    if "enum" in leaf:
+        out.append(f"{where}one of " + ", ".join(f"`{v}`" for v in leaf["enum"]) + ".")
+    if "pattern" in leaf:
+        out.append(f"{where}matches `{leaf['pattern']}`.")
+    if leaf.get("minLength"):
+        out.append(f"{where}not empty.")
+    if node.get("minItems"):
+        out.append(f"At least {node['minItems']} item(s) when given.")
+    if "minimum" in node or "maximum" in node:
+        out.append(f"From {node.get('minimum', '-inf')} to {node.get('maximum', 'inf')}.")
+    for rule in node.get("x-kubernetes-validations", []):
+        out.append(f"Checked: {rule['message']} (`{' '.join(rule['rule'].split())}`).")
+    items = node.get("items")
+    if isinstance(items, Mapping):
+        for rule in items.get("x-kubernetes-validations", []):
+            out.append(f"Each item checked: {rule['message']}.")
+    return [o[0].upper() + o[1:] for o in out]
+
+
+def object_sections(
+    node: Mapping[str, Any], path: str, description: str = ""
+) -> Iterator[tuple[str, Mapping[str, Any], str]]:
+    """Every object node with properties, depth first: dotted path, node, description
+    (a list item takes its list's description)."""
+    yield path, node, description or node.get("description", "")
+    for name, child in node.get("properties", {}).items():
+        if name in STANDARD_FIELDS and not path:
+            continue
+        here = f"{path}.{name}" if path else name
+        if child.get("type") == "object" and child.get("properties"):
+            yield from object_sections(child, here)
+        items = child.get("items")
+        if child.get("type") == "array" and isinstance(items, Mapping) and items.get("properties"):
+            yield from object_sections(items, f"{here}[]", child.get("description", ""))
+
+
+def missing_descriptions(schema: Mapping[str, Any]) -> list[str]:
+    """Fields the reference could not explain: every property needs a description."""
+    missing: list[str] = []
+    for path, node, _ in object_sections(schema, ""):
+        for name, child in node.get("properties", {}).items():
+            if not path and name in STANDARD_FIELDS:
+                continue
+            if not child.get("description"):
+                missing.append(f"{path}.{name}" if path else name)
+    return missing
+
+
+def _anchor(path: str) -> str:
+    return re.sub(r"[^a-z0-9-]", "", path.lower().replace(".", "").replace("[]", ""))
+
+
+def field_table(path: str, node: Mapping[str, Any]) -> list[str]:
+    required = set(node.get("required", []))
+    lines = ["| Field | Type | Default | Description |", "| --- | --- | --- | --- |"]
+    for name, child in node.get("properties", {}).items():
+        if not path and name in STANDARD_FIELDS:
+            continue
+        here = f"{path}.{name}" if path else name
+        nested = (child.get("type") == "object" and child.get("properties")) or (
+            child.get("type") == "array" and isinstance(child.get("items"), Mapping) and child["items"].get("properties")
+        )
+        label = f"[`{name}`](#{_anchor(here + ('[]' if child.get('type') == 'array' else ''))})" if nested else f"`{name}`"
+        default = f"`{_json(child['default'])}`" if "default" in child else ""
+        text = " ".join([child.get("description", ""), *constraints(child, required=name in required)])
+        lines.append(f"| {label} | {type_name(child)} | {default} | {_cell(text)} |")
+    return lines
+
+
+def policy_reference() -> str:
+    _import_controller()
+    from controller.policy.schema import crd_manifests, openapi_schema
+
+    schema = openapi_schema()
+    missing = missing_descriptions(schema)
+    if missing:
+        raise SystemExit("fields without a description in crd-schema.yaml: " + ", ".join(missing))
+    crds = crd_manifests()
+    out = [
+        "<!-- GENERATED by scripts/gen_docs.py from controller/policy/crd-schema.yaml. -->",
+        "<!-- Do not edit: change the schema's descriptions and run `python scripts/gen_docs.py`. -->",
+        "",
+        "# Policy reference",
+        "",
+        _cell(schema.get("description", "")),
+        "",
+        "Both kinds have the same `spec`. All policies that match an object apply to it, and the",
+        "most severe outcome wins (`deny` > `warn` > `audit` > `allow`). Patterns are globs:",
+        "`*` is any run of characters, `?` one; repository globs match the **normalized** name",
+        "(`docker.io/library/python`, never `python`).",
+        "",
+        "| Kind | Scope | Short name | Plural | Group/version |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for crd in crds:
+        names = crd["spec"]["names"]
+        [version] = crd["spec"]["versions"]
+        out.append(
+            f"| `{names['kind']}` | {crd['spec']['scope']} | `{names['shortNames'][0]}` | "
+            f"`{names['plural']}` | `{crd['spec']['group']}/{version['name']}` |"
+        )
+    [version] = crds[0]["spec"]["versions"]
+    columns = ", ".join(f"{c['name']} (`{c['jsonPath']}`)" for c in version["additionalPrinterColumns"])
+    out += [
+        "",
+        f"`kubectl get cbip` and `kubectl get bip` show: {columns}.",
+        "",
+        "A `BaseImagePolicy` applies only to objects in its own namespace; a",
+        "`ClusterBaseImagePolicy` to every namespace its `match` selects.",
+        "",
+        "## Example",
+        "",
+        "```yaml",
+        EXAMPLE.rstrip(),
+        "```",
+        "",
+        "## How a policy is checked",
+        "",
+        "The same schema is used in three places: the apiserver enforces it (types, enums,",
+        "patterns, required fields, and the CEL rules listed as *Checked* below);",
+        "`baseguard policy validate` and `baseguard check` apply it to files, and also report",
+        "fields the schema does not know (the apiserver would silently drop a misspelt",
+        "`mutatetoDigest`) and what only code can check: globs that can never match a",
+        "normalized name, calendar dates, image references, label syntax. In the cluster the",
+        "controller compiles every policy the same way; one that does not compile is marked",
+        "`Ready=False` with its errors in `status.errors`, and the other policies keep working.",
+        "The chart also registers a validating webhook for the two policy kinds",
+        "(`webhook.policies`), so that such a policy can be refused before it is stored.",
+        "",
+        "## Fields",
+    ]
+    for path, node, description in object_sections(schema, ""):
+        out += ["", f"### {path}" if path else "### Top level", ""]
+        if not path:
+            out += ["`apiVersion: baseguard.io/v1alpha1`, `kind` and `metadata` as for every object, and:", ""]
+        elif description:
+            out += [_cell(description), ""]
+        alternatives = [b["required"] for b in node.get("anyOf", []) if set(b) == {"required"}]
+        if alternatives:
+            names = ", ".join(f"`{n}`" for names in alternatives for n in names)
+            out += [f"Each entry sets at least one of {names}.", ""]
+        out += field_table(path, node)
+    return "\n".join(out) + "\n"
+
+
+# --- the CLI reference -------------------------------------------------------------------
+
+BLOCK = re.compile(
+    r"(<!-- BEGIN GENERATED: cli (?P<command>[a-z ]+?) -->\n)(?P<body>.*?)(<!-- END GENERATED -->)",
+    re.DOTALL,
+)
+
+
+def commands(parser: argparse.ArgumentParser, prefix: str = "") -> dict[str, argparse.ArgumentParser]:
+    """Every leaf sub-command by its full name (``check``, ``policy validate``)."""
+    found: dict[str, argparse.ArgumentParser] = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                full = f"{prefix} {name}".strip()
+                nested = commands(sub, full)
+                if nested:
+                    found.update(nested)
+                else:
+                    found[full] = sub
+    return found
+
+
+def options_table(parser: argparse.ArgumentParser) -> str:
+    lines = ["| Argument | Default | Meaning |", "| --- | --- | --- |"]
+    for action in parser._actions:
+        if isinstance(action, argparse._HelpAction | argparse._SubParsersAction):
+            continue
+        choices = "{" + "\\|".join(str(c) for c in action.choices) + "}" if action.choices else ""
+        if action.option_strings:
+            flags = ", ".join(action.option_strings)
+            if action.nargs != 0:
+                flags += " " + (choices or str(action.metavar or action.dest.upper()))
+        else:
+            flags = str(action.metavar or action.dest.upper())
+            if action.nargs in ("+", "*"):
+                flags += " ..."
+        default = action.default
+        text = action.help or ""
+        silent = default in (None, False, [], argparse.SUPPRESS) or action.nargs == 0
+        shown = "" if silent or "default" in text else f"`{default}`"
+        if getattr(action, "required", False) and action.option_strings:
+            shown = "required"
+        if isinstance(action, argparse._AppendAction) and "repeatable" not in text:
+            text += " (repeatable)"
+        lines.append(f"| `{flags}` | {shown} | {_cell(text)} |")
+    return "\n".join(lines)
+
+
+#: Commands whose options live beside their code, for a build whose ``main`` does not
+#: wire them yet; once wired, the parser's own sub-command is used (the same options).
+UNWIRED = {
+    "run": "controller.operator.run",
+    "audit": "controller.operator.audit_cli",
+}
+
+
+def cli_commands() -> dict[str, argparse.ArgumentParser]:
+    _import_controller()
+    import importlib
+
+    from controller.cli.main import build_parser
+
+    available = commands(build_parser())
+    for name, module in UNWIRED.items():
+        if name not in available:
+            try:
+                add_arguments = importlib.import_module(module).add_arguments
+            except (ImportError, AttributeError):
+                continue
+            parser = argparse.ArgumentParser(prog=f"baseguard {name}")
+            add_arguments(parser)
+            available[name] = parser
+    return available
+
+
+def cli_reference(text: str) -> str:
+    available = cli_commands()
+    documented = {m.group("command") for m in BLOCK.finditer(text)}
+    undocumented = sorted(set(available) - documented)
+    if undocumented:
+        raise SystemExit(
+            "commands without an option block in docs/cli.md: " + ", ".join(undocumented)
+        )
+
+    def fill(match: re.Match[str]) -> str:
+        command = match.group("command")
+        parser = available.get(command)
+        body = (
+            options_table(parser)
+            if parser is not None
+            else f"_`baseguard {command}` is not in this build yet; see the description above._"
+        )
+        return f"{match.group(1)}{body}\n{match.group(4)}"
+
+    return BLOCK.sub(fill, text)
+
+
+# --- main --------------------------------------------------------------------------------
+
+
+def expected() -> dict[Path, str]:
+    return {
+        POLICY_REFERENCE: policy_reference(),
+        CLI_REFERENCE: cli_reference(CLI_REFERENCE.read_text("utf-8")),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if a generated doc is stale")
+    args = parser.parse_args(argv)
+    stale = []
+    generated = expected()
+    for path, text in generated.items():
+        current = path.read_text("utf-8") if path.exists() else None
+        if current != text:
+            stale.append(path)
+            if not args.check:
+                path.write_text(text, "utf-8")
+    if args.check and stale:
+        for path in stale:
+            print(f"out of date: {path.relative_to(ROOT)}", file=sys.stderr)
+        print("run: python scripts/gen_docs.py", file=sys.stderr)
+        return 1
+    if not args.check:
+        print(f"wrote {len(stale)} of {len(generated)} generated docs")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
