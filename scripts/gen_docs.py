@@ -317,30 +317,16 @@ def options_table(parser: argparse.ArgumentParser) -> str:
     return "\n".join(lines)
 
 
-#: Commands whose options live beside their code, for a build whose ``main`` does not
-#: wire them yet; once wired, the parser's own sub-command is used (the same options).
-UNWIRED = {
-    "run": "controller.operator.run",
-    "audit": "controller.operator.audit_cli",
-}
-
-
 def cli_commands() -> dict[str, argparse.ArgumentParser]:
+    """Every sub-command's parser, fully built: adapter commands (serve, run, audit) only
+    get their options when chosen (``build_parser(argv)`` keeps kopf out of ``check``),
+    so each is built with itself as the chosen command."""
     _import_controller()
-    import importlib
-
     from controller.cli.main import build_parser
 
     available = commands(build_parser())
-    for name, module in UNWIRED.items():
-        if name not in available:
-            try:
-                add_arguments = importlib.import_module(module).add_arguments
-            except (ImportError, AttributeError):
-                continue
-            parser = argparse.ArgumentParser(prog=f"baseguard {name}")
-            add_arguments(parser)
-            available[name] = parser
+    for name in list(available):
+        available[name] = commands(build_parser([name]))[name]
     return available
 
 

@@ -128,7 +128,9 @@ def controlled_by_audited(obj: Mapping[str, Any]) -> bool:
     )
 
 
-def audited_objects(resource: WorkloadResource, items: Iterable[Mapping[str, Any]]) -> list[Audited]:
+def audited_objects(
+    resource: WorkloadResource, items: Iterable[Mapping[str, Any]]
+) -> list[Audited]:
     """The objects of one listing the audit judges (see the module docstring)."""
     out: list[Audited] = []
     for item in items:
@@ -195,7 +197,9 @@ def _breaks(f: Finding) -> bool:
     return f.waived is None and f.action is not Action.ALLOW
 
 
-def policy_counts(pairs: Sequence[Pair], policies: Sequence[CompiledPolicy]) -> dict[str, AuditCounts]:
+def policy_counts(
+    pairs: Sequence[Pair], policies: Sequence[CompiledPolicy]
+) -> dict[str, AuditCounts]:
     """Store key → figures for ``status.audit``; every policy gets an entry, even at zero."""
     by_display = {p.key: policy_key(p.kind, p.namespace, p.name) for p in policies}
     objects: dict[str, set[ObjectRef]] = {k: set() for k in by_display.values()}
@@ -235,12 +239,18 @@ def event_message(f: Finding) -> str:
     return text if len(text) <= EVENT_MESSAGE_MAX else text[: EVENT_MESSAGE_MAX - 3] + "..."
 
 
-def event_body(f: Finding, *, now: dt.datetime, first: dt.datetime, count: int, instance: str) -> dict[str, Any]:
+def event_body(
+    f: Finding, *, now: dt.datetime, first: dt.datetime, count: int, instance: str
+) -> dict[str, Any]:
     """A ``v1`` Event on the offending object (``kubectl describe`` shows it)."""
     return {
         "apiVersion": "v1",
         "kind": "Event",
-        "metadata": {"name": event_name(f), "namespace": f.ref.namespace or "default", "labels": dict(MANAGED_BY)},
+        "metadata": {
+            "name": event_name(f),
+            "namespace": f.ref.namespace or "default",
+            "labels": dict(MANAGED_BY),
+        },
         "involvedObject": f.ref.as_dict(),
         "reason": EVENT_REASON,
         "message": event_message(f),
@@ -308,7 +318,9 @@ def _timestamp(now: dt.datetime) -> dict[str, int]:
     return {"seconds": int(now.timestamp()), "nanos": 0}
 
 
-def report_results(pairs: Sequence[Pair], *, now: dt.datetime) -> dict[str | None, list[dict[str, Any]]]:
+def report_results(
+    pairs: Sequence[Pair], *, now: dt.datetime
+) -> dict[str | None, list[dict[str, Any]]]:
     """Report results by namespace (``None``: cluster-scoped objects).
 
     One result per (object, policy, rule) that found something — ``fail``
@@ -347,7 +359,9 @@ def report_results(pairs: Sequence[Pair], *, now: dt.datetime) -> dict[str | Non
     return out
 
 
-def _result(ref: ObjectRef, policy: str, rule: RuleCode, found: list[Finding], stamp: dict[str, int]) -> dict[str, Any]:
+def _result(
+    ref: ObjectRef, policy: str, rule: RuleCode, found: list[Finding], stamp: dict[str, int]
+) -> dict[str, Any]:
     breaking = [f for f in found if _breaks(f)]
     if not breaking:
         result, severity = "skip", None
@@ -388,7 +402,9 @@ def report_body(namespace: str | None, results: Sequence[Mapping[str, Any]]) -> 
     Kept under :data:`MAX_REPORT_RESULTS` entries (an object must stay well
     under etcd's size limit): problems first, passes dropped first.
     """
-    ordered = sorted(results, key=lambda r: _ORDER.get(str(r.get("result")), 9))[:MAX_REPORT_RESULTS]
+    ordered = sorted(results, key=lambda r: _ORDER.get(str(r.get("result")), 9))[
+        :MAX_REPORT_RESULTS
+    ]
     summary = {k: 0 for k in ("pass", "fail", "warn", "error", "skip")}
     for r in results:
         summary[str(r["result"])] += 1
@@ -406,7 +422,11 @@ def report_body(namespace: str | None, results: Sequence[Mapping[str, Any]]) -> 
 
 def report_path(namespace: str | None, name: str | None = None) -> str:
     base = "/apis/wgpolicyk8s.io/v1alpha2"
-    path = f"{base}/namespaces/{namespace}/policyreports" if namespace else f"{base}/clusterpolicyreports"
+    path = (
+        f"{base}/namespaces/{namespace}/policyreports"
+        if namespace
+        else f"{base}/clusterpolicyreports"
+    )
     return f"{path}/{name}" if name else path
 
 

@@ -38,19 +38,59 @@ PROBE = "baseguard-uses"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``baseguard audit`` (the lead wires the sub-command)."""
-    parser.add_argument("--kubeconfig", metavar="FILE", help="kubeconfig (default: $KUBECONFIG, else ~/.kube/config)")
+    parser.add_argument(
+        "--kubeconfig",
+        metavar="FILE",
+        help="kubeconfig (default: $KUBECONFIG, else ~/.kube/config)",
+    )
     parser.add_argument("--context", help="kubeconfig context (default: the current one)")
     parser.add_argument("-n", "--namespace", help="audit this namespace only (default: all)")
-    parser.add_argument("--uses", metavar="BASE-GLOB", help="list the workloads whose lineage includes this base, e.g. debian:buster or 'python:3.8*'")
+    parser.add_argument(
+        "--uses",
+        metavar="BASE-GLOB",
+        help="list the workloads whose lineage includes this base, e.g. debian:buster or 'python:3.8*'",
+    )
     parser.add_argument("--format", choices=("text", "json"), default="text")
-    parser.add_argument("-p", "--policy", action="append", default=[], metavar="POLICY", help="judge with these policy files instead of the cluster's (repeatable)")
-    parser.add_argument("--registry-config", metavar="FILE", help="registries YAML (hosts, insecure, CA, mirrors, credentials)")
-    parser.add_argument("--docker-config", metavar="FILE", help="a Docker config.json to read credentials from")
-    parser.add_argument("--offline", action="store_true", help="no registry lookups: lineage rules are not evaluated")
-    parser.add_argument("--no-pull-secrets", dest="pull_secrets", action="store_false", help="do not read pods' imagePullSecrets")
-    parser.add_argument("--budget", type=float, default=60.0, metavar="SECONDS", help="lookup time for each batch of objects (default 60)")
-    parser.add_argument("--batch", type=int, default=50, metavar="N", help="objects assessed together (default 50)")
-    parser.add_argument("--now", metavar="YYYY-MM-DD", help="judge dates (exceptions, enforceAfter) as of this day")
+    parser.add_argument(
+        "-p",
+        "--policy",
+        action="append",
+        default=[],
+        metavar="POLICY",
+        help="judge with these policy files instead of the cluster's (repeatable)",
+    )
+    parser.add_argument(
+        "--registry-config",
+        metavar="FILE",
+        help="registries YAML (hosts, insecure, CA, mirrors, credentials)",
+    )
+    parser.add_argument(
+        "--docker-config", metavar="FILE", help="a Docker config.json to read credentials from"
+    )
+    parser.add_argument(
+        "--offline",
+        action="store_true",
+        help="no registry lookups: lineage rules are not evaluated",
+    )
+    parser.add_argument(
+        "--no-pull-secrets",
+        dest="pull_secrets",
+        action="store_false",
+        help="do not read pods' imagePullSecrets",
+    )
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="lookup time for each batch of objects (default 60)",
+    )
+    parser.add_argument(
+        "--batch", type=int, default=50, metavar="N", help="objects assessed together (default 50)"
+    )
+    parser.add_argument(
+        "--now", metavar="YYYY-MM-DD", help="judge dates (exceptions, enforceAfter) as of this day"
+    )
 
 
 def _now(text: str | None) -> dt.datetime:
@@ -80,7 +120,13 @@ def probe_policy() -> CompiledPolicy:
             "metadata": {"name": PROBE},
             "spec": {
                 "mode": "Audit",
-                "lineage": {"maxDepth": 10, "onUnknownBase": "Allow", "onLookupFailure": "Allow", "staleBase": "Allow", "verify": "Annotations"},
+                "lineage": {
+                    "maxDepth": 10,
+                    "onUnknownBase": "Allow",
+                    "onLookupFailure": "Allow",
+                    "staleBase": "Allow",
+                    "verify": "Annotations",
+                },
             },
         }
     )
@@ -97,7 +143,9 @@ async def cluster_policies(kube: Kube) -> tuple[list[CompiledPolicy], list[str]]
             items = await kube.list(kind.path(), kind=kind.kind)
         except Exception as exc:
             if getattr(exc, "status", None) == 404:
-                raise InputError(f"{kind.plural}.baseguard.io is not installed in this cluster (install the chart's CRDs)") from None
+                raise InputError(
+                    f"{kind.plural}.baseguard.io is not installed in this cluster (install the chart's CRDs)"
+                ) from None
             raise
         for item in items:
             record = read_policy(item, kind=kind.kind)
@@ -116,13 +164,19 @@ def file_policies(paths: Sequence[str]) -> list[CompiledPolicy]:
     documents = load_policy_documents(paths)
     if not documents:
         raise InputError(f"no policies found in {', '.join(paths)}")
-    problems = [f"{path} (document {index + 1}): {err}" for path, index, doc in documents for err in check_policy(doc)]
+    problems = [
+        f"{path} (document {index + 1}): {err}"
+        for path, index, doc in documents
+        for err in check_policy(doc)
+    ]
     if problems:
         raise PolicyError("", "invalid policy:\n  " + "\n  ".join(problems))
     return [compile_policy(doc) for _, _, doc in documents]
 
 
-async def audit(args: argparse.Namespace, kube: Kube, *, now: dt.datetime) -> tuple[AuditRun, list[str]]:
+async def audit(
+    args: argparse.Namespace, kube: Kube, *, now: dt.datetime
+) -> tuple[AuditRun, list[str]]:
     from controller.assess import Assessor
     from controller.lineage.catalog import Catalog
     from controller.lineage.resolve import LineageResolver
@@ -138,11 +192,19 @@ async def audit(args: argparse.Namespace, kube: Kube, *, now: dt.datetime) -> tu
         policies, problems = await cluster_policies(kube)
     if args.uses:
         policies.append(probe_policy())
-    client = None if args.offline else RegistryClient(load_registry_config(args.registry_config, docker_config=args.docker_config))
+    client = (
+        None
+        if args.offline
+        else RegistryClient(
+            load_registry_config(args.registry_config, docker_config=args.docker_config)
+        )
+    )
     catalog = Catalog()
 
     def make(view: RegistryClient | None) -> Assessor:
-        return Assessor(LineageResolver(view, catalog=catalog) if view else None, budget=args.budget)
+        return Assessor(
+            LineageResolver(view, catalog=catalog) if view else None, budget=args.budget
+        )
 
     try:
         auditor = Auditor(
@@ -208,23 +270,49 @@ def write_uses(run: AuditRun, pattern: str, out: TextIO, *, fmt: str) -> int:
     else:
         rows = [("NAMESPACE", "KIND", "NAME", "CONTAINER", "IMAGE", "VIA")]
         for u in found:
-            via = "itself" if u.depth == 0 else f"base, {u.depth} level{'s' if u.depth > 1 else ''} up"
-            rows.append((u.ref.namespace or "-", u.ref.kind, u.ref.name, u.container or "-", u.image, f"{via}: {', '.join(u.matched)}"))
+            via = (
+                "itself"
+                if u.depth == 0
+                else f"base, {u.depth} level{'s' if u.depth > 1 else ''} up"
+            )
+            rows.append(
+                (
+                    u.ref.namespace or "-",
+                    u.ref.kind,
+                    u.ref.name,
+                    u.container or "-",
+                    u.image,
+                    f"{via}: {', '.join(u.matched)}",
+                )
+            )
         if found:
             widths = [max(len(r[i]) for r in rows) for i in range(5)]
             for row in rows:
-                out.write("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:5])) + "  " + row[5] + "\n")
+                out.write(
+                    "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:5]))
+                    + "  "
+                    + row[5]
+                    + "\n"
+                )
         noun = "workload" if len({u.ref for u in found}) == 1 else "workloads"
-        out.write(f"\n{len({u.ref for u in found})} {noun} ({len(found)} image(s)) of {run.objects} audited use {pattern}\n")
+        out.write(
+            f"\n{len({u.ref for u in found})} {noun} ({len(found)} image(s)) of {run.objects} audited use {pattern}\n"
+        )
     return EXIT_FOUND if found else EXIT_OK
 
 
-def write_report(run: AuditRun, problems: Sequence[str], out: TextIO, *, fmt: str, colour: bool) -> int:
+def write_report(
+    run: AuditRun, problems: Sequence[str], out: TextIO, *, fmt: str, colour: bool
+) -> int:
     from controller.cli.output import check_json, write_check_text
     from controller.policy.model import Action
 
     results = _strip_probe(run)
-    counts = {k: {"objects": c.objects, "violations": c.violations} for k, c in sorted(run.counts.items()) if PROBE not in k}
+    counts = {
+        k: {"objects": c.objects, "violations": c.violations}
+        for k, c in sorted(run.counts.items())
+        if PROBE not in k
+    }
     if fmt == "json":
         doc = check_json(results, offline=False, skipped=[])
         doc.pop("skipped", None)
@@ -237,7 +325,9 @@ def write_report(run: AuditRun, problems: Sequence[str], out: TextIO, *, fmt: st
         write_check_text(results, out, offline=False, skipped=[], colour=colour)
         out.write(f"{run.objects} object(s) audited in {run.seconds:.1f}s\n")
         for key, c in counts.items():
-            out.write(f"  {key.replace('//', ' ')}: {c['objects']} object(s), {c['violations']} violating\n")
+            out.write(
+                f"  {key.replace('//', ' ')}: {c['objects']} object(s), {c['violations']} violating\n"
+            )
         for line in problems:
             out.write(f"  invalid policy, not applied: {line}\n")
     return EXIT_FOUND if any(r.verdict is Action.DENY for r in results) else EXIT_OK

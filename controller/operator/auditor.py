@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from controller.assess import Assessor
 from controller.lineage.catalog import Catalog
+from controller.lineage.model import Lineage
 from controller.operator import audit
 from controller.operator.audit import AUDITED, Audited, EventLedger, Pair
 from controller.operator.credentials import PullSecrets, fingerprint
@@ -40,7 +41,9 @@ log = logging.getLogger("baseguard.operator.audit")
 
 
 class KubeLike(Protocol):
-    async def get(self, path: str, *, params: Mapping[str, str] | None = None) -> dict[str, Any]: ...
+    async def get(
+        self, path: str, *, params: Mapping[str, str] | None = None
+    ) -> dict[str, Any]: ...
 
     async def list(
         self, path: str, *, params: Mapping[str, str] | None = None, kind: str | None = None
@@ -72,7 +75,9 @@ class Assessors:
     through ``make``, so credentials do not multiply the lookup rate.
     """
 
-    def __init__(self, make: MakeAssessor, client: RegistryClient | None, *, max_sets: int = 64) -> None:
+    def __init__(
+        self, make: MakeAssessor, client: RegistryClient | None, *, max_sets: int = 64
+    ) -> None:
         self.make = make
         self.client = client
         self.max_sets = max_sets
@@ -96,7 +101,9 @@ class Assessors:
 class Throttle:
     """A token bucket: at most ``rate`` starts per second, in bursts of up to ``burst``."""
 
-    def __init__(self, rate: float, *, burst: int | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, rate: float, *, burst: int | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.rate = rate
         self.burst = float(burst if burst is not None else max(int(rate), 1))
         self.clock = clock
@@ -132,7 +139,7 @@ class AuditResolver(MemoResolver):
         max_depth: int = 4,
         platforms: Sequence[str] | None = None,
         catalog: Sequence[Reference] = (),
-    ) -> Any:
+    ) -> Lineage:
         key = (
             ref.normalized,
             max_depth,
@@ -186,7 +193,10 @@ class Auditor:
             except Exception as exc:
                 if _status(exc) in (401, 0, None):
                     raise
-                log.warning("cannot list for the audit; skipped", extra={"fields": {"kind": resource.kind, "error": str(exc)}})
+                log.warning(
+                    "cannot list for the audit; skipped",
+                    extra={"fields": {"kind": resource.kind, "error": str(exc)}},
+                )
                 continue
             out.extend(audit.audited_objects(resource, items))
         return out
@@ -270,7 +280,10 @@ class Auditor:
                 raise
             except Exception as exc:
                 if _status(exc) != 404:
-                    log.warning("cannot write status.audit", extra={"fields": {"policy": record.title, "error": str(exc)}})
+                    log.warning(
+                        "cannot write status.audit",
+                        extra={"fields": {"policy": record.title, "error": str(exc)}},
+                    )
 
     async def _events(self, run: AuditRun) -> None:
         now = self.clock()
@@ -282,10 +295,15 @@ class Auditor:
             if not self.ledger.due(key, now):
                 continue
             if posted >= self.events_per_run:
-                log.info("event budget of this audit used up; the rest follow next time", extra={"fields": {"left": len(found) - posted}})
+                log.info(
+                    "event budget of this audit used up; the rest follow next time",
+                    extra={"fields": {"left": len(found) - posted}},
+                )
                 break
             first, count = self.ledger.next_count(key, now)
-            body = audit.event_body(finding, now=now, first=first, count=count, instance=self.identity)
+            body = audit.event_body(
+                finding, now=now, first=first, count=count, instance=self.identity
+            )
             namespace = body["metadata"]["namespace"]
             try:
                 try:
@@ -293,18 +311,27 @@ class Auditor:
                 except Exception as exc:
                     if _status(exc) != 409:
                         raise
-                    existing = await self.kube.get(f"/api/v1/namespaces/{namespace}/events/{body['metadata']['name']}")
+                    existing = await self.kube.get(
+                        f"/api/v1/namespaces/{namespace}/events/{body['metadata']['name']}"
+                    )
                     count = int(existing.get("count") or 1) + 1
                     first_seen = existing.get("firstTimestamp") or body["firstTimestamp"]
                     await self.kube.patch(
                         f"/api/v1/namespaces/{namespace}/events/{body['metadata']['name']}",
-                        {"count": count, "lastTimestamp": body["lastTimestamp"], "message": body["message"]},
+                        {
+                            "count": count,
+                            "lastTimestamp": body["lastTimestamp"],
+                            "message": body["message"],
+                        },
                     )
                     first = dt.datetime.fromisoformat(str(first_seen).replace("Z", "+00:00"))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("cannot post an audit Event", extra={"fields": {"object": finding.ref.title, "error": str(exc)}})
+                log.warning(
+                    "cannot post an audit Event",
+                    extra={"fields": {"object": finding.ref.title, "error": str(exc)}},
+                )
                 continue
             self.ledger.posted(key, first=first, now=now, count=count)
             posted += 1
@@ -325,11 +352,18 @@ class Auditor:
         for namespace, entries in wanted.items():
             body = audit.report_body(namespace, entries)
             try:
-                await self._upsert(audit.report_path(namespace, audit.REPORT_NAME), audit.report_path(namespace), body)
+                await self._upsert(
+                    audit.report_path(namespace, audit.REPORT_NAME),
+                    audit.report_path(namespace),
+                    body,
+                )
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("cannot write a PolicyReport", extra={"fields": {"namespace": namespace, "error": str(exc)}})
+                log.warning(
+                    "cannot write a PolicyReport",
+                    extra={"fields": {"namespace": namespace, "error": str(exc)}},
+                )
         await self._drop_stale_reports(set(wanted))
 
     async def _upsert(self, path: str, collection: str, body: dict[str, Any]) -> None:
@@ -340,7 +374,9 @@ class Auditor:
                 raise
             await self.kube.create(collection, body)
             return
-        body["metadata"]["resourceVersion"] = (existing.get("metadata") or {}).get("resourceVersion")
+        body["metadata"]["resourceVersion"] = (existing.get("metadata") or {}).get(
+            "resourceVersion"
+        )
         await self.kube.replace(path, body)
 
     async def _drop_stale_reports(self, keep: set[str | None]) -> None:
@@ -348,11 +384,15 @@ class Auditor:
         stale: list[str] = []
         try:
             if self.namespace is None:
-                for item in await self.kube.list("/apis/wgpolicyk8s.io/v1alpha2/policyreports", params=selector):
+                for item in await self.kube.list(
+                    "/apis/wgpolicyk8s.io/v1alpha2/policyreports", params=selector
+                ):
                     meta = item.get("metadata") or {}
                     if meta.get("name") == audit.REPORT_NAME and meta.get("namespace") not in keep:
                         stale.append(audit.report_path(meta.get("namespace"), audit.REPORT_NAME))
-                for item in await self.kube.list("/apis/wgpolicyk8s.io/v1alpha2/clusterpolicyreports", params=selector):
+                for item in await self.kube.list(
+                    "/apis/wgpolicyk8s.io/v1alpha2/clusterpolicyreports", params=selector
+                ):
                     meta = item.get("metadata") or {}
                     if meta.get("name") == audit.REPORT_NAME and None not in keep:
                         stale.append(audit.report_path(None, audit.REPORT_NAME))

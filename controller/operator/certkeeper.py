@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as dt
 import logging
 import os
@@ -38,7 +39,9 @@ WEBHOOK_KINDS = (
 
 
 class KubeLike(Protocol):
-    async def get(self, path: str, *, params: Mapping[str, str] | None = None) -> dict[str, Any]: ...
+    async def get(
+        self, path: str, *, params: Mapping[str, str] | None = None
+    ) -> dict[str, Any]: ...
 
     async def create(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]: ...
 
@@ -72,7 +75,9 @@ def _write_private(path: Path, data: bytes) -> None:
 class ServingPair:
     """The webhook's TLS context, fed from a Secret (or from files, when there is none)."""
 
-    def __init__(self, reloader: CertReloader, *, directory: Path | None = None, ready: bool) -> None:
+    def __init__(
+        self, reloader: CertReloader, *, directory: Path | None = None, ready: bool
+    ) -> None:
         self.reloader = reloader
         self.directory = directory
         self.ready = ready
@@ -90,7 +95,11 @@ class ServingPair:
         pair = self_signed(list(hosts), days=1)
         for name, data in (("tls.crt", pair.cert_pem), ("tls.key", pair.key_pem)):
             _write_private(directory / name, data)
-        return cls(CertReloader(directory / "tls.crt", directory / "tls.key"), directory=directory, ready=False)
+        return cls(
+            CertReloader(directory / "tls.crt", directory / "tls.key"),
+            directory=directory,
+            ready=False,
+        )
 
     @property
     def context(self) -> Any:
@@ -110,13 +119,15 @@ class ServingPair:
         self.loaded = (cert, key)
         if not self.ready:
             self.ready = True
-            log.info("serving certificate loaded", extra={"fields": {"expires": certs.expires(cert).isoformat()}})
+            log.info(
+                "serving certificate loaded",
+                extra={"fields": {"expires": certs.expires(cert).isoformat()}},
+            )
             self.on_ready()
         return True
 
     def install_from_secret(self, secret: Mapping[str, Any]) -> bool:
-        import base64
-
+        """Serve the pair in a ``kubernetes.io/tls`` Secret (ours, cert-manager's or a user's)."""
         data = secret.get("data")
         if not isinstance(data, Mapping) or certs.TLS_CERT not in data or certs.TLS_KEY not in data:
             return False
@@ -136,10 +147,17 @@ class ServingPair:
                 raise
             except Exception as exc:
                 level = logging.INFO if _status(exc) == 404 else logging.WARNING
-                log.log(level, "cannot read the serving Secret yet", extra={"fields": {"secret_name": f"{namespace}/{name}", "error": str(exc)}})
+                log.log(
+                    level,
+                    "cannot read the serving Secret yet",
+                    extra={"fields": {"secret_name": f"{namespace}/{name}", "error": str(exc)}},
+                )
             else:
                 if not self.install_from_secret(secret):
-                    log.warning("the serving Secret holds no usable pair", extra={"fields": {"secret_name": f"{namespace}/{name}"}})
+                    log.warning(
+                        "the serving Secret holds no usable pair",
+                        extra={"fields": {"secret_name": f"{namespace}/{name}"}},
+                    )
             await asyncio.sleep(interval if self.ready else min(interval, 1.0))
 
     async def watch_files(self, interval: float) -> None:
@@ -167,7 +185,9 @@ class CertKeeper:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("certificate check failed; retrying", extra={"fields": {"error": str(exc)}})
+                log.warning(
+                    "certificate check failed; retrying", extra={"fields": {"error": str(exc)}}
+                )
                 await asyncio.sleep(min(interval, 10.0))
                 continue
             await asyncio.sleep(interval)
@@ -198,8 +218,14 @@ class CertKeeper:
                 extra={"fields": {"secret_name": f"{self.namespace}/{self.secret}"}},
             )
         configs = await self._configurations()
-        trusted = bool(configs) and current is not None and all(certs.trusts(c, current.ca_cert) for _, c in configs)
-        wanted = certs.plan(current, hosts=self.hosts, now=now, lifetimes=self.lifetimes, trusted=trusted)
+        trusted = (
+            bool(configs)
+            and current is not None
+            and all(certs.trusts(c, current.ca_cert) for _, c in configs)
+        )
+        wanted = certs.plan(
+            current, hosts=self.hosts, now=now, lifetimes=self.lifetimes, trusted=trusted
+        )
         wrote = False
         if wanted != current:
             await self._write_secret(existing, wanted)

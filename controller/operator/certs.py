@@ -165,7 +165,9 @@ def _load_key(pem: bytes) -> ec.EllipticCurvePrivateKey:
     return key
 
 
-def issue_ca(*, now: dt.datetime, validity: dt.timedelta, name: str = "baseguard webhook CA") -> tuple[bytes, bytes]:
+def issue_ca(
+    *, now: dt.datetime, validity: dt.timedelta, name: str = "baseguard webhook CA"
+) -> tuple[bytes, bytes]:
     """A new self-signed CA: (certificate PEM, key PEM)."""
     key = ec.generate_private_key(ec.SECP256R1())
     subject = _name(f"{name} {now:%Y-%m-%d}")
@@ -332,7 +334,11 @@ def plan(
     if waiting:
         return bundle  # step 2 of a CA change waits until every caBundle holds the new CA
     cert, key = issue_serving(
-        ca_cert=bundle.ca_cert, ca_key=bundle.ca_key, hosts=hosts, now=now, validity=lifetimes.serving
+        ca_cert=bundle.ca_cert,
+        ca_key=bundle.ca_key,
+        hosts=hosts,
+        now=now,
+        validity=lifetimes.serving,
     )
     return replace(bundle, cert=cert, key=key)
 
@@ -375,7 +381,11 @@ def ca_bundle_patch(config: Mapping[str, Any], ca_bundle: bytes) -> list[dict[st
             )
         else:
             ops.append(
-                {"op": "add", "path": f"/webhooks/{index}/clientConfig", "value": {"caBundle": encoded}}
+                {
+                    "op": "add",
+                    "path": f"/webhooks/{index}/clientConfig",
+                    "value": {"caBundle": encoded},
+                }
             )
     return ops or None
 

@@ -46,8 +46,9 @@ class OperatorConfig:
     lifetimes: Lifetimes = field(default_factory=Lifetimes)
     """Certificate validities and how early the serving certificate is replaced."""
 
-    cert_check_interval: float = 600.0
-    """Seconds between the leader's certificate checks."""
+    cert_check_interval: float = 60.0
+    """Seconds between the leader's certificate checks (three GETs when nothing is due).
+    Short, because a Helm upgrade or a user can reset a configuration's caBundle."""
 
     tls_poll_interval: float = 10.0
     """Seconds between every replica's reads of :attr:`tls_secret`."""

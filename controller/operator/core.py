@@ -105,16 +105,27 @@ class Operator:
         if compiled and record.errors:
             log.warning(
                 "policy refused",
-                extra={"fields": {"policy": record.title, "generation": record.generation, "errors": [str(e) for e in record.errors]}},
+                extra={
+                    "fields": {
+                        "policy": record.title,
+                        "generation": record.generation,
+                        "errors": [str(e) for e in record.errors],
+                    }
+                },
             )
         return {record.key: record.generation}
 
-    async def policy_event(self, event_type: str | None, body: Mapping[str, Any], *, kind: str) -> None:
+    async def policy_event(
+        self, event_type: str | None, body: Mapping[str, Any], *, kind: str
+    ) -> None:
         """Event handler (after every index is populated): deletions, readiness, status."""
         self._mark_listed()
         if event_type == DELETED:
             gone = self.book.remove(body, kind=kind)
-            log.info("policy deleted", extra={"fields": {"policy": gone.title if gone else key_of(body, kind=kind)}})
+            log.info(
+                "policy deleted",
+                extra={"fields": {"policy": gone.title if gone else key_of(body, kind=kind)}},
+            )
             return
         record = self.book.get(key_of(body, kind=kind))
         if record is not None and self.leading.is_set():
@@ -151,7 +162,12 @@ class Operator:
             self._listed = True
             log.info(
                 "initial listing done",
-                extra={"fields": {"policies": len(self.store.snapshot.policies), "namespaces": len(self.namespaces)}},
+                extra={
+                    "fields": {
+                        "policies": len(self.store.snapshot.policies),
+                        "namespaces": len(self.namespaces),
+                    }
+                },
             )
             self._maybe_ready()
 
@@ -187,11 +203,20 @@ class Operator:
         except Exception as exc:
             self._sent.pop(record.key, None)
             if getattr(exc, "status", None) != 404:
-                log.warning("cannot write policy status", extra={"fields": {"policy": record.title, "error": str(exc)}})
+                log.warning(
+                    "cannot write policy status",
+                    extra={"fields": {"policy": record.title, "error": str(exc)}},
+                )
             return False
         log.info(
             "policy status written",
-            extra={"fields": {"policy": record.title, "ready": patch["status"]["conditions"][0]["status"], "generation": record.generation}},
+            extra={
+                "fields": {
+                    "policy": record.title,
+                    "ready": patch["status"]["conditions"][0]["status"],
+                    "generation": record.generation,
+                }
+            },
         )
         return True
 
@@ -222,7 +247,9 @@ class Operator:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("certificate check failed; retrying", extra={"fields": {"error": str(exc)}})
+                log.warning(
+                    "certificate check failed; retrying", extra={"fields": {"error": str(exc)}}
+                )
                 await self._pause(min(self.config.cert_check_interval, 10.0))
                 continue
             await self._pause(self.config.cert_check_interval)
@@ -253,7 +280,14 @@ class Operator:
         broken = sum(c.violations for c in run.counts.values())
         log.info(
             "audit published",
-            extra={"fields": {"objects": run.objects, "policies": len(run.counts), "violating": broken, "seconds": round(run.seconds, 3)}},
+            extra={
+                "fields": {
+                    "objects": run.objects,
+                    "policies": len(run.counts),
+                    "violating": broken,
+                    "seconds": round(run.seconds, 3),
+                }
+            },
         )
         return run
 
@@ -268,7 +302,13 @@ class Operator:
             return
         await self.loaded.wait()
         while True:
-            refs = list({ref.normalized: ref for p in self.store.snapshot.policies for ref in catalog_references(p)}.values())
+            refs = list(
+                {
+                    ref.normalized: ref
+                    for p in self.store.snapshot.policies
+                    for ref in catalog_references(p)
+                }.values()
+            )
             if refs:
                 try:
                     failures = await self.resolver.refresh_catalog(refs)
@@ -277,7 +317,9 @@ class Operator:
                 except Exception as exc:
                     failures = {"*": str(exc)}
                 if failures:
-                    log.warning("catalog refresh incomplete", extra={"fields": {"failures": dict(failures)}})
+                    log.warning(
+                        "catalog refresh incomplete", extra={"fields": {"failures": dict(failures)}}
+                    )
             await asyncio.sleep(self.config.catalog_refresh_interval)
 
     async def _pause(self, seconds: float) -> None:

@@ -93,7 +93,10 @@ def credentials_from_secret(secret: Mapping[str, Any]) -> dict[str, Credentials]
             return {}
         parsed = DockerCredentials.parse(text, source=where)
     except (InputError, ValueError, UnicodeDecodeError) as exc:
-        log.warning("pull secret does not parse; ignored", extra={"fields": {"secret_name": where, "error": type(exc).__name__}})
+        log.warning(
+            "pull secret does not parse; ignored",
+            extra={"fields": {"secret_name": where, "error": type(exc).__name__}},
+        )
         return {}
     return dict(parsed.auths)
 
@@ -113,7 +116,9 @@ def fingerprint(creds: HostCredentials) -> frozenset[tuple[str, Credentials]]:
 
 
 class KubeGet(Protocol):
-    async def get(self, path: str, *, params: Mapping[str, str] | None = None) -> dict[str, Any]: ...
+    async def get(
+        self, path: str, *, params: Mapping[str, str] | None = None
+    ) -> dict[str, Any]: ...
 
 
 class _TTLCache:
@@ -166,12 +171,18 @@ class PullSecrets:
         self.ttl = ttl
         self._cache = _TTLCache(ttl=ttl, max_entries=max_entries, clock=clock)
 
-    async def for_pod(self, namespace: str | None, pod_spec: Mapping[str, Any]) -> dict[str, Credentials]:
+    async def for_pod(
+        self, namespace: str | None, pod_spec: Mapping[str, Any]
+    ) -> dict[str, Credentials]:
         """Host → credentials for a pod spec in ``namespace`` (``{}`` when it has none)."""
         if not namespace:
             return {}
         names = secret_names(pod_spec)
-        names += [n for n in await self._account_secrets(namespace, service_account_of(pod_spec)) if n not in names]
+        names += [
+            n
+            for n in await self._account_secrets(namespace, service_account_of(pod_spec))
+            if n not in names
+        ]
         if not names:
             return {}
         found = await asyncio.gather(*(self._secret(namespace, name) for name in names))
@@ -184,7 +195,9 @@ class PullSecrets:
     async def _account_secrets(self, namespace: str, account: str) -> list[str]:
         async def load() -> tuple[list[str], float]:
             try:
-                obj = await self.kube.get(f"/api/v1/namespaces/{namespace}/serviceaccounts/{account}")
+                obj = await self.kube.get(
+                    f"/api/v1/namespaces/{namespace}/serviceaccounts/{account}"
+                )
             except Exception as exc:
                 return [], (self.ttl if getattr(exc, "status", None) == 404 else FAILURE_TTL)
             return secret_names(obj), self.ttl

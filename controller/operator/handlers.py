@@ -34,7 +34,9 @@ def login(memo: Operator, **_: Any) -> kopf.ConnectionInfo:
     return memo.kube.connection_info()
 
 
-def index_policy(body: kopf.Body, resource: kopf.Resource, memo: Operator, **_: Any) -> dict[str, int]:
+def index_policy(
+    body: kopf.Body, resource: kopf.Resource, memo: Operator, **_: Any
+) -> dict[str, int]:
     return memo.policy_indexed(dict(body), kind=resource.kind or "")
 
 
@@ -63,8 +65,12 @@ def build_registry() -> kopf.OperatorRegistry:
     kopf.on.login(registry=registry, id="baseguard-login")(login)
     kopf.on.cleanup(registry=registry, id="baseguard-cleanup")(cleanup)
     for kind in KINDS.values():
-        kopf.index(GROUP, VERSION, kind.plural, registry=registry, id=f"{kind.plural}_idx")(index_policy)
-        kopf.on.event(GROUP, VERSION, kind.plural, registry=registry, id=f"{kind.plural}_event")(policy_event)
+        kopf.index(GROUP, VERSION, kind.plural, registry=registry, id=f"{kind.plural}_idx")(
+            index_policy
+        )
+        kopf.on.event(GROUP, VERSION, kind.plural, registry=registry, id=f"{kind.plural}_event")(
+            policy_event
+        )
     kopf.index("", "v1", "namespaces", registry=registry, id="namespaces_idx")(index_namespace)
     kopf.on.event("", "v1", "namespaces", registry=registry, id="namespaces_event")(namespace_event)
     return registry

@@ -38,7 +38,9 @@ PAGE = 500
 class KubeError(Exception):
     """A non-2xx answer from the API server (``status`` 0: it could not be reached)."""
 
-    def __init__(self, status: int, reason: str, message: str, *, method: str = "", path: str = "") -> None:
+    def __init__(
+        self, status: int, reason: str, message: str, *, method: str = "", path: str = ""
+    ) -> None:
         super().__init__(f"{method} {path}: {status} {reason}: {message}".strip())
         self.status = status
         self.reason = reason
@@ -57,7 +59,9 @@ def in_cluster() -> bool:
     return os.path.exists(os.path.join(SERVICE_ACCOUNT_DIR, "token"))
 
 
-def load_configuration(*, kubeconfig: str | None = None, context: str | None = None) -> Configuration:
+def load_configuration(
+    *, kubeconfig: str | None = None, context: str | None = None
+) -> Configuration:
     """In-cluster settings when running in a pod (and no kubeconfig is named), else the kubeconfig.
 
     The kubeconfig is ``kubeconfig``, else ``$KUBECONFIG``, else ``~/.kube/config``.
@@ -84,7 +88,9 @@ def load_configuration(*, kubeconfig: str | None = None, context: str | None = N
             )
     except (ConfigException, OSError, TypeError, ValueError) as exc:
         where = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
-        raise InputError(f"cannot load the Kubernetes connection settings ({where}): {exc}") from None
+        raise InputError(
+            f"cannot load the Kubernetes connection settings ({where}): {exc}"
+        ) from None
     return configuration
 
 
@@ -147,7 +153,11 @@ class Kube:
         return await self.request("PUT", path, body=body)
 
     async def patch(
-        self, path: str, body: Mapping[str, Any] | Sequence[Mapping[str, Any]], *, content_type: str = MERGE
+        self,
+        path: str,
+        body: Mapping[str, Any] | Sequence[Mapping[str, Any]],
+        *,
+        content_type: str = MERGE,
     ) -> dict[str, Any]:
         return await self.request("PATCH", path, body=body, content_type=content_type)
 
@@ -193,7 +203,13 @@ class Kube:
             )
             response.read()  # type: ignore[no-untyped-call]
         except ApiException as exc:
-            raise KubeError(exc.status or 0, str(exc.reason or ""), str(exc.body or ""), method=method, path=path) from None
+            raise KubeError(
+                exc.status or 0,
+                str(exc.reason or ""),
+                str(exc.body or ""),
+                method=method,
+                path=path,
+            ) from None
         except (HTTPError, OSError) as exc:
             raise KubeError(0, "Unreachable", str(exc), method=method, path=path) from None
         data: bytes = response.data or b""

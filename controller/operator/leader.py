@@ -159,7 +159,9 @@ class Observer:
 class KubeLike(Protocol):
     """The part of :class:`controller.operator.kube.Kube` the elector uses."""
 
-    async def get(self, path: str, *, params: Mapping[str, str] | None = None) -> dict[str, Any]: ...
+    async def get(
+        self, path: str, *, params: Mapping[str, str] | None = None
+    ) -> dict[str, Any]: ...
 
     async def create(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]: ...
 
@@ -229,7 +231,11 @@ class Elector:
                 record = None
             expired = record is not None and self._observer.expired(record, self.mono())
             decision = decide(
-                record, identity=self.identity, now=self.wall(), expired=expired, duration=self.duration
+                record,
+                identity=self.identity,
+                now=self.wall(),
+                expired=expired,
+                duration=self.duration,
             )
             if decision.step is Step.FOLLOW:
                 self._follow(decision.holder)
@@ -288,7 +294,9 @@ class Elector:
                 return
             except Exception as exc:
                 if _status_of(exc) != 409:
-                    log.warning("could not release the lease", extra={"fields": {"error": str(exc)}})
+                    log.warning(
+                        "could not release the lease", extra={"fields": {"error": str(exc)}}
+                    )
                     return
                 try:
                     record = LeaseRecord.from_object(await self.kube.get(path))
@@ -309,7 +317,9 @@ class Elector:
             self.is_leader = True
             log.info(
                 "became the leader",
-                extra={"fields": {"lease": self.name, "identity": self.identity, "acquired": acquired}},
+                extra={
+                    "fields": {"lease": self.name, "identity": self.identity, "acquired": acquired}
+                },
             )
             self.on_start()
 

@@ -35,7 +35,9 @@ class PolicyKind:
     plural: str
     namespaced: bool
 
-    def path(self, namespace: str | None = None, name: str | None = None, *, status: bool = False) -> str:
+    def path(
+        self, namespace: str | None = None, name: str | None = None, *, status: bool = False
+    ) -> str:
         """The REST path of the collection, or of one object (``/status`` with ``status=True``)."""
         base = f"/apis/{GROUP}/{VERSION}"
         if self.namespaced and namespace:
@@ -81,7 +83,9 @@ class PolicyRecord:
         return KINDS[self.kind].path(self.namespace, self.name, status=True)
 
 
-def document(body: Mapping[str, Any], *, kind: str | None = None, namespace: str | None = None) -> dict[str, Any]:
+def document(
+    body: Mapping[str, Any], *, kind: str | None = None, namespace: str | None = None
+) -> dict[str, Any]:
     """The part of a policy object the compiler reads: identity and ``spec``.
 
     Server-side fields (``managedFields``, ``resourceVersion``, ``status`` …)
@@ -158,7 +162,9 @@ class PolicyBook:
         self.store = store
         self._records: dict[str, PolicyRecord] = {}
 
-    def apply(self, body: Mapping[str, Any], *, kind: str | None = None) -> tuple[PolicyRecord, bool]:
+    def apply(
+        self, body: Mapping[str, Any], *, kind: str | None = None
+    ) -> tuple[PolicyRecord, bool]:
         """Take one policy object (created, changed, or listed) into the book and the store.
 
         Returns the record and whether it was (re)compiled.
@@ -166,14 +172,20 @@ class PolicyBook:
         key = key_of(body, kind=kind)
         meta = document(body, kind=kind)["metadata"]
         known = self._records.get(key)
-        if known is not None and known.uid == meta.get("uid") and known.generation == meta.get("generation"):
+        if (
+            known is not None
+            and known.uid == meta.get("uid")
+            and known.generation == meta.get("generation")
+        ):
             status = body.get("status")
             record = replace(known, status=dict(status) if isinstance(status, Mapping) else {})
             self._records[key] = record
             return record, False
         record = read_policy(body, kind=kind)
         self._records[record.key] = record
-        self.store.upsert(record.key, record.policy if record.policy is not None else error_text(record.errors))
+        self.store.upsert(
+            record.key, record.policy if record.policy is not None else error_text(record.errors)
+        )
         return record, True
 
     def remove(self, body: Mapping[str, Any], *, kind: str | None = None) -> PolicyRecord | None:

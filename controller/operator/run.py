@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from controller.operator.config import OperatorConfig
     from controller.operator.core import Operator
     from controller.operator.kube import Kube
+    from controller.registry.client import RegistryClient
     from controller.registry.config import RegistryConfig
     from controller.webhook.metrics import Metrics
 
@@ -63,46 +64,179 @@ def duration(text: str) -> float:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``baseguard run`` (the lead wires the sub-command)."""
     web = parser.add_argument_group("webhook")
-    web.add_argument("--host", default=_DEFAULTS.host, help=f"address to listen on (default {_DEFAULTS.host})")
-    web.add_argument("--port", type=int, default=_DEFAULTS.port, help=f"HTTPS port (default {_DEFAULTS.port})")
-    web.add_argument("--budget", type=float, default=_DEFAULTS.budget, metavar="SECONDS", help="longest a review may take when the apiserver sends no ?timeout=")
-    web.add_argument("--safety-margin", type=float, default=_DEFAULTS.safety_margin, metavar="SECONDS", help="kept back from the apiserver's ?timeout=")
-    web.add_argument("--log-level", default=_DEFAULTS.log_level, choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    web.add_argument(
+        "--host", default=_DEFAULTS.host, help=f"address to listen on (default {_DEFAULTS.host})"
+    )
+    web.add_argument(
+        "--port", type=int, default=_DEFAULTS.port, help=f"HTTPS port (default {_DEFAULTS.port})"
+    )
+    web.add_argument(
+        "--budget",
+        type=float,
+        default=_DEFAULTS.budget,
+        metavar="SECONDS",
+        help="longest a review may take when the apiserver sends no ?timeout=",
+    )
+    web.add_argument(
+        "--safety-margin",
+        type=float,
+        default=_DEFAULTS.safety_margin,
+        metavar="SECONDS",
+        help="kept back from the apiserver's ?timeout=",
+    )
+    web.add_argument(
+        "--log-level", default=_DEFAULTS.log_level, choices=("DEBUG", "INFO", "WARNING", "ERROR")
+    )
 
     reg = parser.add_argument_group("registries")
-    reg.add_argument("--registry-config", metavar="FILE", help="registries YAML (hosts, insecure, CA, mirrors, credentials)")
-    reg.add_argument("--docker-config", metavar="FILE", help="a Docker config.json to read credentials from")
-    reg.add_argument("--offline", action="store_true", help="no registry lookups: lineage rules are not evaluated")
-    reg.add_argument("--no-pull-secrets", dest="pull_secrets", action="store_false", help="do not read pods' imagePullSecrets (no RBAC on Secrets needed)")
-    reg.add_argument("--catalog-refresh-interval", type=duration, default=300.0, metavar="DURATION", help="how often catalog bases' digests are refreshed (default 5m)")
+    reg.add_argument(
+        "--registry-config",
+        metavar="FILE",
+        help="registries YAML (hosts, insecure, CA, mirrors, credentials)",
+    )
+    reg.add_argument(
+        "--docker-config", metavar="FILE", help="a Docker config.json to read credentials from"
+    )
+    reg.add_argument(
+        "--offline",
+        action="store_true",
+        help="no registry lookups: lineage rules are not evaluated",
+    )
+    reg.add_argument(
+        "--no-pull-secrets",
+        dest="pull_secrets",
+        action="store_false",
+        help="do not read pods' imagePullSecrets (no RBAC on Secrets needed)",
+    )
+    reg.add_argument(
+        "--catalog-refresh-interval",
+        type=duration,
+        default=300.0,
+        metavar="DURATION",
+        help="how often catalog bases' digests are refreshed (default 5m)",
+    )
 
     kube = parser.add_argument_group("cluster")
-    kube.add_argument("--kubeconfig", metavar="FILE", help="outside a cluster: the kubeconfig (default: in-cluster, else $KUBECONFIG)")
+    kube.add_argument(
+        "--kubeconfig",
+        metavar="FILE",
+        help="outside a cluster: the kubeconfig (default: in-cluster, else $KUBECONFIG)",
+    )
     kube.add_argument("--context", help="the kubeconfig context")
     kube.add_argument("--namespace", help="baseguard's namespace (default: the pod's)")
-    kube.add_argument("--identity", help="this replica's name in the Lease (default: $POD_NAME, else the host name)")
-    kube.add_argument("--lease-name", default="baseguard-leader", help="the Lease replicas elect a leader on")
+    kube.add_argument(
+        "--identity",
+        help="this replica's name in the Lease (default: $POD_NAME, else the host name)",
+    )
+    kube.add_argument(
+        "--lease-name", default="baseguard-leader", help="the Lease replicas elect a leader on"
+    )
 
     tls = parser.add_argument_group("certificates")
-    tls.add_argument("--tls-secret", metavar="NAME", help="the Secret with the serving pair, read through the API (replicas pick up rotations)")
-    tls.add_argument("--tls-cert", metavar="FILE", help="instead of --tls-secret: the serving certificate file (reloaded when it changes)")
+    tls.add_argument(
+        "--tls-secret",
+        metavar="NAME",
+        help="the Secret with the serving pair, read through the API (replicas pick up rotations)",
+    )
+    tls.add_argument(
+        "--tls-cert",
+        metavar="FILE",
+        help="instead of --tls-secret: the serving certificate file (reloaded when it changes)",
+    )
     tls.add_argument("--tls-key", metavar="FILE", help="its private key")
-    tls.add_argument("--manage-certificates", action="store_true", help="the leader creates and rotates --tls-secret and patches the caBundle")
-    tls.add_argument("--service", default="baseguard", help="the webhook's Service (certificate DNS names)")
-    tls.add_argument("--webhook-configuration", action="append", default=[], metavar="NAME", help="webhook configuration(s) whose caBundle to patch (repeatable; default: baseguard)")
-    tls.add_argument("--ca-validity", type=duration, default=5 * 365 * 86400.0, metavar="DURATION", help="CA validity (default 1825d)")
-    tls.add_argument("--cert-validity", type=duration, default=90 * 86400.0, metavar="DURATION", help="serving certificate validity (default 90d)")
-    tls.add_argument("--cert-renew-before", type=duration, default=30 * 86400.0, metavar="DURATION", help="replace the serving certificate this long before it expires (default 30d)")
-    tls.add_argument("--cert-check-interval", type=duration, default=600.0, metavar="DURATION", help="how often the leader checks the certificates (default 10m)")
-    tls.add_argument("--tls-poll-interval", type=duration, default=10.0, metavar="DURATION", help="how often every replica reads the Secret (default 10s)")
+    tls.add_argument(
+        "--manage-certificates",
+        action="store_true",
+        help="the leader creates and rotates --tls-secret and patches the caBundle",
+    )
+    tls.add_argument(
+        "--service", default="baseguard", help="the webhook's Service (certificate DNS names)"
+    )
+    tls.add_argument(
+        "--webhook-configuration",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="webhook configuration(s) whose caBundle to patch (repeatable; default: baseguard)",
+    )
+    tls.add_argument(
+        "--ca-validity",
+        type=duration,
+        default=5 * 365 * 86400.0,
+        metavar="DURATION",
+        help="CA validity (default 1825d)",
+    )
+    tls.add_argument(
+        "--cert-validity",
+        type=duration,
+        default=90 * 86400.0,
+        metavar="DURATION",
+        help="serving certificate validity (default 90d)",
+    )
+    tls.add_argument(
+        "--cert-renew-before",
+        type=duration,
+        default=30 * 86400.0,
+        metavar="DURATION",
+        help="replace the serving certificate this long before it expires (default 30d)",
+    )
+    tls.add_argument(
+        "--cert-check-interval",
+        type=duration,
+        default=60.0,
+        metavar="DURATION",
+        help="how often the leader checks the certificates and caBundles (default 1m)",
+    )
+    tls.add_argument(
+        "--tls-poll-interval",
+        type=duration,
+        default=10.0,
+        metavar="DURATION",
+        help="how often every replica reads the Secret (default 10s)",
+    )
 
     aud = parser.add_argument_group("audit")
-    aud.add_argument("--audit-interval", type=duration, default=600.0, metavar="DURATION", help="time between background audits; 0 turns it off (default 10m)")
-    aud.add_argument("--audit-budget", type=duration, default=60.0, metavar="DURATION", help="lookup time for one batch (default 60s)")
-    aud.add_argument("--audit-batch", type=int, default=50, metavar="N", help="objects assessed together (default 50)")
-    aud.add_argument("--audit-rate", type=float, default=10.0, metavar="PER_SECOND", help="registry lookups the audit starts per second at most (default 10)")
-    aud.add_argument("--event-interval", type=duration, default=3600.0, metavar="DURATION", help="a persisting finding refreshes its Event at most this often (default 1h)")
-    aud.add_argument("--no-policy-reports", dest="policy_reports", action="store_false", help="do not write wgpolicyk8s.io PolicyReports")
+    aud.add_argument(
+        "--audit-interval",
+        type=duration,
+        default=600.0,
+        metavar="DURATION",
+        help="time between background audits; 0 turns it off (default 10m)",
+    )
+    aud.add_argument(
+        "--audit-budget",
+        type=duration,
+        default=60.0,
+        metavar="DURATION",
+        help="lookup time for one batch (default 60s)",
+    )
+    aud.add_argument(
+        "--audit-batch",
+        type=int,
+        default=50,
+        metavar="N",
+        help="objects assessed together (default 50)",
+    )
+    aud.add_argument(
+        "--audit-rate",
+        type=float,
+        default=10.0,
+        metavar="PER_SECOND",
+        help="registry lookups the audit starts per second at most (default 10)",
+    )
+    aud.add_argument(
+        "--event-interval",
+        type=duration,
+        default=3600.0,
+        metavar="DURATION",
+        help="a persisting finding refreshes its Event at most this often (default 1h)",
+    )
+    aud.add_argument(
+        "--no-policy-reports",
+        dest="policy_reports",
+        action="store_false",
+        help="do not write wgpolicyk8s.io PolicyReports",
+    )
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -125,9 +259,13 @@ def config_from(args: argparse.Namespace) -> OperatorConfig:
     if args.tls_cert and args.tls_secret:
         raise InputError("give --tls-secret or --tls-cert/--tls-key, not both")
     if not args.tls_cert and not args.tls_secret:
-        raise InputError("the webhook needs a serving certificate: --tls-secret NAME (with --manage-certificates to have one made) or --tls-cert/--tls-key")
+        raise InputError(
+            "the webhook needs a serving certificate: --tls-secret NAME (with --manage-certificates to have one made) or --tls-cert/--tls-key"
+        )
     if args.manage_certificates and not args.tls_secret:
-        raise InputError("--manage-certificates needs --tls-secret NAME: the Secret to keep the pair in")
+        raise InputError(
+            "--manage-certificates needs --tls-secret NAME: the Secret to keep the pair in"
+        )
     try:
         lifetimes = Lifetimes(
             ca=dt.timedelta(seconds=args.ca_validity),
@@ -186,14 +324,19 @@ async def serve(
     *,
     kube: Kube,
     registry_config: RegistryConfig | None,
+    registry_client: RegistryClient | None = None,
     tls_files: tuple[str, str] | None = None,
     stop_flag: asyncio.Event | None = None,
     started: Callable[[Started], None] | None = None,
     clock: Callable[[], dt.datetime] = utc_now,
 ) -> int:
-    """Run the webhook and the operator until kopf stops; 0 after a clean stop."""
+    """Run the webhook and the operator until kopf stops; 0 after a clean stop.
+
+    ``registry_config=None`` is offline. ``registry_client`` replaces the
+    client made from it (tests pass one with a short tag TTL); it is closed
+    on the way out either way.
+    """
     import kopf
-    from aiohttp import web
 
     from controller.assess import Assessor
     from controller.lineage.catalog import Catalog
@@ -210,9 +353,12 @@ async def serve(
     from controller.webhook.caching import MemoAssessor, MemoResolver
     from controller.webhook.handlers import Admission
     from controller.webhook.metrics import Metrics
+    from controller.webhook.serve import listen
 
     store = PolicyStore()
-    client = RegistryClient(registry_config) if registry_config is not None else None
+    client = registry_client
+    if client is None and registry_config is not None:
+        client = RegistryClient(registry_config)
     catalog = Catalog()
 
     resolver = MemoResolver(client, catalog=catalog, ttl=settings.cache_ttl) if client else None
@@ -220,7 +366,11 @@ async def serve(
     throttle = Throttle(config.audit_lookups_per_second)
 
     def audit_assessor(view: RegistryClient | None) -> Assessor:
-        resolver = AuditResolver(view, catalog=catalog, ttl=AUDIT_MEMO_TTL, throttle=throttle) if view else None
+        resolver = (
+            AuditResolver(view, catalog=catalog, ttl=AUDIT_MEMO_TTL, throttle=throttle)
+            if view
+            else None
+        )
         return Assessor(resolver, budget=config.audit_budget)
 
     pull = PullSecrets(kube, ttl=config.pull_secret_ttl) if config.pull_secrets and client else None
@@ -265,7 +415,9 @@ async def serve(
         assert client is not None
         return client.stats
 
-    metrics = Metrics(snapshot=lambda: store.snapshot, registry_stats=registry_stats if client else None)
+    metrics = Metrics(
+        snapshot=lambda: store.snapshot, registry_stats=registry_stats if client else None
+    )
     reviewer = Admission(
         store=store,
         assessor=assessor,
@@ -274,18 +426,15 @@ async def serve(
         namespace_labels=operator.namespaces.lookup,
         credentials=pull.for_review if pull is not None else None,
     )
-    app = make_app(store=store, assessor=assessor, settings=settings, metrics=metrics, reviewer=reviewer)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=settings.shutdown_timeout)
-    await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port, ssl_context=serving.context, reuse_address=True)
+    app = make_app(
+        store=store, assessor=assessor, settings=settings, metrics=metrics, reviewer=reviewer
+    )
     try:
-        await site.start()
-    except OSError as exc:
-        await runner.cleanup()
+        runner, port = await listen(app, settings, serving.context)
+    except InputError:
         if client is not None:
             await client.close()
-        raise InputError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}") from None
-    port = _bound_port(runner, settings.port)
+        raise
 
     loops: list[asyncio.Task[None]] = [
         asyncio.create_task(operator.elector.run(), name="baseguard: leader election"),
@@ -297,12 +446,19 @@ async def serve(
     if config.tls_secret and not tls_files:
         loops.append(
             asyncio.create_task(
-                serving.poll(kube, config.namespace, config.tls_secret, interval=config.tls_poll_interval),
+                serving.poll(
+                    kube, config.namespace, config.tls_secret, interval=config.tls_poll_interval
+                ),
                 name="baseguard: serving certificate",
             )
         )
     else:
-        loops.append(asyncio.create_task(serving.watch_files(settings.cert_reload_interval), name="baseguard: certificate files"))
+        loops.append(
+            asyncio.create_task(
+                serving.watch_files(settings.cert_reload_interval),
+                name="baseguard: certificate files",
+            )
+        )
 
     async def close_client() -> None:
         if client is not None:
@@ -320,7 +476,15 @@ async def serve(
     operator.closers.extend([close_client, drain, stop_loops])  # run last-first
     log.info(
         "listening",
-        extra={"fields": {"host": settings.host, "port": port, "offline": client is None, "identity": config.identity, "namespace": config.namespace}},
+        extra={
+            "fields": {
+                "host": settings.host,
+                "port": port,
+                "offline": client is None,
+                "identity": config.identity,
+                "namespace": config.namespace,
+            }
+        },
     )
     if started is not None:
         started(Started(operator=operator, port=port, metrics=metrics))
@@ -338,13 +502,6 @@ async def serve(
     return EXIT_OK
 
 
-def _bound_port(runner: Any, default: int) -> int:
-    for address in getattr(runner, "addresses", []):
-        if isinstance(address, tuple) and len(address) >= 2:
-            return int(address[1])
-    return default
-
-
 def run(args: argparse.Namespace) -> int:
     """Run until SIGTERM/SIGINT; 0 after a clean stop, 2 for bad arguments, 1 when kopf fails."""
     from controller.operator.kube import Kube
@@ -352,13 +509,25 @@ def run(args: argparse.Namespace) -> int:
 
     settings = settings_from(args)
     handler = logs.configure(level=settings.log_level)
+    # kopf logs every handler call ("Handler '…' succeeded.") at INFO: one line per watch
+    # event would drown the decision log. Its warnings and errors still come through.
+    chatty = logging.getLogger("kopf.objects")
+    previous = chatty.level
+    if settings.log_level != "DEBUG":
+        chatty.setLevel(logging.WARNING)
     try:
         config = config_from(args)
         kube = Kube.connect(kubeconfig=args.kubeconfig, context=args.context)
         tls_files = (args.tls_cert, args.tls_key) if args.tls_cert else None
         try:
             return asyncio.run(
-                serve(settings, config, kube=kube, registry_config=registry_config_from(args), tls_files=tls_files)
+                serve(
+                    settings,
+                    config,
+                    kube=kube,
+                    registry_config=registry_config_from(args),
+                    tls_files=tls_files,
+                )
             )
         finally:
             kube.close()
@@ -370,4 +539,5 @@ def run(args: argparse.Namespace) -> int:
         log.exception("the operator failed")
         return EXIT_FAILED
     finally:
+        chatty.setLevel(previous)
         logs.unconfigure(handler)

@@ -41,7 +41,9 @@ def _previous_ready(status: Mapping[str, Any]) -> Mapping[str, Any] | None:
     return None
 
 
-def ready_condition(record: PolicyRecord, *, now: dt.datetime, in_force: CompiledPolicy | None) -> dict[str, Any]:
+def ready_condition(
+    record: PolicyRecord, *, now: dt.datetime, in_force: CompiledPolicy | None
+) -> dict[str, Any]:
     """The ``Ready`` condition for ``record``.
 
     ``in_force`` is what the webhook applies under the record's key: for an
@@ -55,7 +57,9 @@ def ready_condition(record: PolicyRecord, *, now: dt.datetime, in_force: Compile
     else:
         status, reason = "False", INVALID
         first = record.errors[0] if record.errors else None
-        message = (f"{first.path}: {first.reason}" if first and first.path else str(first or "invalid"))
+        message = (
+            f"{first.path}: {first.reason}" if first and first.path else str(first or "invalid")
+        )
         if len(record.errors) > 1:
             message += f" (and {len(record.errors) - 1} more in status.errors)"
         if in_force is not None and in_force.generation != record.generation:
@@ -64,7 +68,11 @@ def ready_condition(record: PolicyRecord, *, now: dt.datetime, in_force: Compile
             message += "; not in force"
     previous = _previous_ready(record.status)
     moved = previous is None or previous.get("status") != status
-    since = rfc3339(now) if moved or not previous else previous.get("lastTransitionTime") or rfc3339(now)
+    since = (
+        rfc3339(now)
+        if moved or not previous
+        else previous.get("lastTransitionTime") or rfc3339(now)
+    )
     return {
         "type": READY,
         "status": status,
@@ -75,7 +83,9 @@ def ready_condition(record: PolicyRecord, *, now: dt.datetime, in_force: Compile
     }
 
 
-def desired_status(record: PolicyRecord, *, now: dt.datetime, in_force: CompiledPolicy | None) -> dict[str, Any]:
+def desired_status(
+    record: PolicyRecord, *, now: dt.datetime, in_force: CompiledPolicy | None
+) -> dict[str, Any]:
     """``observedGeneration``, ``conditions`` and ``errors`` (``None`` to clear them)."""
     errors = [{"path": e.path, "reason": e.reason} for e in record.errors]
     return {
@@ -86,10 +96,14 @@ def desired_status(record: PolicyRecord, *, now: dt.datetime, in_force: Compiled
 
 
 def _comparable(condition: Mapping[str, Any]) -> tuple[Any, ...]:
-    return tuple(condition.get(k) for k in ("type", "status", "reason", "message", "observedGeneration"))
+    return tuple(
+        condition.get(k) for k in ("type", "status", "reason", "message", "observedGeneration")
+    )
 
 
-def status_patch(record: PolicyRecord, *, now: dt.datetime, in_force: CompiledPolicy | None) -> dict[str, Any] | None:
+def status_patch(
+    record: PolicyRecord, *, now: dt.datetime, in_force: CompiledPolicy | None
+) -> dict[str, Any] | None:
     """A merge patch for the ``/status`` subresource, or ``None`` when the status already says it.
 
     Comparing first keeps the operator from writing (and so from waking every

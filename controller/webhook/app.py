@@ -105,18 +105,18 @@ def make_app(
 ) -> web.Application:
     """The webhook application. ``reviewer`` replaces the default :class:`Admission` (tests)."""
     metrics = metrics if metrics is not None else Metrics(snapshot=lambda: store.snapshot)
-    app = web.Application(client_max_size=settings.max_body, middlewares=[_guard])
+    app = web.Application(client_max_size=settings.max_body)
     app[SETTINGS] = settings
     app[STORE] = store
     app[METRICS] = metrics
     app[REVIEWER] = reviewer or Admission(
         store=store, assessor=assessor, metrics=metrics, clock=clock
     )
-    app.router.add_post("/validate", validate)
-    app.router.add_post("/mutate", mutate)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics_handler)
+    app.router.add_post("/validate", _guarded(validate))
+    app.router.add_post("/mutate", _guarded(mutate))
+    app.router.add_get("/healthz", _guarded(healthz))
+    app.router.add_get("/readyz", _guarded(readyz))
+    app.router.add_get("/metrics", _guarded(metrics_handler))
     return app
 
 
@@ -203,18 +203,26 @@ async def metrics_handler(request: web.Request) -> web.Response:
     return web.Response(body=data, headers={"Content-Type": CONTENT_TYPE})
 
 
-@web.middleware
-async def _guard(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """Whatever slips through becomes a logged 503, never aiohttp's bare 500."""
-    try:
-        return await handler(request)
-    except (web.HTTPException, asyncio.CancelledError):
-        raise
-    except Exception:
-        log.exception("internal error", extra={"fields": {"path": request.path}})
-        return _json(
-            status_body(503, "ServiceUnavailable", "baseguard internal error; see its log"),
-            status=503,
-        )
+def _guarded(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """Whatever slips through ``handler`` becomes a logged 503, never aiohttp's bare 500.
+
+    A wrapper per route rather than a middleware: aiohttp runs no middleware
+    machinery at all for an app without one, and every review goes through here.
+    """
+
+    @functools.wraps(handler)
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except (web.HTTPException, asyncio.CancelledError):
+            raise
+        except Exception:
+            log.exception("internal error", extra={"fields": {"path": request.path}})
+            return _json(
+                status_body(503, "ServiceUnavailable", "baseguard internal error; see its log"),
+                status=503,
+            )
+
+    return guarded

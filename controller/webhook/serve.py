@@ -302,7 +302,6 @@ def _tls(args: argparse.Namespace, settings: Settings, out: Any) -> Any:
 
 async def start(args: argparse.Namespace, settings: Settings, *, out: Any = None) -> Server:
     """Load policies, open the registry client, bind the port; raise InputError on bad arguments."""
-    from aiohttp import web
 
     from controller.webhook.app import make_app
     from controller.webhook.caching import MemoAssessor, MemoResolver
@@ -334,21 +333,12 @@ async def start(args: argparse.Namespace, settings: Settings, *, out: Any = None
 
     metrics = Metrics(snapshot=lambda: store.snapshot, registry_stats=stats)
     app = make_app(store=store, assessor=assessor, settings=settings, metrics=metrics)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=settings.shutdown_timeout)
-    await runner.setup()
-    site = web.TCPSite(
-        runner, settings.host, settings.port, ssl_context=reloader.context, reuse_address=True
-    )
     try:
-        await site.start()
-    except OSError as exc:
-        await runner.cleanup()
+        runner, port = await listen(app, settings, reloader.context)
+    except InputError:
         for closer in closers:
             await closer.__aexit__(None, None, None)
-        raise InputError(
-            f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}"
-        ) from None
-    port = _bound_port(runner, settings.port)
+        raise
     tasks = [
         asyncio.create_task(files.watch(settings.policy_reload_interval)),
         asyncio.create_task(reloader.watch(settings.cert_reload_interval)),
@@ -366,6 +356,27 @@ async def start(args: argparse.Namespace, settings: Settings, *, out: Any = None
         },
     )
     return Server(runner=runner, port=port, tasks=tasks, closers=closers)
+
+
+async def listen(app: Any, settings: Settings, ssl_context: Any) -> tuple[Any, int]:
+    """Serve ``app`` over HTTPS on ``settings.host``/``port``: (its ``AppRunner``, the bound port).
+
+    Shared by ``serve`` and ``run`` (:mod:`controller.operator.run`). Raises
+    :class:`InputError` when the port cannot be bound.
+    """
+    from aiohttp import web
+
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=settings.shutdown_timeout)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port, ssl_context=ssl_context, reuse_address=True)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise InputError(
+            f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}"
+        ) from None
+    return runner, _bound_port(runner, settings.port)
 
 
 def _bound_port(runner: Any, default: int) -> int:

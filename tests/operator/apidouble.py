@@ -60,7 +60,14 @@ class Resource:
 
     @property
     def builtin(self) -> bool:
-        return self.group in ("", "apps", "batch", "coordination.k8s.io", "admissionregistration.k8s.io", "apiextensions.k8s.io")
+        return self.group in (
+            "",
+            "apps",
+            "batch",
+            "coordination.k8s.io",
+            "admissionregistration.k8s.io",
+            "apiextensions.k8s.io",
+        )
 
 
 RESOURCES: tuple[Resource, ...] = (
@@ -77,10 +84,36 @@ RESOURCES: tuple[Resource, ...] = (
     Resource("batch", "v1", "jobs", "Job", True, status=True),
     Resource("batch", "v1", "cronjobs", "CronJob", True, status=True),
     Resource("coordination.k8s.io", "v1", "leases", "Lease", True),
-    Resource("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations", "ValidatingWebhookConfiguration", False),
-    Resource("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations", "MutatingWebhookConfiguration", False),
-    Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", False, status=True),
-    Resource("baseguard.io", "v1alpha1", "clusterbaseimagepolicies", "ClusterBaseImagePolicy", False, status=True),
+    Resource(
+        "admissionregistration.k8s.io",
+        "v1",
+        "validatingwebhookconfigurations",
+        "ValidatingWebhookConfiguration",
+        False,
+    ),
+    Resource(
+        "admissionregistration.k8s.io",
+        "v1",
+        "mutatingwebhookconfigurations",
+        "MutatingWebhookConfiguration",
+        False,
+    ),
+    Resource(
+        "apiextensions.k8s.io",
+        "v1",
+        "customresourcedefinitions",
+        "CustomResourceDefinition",
+        False,
+        status=True,
+    ),
+    Resource(
+        "baseguard.io",
+        "v1alpha1",
+        "clusterbaseimagepolicies",
+        "ClusterBaseImagePolicy",
+        False,
+        status=True,
+    ),
     Resource("baseguard.io", "v1alpha1", "baseimagepolicies", "BaseImagePolicy", True, status=True),
 )
 POLICY_REPORTS: tuple[Resource, ...] = (
@@ -119,7 +152,15 @@ class ApiError(Exception):
 
 
 def _status(code: int, reason: str, message: str) -> dict[str, Any]:
-    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message, "reason": reason, "code": code}
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    }
 
 
 def _merge(target: Any, patch: Any) -> Any:
@@ -260,7 +301,9 @@ class ApiDouble:
                     "kind": "Config",
                     "clusters": [{"name": "double", "cluster": {"server": self.url}}],
                     "users": [{"name": "tester", "user": {"token": TOKEN}}],
-                    "contexts": [{"name": "double", "context": {"cluster": "double", "user": "tester"}}],
+                    "contexts": [
+                        {"name": "double", "context": {"cluster": "double", "user": "tester"}}
+                    ],
                     "current-context": "double",
                 }
             )
@@ -285,7 +328,9 @@ class ApiDouble:
             body = copy.deepcopy(dict(obj))
             if current is None:
                 return self._create(resource, meta.get("namespace"), body)
-            body.setdefault("metadata", {})["resourceVersion"] = current["metadata"]["resourceVersion"]
+            body.setdefault("metadata", {})["resourceVersion"] = current["metadata"][
+                "resourceVersion"
+            ]
             if resource.status and "status" not in body and "status" in current:
                 body["status"] = current["status"]
             return self._update(resource, key, current, body, status_only=False)
@@ -295,22 +340,34 @@ class ApiDouble:
         with self._lock:
             self._delete(resource, self._key(resource, namespace, name))
 
-    def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+    def get(
+        self, api_version: str, kind: str, name: str, namespace: str | None = None
+    ) -> dict[str, Any] | None:
         resource = self.resource(api_version, kind)
         with self._lock:
             found = self._objects.get(self._key(resource, namespace, name))
             return copy.deepcopy(found) if found is not None else None
 
-    def objects(self, api_version: str, kind: str, namespace: str | None = None) -> list[dict[str, Any]]:
+    def objects(
+        self, api_version: str, kind: str, namespace: str | None = None
+    ) -> list[dict[str, Any]]:
         resource = self.resource(api_version, kind)
         with self._lock:
             return [
                 copy.deepcopy(o)
                 for k, o in self._objects.items()
-                if k[:3] == (resource.group, resource.version, resource.plural) and (namespace is None or k[3] == namespace)
+                if k[:3] == (resource.group, resource.version, resource.plural)
+                and (namespace is None or k[3] == namespace)
             ]
 
-    def recorded(self, method: str | None = None, path: str | None = None, *, prefix: bool = False, watch: bool | None = None) -> list[Request]:
+    def recorded(
+        self,
+        method: str | None = None,
+        path: str | None = None,
+        *,
+        prefix: bool = False,
+        watch: bool | None = None,
+    ) -> list[Request]:
         with self._lock:
             found = list(self.requests)
         return [
@@ -321,7 +378,9 @@ class ApiDouble:
             and (watch is None or r.watch == watch)
         ]
 
-    async def wait_for(self, check: Callable[[], Any], *, within: float = 10.0, what: str = "condition") -> Any:
+    async def wait_for(
+        self, check: Callable[[], Any], *, within: float = 10.0, what: str = "condition"
+    ) -> Any:
         """Poll ``check`` until it returns something truthy (the test's loop keeps running)."""
         deadline = time.monotonic() + within
         while True:
@@ -335,15 +394,25 @@ class ApiDouble:
     # ---- state (under the lock)
 
     @staticmethod
-    def _key(resource: Resource, namespace: str | None, name: str) -> tuple[str, str, str, str, str]:
-        return (resource.group, resource.version, resource.plural, namespace or "" if resource.namespaced else "", name)
+    def _key(
+        resource: Resource, namespace: str | None, name: str
+    ) -> tuple[str, str, str, str, str]:
+        return (
+            resource.group,
+            resource.version,
+            resource.plural,
+            namespace or "" if resource.namespaced else "",
+            name,
+        )
 
     def _next_rv(self) -> str:
         self._rv += 1
         return str(self._rv)
 
     def _publish(self, resource: Resource, kind: str, obj: dict[str, Any]) -> None:
-        self._history.append((int(obj["metadata"]["resourceVersion"]), resource, kind, copy.deepcopy(obj)))
+        self._history.append(
+            (int(obj["metadata"]["resourceVersion"]), resource, kind, copy.deepcopy(obj))
+        )
         loop = self._loop
         for watcher in self._watchers:
             if watcher.resource != resource:
@@ -362,7 +431,9 @@ class ApiDouble:
         out.setdefault("kind", resource.kind)
         return out
 
-    def _create(self, resource: Resource, namespace: str | None, body: dict[str, Any]) -> dict[str, Any]:
+    def _create(
+        self, resource: Resource, namespace: str | None, body: dict[str, Any]
+    ) -> dict[str, Any]:
         meta = body.setdefault("metadata", {})
         if not meta.get("name") and meta.get("generateName"):
             meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
@@ -372,7 +443,9 @@ class ApiDouble:
             meta.pop("namespace", None)
         key = self._key(resource, meta.get("namespace"), meta["name"])
         if key in self._objects:
-            raise ApiError(409, "AlreadyExists", f'{resource.plural} "{meta["name"]}" already exists')
+            raise ApiError(
+                409, "AlreadyExists", f'{resource.plural} "{meta["name"]}" already exists'
+            )
         meta["uid"] = meta.get("uid") or str(uuid.uuid4())
         meta["resourceVersion"] = self._next_rv()
         meta["creationTimestamp"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -384,10 +457,22 @@ class ApiDouble:
         self._publish(resource, "ADDED", body)
         return copy.deepcopy(body)
 
-    def _update(self, resource: Resource, key: tuple[str, ...], current: dict[str, Any], body: dict[str, Any], *, status_only: bool) -> dict[str, Any]:
+    def _update(
+        self,
+        resource: Resource,
+        key: tuple[str, ...],
+        current: dict[str, Any],
+        body: dict[str, Any],
+        *,
+        status_only: bool,
+    ) -> dict[str, Any]:
         wanted_rv = (body.get("metadata") or {}).get("resourceVersion")
         if wanted_rv and wanted_rv != current["metadata"]["resourceVersion"]:
-            raise ApiError(409, "Conflict", "the object has been modified; please apply your changes to the latest version and try again")
+            raise ApiError(
+                409,
+                "Conflict",
+                "the object has been modified; please apply your changes to the latest version and try again",
+            )
         new = copy.deepcopy(current)
         if status_only:
             if "status" in body:
@@ -432,7 +517,9 @@ class ApiDouble:
         elif parts[:1] == ["apis"] and len(parts) >= 3:
             group, version, rest = parts[1], parts[2], parts[3:]
         else:
-            raise ApiError(404, "NotFound", f"the server could not find the requested resource ({path})")
+            raise ApiError(
+                404, "NotFound", f"the server could not find the requested resource ({path})"
+            )
         namespace = None
         if len(rest) >= 3 and rest[0] == "namespaces":
             namespace, rest = rest[1], rest[2:]
@@ -440,7 +527,9 @@ class ApiDouble:
             raise ApiError(404, "NotFound", path)
         resource = self._by_path.get((group, version, rest[0]))
         if resource is None:
-            raise ApiError(404, "NotFound", f"the server could not find the requested resource ({path})")
+            raise ApiError(
+                404, "NotFound", f"the server could not find the requested resource ({path})"
+            )
         name = rest[1] if len(rest) > 1 else None
         sub = rest[2] if len(rest) > 2 else None
         return resource, namespace, name, sub
@@ -451,14 +540,18 @@ class ApiDouble:
             body = json.loads(raw) if raw else None
         except ValueError:
             body = None
-        record = Request(request.method, request.path, dict(request.query), body, request.content_type)
+        record = Request(
+            request.method, request.path, dict(request.query), body, request.content_type
+        )
         with self._lock:
             self.requests.append(record)
             forced = self.fail.pop((request.method, request.path), None)
         if request.headers.get("Authorization") != f"Bearer {TOKEN}":
             return web.json_response(_status(401, "Unauthorized", "Unauthorized"), status=401)
         if forced is not None:
-            return web.json_response(_status(forced, "Forced", "failure injected by the test"), status=forced)
+            return web.json_response(
+                _status(forced, "Forced", "failure injected by the test"), status=forced
+            )
         try:
             discovery = self._discovery(request.path)
             if discovery is not None:
@@ -470,7 +563,14 @@ class ApiDouble:
         except ApiError as exc:
             return web.json_response(_status(exc.code, exc.reason, exc.message), status=exc.code)
 
-    def _act(self, req: Request, resource: Resource, namespace: str | None, name: str | None, sub: str | None) -> dict[str, Any]:
+    def _act(
+        self,
+        req: Request,
+        resource: Resource,
+        namespace: str | None,
+        name: str | None,
+        sub: str | None,
+    ) -> dict[str, Any]:
         with self._lock:
             if name is None:
                 if req.method == "GET":
@@ -490,7 +590,9 @@ class ApiDouble:
                 return self._shown(resource, current)
             status_only = sub == "status"
             if req.method == "PUT":
-                return self._update(resource, key, current, copy.deepcopy(req.body or {}), status_only=status_only)
+                return self._update(
+                    resource, key, current, copy.deepcopy(req.body or {}), status_only=status_only
+                )
             if req.method == "PATCH":
                 if req.content_type == "application/json-patch+json":
                     patched = _json_patch(current, req.body or [])
@@ -504,7 +606,9 @@ class ApiDouble:
                 return self._update(resource, key, current, patched, status_only=status_only)
             raise ApiError(405, "MethodNotAllowed", req.method)
 
-    def _list(self, resource: Resource, namespace: str | None, query: Mapping[str, str]) -> dict[str, Any]:
+    def _list(
+        self, resource: Resource, namespace: str | None, query: Mapping[str, str]
+    ) -> dict[str, Any]:
         select = _selector(query)
         items = []
         for key, obj in sorted(self._objects.items()):
@@ -526,7 +630,9 @@ class ApiDouble:
             "items": items,
         }
 
-    async def _watch(self, request: web.Request, resource: Resource, namespace: str | None) -> web.StreamResponse:
+    async def _watch(
+        self, request: web.Request, resource: Resource, namespace: str | None
+    ) -> web.StreamResponse:
         since = request.query.get("resourceVersion")
         timeout = float(request.query.get("timeoutSeconds") or 3600)
         queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
@@ -536,13 +642,16 @@ class ApiDouble:
                 backlog = [
                     {"type": kind, "object": self._shown(res, obj)}
                     for rv, res, kind, obj in self._history
-                    if res == resource and rv > int(since) and (not namespace or obj["metadata"].get("namespace") == namespace)
+                    if res == resource
+                    and rv > int(since)
+                    and (not namespace or obj["metadata"].get("namespace") == namespace)
                 ]
             else:
                 backlog = [
                     {"type": "ADDED", "object": self._shown(resource, obj)}
                     for key, obj in sorted(self._objects.items())
-                    if key[:3] == (resource.group, resource.version, resource.plural) and (not namespace or key[3] == namespace)
+                    if key[:3] == (resource.group, resource.version, resource.plural)
+                    and (not namespace or key[3] == namespace)
                 ]
             self._watchers.append(watcher)
         response = web.StreamResponse(headers={"Content-Type": "application/json"})
@@ -609,10 +718,24 @@ class ApiDouble:
             if (r.group, r.version) != (group, version):
                 continue
             resources.append(
-                {"name": r.plural, "singularName": r.kind.lower(), "namespaced": r.namespaced, "kind": r.kind, "verbs": list(r.verbs)}
+                {
+                    "name": r.plural,
+                    "singularName": r.kind.lower(),
+                    "namespaced": r.namespaced,
+                    "kind": r.kind,
+                    "verbs": list(r.verbs),
+                }
             )
             if r.status:
-                resources.append({"name": f"{r.plural}/status", "singularName": "", "namespaced": r.namespaced, "kind": r.kind, "verbs": ["get", "patch", "update"]})
+                resources.append(
+                    {
+                        "name": f"{r.plural}/status",
+                        "singularName": "",
+                        "namespaced": r.namespaced,
+                        "kind": r.kind,
+                        "verbs": ["get", "patch", "update"],
+                    }
+                )
         return {
             "kind": "APIResourceList",
             "apiVersion": "v1",

@@ -21,6 +21,7 @@ from controller.operator.config import OperatorConfig
 from controller.operator.core import Operator
 from controller.operator.kube import Kube, load_configuration
 from controller.operator.run import Started, serve
+from controller.registry.client import RegistryClient
 from controller.registry.config import RegistryConfig
 from controller.settings import Settings
 from tests.operator.apidouble import ApiDouble
@@ -31,15 +32,29 @@ POLICY_API = "baseguard.io/v1alpha1"
 
 
 def namespace(name: str, **labels: str) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": {"kubernetes.io/metadata.name": name, **labels}}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": name, "labels": {"kubernetes.io/metadata.name": name, **labels}},
+    }
 
 
 def cluster_policy(name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
-    return {"apiVersion": POLICY_API, "kind": "ClusterBaseImagePolicy", "metadata": {"name": name}, "spec": dict(spec)}
+    return {
+        "apiVersion": POLICY_API,
+        "kind": "ClusterBaseImagePolicy",
+        "metadata": {"name": name},
+        "spec": dict(spec),
+    }
 
 
 def ns_policy(name: str, ns: str, spec: Mapping[str, Any]) -> dict[str, Any]:
-    return {"apiVersion": POLICY_API, "kind": "BaseImagePolicy", "metadata": {"name": name, "namespace": ns}, "spec": dict(spec)}
+    return {
+        "apiVersion": POLICY_API,
+        "kind": "BaseImagePolicy",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": dict(spec),
+    }
 
 
 NO_LATEST = {"pinning": {"disallowedTags": ["latest"]}}
@@ -61,17 +76,33 @@ def webhook_configurations() -> list[dict[str, Any]]:
             "apiVersion": "admissionregistration.k8s.io/v1",
             "kind": "MutatingWebhookConfiguration",
             "metadata": {"name": "baseguard"},
-            "webhooks": [{"name": "mutate.baseguard.io", "clientConfig": {"service": {**service, "path": "/mutate"}}}],
+            "webhooks": [
+                {
+                    "name": "mutate.baseguard.io",
+                    "clientConfig": {"service": {**service, "path": "/mutate"}},
+                }
+            ],
         },
     ]
 
 
 def pod(name: str, ns: str, image: str, **extra: Any) -> dict[str, Any]:
     spec = {"containers": [{"name": "app", "image": image}], **extra}
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": ns, "labels": {"app": name}}, "spec": spec}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": ns, "labels": {"app": name}},
+        "spec": spec,
+    }
 
 
-def review(obj: Mapping[str, Any], *, operation: str = "CREATE", old: Mapping[str, Any] | None = None, sub_resource: str | None = None) -> dict[str, Any]:
+def review(
+    obj: Mapping[str, Any],
+    *,
+    operation: str = "CREATE",
+    old: Mapping[str, Any] | None = None,
+    sub_resource: str | None = None,
+) -> dict[str, Any]:
     """An AdmissionReview as the apiserver sends it for ``obj``."""
     api_version = str(obj["apiVersion"])
     group, _, version = api_version.rpartition("/")
@@ -98,7 +129,12 @@ def review(obj: Mapping[str, Any], *, operation: str = "CREATE", old: Mapping[st
 def double(request: pytest.FixtureRequest) -> Iterator[ApiDouble]:
     """The API double with four namespaces; ``indirect`` parameter False: no PolicyReport CRD."""
     server = ApiDouble(policy_reports=getattr(request, "param", True)).start()
-    for ns in (namespace("default"), namespace(NAMESPACE), namespace("team-a"), namespace("team-b")):
+    for ns in (
+        namespace("default"),
+        namespace(NAMESPACE),
+        namespace("team-a"),
+        namespace("team-b"),
+    ):
         server.apply(ns)
     yield server
     server.stop()
@@ -143,7 +179,9 @@ class Replica:
     stops), so two replicas, or a test's fixtures, must not share its loop.
     """
 
-    def __init__(self, run: Callable[[asyncio.Event, Callable[[Started], None]], Awaitable[int]]) -> None:
+    def __init__(
+        self, run: Callable[[asyncio.Event, Callable[[Started], None]], Awaitable[int]]
+    ) -> None:
         self._run = run
         self._started = threading.Event()
         self.started_info: Started | None = None
@@ -191,7 +229,9 @@ class Replica:
     def session(self, ca_pem: bytes) -> aiohttp.ClientSession:
         """A client that trusts only ``ca_pem`` (it checks the Service's DNS name, like the apiserver)."""
         context = ssl.create_default_context(cadata=ca_pem.decode())
-        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context, force_close=True))
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=context, force_close=True)
+        )
         self.sessions.append(session)
         return session
 
@@ -212,7 +252,9 @@ def secret_ca(double: ApiDouble) -> bytes:
     return base64.b64decode(secret["data"]["ca.crt"])
 
 
-async def call(replica: Replica, double: ApiDouble, path: str, body: Mapping[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
+async def call(
+    replica: Replica, double: ApiDouble, path: str, body: Mapping[str, Any] | None = None
+) -> tuple[int, dict[str, Any]]:
     """POST (or GET without a body) to the replica's webhook over verified TLS."""
     session = replica.session(secret_ca(double))
     url = replica.url + path
@@ -223,7 +265,9 @@ async def call(replica: Replica, double: ApiDouble, path: str, body: Mapping[str
         return resp.status, await resp.json()
 
 
-async def admit(replica: Replica, double: ApiDouble, obj: Mapping[str, Any], **kwargs: Any) -> dict[str, Any]:
+async def admit(
+    replica: Replica, double: ApiDouble, obj: Mapping[str, Any], **kwargs: Any
+) -> dict[str, Any]:
     status, answer = await call(replica, double, "/validate", review(obj, **kwargs))
     assert status == 200, answer
     response: dict[str, Any] = answer["response"]
@@ -242,6 +286,7 @@ async def start_replica(double: ApiDouble, kubeconfig: Path) -> AsyncIterator[St
         identity: str = "pod-a",
         *,
         registry_config: RegistryConfig | None = None,
+        registry_client: Callable[[], RegistryClient] | None = None,
         wait_ready: bool = True,
         **overrides: Any,
     ) -> Replica:
@@ -255,6 +300,7 @@ async def start_replica(double: ApiDouble, kubeconfig: Path) -> AsyncIterator[St
                     config,
                     kube=kube,
                     registry_config=registry_config,
+                    registry_client=registry_client() if registry_client else None,
                     stop_flag=stop,
                     started=started,
                 )

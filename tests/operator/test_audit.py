@@ -24,10 +24,23 @@ RESOURCES = {r.kind: r for r in AUDITED}
 
 
 def owner(kind: str, api_version: str = "apps/v1", *, controller: bool = True) -> dict[str, Any]:
-    return {"apiVersion": api_version, "kind": kind, "name": "x", "uid": "o", "controller": controller}
+    return {
+        "apiVersion": api_version,
+        "kind": kind,
+        "name": "x",
+        "uid": "o",
+        "controller": controller,
+    }
 
 
-def item(name: str, ns: str, image: str, *, owners: list[dict[str, Any]] | None = None, template: bool = True) -> dict[str, Any]:
+def item(
+    name: str,
+    ns: str,
+    image: str,
+    *,
+    owners: list[dict[str, Any]] | None = None,
+    template: bool = True,
+) -> dict[str, Any]:
     """A list item as the API sends it: no kind, no apiVersion."""
     spec = {"containers": [{"name": "app", "image": image}]}
     meta: dict[str, Any] = {"name": name, "namespace": ns, "uid": f"uid-{name}"}
@@ -45,16 +58,27 @@ def item(name: str, ns: str, image: str, *, owners: list[dict[str, Any]] | None 
         ([owner("Rollout", "argoproj.io/v1alpha1")], False),
         ([owner("Deployment", controller=False)], False),
     ],
-    ids=["unowned", "deployment-owned", "cronjob-owned", "foreign-controller", "owner-not-controller"],
+    ids=[
+        "unowned",
+        "deployment-owned",
+        "cronjob-owned",
+        "foreign-controller",
+        "owner-not-controller",
+    ],
 )
-def test_objects_controlled_by_an_audited_kind_are_judged_there(owners: list[dict[str, Any]] | None, skipped: bool) -> None:
+def test_objects_controlled_by_an_audited_kind_are_judged_there(
+    owners: list[dict[str, Any]] | None, skipped: bool
+) -> None:
     assert audit.controlled_by_audited(item("rs", "a", "x", owners=owners)) is skipped
 
 
 def test_audited_objects_fill_in_kind_and_keep_the_pod_spec() -> None:
     found = audit.audited_objects(
         RESOURCES["Pod"],
-        [item("lone", "team-a", "nginx:1.27.0", template=False), item("child", "team-a", "nginx", owners=[owner("ReplicaSet")], template=False)],
+        [
+            item("lone", "team-a", "nginx:1.27.0", template=False),
+            item("child", "team-a", "nginx", owners=[owner("ReplicaSet")], template=False),
+        ],
     )
     assert [a.ref for a in found] == [ObjectRef("v1", "Pod", "team-a", "lone", "uid-lone")]
     assert found[0].workload.images[0].image == "nginx:1.27.0"
@@ -63,12 +87,17 @@ def test_audited_objects_fill_in_kind_and_keep_the_pod_spec() -> None:
 
 POLICIES = [
     compile_policy(cluster_policy("no-latest", {"pinning": {"disallowedTags": ["latest"]}})),
-    compile_policy(cluster_policy("hub-only", {"mode": "Warn", "registries": {"allowed": ["docker.io/*"]}})),
+    compile_policy(
+        cluster_policy("hub-only", {"mode": "Warn", "registries": {"allowed": ["docker.io/*"]}})
+    ),
     compile_policy(
         ns_policy(
             "waived",
             "team-b",
-            {"registries": {"allowed": ["docker.io/*"]}, "exceptions": [{"images": ["ghcr.io/*"], "until": "2026-12-31", "reason": "PAY-1"}]},
+            {
+                "registries": {"allowed": ["docker.io/*"]},
+                "exceptions": [{"images": ["ghcr.io/*"], "until": "2026-12-31", "reason": "PAY-1"}],
+            },
         )
     ),
 ]
@@ -108,11 +137,19 @@ def test_one_event_per_finding_on_the_offending_object(pairs: list[Pair]) -> Non
     ]
     web = next(f for f in found if f.ref.name == "web")
     body = audit.event_body(web, now=NOW, first=NOW, count=1, instance="pod-a")
-    assert body["involvedObject"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "namespace": "team-a", "uid": "uid-web"}
+    assert body["involvedObject"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": "web",
+        "namespace": "team-a",
+        "uid": "uid-web",
+    }
     assert body["metadata"]["name"] == audit.event_name(web)
     assert body["metadata"]["namespace"] == "team-a"
     assert (body["type"], body["reason"], body["count"]) == ("Warning", "PolicyViolation", 1)
-    assert body["message"].startswith("no-latest disallowed-tag (deny): container app nginx:latest: ")
+    assert body["message"].startswith(
+        "no-latest disallowed-tag (deny): container app nginx:latest: "
+    )
     again = next(f for f in audit.event_findings(pairs) if f.ref.name == "web")
     assert audit.event_name(again) == audit.event_name(web)  # the same finding, the same Event
 
@@ -132,7 +169,12 @@ def test_the_ledger_repeats_a_persisting_finding_only_after_the_interval() -> No
 
 def test_report_results_by_namespace(pairs: list[Pair]) -> None:
     results = audit.report_results(pairs, now=NOW)
-    summary = {ns: sorted((r["resources"][0]["name"], r["policy"], r["rule"], r["result"]) for r in entries) for ns, entries in results.items()}
+    summary = {
+        ns: sorted(
+            (r["resources"][0]["name"], r["policy"], r["rule"], r["result"]) for r in entries
+        )
+        for ns, entries in results.items()
+    }
     assert summary == {
         "team-a": [
             ("api", "hub-only", "registry-not-allowed", "warn"),
@@ -159,20 +201,41 @@ def test_report_results_by_namespace(pairs: list[Pair]) -> None:
 
 def test_a_failed_lookup_is_an_error_result() -> None:
     ref = ObjectRef("v1", "Pod", "team-a", "p")
-    facts = ImageFacts(image="reg.example.com/app:1", container="app", reference=parse("reg.example.com/app:1"))
-    result = ImageResult(facts, (Violation("bases", RuleCode.LOOKUP_FAILED, Action.DENY, "registry did not answer"),), policies=("bases",))
+    facts = ImageFacts(
+        image="reg.example.com/app:1", container="app", reference=parse("reg.example.com/app:1")
+    )
+    result = ImageResult(
+        facts,
+        (Violation("bases", RuleCode.LOOKUP_FAILED, Action.DENY, "registry did not answer"),),
+        policies=("bases",),
+    )
     workload = Workload("Pod", "p", "team-a")
-    pair = (Audited(ref, workload), WorkloadResult(workload, ObjectFacts("Pod", "p", "team-a"), (result,)))
+    pair = (
+        Audited(ref, workload),
+        WorkloadResult(workload, ObjectFacts("Pod", "p", "team-a"), (result,)),
+    )
     (entry,) = audit.report_results([pair], now=NOW)["team-a"]
     assert (entry["rule"], entry["result"]) == ("lookup-failed", "error")
 
 
 def test_report_body_summarizes_and_keeps_problems_when_it_must_cut() -> None:
-    entries = [{"policy": "p", "result": "pass"}] * (audit.MAX_REPORT_RESULTS + 5) + [{"policy": "p", "result": "fail"}]
+    entries = [{"policy": "p", "result": "pass"}] * (audit.MAX_REPORT_RESULTS + 5) + [
+        {"policy": "p", "result": "fail"}
+    ]
     body = audit.report_body("team-a", entries)
     assert (body["apiVersion"], body["kind"]) == ("wgpolicyk8s.io/v1alpha2", "PolicyReport")
-    assert body["metadata"] == {"name": "baseguard-audit", "labels": {"app.kubernetes.io/managed-by": "baseguard"}, "namespace": "team-a"}
-    assert body["summary"] == {"pass": audit.MAX_REPORT_RESULTS + 5, "fail": 1, "warn": 0, "error": 0, "skip": 0}
+    assert body["metadata"] == {
+        "name": "baseguard-audit",
+        "labels": {"app.kubernetes.io/managed-by": "baseguard"},
+        "namespace": "team-a",
+    }
+    assert body["summary"] == {
+        "pass": audit.MAX_REPORT_RESULTS + 5,
+        "fail": 1,
+        "warn": 0,
+        "error": 0,
+        "skip": 0,
+    }
     assert len(body["results"]) == audit.MAX_REPORT_RESULTS
     assert body["results"][0]["result"] == "fail"
     assert audit.report_body(None, [])["kind"] == "ClusterPolicyReport"
@@ -193,9 +256,23 @@ def test_report_body_summarizes_and_keeps_problems_when_it_must_cut() -> None:
         ("debian@sha256:" + "a" * 64, "docker.io/library/debian@sha256:" + "a" * 64, True),
         ("debian@sha256:" + "a" * 64, "docker.io/library/debian:buster", False),
     ],
-    ids=["tag", "other-tag", "any-tag", "tag-glob", "hub-user", "hub-alias", "glob", "glob-miss", "localhost", "digest", "digest-miss"],
+    ids=[
+        "tag",
+        "other-tag",
+        "any-tag",
+        "tag-glob",
+        "hub-user",
+        "hub-alias",
+        "glob",
+        "glob-miss",
+        "localhost",
+        "digest",
+        "digest-miss",
+    ],
 )
-def test_uses_patterns_normalize_like_image_names(pattern: str, reference: str, matches: bool) -> None:
+def test_uses_patterns_normalize_like_image_names(
+    pattern: str, reference: str, matches: bool
+) -> None:
     assert UsesPattern(pattern).matches(parse(reference)) is matches
 
 
@@ -205,16 +282,32 @@ def test_uses_finds_the_base_at_any_depth_on_any_platform() -> None:
         app,
         "sha256:" + "1" * 64,
         (
-            PlatformLineage("linux/amd64", (Level(app, None, Source.IMAGE, None), Level(py, None, Source.ANNOTATION, True), Level(deb, None, Source.LABEL, None)), End.SCRATCH),
+            PlatformLineage(
+                "linux/amd64",
+                (
+                    Level(app, None, Source.IMAGE, None),
+                    Level(py, None, Source.ANNOTATION, True),
+                    Level(deb, None, Source.LABEL, None),
+                ),
+                End.SCRATCH,
+            ),
             PlatformLineage("linux/arm64", (Level(app, None, Source.IMAGE, None),), End.UNCLAIMED),
         ),
     )
     ref = ObjectRef("apps/v1", "Deployment", "team-a", "web")
     facts = ImageFacts(image="ghcr.io/acme/app:1", container="app", reference=app, lineage=lineage)
     workload = Workload("Deployment", "web", "team-a")
-    pair = (Audited(ref, workload), WorkloadResult(workload, ObjectFacts("Deployment", "web", "team-a"), (ImageResult(facts),)))
+    pair = (
+        Audited(ref, workload),
+        WorkloadResult(workload, ObjectFacts("Deployment", "web", "team-a"), (ImageResult(facts),)),
+    )
     (use,) = audit.uses([pair], UsesPattern("debian:buster"))
-    assert (use.ref, use.container, use.depth, use.matched) == (ref, "app", 2, ("docker.io/library/debian:buster (linux/amd64)",))
+    assert (use.ref, use.container, use.depth, use.matched) == (
+        ref,
+        "app",
+        2,
+        ("docker.io/library/debian:buster (linux/amd64)",),
+    )
     assert audit.uses([pair], UsesPattern("alpine")) == []
     (itself,) = audit.uses([pair], UsesPattern("ghcr.io/acme/app"))
     assert itself.depth == 0

@@ -24,7 +24,11 @@ def cli(*argv: str) -> argparse.Namespace:
 
 def seed(double: ApiDouble) -> None:
     double.apply(cluster_policy("no-latest", NO_LATEST))
-    double.apply(ns_policy("hub-only", "team-b", {"mode": "Warn", "registries": {"allowed": ["docker.io/*"]}}))
+    double.apply(
+        ns_policy(
+            "hub-only", "team-b", {"mode": "Warn", "registries": {"allowed": ["docker.io/*"]}}
+        )
+    )
     double.apply(cluster_policy("broken", {"pinning": {"require": "Sometimes"}}))
     deployment = {
         "apiVersion": "apps/v1",
@@ -43,7 +47,9 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, s
     return code, out, err
 
 
-def test_the_table_names_what_would_be_denied(double: ApiDouble, kubeconfig: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_table_names_what_would_be_denied(
+    double: ApiDouble, kubeconfig: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     seed(double)
     code, out, err = run_cli(capsys, "--kubeconfig", str(kubeconfig), "--offline")
     assert code == 1
@@ -57,40 +63,72 @@ def test_the_table_names_what_would_be_denied(double: ApiDouble, kubeconfig: Pat
     assert writes == []  # read-only
 
 
-def test_json_and_one_namespace(double: ApiDouble, kubeconfig: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_json_and_one_namespace(
+    double: ApiDouble, kubeconfig: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     seed(double)
-    code, out, _ = run_cli(capsys, "--kubeconfig", str(kubeconfig), "--offline", "-n", "team-b", "--format", "json")
+    code, out, _ = run_cli(
+        capsys, "--kubeconfig", str(kubeconfig), "--offline", "-n", "team-b", "--format", "json"
+    )
     doc: dict[str, Any] = json.loads(out)
     assert code == 0  # only a warning in team-b
-    assert {(r["kind"], r["name"], r["verdict"]) for r in doc["results"]} == {("Pod", "tool", "warn"), ("Pod", "debian-box", "allow")}
+    assert {(r["kind"], r["name"], r["verdict"]) for r in doc["results"]} == {
+        ("Pod", "tool", "warn"),
+        ("Pod", "debian-box", "allow"),
+    }
     assert doc["summary"] == {"deny": 0, "warn": 1, "audit": 0, "allow": 1}
     assert doc["policies"]["BaseImagePolicy/team-b/hub-only"] == {"objects": 2, "violations": 1}
     assert doc["policyErrors"][0].startswith("ClusterBaseImagePolicy broken: spec.pinning.require")
-    assert {r.path for r in double.recorded("GET") if "pods" in r.path} == {"/api/v1/namespaces/team-b/pods"}
+    assert {r.path for r in double.recorded("GET") if "pods" in r.path} == {
+        "/api/v1/namespaces/team-b/pods"
+    }
 
 
-def test_uses_lists_the_workloads_running_a_base(double: ApiDouble, kubeconfig: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_uses_lists_the_workloads_running_a_base(
+    double: ApiDouble, kubeconfig: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     seed(double)
-    code, out, _ = run_cli(capsys, "--kubeconfig", str(kubeconfig), "--offline", "--uses", "debian:buster", "--format", "json")
+    code, out, _ = run_cli(
+        capsys,
+        "--kubeconfig",
+        str(kubeconfig),
+        "--offline",
+        "--uses",
+        "debian:buster",
+        "--format",
+        "json",
+    )
     doc = json.loads(out)
     assert code == 1
     assert doc["count"] == 1
     assert doc["workloads"] == [
-        {"kind": "Pod", "namespace": "team-b", "name": "debian-box", "container": "app", "image": "debian:buster", "depth": 0, "matched": ["docker.io/library/debian:buster"]}
+        {
+            "kind": "Pod",
+            "namespace": "team-b",
+            "name": "debian-box",
+            "container": "app",
+            "image": "debian:buster",
+            "depth": 0,
+            "matched": ["docker.io/library/debian:buster"],
+        }
     ]
     code, out, _ = run_cli(capsys, "--kubeconfig", str(kubeconfig), "--offline", "--uses", "alpine")
     assert code == 0
     assert "0 workloads (0 image(s)) of 3 audited use alpine" in out
 
 
-def test_an_unreachable_cluster_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_unreachable_cluster_is_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from support.registry import free_port
 
     config = tmp_path / "kubeconfig"
     config.write_text(
         json.dumps(
             {
-                "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{free_port()}"}}],
+                "clusters": [
+                    {"name": "c", "cluster": {"server": f"http://127.0.0.1:{free_port()}"}}
+                ],
                 "users": [{"name": "u", "user": {"token": "t"}}],
                 "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
                 "current-context": "c",
@@ -121,9 +159,18 @@ def run_args(*argv: str) -> argparse.Namespace:
         (("--tls-cert", "c"), "go together"),
         (("--tls-secret", "s", "--tls-cert", "c", "--tls-key", "k"), "not both"),
         (("--tls-cert", "c", "--tls-key", "k", "--manage-certificates"), "needs --tls-secret"),
-        (("--tls-secret", "s", "--cert-validity", "1d", "--cert-renew-before", "2d"), "--cert-renew-before"),
+        (
+            ("--tls-secret", "s", "--cert-validity", "1d", "--cert-renew-before", "2d"),
+            "--cert-renew-before",
+        ),
     ],
-    ids=["no-certificate", "cert-without-key", "secret-and-files", "manage-without-secret", "renew-after-expiry"],
+    ids=[
+        "no-certificate",
+        "cert-without-key",
+        "secret-and-files",
+        "manage-without-secret",
+        "renew-after-expiry",
+    ],
 )
 def test_run_refuses_contradicting_options(argv: tuple[str, ...], message: str) -> None:
     with pytest.raises(InputError, match=message):
@@ -132,15 +179,41 @@ def test_run_refuses_contradicting_options(argv: tuple[str, ...], message: str) 
 
 def test_run_options_become_the_config() -> None:
     config = run.config_from(
-        run_args("--tls-secret", "tls", "--manage-certificates", "--namespace", "sec", "--identity", "pod-1", "--audit-interval", "90s", "--cert-validity", "30d", "--cert-renew-before", "10d", "--webhook-configuration", "a", "--webhook-configuration", "b")
+        run_args(
+            "--tls-secret",
+            "tls",
+            "--manage-certificates",
+            "--namespace",
+            "sec",
+            "--identity",
+            "pod-1",
+            "--audit-interval",
+            "90s",
+            "--cert-validity",
+            "30d",
+            "--cert-renew-before",
+            "10d",
+            "--webhook-configuration",
+            "a",
+            "--webhook-configuration",
+            "b",
+        )
     )
-    assert (config.namespace, config.identity, config.tls_secret, config.manage_certificates) == ("sec", "pod-1", "tls", True)
+    assert (config.namespace, config.identity, config.tls_secret, config.manage_certificates) == (
+        "sec",
+        "pod-1",
+        "tls",
+        True,
+    )
     assert config.audit_interval == 90.0
     assert config.lifetimes.serving.days == 30 and config.lifetimes.renew_before.days == 10
     assert config.webhook_configurations == ("a", "b")
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("30", 30.0), ("1.5h", 5400.0), ("10m", 600.0), ("90d", 7776000.0), ("250ms", 0.25)])
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30", 30.0), ("1.5h", 5400.0), ("10m", 600.0), ("90d", 7776000.0), ("250ms", 0.25)],
+)
 def test_durations(text: str, seconds: float) -> None:
     assert run.duration(text) == seconds
 

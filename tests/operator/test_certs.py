@@ -17,7 +17,9 @@ from controller.operator.certs import Bundle, Lifetimes
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 HOSTS = certs.service_hosts("baseguard", "baseguard")
-LIFE = Lifetimes(ca=dt.timedelta(days=300), serving=dt.timedelta(days=90), renew_before=dt.timedelta(days=30))
+LIFE = Lifetimes(
+    ca=dt.timedelta(days=300), serving=dt.timedelta(days=90), renew_before=dt.timedelta(days=30)
+)
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +28,12 @@ def fresh() -> Bundle:
 
 
 def test_service_hosts_cover_every_name_the_apiserver_may_use() -> None:
-    assert certs.service_hosts("bg", "sec") == ("bg", "bg.sec", "bg.sec.svc", "bg.sec.svc.cluster.local")
+    assert certs.service_hosts("bg", "sec") == (
+        "bg",
+        "bg.sec",
+        "bg.sec.svc",
+        "bg.sec.svc.cluster.local",
+    )
 
 
 def test_a_new_bundle_is_a_ca_and_a_serving_certificate_for_the_service(fresh: Bundle) -> None:
@@ -41,7 +48,9 @@ def test_a_new_bundle_is_a_ca_and_a_serving_certificate_for_the_service(fresh: B
 
 def test_a_tls_client_trusting_the_ca_accepts_the_serving_certificate(tmp_path: Path) -> None:
     """What the apiserver does with caBundle: verify the chain and the host name."""
-    fresh = certs.plan(None, hosts=HOSTS, now=dt.datetime.now(dt.UTC), lifetimes=LIFE, trusted=False)
+    fresh = certs.plan(
+        None, hosts=HOSTS, now=dt.datetime.now(dt.UTC), lifetimes=LIFE, trusted=False
+    )
     directory = tmp_path
     (directory / "tls.crt").write_bytes(fresh.cert)
     (directory / "tls.key").write_bytes(fresh.key)
@@ -89,7 +98,9 @@ def test_nothing_due_returns_the_same_bundle(fresh: Bundle) -> None:
     assert certs.plan(fresh, hosts=HOSTS, now=later, lifetimes=LIFE, trusted=True) is fresh
 
 
-def test_the_serving_certificate_is_renewed_before_it_expires_with_the_same_ca(fresh: Bundle) -> None:
+def test_the_serving_certificate_is_renewed_before_it_expires_with_the_same_ca(
+    fresh: Bundle,
+) -> None:
     due = NOW + LIFE.serving - LIFE.renew_before + dt.timedelta(minutes=1)
     renewed = certs.plan(fresh, hosts=HOSTS, now=due, lifetimes=LIFE, trusted=True)
     assert renewed.ca_cert == fresh.ca_cert  # the caBundle does not change
@@ -106,7 +117,9 @@ def test_new_service_names_get_a_new_serving_certificate(fresh: Bundle) -> None:
 
 
 def test_a_serving_certificate_never_outlives_its_ca() -> None:
-    short = Lifetimes(ca=dt.timedelta(days=30), serving=dt.timedelta(days=90), renew_before=dt.timedelta(days=10))
+    short = Lifetimes(
+        ca=dt.timedelta(days=30), serving=dt.timedelta(days=90), renew_before=dt.timedelta(days=10)
+    )
     bundle = certs.plan(None, hosts=HOSTS, now=NOW, lifetimes=short, trusted=False)
     assert certs.expires(bundle.cert) == certs.expires(bundle.ca_cert)
 
@@ -114,7 +127,9 @@ def test_a_serving_certificate_never_outlives_its_ca() -> None:
 def test_a_ca_change_takes_two_steps_so_no_replica_serves_an_untrusted_pair(fresh: Bundle) -> None:
     ca_due = NOW + LIFE.ca * 2 / 3 + dt.timedelta(days=1)
     # the serving pair was renewed recently, as it is every 60 days
-    recent = certs.plan(fresh, hosts=HOSTS, now=ca_due - dt.timedelta(days=2), lifetimes=LIFE, trusted=True)
+    recent = certs.plan(
+        fresh, hosts=HOSTS, now=ca_due - dt.timedelta(days=2), lifetimes=LIFE, trusted=True
+    )
     assert recent.ca_cert == fresh.ca_cert and recent.cert != fresh.cert
     fresh = recent
     step1 = certs.plan(fresh, hosts=HOSTS, now=ca_due, lifetimes=LIFE, trusted=True)
@@ -144,7 +159,9 @@ def test_an_expired_ca_starts_over(fresh: Bundle) -> None:
     assert certs.signed_by(again.cert, again.ca_cert)
 
 
-def test_a_pair_from_a_foreign_ca_is_replaced_even_before_the_bundle_trusts_ours(fresh: Bundle) -> None:
+def test_a_pair_from_a_foreign_ca_is_replaced_even_before_the_bundle_trusts_ours(
+    fresh: Bundle,
+) -> None:
     other = certs.plan(None, hosts=HOSTS, now=NOW, lifetimes=LIFE, trusted=False)
     mixed = replace(fresh, cert=other.cert, key=other.key)
     fixed = certs.plan(mixed, hosts=HOSTS, now=NOW, lifetimes=LIFE, trusted=False)
@@ -159,7 +176,10 @@ def test_renew_before_must_be_shorter_than_the_validity() -> None:
 def _config(*bundles: str | None) -> dict[str, object]:
     return {
         "webhooks": [
-            {"name": f"hook{i}.baseguard.io", "clientConfig": {"service": {"name": "baseguard"}} | ({"caBundle": b} if b else {})}
+            {
+                "name": f"hook{i}.baseguard.io",
+                "clientConfig": {"service": {"name": "baseguard"}} | ({"caBundle": b} if b else {}),
+            }
             for i, b in enumerate(bundles)
         ]
     }

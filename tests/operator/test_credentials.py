@@ -19,8 +19,12 @@ from controller.registry.config import Credentials
 from tests.operator.apidouble import ApiDouble
 
 
-def dockerconfigjson(name: str, ns: str, auths: dict[str, Any], *, kind: str = "kubernetes.io/dockerconfigjson") -> dict[str, Any]:
-    key, payload = (".dockerconfigjson", {"auths": auths}) if kind.endswith("json") else (".dockercfg", auths)
+def dockerconfigjson(
+    name: str, ns: str, auths: dict[str, Any], *, kind: str = "kubernetes.io/dockerconfigjson"
+) -> dict[str, Any]:
+    key, payload = (
+        (".dockerconfigjson", {"auths": auths}) if kind.endswith("json") else (".dockercfg", auths)
+    )
     return {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -35,7 +39,10 @@ def basic(user: str, password: str) -> dict[str, str]:
 
 
 def test_secret_names_and_service_account() -> None:
-    spec = {"imagePullSecrets": [{"name": "a"}, {"name": "b"}, {"name": "a"}, {}], "serviceAccountName": "builder"}
+    spec = {
+        "imagePullSecrets": [{"name": "a"}, {"name": "b"}, {"name": "a"}, {}],
+        "serviceAccountName": "builder",
+    }
     assert secret_names(spec) == ["a", "b"]
     assert service_account_of(spec) == "builder"
     assert service_account_of({}) == "default"
@@ -44,10 +51,24 @@ def test_secret_names_and_service_account() -> None:
 @pytest.mark.parametrize(
     ("secret", "expected"),
     [
-        (dockerconfigjson("s", "n", {"https://index.docker.io/v1/": basic("u", "p")}), {"docker.io": Credentials("u", "p")}),
-        (dockerconfigjson("s", "n", {"reg.example.com:5000": basic("u", "p")}, kind="kubernetes.io/dockercfg"), {"reg.example.com:5000": Credentials("u", "p")}),
+        (
+            dockerconfigjson("s", "n", {"https://index.docker.io/v1/": basic("u", "p")}),
+            {"docker.io": Credentials("u", "p")},
+        ),
+        (
+            dockerconfigjson(
+                "s", "n", {"reg.example.com:5000": basic("u", "p")}, kind="kubernetes.io/dockercfg"
+            ),
+            {"reg.example.com:5000": Credentials("u", "p")},
+        ),
         ({"type": "Opaque", "data": {"password": "eA=="}}, {}),
-        ({"type": "kubernetes.io/dockerconfigjson", "data": {".dockerconfigjson": "bm90IGpzb24="}}, {}),
+        (
+            {
+                "type": "kubernetes.io/dockerconfigjson",
+                "data": {".dockerconfigjson": "bm90IGpzb24="},
+            },
+            {},
+        ),
     ],
     ids=["dockerconfigjson", "legacy-dockercfg", "other-type-ignored", "broken-ignored"],
 )
@@ -55,10 +76,29 @@ def test_credentials_from_secret(secret: dict[str, Any], expected: dict[str, Cre
     assert credentials_from_secret(secret) == expected
 
 
-async def test_pod_secrets_win_over_the_service_accounts_and_reads_are_cached(double: ApiDouble, kube: Kube) -> None:
-    double.apply(dockerconfigjson("team", "team-a", {"reg.example.com": basic("team", "t"), "ghcr.io": basic("team", "g")}))
-    double.apply(dockerconfigjson("robot", "team-a", {"reg.example.com": basic("robot", "r"), "quay.io": basic("robot", "q")}))
-    double.apply({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": "team-a"}, "imagePullSecrets": [{"name": "robot"}, {"name": "gone"}]})
+async def test_pod_secrets_win_over_the_service_accounts_and_reads_are_cached(
+    double: ApiDouble, kube: Kube
+) -> None:
+    double.apply(
+        dockerconfigjson(
+            "team", "team-a", {"reg.example.com": basic("team", "t"), "ghcr.io": basic("team", "g")}
+        )
+    )
+    double.apply(
+        dockerconfigjson(
+            "robot",
+            "team-a",
+            {"reg.example.com": basic("robot", "r"), "quay.io": basic("robot", "q")},
+        )
+    )
+    double.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": "default", "namespace": "team-a"},
+            "imagePullSecrets": [{"name": "robot"}, {"name": "gone"}],
+        }
+    )
     secrets = PullSecrets(kube)
     spec = {"imagePullSecrets": [{"name": "team"}], "containers": []}
     creds = await secrets.for_pod("team-a", spec)
@@ -71,10 +111,14 @@ async def test_pod_secrets_win_over_the_service_accounts_and_reads_are_cached(do
     assert await secrets.for_pod("team-a", spec) == creds
     assert len(double.requests) == before  # cached: no API call
     gets = [r.path for r in double.recorded("GET")]
-    assert gets.count("/api/v1/namespaces/team-a/secrets/gone") == 1  # a missing secret is remembered too
+    assert (
+        gets.count("/api/v1/namespaces/team-a/secrets/gone") == 1
+    )  # a missing secret is remembered too
 
 
-async def test_no_namespace_or_no_secrets_means_no_credentials(double: ApiDouble, kube: Kube) -> None:
+async def test_no_namespace_or_no_secrets_means_no_credentials(
+    double: ApiDouble, kube: Kube
+) -> None:
     secrets = PullSecrets(kube)
     assert await secrets.for_pod(None, {"imagePullSecrets": [{"name": "x"}]}) == {}
     assert await secrets.for_pod("team-b", {}) == {}  # default account, absent: nothing

@@ -18,7 +18,14 @@ LEASE = "/apis/coordination.k8s.io/v1/namespaces/baseguard/leases/baseguard-lead
 
 
 def held(holder: str | None, *, transitions: int = 3) -> LeaseRecord:
-    return LeaseRecord(holder=holder, duration=15, renew_time="2026-03-01T11:59:58.000000Z", acquire_time="2026-03-01T10:00:00.000000Z", transitions=transitions, resource_version="7")
+    return LeaseRecord(
+        holder=holder,
+        duration=15,
+        renew_time="2026-03-01T11:59:58.000000Z",
+        acquire_time="2026-03-01T10:00:00.000000Z",
+        transitions=transitions,
+        resource_version="7",
+    )
 
 
 @pytest.mark.parametrize(
@@ -30,9 +37,17 @@ def held(holder: str | None, *, transitions: int = 3) -> LeaseRecord:
         (held("other"), True, Step.ACQUIRE, "me", 4),
         (held(None), False, Step.ACQUIRE, "me", 4),
     ],
-    ids=["no-lease-create", "ours-renew", "theirs-live-follow", "theirs-expired-acquire", "released-acquire"],
+    ids=[
+        "no-lease-create",
+        "ours-renew",
+        "theirs-live-follow",
+        "theirs-expired-acquire",
+        "released-acquire",
+    ],
 )
-def test_decide(lease: LeaseRecord | None, expired: bool, step: Step, holder: str, transitions: int | None) -> None:
+def test_decide(
+    lease: LeaseRecord | None, expired: bool, step: Step, holder: str, transitions: int | None
+) -> None:
     decision = decide(lease, identity="me", now=NOW, expired=expired, duration=15)
     assert (decision.step, decision.holder) == (step, holder)
     if transitions is None:
@@ -86,7 +101,9 @@ def elector(kube: Kube, identity: str, clock: Clock, log: list[str]) -> Elector:
     )
 
 
-async def test_one_leader_and_a_takeover_when_it_stops_renewing(double: ApiDouble, kube: Kube) -> None:
+async def test_one_leader_and_a_takeover_when_it_stops_renewing(
+    double: ApiDouble, kube: Kube
+) -> None:
     clock, log = Clock(), []
     a, b = elector(kube, "pod-a", clock, log), elector(kube, "pod-b", clock, log)
     assert await a.try_once() is True
@@ -115,7 +132,9 @@ async def test_one_leader_and_a_takeover_when_it_stops_renewing(double: ApiDoubl
     assert log == ["pod-a leads", "pod-b leads", "pod-a stops"]
 
 
-async def test_of_two_candidates_racing_for_an_expired_lease_one_wins(double: ApiDouble, kube: Kube) -> None:
+async def test_of_two_candidates_racing_for_an_expired_lease_one_wins(
+    double: ApiDouble, kube: Kube
+) -> None:
     clock, log = Clock(), []
     a, b, c = (elector(kube, name, clock, log) for name in ("pod-a", "pod-b", "pod-c"))
     await a.try_once()
@@ -142,7 +161,9 @@ async def test_a_released_lease_is_taken_at_once(double: ApiDouble, kube: Kube) 
     assert log == ["pod-a leads", "pod-a stops", "pod-b leads"]
 
 
-async def test_a_leader_that_cannot_renew_steps_down_after_the_deadline(double: ApiDouble, kube: Kube) -> None:
+async def test_a_leader_that_cannot_renew_steps_down_after_the_deadline(
+    double: ApiDouble, kube: Kube
+) -> None:
     clock, log = Clock(), []
     a = elector(kube, "pod-a", clock, log)
     await a.try_once()
@@ -158,4 +179,6 @@ async def test_a_leader_that_cannot_renew_steps_down_after_the_deadline(double: 
 
 def test_the_timings_must_nest() -> None:
     with pytest.raises(ValueError, match="retry < renew deadline < lease duration"):
-        Elector(None, namespace="n", name="l", identity="i", duration=10, renew_deadline=12.0, retry=2.0)  # type: ignore[arg-type]
+        Elector(
+            None, namespace="n", name="l", identity="i", duration=10, renew_deadline=12.0, retry=2.0
+        )  # type: ignore[arg-type]

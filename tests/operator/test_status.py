@@ -19,10 +19,14 @@ from tests.operator.conftest import cluster_policy
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 GOOD = cluster_policy("prod-bases", {"mode": "Audit", "pinning": {}})
-BAD = cluster_policy("prod-bases", {"pinning": {"require": "Sometimes", "disallowedTags": ["lat est"]}})
+BAD = cluster_policy(
+    "prod-bases", {"pinning": {"require": "Sometimes", "disallowedTags": ["lat est"]}}
+)
 
 
-def record(doc: dict[str, Any], *, generation: int = 2, status: dict[str, Any] | None = None) -> PolicyRecord:
+def record(
+    doc: dict[str, Any], *, generation: int = 2, status: dict[str, Any] | None = None
+) -> PolicyRecord:
     body = copy.deepcopy(doc)
     body["metadata"].update({"uid": "u", "generation": generation})
     if status is not None:
@@ -48,8 +52,13 @@ def test_an_invalid_policy_names_the_field_and_what_stays_in_force() -> None:
     condition = status["conditions"][0]
     assert (condition["status"], condition["reason"]) == ("False", "Invalid")
     assert condition["message"].startswith("spec.pinning.require: ")
-    assert condition["message"].endswith("(and 1 more in status.errors); generation 1 stays in force")
-    assert [e["path"] for e in status["errors"]] == ["spec.pinning.require", "spec.pinning.disallowedTags[0]"]
+    assert condition["message"].endswith(
+        "(and 1 more in status.errors); generation 1 stays in force"
+    )
+    assert [e["path"] for e in status["errors"]] == [
+        "spec.pinning.require",
+        "spec.pinning.disallowedTags[0]",
+    ]
     assert status["observedGeneration"] == 2
 
 
@@ -61,8 +70,14 @@ def test_an_invalid_policy_with_no_good_generation_is_not_in_force() -> None:
 def test_the_transition_time_moves_only_when_the_status_does() -> None:
     earlier = "2026-02-01T00:00:00Z"
     seen = {"conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": earlier}]}
-    assert ready_condition(record(GOOD, status=seen), now=NOW, in_force=None)["lastTransitionTime"] == earlier
-    assert ready_condition(record(BAD, status=seen), now=NOW, in_force=None)["lastTransitionTime"] == "2026-03-01T12:00:00Z"
+    assert (
+        ready_condition(record(GOOD, status=seen), now=NOW, in_force=None)["lastTransitionTime"]
+        == earlier
+    )
+    assert (
+        ready_condition(record(BAD, status=seen), now=NOW, in_force=None)["lastTransitionTime"]
+        == "2026-03-01T12:00:00Z"
+    )
 
 
 def test_no_patch_when_the_object_already_says_it() -> None:

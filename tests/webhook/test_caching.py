@@ -13,15 +13,16 @@ import pytest_asyncio
 from support.faulty_proxy import FaultyProxy
 from support.images import layer
 from support.registry import RegistryProcess, free_port
-from webhook.webhook_support import default_docs, fixture, policy_doc, set_images
+from webhook.webhook_support import DATA, default_docs, fixture, policy_doc, set_images
 
+from controller.assess import Assessor
 from controller.policy.compile import compile_policy
 from controller.reference import parse
 from controller.registry import media
 from controller.registry.client import RegistryClient
 from controller.registry.config import RegistryConfig, RegistryHost
 from controller.webhook.caching import MemoAssessor, MemoResolver
-from controller.webhook.review import parse_review, workloads_of
+from controller.webhook.review import memo_key, parse_review, workloads_of
 from controller.workloads import Workload
 
 NOW = dt.datetime(2025, 6, 1, 12, tzinfo=dt.UTC)
@@ -183,3 +184,106 @@ async def test_the_webhook_answers_the_same_with_and_without_memory(
     assert all(a == answers[0] for a in answers)
     assert answers[0]["allowed"] is False
     assert "rule base-not-allowed" in answers[0]["status"]["message"]
+
+
+# --------------------------------------------------------------------------- whole reviews (offline)
+
+ALL_REVIEWS = sorted(p.name for p in DATA.glob("*.json"))
+
+
+@pytest.mark.parametrize("endpoint", ["validate", "mutate"])
+@pytest.mark.parametrize("name", ALL_REVIEWS)
+async def test_a_remembered_review_gets_the_answer_a_fresh_one_gets(
+    start_webhook: Any, name: str, endpoint: str
+) -> None:
+    plain = await start_webhook(assessor=Assessor(None))
+    memo = await start_webhook(assessor=MemoAssessor(None, ttl=60))
+    fresh = await plain.response(name, endpoint=endpoint)
+    assert await memo.response(name, endpoint=endpoint) == fresh
+    # another object with the same judged bytes (another uid and name) is answered from memory
+    review = fixture(name)
+    review["request"]["uid"] = "another-uid"
+    if review["request"].get("object"):
+        review["request"]["object"].setdefault("metadata", {})["name"] = "another-name"
+    expected = await plain.response(review, endpoint=endpoint)
+    assert await memo.response(review, endpoint=endpoint) == expected
+    assert expected["uid"] == "another-uid"
+
+
+async def test_a_review_is_judged_once_within_the_ttl(start_webhook: Any) -> None:
+    clock = Clock()
+    assessor = MemoAssessor(None, ttl=5, clock=clock)
+    hook = await start_webhook(assessor=assessor)
+    for _ in range(3):
+        assert (await hook.response("deployment-create.json"))["allowed"] is False
+    assert (assessor.reviews.misses, assessor.reviews.hits) == (1, 2)
+    clock.now += 5.1
+    await hook.response("deployment-create.json")
+    assert (assessor.reviews.misses, assessor.reviews.hits) == (2, 2)
+    hook.store.replace(dict(zip("ab", hook.store.snapshot.policies, strict=False)))
+    await hook.response("deployment-create.json")  # new policies: judged again
+    assert (assessor.reviews.misses, assessor.reviews.hits) == (3, 2)
+
+
+def memo_key_of(review: dict[str, Any]) -> Any:
+    return memo_key(parse_review(json.dumps(review)))
+
+
+def changed(name: str, path: str, value: Any) -> dict[str, Any]:
+    """``name``'s review with the field at ``path`` (``a.b.0.c``, under ``request``) set to ``value``."""
+    review = fixture(name)
+    node: Any = review["request"]
+    *parents, last = path.split(".")
+    for part in parents:
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    node[int(last) if isinstance(node, list) else last] = value
+    return review
+
+
+SPEC = "object.spec.template.spec"
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "same"),
+    [
+        ("uid", "another", True),
+        ("name", "another", True),
+        ("object.metadata.name", "web-2", True),
+        ("object.metadata.resourceVersion", "42", True),
+        ("object.metadata.creationTimestamp", "2025-06-01T12:00:00Z", True),
+        ("userInfo.username", "someone-else", True),
+        ("dryRun", True, True),
+        (f"{SPEC}.containers.1.image", "nginx:1.25.3", False),
+        (f"{SPEC}.containers.1.name", "sidecar", False),
+        (f"{SPEC}.containers.1.env", [{"name": "A", "value": "b"}], False),  # a miss, never wrong
+        ("object.metadata.labels", {"app": "other"}, False),
+        ("object.metadata.namespace", "staging", False),
+        ("object.metadata.annotations", {"baseguard.io/checked-digests": "{}"}, False),
+        ("namespace", "staging", False),
+        ("operation", "UPDATE", False),
+        ("kind.group", "example.com", False),
+        ("subResource", "status", False),
+    ],
+    ids=[
+        "uid", "name", "object-name", "resource-version", "created", "user", "dry-run", "image",
+        "container-name", "env", "labels", "object-namespace", "annotations", "namespace",
+        "operation", "group", "subresource",
+    ],
+)  # fmt: skip
+def test_the_memo_key_holds_what_is_judged_and_nothing_else(
+    path: str, value: Any, same: bool
+) -> None:
+    before = memo_key_of(fixture("deployment-create.json"))
+    after = memo_key_of(changed("deployment-create.json", path, value))
+    assert (before == after) is same
+
+
+def test_an_update_is_keyed_by_its_old_object_too_and_a_delete_not_at_all() -> None:
+    review = fixture("deployment-update-image.json")
+    old_spec = SPEC.replace("object", "oldObject", 1)
+    older = changed("deployment-update-image.json", f"{old_spec}.containers.1.image", "x:1")
+    assert memo_key_of(review) != memo_key_of(older)
+    assert memo_key_of(fixture("deployment-delete.json")) is None
+    built = parse_review(json.dumps(fixture("deployment-create.json")))
+    built.object = {**(built.object or {}), "status": {"replicas": 2**70}}  # not from JSON
+    assert memo_key(built) is None  # orjson cannot write it: not remembered

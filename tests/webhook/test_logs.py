@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import logging
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 from webhook.webhook_support import StartWebhook, fixture
 
+from controller.registry.config import Credentials
 from controller.webhook import logs
 
 
@@ -78,3 +80,27 @@ async def test_each_review_logs_one_decision(start_webhook: StartWebhook, lines:
     assert len(full["message"]) > 120  # the warning was cut; the log keeps it whole
     assert (scale["verdict"], scale["rules"], scale["operation"]) == ("allow", [], "UPDATE")
     assert "violations" not in scale
+
+
+@pytest.mark.parametrize(
+    ("created", "stamp"),
+    [(0.0, "1970-01-01T00:00:00.000+00:00"), (1748779200.9999, "2025-06-01T12:00:00.999+00:00"),
+     (1748779201.5, "2025-06-01T12:00:01.500+00:00")],
+    ids=["epoch", "end-of-second", "next-second"],
+)  # fmt: skip
+def test_timestamps_are_utc_with_milliseconds(created: float, stamp: str) -> None:
+    formatter = logs.JsonFormatter()
+    record = logging.LogRecord("baseguard", logging.INFO, "", 0, "m", (), None)
+    for when in (created, created):  # the second reuses the second's text
+        record.created = when
+        assert json.loads(formatter.format(record))["ts"] == stamp
+
+
+def test_objects_in_fields_are_written_as_their_str_never_field_by_field(lines: Any) -> None:
+    """A dataclass's repr hides its secrets; writing its fields would not."""
+    log = logging.getLogger("baseguard.test")
+    creds = Credentials("bob", "hunter2")
+    logs.info(log, "odd fields", {"creds": creds, 3: "three", "when": dt.date(2025, 6, 1)})
+    (line,) = lines()
+    assert line["creds"] == str(creds) and "hunter2" not in json.dumps(line)
+    assert (line["3"], line["when"], line["msg"]) == ("three", "2025-06-01", "odd fields")

@@ -8,6 +8,8 @@ import re
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from webhook.webhook_support import fixture
 
 from controller.assess import WorkloadResult
@@ -94,6 +96,61 @@ def test_a_real_review_is_parsed() -> None:
     assert review.object is not None and review.old_object is not None
     assert review.dry_run is False
     assert parse_review(json.dumps(fixture("pod-create-dryrun.json"))).dry_run is True
+
+
+# A full, valid request; the property test below spoils some of its fields.
+FULL_REQUEST: dict[str, Any] = {
+    "uid": "u-1",
+    "kind": {"group": "apps", "version": "v1", "kind": "Deployment"},
+    "resource": {"group": "apps", "version": "v1", "resource": "deployments"},
+    "subResource": "scale",
+    "name": "web",
+    "namespace": "prod",
+    "operation": "UPDATE",
+    "userInfo": {"username": "alice"},
+    "object": {"kind": "Deployment"},
+    "oldObject": {"kind": "Deployment"},
+    "dryRun": True,
+}
+FIELDS = [(k,) for k in FULL_REQUEST] + [
+    ("kind", "kind"), ("kind", "group"), ("kind", "version"), ("resource", "resource"),
+    ("userInfo", "username"),
+]  # fmt: skip
+_ANY = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1), st.text(max_size=3), st.just(""),
+    st.just({}),
+    st.lists(st.integers(), max_size=1), st.just("__missing__"),
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(spoiled=st.lists(st.tuples(st.sampled_from(FIELDS), _ANY), max_size=3))
+def test_the_quick_parse_agrees_with_the_field_by_field_one(
+    spoiled: list[tuple[tuple[str, ...], Any]],
+) -> None:
+    """Every review takes the quick path; it must accept exactly what the checked one accepts."""
+    request = json.loads(json.dumps(FULL_REQUEST))
+    for path, value in spoiled:
+        node = request
+        for key in path[:-1]:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            if value == "__missing__":
+                node.pop(path[-1], None)
+            else:
+                node[path[-1]] = value
+    try:
+        expected: Any = rv._checked(request)
+    except BadReview as exc:
+        expected = exc.message
+    quick = rv._well_formed(request)
+    if isinstance(expected, str):
+        assert quick is None
+        with pytest.raises(BadReview, match=re.escape(expected)):
+            parse_review(envelope(request))
+    else:
+        assert quick is None or quick == expected
+        assert parse_review(envelope(request)) == expected
 
 
 # --------------------------------------------------------------------------- what is judged

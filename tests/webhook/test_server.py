@@ -282,6 +282,24 @@ async def test_a_bug_is_answered_in_the_review_never_as_http_500(
     )
 
 
+async def test_a_reviewer_that_raises_is_a_logged_503(
+    start_webhook: StartWebhook, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Reviewers never raise; if one does anyway, the apiserver still gets a readable Status."""
+
+    async def broken(review: Any, *, endpoint: Any, budget: float, started: float) -> Any:
+        raise RuntimeError("a reviewer bug")
+
+    hook = await start_webhook(reviewer=broken)
+    status, body = await hook.review("deployment-create.json")
+    assert status == 503
+    assert (body["kind"], body["code"], body["message"]) == (
+        "Status", 503, "baseguard internal error; see its log",
+    )  # fmt: skip
+    assert "RuntimeError: a reviewer bug" in caplog.text
+    assert (await hook.get("/healthz")) == (200, "ok\n")
+
+
 # --------------------------------------------------------------------------- probes and metrics
 
 
