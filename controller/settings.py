@@ -42,10 +42,11 @@ class Settings:
     fits comfortably; anything larger is not a workload."""
 
     cache_ttl: float = 5.0
-    """Seconds a complete lineage, and a workload's results, are remembered (0: never).
-    A rollout asks about the same images many times within seconds; failures are
-    never remembered. Adds at most this much to the registry client's tag TTL
-    before a moved base tag is noticed."""
+    """Seconds a complete lineage, a workload's results and a whole review's results are
+    remembered (0: never). A rollout asks about the same images many times within
+    seconds, and a remembered review is answered without even extracting its
+    workload again; failures are never remembered. Adds at most this much to the
+    registry client's tag TTL before a moved base tag is noticed."""
 
     policy_reload_interval: float = 2.0
     """How often ``serve`` checks its policy files for changes, in seconds."""

@@ -366,16 +366,20 @@ async def serve(
     throttle = Throttle(config.audit_lookups_per_second)
 
     def audit_assessor(view: RegistryClient | None) -> Assessor:
-        resolver = (
-            AuditResolver(view, catalog=catalog, ttl=AUDIT_MEMO_TTL, throttle=throttle)
-            if view
-            else None
-        )
-        return Assessor(resolver, budget=config.audit_budget)
+        """The audit's: the same Assessor as admission, with throttled, longer-lived lookups."""
+        if view is None:
+            return Assessor(None, budget=config.audit_budget)
+        audit_resolver = AuditResolver(view, catalog=catalog, ttl=AUDIT_MEMO_TTL, throttle=throttle)
+        return Assessor(audit_resolver, budget=config.audit_budget)
 
     pull = PullSecrets(kube, ttl=config.pull_secret_ttl) if config.pull_secrets and client else None
     hosts = service_hosts(config.service, config.namespace)
-    serving = ServingPair.from_files(*tls_files) if tls_files else ServingPair.placeholder(hosts)
+    try:
+        serving = (
+            ServingPair.from_files(*tls_files) if tls_files else ServingPair.placeholder(hosts)
+        )
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot load --tls-cert/--tls-key: {exc}") from None
     auditor = Auditor(
         kube=kube,
         assessors=Assessors(audit_assessor, client),

@@ -38,6 +38,7 @@ Where requests may go (SPEC §9):
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import logging
 import time
@@ -875,8 +876,24 @@ class RegistryClient:
         )
         return reply
 
+    def _scrub(self, text: str, host: str) -> str:
+        """Registry-provided text with this host's secrets masked: a registry that echoes
+        the credential back must not put it into a denial (seen by pod authors) or the log."""
+        creds = self._config.host(host).credentials
+        for secret in (creds.password, creds.token, creds.identity_token):
+            if secret and len(secret) >= 4:
+                text = text.replace(secret, "***")
+        if creds.has_basic:
+            basic = base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode()
+            text = text.replace(basic, "***")
+        return text
+
     def _http_error(self, reply: _Reply, method: str, path: str, what: str) -> LookupFailed:
         code, message = _error_detail(reply.body)
+        if reply.status in (401, 403):
+            message = None  # an auth refusal's text is where registries echo what they were sent
+        elif message:
+            message = self._scrub(message, reply.host)
         context: dict[str, Any] = {
             "registry": reply.host, "status": reply.status, "code": code, "method": method, "path": path,
         }

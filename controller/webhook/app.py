@@ -134,7 +134,7 @@ async def mutate(request: web.Request) -> web.Response:
 def _refuse(
     request: web.Request, endpoint: Endpoint, code: int, reason: str, message: str
 ) -> web.Response:
-    request.app[METRICS].requests.labels(endpoint.value, "", "invalid").inc()
+    request.app[METRICS].refused(endpoint.value)
     log.info(
         "refused",
         extra={"fields": {"endpoint": endpoint.value, "status": code, "reason": message}},

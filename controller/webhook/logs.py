@@ -32,13 +32,18 @@ _SECRET = re.compile(
 _USERINFO = re.compile(r"(\b[a-z][a-z0-9+.-]*://)[^/\s:@\"']+:[^/\s@\"']+@", re.IGNORECASE)
 
 
-_HINT = re.compile(r"(?i)auth|pass|token|secret|://")
+_HINTS = ("auth", "pass", "token", "secret", "://")
 
 
 def redact(text: str) -> str:
     """Mask ``password=…``, ``Authorization: Bearer …``, ``https://user:pass@host`` and the like."""
-    if _HINT.search(text) is None:
-        return text  # the common case, without running the expressions
+    # Every string of every line comes through here: rule out the common case with
+    # substring tests. Both expressions need a ``:`` or ``=`` (and a hint word) to match.
+    if ":" not in text and "=" not in text:
+        return text
+    lowered = text.lower()
+    if not any(hint in lowered for hint in _HINTS):
+        return text
     text = _SECRET.sub(lambda m: f"{m.group(1)}{m.group(2)}{m.group(3) or ''}***", text)
     return _USERINFO.sub(r"\1***:***@", text)
 
@@ -57,20 +62,33 @@ _SECRET_KEYS = frozenset(
 )
 
 
+_PLAIN = frozenset({int, float, bool, type(None)})
+
+
 def _scrub(value: Any, depth: int = 0) -> Any:
     """``value`` with every string redacted and every secret-named key masked."""
-    if isinstance(value, str):
+    kind = type(value)
+    if kind in _PLAIN:  # most values: answered before any isinstance
+        return value
+    if kind is str or isinstance(value, str):
         return redact(value)
     if depth > 5:
         return value
     if isinstance(value, Mapping):
-        return {
-            k: "***" if str(k).lower() in _SECRET_KEYS else _scrub(v, depth + 1)
-            for k, v in value.items()
-        }
+        return {k: _entry(k, v, depth + 1) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_scrub(v, depth + 1) for v in value]
     return value
+
+
+def _entry(key: Any, value: Any, depth: int) -> Any:
+    """The value of ``key`` as logged: masked whole when the key names a secret, else scrubbed."""
+    if str(key).lower() in _SECRET_KEYS:
+        return "***"
+    kind = type(value)
+    if kind in _PLAIN or (kind is str and ":" not in value and "=" not in value):
+        return value  # nothing to redact (see :func:`redact`), without the call
+    return _scrub(value, depth)
 
 
 #: orjson's output as :func:`json.dumps` (``default=str``) would give it: a dataclass or a
@@ -112,8 +130,10 @@ class JsonFormatter(logging.Formatter):
         }
         fields = getattr(record, "fields", None)
         if isinstance(fields, Mapping):
-            for key, value in _scrub(fields).items():
-                out.setdefault(str(key), value)
+            for key, value in fields.items():
+                name = str(key)
+                if name not in out:
+                    out[name] = _entry(name, value, 1)
         if record.exc_info:
             out["exc"] = redact(self.formatException(record.exc_info))
         try:

@@ -7,16 +7,30 @@ global default registry is process state, which two apps in one test process
 Gauges that describe state owned elsewhere (the policy store, the registry
 client's counters) are read at scrape time through callbacks, so they can never
 drift from what they describe and cost nothing per request.
+
+The two figures every review updates (requests by verdict, latency) are kept
+as plain numbers and turned into metric families at scrape time
+(:class:`_Answers`): a prometheus-client child takes a lock per increment,
+and the two of them cost about as much as the rest of answering a cached
+review. The event loop is their only writer.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+import bisect
+import itertools
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.utils import floatToGoString
 
 from controller.policy.store import Snapshot
 
@@ -26,6 +40,9 @@ LATENCY_BUCKETS = (
 )  # fmt: skip
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+#: How prometheus-client writes a bucket bound (``0.0005``, ``1.0``); it is not typed.
+_go_float: Callable[[float], str] = floatToGoString
 
 
 class RegistryStats(Protocol):
@@ -97,6 +114,56 @@ def _registry_metrics(stats: RegistryStats) -> Iterator[Metric]:
         yield CounterMetricFamily(f"baseguard_registry_{name}", text, value=value)
 
 
+class _Answers:
+    """Reviews answered (by endpoint, kind, verdict) and their latency (by endpoint)."""
+
+    REQUESTS = "baseguard_admission_requests"
+    DURATION = "baseguard_admission_duration_seconds"
+
+    def __init__(self, buckets: Sequence[float]) -> None:
+        self.bounds = tuple(buckets)
+        self.requests: dict[tuple[str, str, str], int] = {}
+        # per endpoint: a count per bucket (the last one is +Inf), and the sum of seconds
+        self.latency: dict[str, tuple[list[int], list[float]]] = {}
+
+    def count(self, endpoint: str, kind: str, verdict: str) -> None:
+        key = (endpoint, kind, verdict)
+        self.requests[key] = self.requests.get(key, 0) + 1
+
+    def observe(self, endpoint: str, seconds: float) -> None:
+        found = self.latency.get(endpoint)
+        if found is None:
+            found = self.latency[endpoint] = ([0] * (len(self.bounds) + 1), [0.0])
+        counts, total = found
+        counts[bisect.bisect_left(self.bounds, seconds)] += 1  # le: bound >= seconds
+        total[0] += seconds
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            self.REQUESTS,
+            "Admission reviews answered, by endpoint, object kind and verdict "
+            "(allow, audit, warn, deny; error: an internal failure answered safely; "
+            "invalid: HTTP 400/413).",
+            labels=["endpoint", "kind", "verdict"],
+        )
+        for key, n in sorted(self.requests.items()):
+            requests.add_metric(list(key), n)
+        yield requests
+        duration = HistogramMetricFamily(
+            self.DURATION,
+            "Time from the request's arrival to its answer, by endpoint.",
+            labels=["endpoint"],
+        )
+        les = [_go_float(b) for b in self.bounds] + ["+Inf"]
+        for endpoint, (counts, total) in sorted(self.latency.items()):
+            cumulative = list(itertools.accumulate(counts))
+            duration.add_metric([endpoint], list(zip(les, cumulative, strict=True)), total[0])
+        yield duration
+
+    def describe(self) -> list[Metric]:
+        return []  # read at scrape time only
+
+
 class Metrics:
     """The webhook's counters and histograms."""
 
@@ -107,25 +174,12 @@ class Metrics:
         registry_stats: StatsSource | None = None,
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self.requests = Counter(
-            "baseguard_admission_requests",
-            "Admission reviews answered, by endpoint, object kind and verdict "
-            "(allow, audit, warn, deny; error: an internal failure answered safely; "
-            "invalid: HTTP 400/413).",
-            ["endpoint", "kind", "verdict"],
-            registry=self.registry,
-        )
+        self._answers = _Answers(LATENCY_BUCKETS)
+        self.registry.register(self._answers)
         self.violations = Counter(
             "baseguard_admission_violations",
             "Violations found in admitted (non-dry-run) reviews, by policy, rule and action.",
             ["policy", "rule", "action"],
-            registry=self.registry,
-        )
-        self.duration = Histogram(
-            "baseguard_admission_duration_seconds",
-            "Time from the request's arrival to its answer, by endpoint.",
-            ["endpoint"],
-            buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
         self.patches = Counter(
@@ -137,22 +191,17 @@ class Metrics:
         )
         self.registry.register(_Callbacks(snapshot, registry_stats))
         # labelled children, looked up once: ``labels()`` takes a lock and builds a tuple
-        self._requests: dict[tuple[str, str, str], Any] = {}
-        self._durations: dict[str, Any] = {}
         self._violations: dict[tuple[str, str, str], Any] = {}
         self._patches: dict[str, Any] = {}
 
     def answered(self, endpoint: str, kind: str, verdict: str, seconds: float) -> None:
         """Count one answered review and its latency."""
-        key = (endpoint, kind, verdict)
-        counter = self._requests.get(key)
-        if counter is None:
-            counter = self._requests[key] = self.requests.labels(endpoint, kind, verdict)
-        counter.inc()
-        histogram = self._durations.get(endpoint)
-        if histogram is None:
-            histogram = self._durations[endpoint] = self.duration.labels(endpoint)
-        histogram.observe(seconds)
+        self._answers.count(endpoint, kind, verdict)
+        self._answers.observe(endpoint, seconds)
+
+    def refused(self, endpoint: str) -> None:
+        """Count one request refused before review (HTTP 400/413): verdict ``invalid``, no kind."""
+        self._answers.count(endpoint, "", "invalid")
 
     def violated(self, policy: str, rule: str, action: str) -> None:
         """Count one violation in an admitted review."""

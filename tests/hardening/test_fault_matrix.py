@@ -1,4 +1,4 @@
-"""Every registry fault × every ``onLookupFailure``, through the real webhook, within the budget.
+"""Every registry fault x every ``onLookupFailure``, through the real webhook, within the budget.
 
 The registry client's own suite (``tests/registry/test_faults.py``) shows each
 fault becomes a clear ``LookupFailed``. This one shows what a *cluster* sees:
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from hardening.conftest import (
+from hardening.harness import (
     CLIENT_TIMEOUT,
     QUERY,
     TIMEOUT,
@@ -212,7 +212,7 @@ async def test_a_flood_of_reviews_for_a_hung_registry_stays_bounded(
 ) -> None:
     """Fifty concurrent reviews of the same hung image: one registry request, every answer in time."""
     proxy.fault("delay", rf"/{family.repo}/app/manifests/", seconds=5)
-    hook, client = await start_webhook(
+    hook, _ = await start_webhook(
         hosts=[RegistryHost(proxy.host, insecure=True)],
         docs=[bases_policy(f"{proxy.host}/{family.repo}/python", on_failure="Warn")],
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
+from controller.assess import Assessor
 from controller.globs import GlobSet
 from controller.policy.evaluate import applicable, applicable_indexed
 from controller.policy.facts import ObjectFacts
@@ -23,6 +24,7 @@ from controller.policy.model import (
     LabelSelector,
     Match,
 )
+
 
 def _strings(alphabet: str, longest: int) -> list[str]:
     out = [""]
@@ -93,3 +95,17 @@ def test_indexed_applicable_equals_the_scan(
 def test_a_glob_only_matches_names_starting_with_its_literal_prefix(pattern: str, name: str) -> None:
     if GlobSet((pattern,)).matches(name):
         assert name.startswith(literal_prefix(pattern))
+
+
+def test_the_assessor_builds_one_index_per_snapshot() -> None:
+    """A store publishes a new tuple per change: same tuple, same index; a list is never trusted."""
+    assessor = Assessor(None)
+    first = (CompiledPolicy(kind=CLUSTER_KIND, name="a"),)
+    assert assessor.index_of(first) is assessor.index_of(first)
+    second = (*first, CompiledPolicy(kind=NAMESPACED_KIND, name="b", namespace="team"))
+    assert assessor.index_of(second).policies is second
+    mutable = list(second)
+    stale = assessor.index_of(mutable)
+    mutable.pop()
+    assert assessor.index_of(mutable) is not stale
+    assert assessor.index_of(mutable).policies == tuple(mutable)

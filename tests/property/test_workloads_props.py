@@ -149,7 +149,7 @@ REAL_KEYS = [
 ]
 anything = st.recursive(
     st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=6),
-              st.sampled_from(sorted(WORKLOAD_KINDS) + ["List", "PodList", "DeploymentList", "ConfigMap"])),
+              st.sampled_from([*sorted(WORKLOAD_KINDS), "List", "PodList", "DeploymentList", "ConfigMap"])),
     lambda inner: st.lists(inner, max_size=4)
     | st.dictionaries(st.one_of(st.sampled_from(REAL_KEYS), st.text(max_size=4)), inner, max_size=5),
     max_leaves=40,

@@ -205,7 +205,9 @@ async def test_credentials_that_do_not_arrive_in_time_leave_the_lookup_anonymous
 
     store = PolicyStore()
     fill_store(store, [policy(tls_registry.host, unique_repo)])
-    admission = Admission(store=store, assessor=MemoAssessor(MemoResolver(client)), credentials=stalled)
+    admission = Admission(
+        store=store, assessor=MemoAssessor(MemoResolver(client)), credentials=stalled
+    )
     hook = await start_webhook(store=store, reviewer=admission)
     response = await hook.response(pod(family.app.tagged, "regcred"), query="?timeout=4s")
     assert lookup_failed(response)

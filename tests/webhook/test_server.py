@@ -22,6 +22,7 @@ from webhook.webhook_support import Certs, StartWebhook, Webhook, fixture, polic
 from controller.assess import Assessor, WorkloadResult
 from controller.policy.model import CompiledPolicy
 from controller.settings import Settings
+from controller.webhook.metrics import Metrics
 from controller.webhook.tls import self_signed
 from controller.workloads import Workload
 
@@ -343,6 +344,30 @@ async def test_metrics_after_reviews(webhook: Webhook) -> None:
         'baseguard_policies{state="error"} 0.0',
     ]:
         assert line in text, line
+
+
+@pytest.mark.parametrize(
+    ("seconds", "le", "below"),
+    [(0.0001, "0.0005", None), (0.0005, "0.0005", None), (0.0006, "0.001", "0.0005"),
+     (30.0, "30.0", "10.0"), (31.0, "+Inf", "30.0")],
+    ids=["fast", "on-a-bound", "just-above", "longest-bound", "beyond"],
+)  # fmt: skip
+def test_latency_is_counted_in_the_first_bucket_that_holds_it(
+    seconds: float, le: str, below: str | None
+) -> None:
+    metrics = Metrics()
+    metrics.answered("validate", "Pod", "allow", seconds)
+    metrics.answered("validate", "Pod", "allow", seconds)
+
+    def bucket(bound: str) -> float | None:
+        labels = {"endpoint": "validate", "le": bound}
+        return metrics.sample("baseguard_admission_duration_seconds_bucket", labels)
+
+    assert bucket(le) == 2.0 and bucket("+Inf") == 2.0
+    assert below is None or bucket(below) == 0.0
+    total = {"endpoint": "validate"}
+    assert metrics.sample("baseguard_admission_duration_seconds_sum", total) == 2 * seconds
+    assert metrics.sample("baseguard_admission_duration_seconds_count", total) == 2.0
 
 
 async def test_the_budget_comes_from_the_apiservers_timeout(start_webhook: StartWebhook) -> None:
