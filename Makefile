@@ -28,3 +28,5 @@ test: install lint unit
 bench: install
 	$(PYTHON) bench/registry.py
 	$(PYTHON) bench/webhook.py
+	$(PYTHON) bench/policies.py
+	$(PYTHON) bench/soak.py

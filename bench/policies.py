@@ -264,7 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         k = iter(range(10**9))
 
         def pick(k: Any = k, reviews: Any = reviews) -> tuple[ObjectFacts, list[ImageFacts]]:
-            return reviews[next(k) % len(reviews)]  # type: ignore[no-any-return]
+            return reviews[next(k) % len(reviews)]
 
         def scan_scope(policies: Any = policies) -> object:
             return applicable(policies, pick()[0])

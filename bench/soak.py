@@ -276,6 +276,24 @@ def rss_mib() -> float:
     return float("nan")
 
 
+def trimmed_rss_mib() -> float | None:
+    """RSS after a full collection and glibc's ``malloc_trim(0)``; ``None`` off glibc."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        trim = libc.malloc_trim if libc is not None else None
+    except (OSError, AttributeError):
+        return None
+    if trim is None:
+        return None
+    gc.collect()
+    trim(0)
+    return rss_mib()
+
+
 def slope(points: Sequence[tuple[float, float]]) -> float:
     """Least-squares slope of y over x."""
     n = len(points)
@@ -550,6 +568,11 @@ def _report(
     print(f"second half ({late[0].done:,} on): RSS slope "
           f"{slope([(x.done, x.rss) for x in late]) * 10_000:+.2f} MiB per 10,000, live blocks "
           f"{slope([(x.done, x.blocks) for x in late]) * 10_000:+,.0f} per 10,000")
+    now = rss_mib()
+    trimmed = trimmed_rss_mib()
+    if trimmed is not None:
+        print(f"load stopped: RSS {now:.1f} MiB; after gc + malloc_trim {trimmed:.1f} MiB "
+              "(what the allocator kept but was not live)")
     flat = abs(rss_10k) < 1.0
     print(("goal met" if flat else "GOAL MISSED") + ": RSS flat after warm-up (|slope| < 1 MiB per 10k)")
     print(("goal met" if not total_bad else "GOAL MISSED") + ": 0 unexpected errors")
