@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import functools
 import importlib
 import json
@@ -22,6 +21,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from controller import __version__
+from controller.cli.options import add_now_option, add_registry_options, parse_now
 from controller.errors import BaseguardError, InputError, PolicyError
 
 if TYPE_CHECKING:
@@ -29,16 +29,6 @@ if TYPE_CHECKING:
     from controller.policy.model import CompiledPolicy
 
 EXIT_OK, EXIT_DENIED, EXIT_USAGE = 0, 1, 2
-
-
-def _now(text: str | None) -> dt.datetime:
-    if text is None:
-        return dt.datetime.now(dt.UTC)
-    try:
-        day = dt.date.fromisoformat(text)
-    except ValueError:
-        raise InputError(f"--now {text!r}: expected a date YYYY-MM-DD") from None
-    return dt.datetime(day.year, day.month, day.day, 12, tzinfo=dt.UTC)
 
 
 def compile_documents(documents: Sequence[tuple[str, int, dict[str, Any]]]) -> list[CompiledPolicy]:
@@ -89,7 +79,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from controller.cli.loaders import load_inputs
     from controller.cli.output import check_json, write_check_text
 
-    now = _now(args.now)
+    now = parse_now(args.now)
     loaded = load_inputs(args.paths, default_namespace=args.namespace)
     if args.policy:
         policies = load_policies(args.policy)
@@ -105,11 +95,17 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     results = asyncio.run(_with_assessor(args, work))
     if args.format == "json":
-        json.dump(check_json(results, offline=args.offline, skipped=loaded.skipped), sys.stdout, indent=2)
+        json.dump(
+            check_json(results, offline=args.offline, skipped=loaded.skipped), sys.stdout, indent=2
+        )
         sys.stdout.write("\n")
     else:
         write_check_text(
-            results, sys.stdout, offline=args.offline, skipped=loaded.skipped, colour=_colour(sys.stdout)
+            results,
+            sys.stdout,
+            offline=args.offline,
+            skipped=loaded.skipped,
+            colour=_colour(sys.stdout),
         )
     from controller.policy.model import Action
 
@@ -144,7 +140,10 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     try:
         lineage = asyncio.run(work())
     except TimeoutError:
-        print(f"baseguard: lookup of {ref.normalized} did not finish within {args.budget}s", file=sys.stderr)
+        print(
+            f"baseguard: lookup of {ref.normalized} did not finish within {args.budget}s",
+            file=sys.stderr,
+        )
         return EXIT_DENIED
     if args.format == "json":
         json.dump(lineage_dict(lineage), sys.stdout, indent=2)
@@ -193,8 +192,16 @@ def cmd_test(args: argparse.Namespace) -> int:
 #: Commands whose arguments and code live in an adapter: (name, help, module with add_arguments/run).
 _ADAPTERS = (
     ("serve", "run the admission webhook with policies from files", "controller.webhook.serve"),
-    ("run", "in-cluster: the operator (policies from CRDs, status, certificates, audit) and the webhook", "controller.operator.run"),
-    ("audit", "evaluate what already runs in a cluster (dry run); --uses finds who runs on a base", "controller.operator.audit_cli"),
+    (
+        "run",
+        "in-cluster: the operator (policies from CRDs, status, certificates, audit) and the webhook",
+        "controller.operator.run",
+    ),
+    (
+        "audit",
+        "evaluate what already runs in a cluster (dry run); --uses finds who runs on a base",
+        "controller.operator.audit_cli",
+    ),
 )
 
 
@@ -204,9 +211,14 @@ def _run_adapter(module: str, args: argparse.Namespace) -> int:
 
 
 def _registry_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--registry-config", metavar="FILE", help="registries YAML (hosts, insecure, CA, mirrors, credentials)")
-    p.add_argument("--docker-config", metavar="FILE", help="a Docker config.json to read credentials from")
-    p.add_argument("--budget", type=float, default=10.0, metavar="SECONDS", help="time for all registry lookups (default 10)")
+    add_registry_options(p, offline=False)
+    p.add_argument(
+        "--budget",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="time for all registry lookups (default 10)",
+    )
 
 
 def _chosen(argv: Sequence[str]) -> str | None:
@@ -215,7 +227,8 @@ def _chosen(argv: Sequence[str]) -> str | None:
 
 def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="baseguard", description="Base image policy for Kubernetes: admission webhook, CI checks, audit."
+        prog="baseguard",
+        description="Base image policy for Kubernetes: admission webhook, CI checks, audit.",
     )
     parser.add_argument("--version", action="version", version=f"baseguard {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -223,11 +236,26 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
 
     p = sub.add_parser("check", help="check manifests and Dockerfiles against policies")
     p.add_argument("paths", nargs="+", metavar="PATH", help="manifests, Dockerfiles or folders")
-    p.add_argument("-p", "--policy", action="append", default=[], metavar="POLICY", help="policy file or folder (repeatable)")
-    p.add_argument("--offline", action="store_true", help="no registry lookups; lineage rules are not evaluated")
+    p.add_argument(
+        "-p",
+        "--policy",
+        action="append",
+        default=[],
+        metavar="POLICY",
+        help="policy file or folder (repeatable)",
+    )
+    p.add_argument(
+        "--offline",
+        action="store_true",
+        help="no registry lookups; the lineage rules are not evaluated (the output says so)",
+    )
     p.add_argument("--format", choices=("text", "json"), default="text")
-    p.add_argument("--now", metavar="YYYY-MM-DD", help="judge dates (exceptions, enforceAfter) as of this day")
-    p.add_argument("--namespace", default="default", help="namespace for manifests that name none (default: default)")
+    add_now_option(p)
+    p.add_argument(
+        "--namespace",
+        default="default",
+        help="namespace for manifests that name none (default: default)",
+    )
     _registry_args(p)
     p.set_defaults(func=cmd_check)
 
@@ -236,13 +264,21 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.add_argument("--platform", metavar="OS/ARCH", help="only this platform of an index")
     p.add_argument("--max-depth", type=int, default=4)
-    p.add_argument("--catalog", action="append", default=[], metavar="IMAGE", help="a known base for detection by layers (repeatable)")
+    p.add_argument(
+        "--catalog",
+        action="append",
+        default=[],
+        metavar="IMAGE",
+        help="a known base for detection by layers (repeatable)",
+    )
     _registry_args(p)
     p.set_defaults(func=cmd_lineage)
 
     p = sub.add_parser("policy", help="policy tools")
     psub = p.add_subparsers(dest="policy_command", metavar="SUBCOMMAND", required=True)
-    v = psub.add_parser("validate", help="validate policies against the CRD schema and semantically")
+    v = psub.add_parser(
+        "validate", help="validate policies against the CRD schema and semantically"
+    )
     v.add_argument("paths", nargs="+", metavar="PATH")
     v.set_defaults(func=cmd_policy_validate)
     c = psub.add_parser("crds", help="print the CustomResourceDefinitions")

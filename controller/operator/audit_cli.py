@@ -25,6 +25,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
+from controller.cli.options import add_now_option, add_registry_options, parse_now
 from controller.errors import BaseguardError, InputError
 
 if TYPE_CHECKING:
@@ -59,19 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="POLICY",
         help="judge with these policy files instead of the cluster's (repeatable)",
     )
-    parser.add_argument(
-        "--registry-config",
-        metavar="FILE",
-        help="registries YAML (hosts, insecure, CA, mirrors, credentials)",
-    )
-    parser.add_argument(
-        "--docker-config", metavar="FILE", help="a Docker config.json to read credentials from"
-    )
-    parser.add_argument(
-        "--offline",
-        action="store_true",
-        help="no registry lookups: lineage rules are not evaluated",
-    )
+    add_registry_options(parser)
     parser.add_argument(
         "--no-pull-secrets",
         dest="pull_secrets",
@@ -88,19 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--batch", type=int, default=50, metavar="N", help="objects assessed together (default 50)"
     )
-    parser.add_argument(
-        "--now", metavar="YYYY-MM-DD", help="judge dates (exceptions, enforceAfter) as of this day"
-    )
-
-
-def _now(text: str | None) -> dt.datetime:
-    if text is None:
-        return dt.datetime.now(dt.UTC)
-    try:
-        day = dt.date.fromisoformat(text)
-    except ValueError:
-        raise InputError(f"--now {text!r}: expected a date YYYY-MM-DD") from None
-    return dt.datetime(day.year, day.month, day.day, 12, tzinfo=dt.UTC)
+    add_now_option(parser)
 
 
 def probe_policy() -> CompiledPolicy:
@@ -337,7 +314,7 @@ def run(args: argparse.Namespace) -> int:
     from controller.operator.kube import Kube, KubeError
 
     try:
-        now = _now(args.now)
+        now = parse_now(args.now)
         pattern = args.uses
         if pattern is not None:
             from controller.operator.audit import UsesPattern

@@ -29,16 +29,19 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from controller.certificates import (
+    issue_ca,
+    issue_serving,
+    load_cert,
+    load_key,
+)
 
 CA_CERT = "ca.crt"
 CA_KEY = "ca.key"
@@ -49,7 +52,6 @@ SECRET_TYPE = "kubernetes.io/tls"
 
 #: Issued certificates start this much in the past, so a node whose clock is a
 #: little behind does not see a certificate from the future.
-BACKDATE = dt.timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -120,10 +122,10 @@ class Bundle:
             previous_ca=parts.get(PREVIOUS_CA),
         )
         try:
-            _load_cert(bundle.ca_cert)
-            _load_cert(bundle.cert)
-            _load_key(bundle.ca_key)
-            _load_key(bundle.key)
+            load_cert(bundle.ca_cert)
+            load_cert(bundle.cert)
+            load_key(bundle.ca_key)
+            load_key(bundle.key)
         except ValueError:
             return None
         return bundle
@@ -142,119 +144,18 @@ def service_hosts(service: str, namespace: str) -> tuple[str, ...]:
 # --------------------------------------------------------------------------- issuing
 
 
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
-def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-
-
-def _load_cert(pem: bytes) -> x509.Certificate:
-    return x509.load_pem_x509_certificate(pem)
-
-
-def _load_key(pem: bytes) -> ec.EllipticCurvePrivateKey:
-    key = serialization.load_pem_private_key(pem, password=None)
-    if not isinstance(key, ec.EllipticCurvePrivateKey):
-        raise ValueError("not an EC private key")
-    return key
-
-
-def issue_ca(
-    *, now: dt.datetime, validity: dt.timedelta, name: str = "baseguard webhook CA"
-) -> tuple[bytes, bytes]:
-    """A new self-signed CA: (certificate PEM, key PEM)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = _name(f"{name} {now:%Y-%m-%d}")
-    start = now - BACKDATE
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(now + validity)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    return cert.public_bytes(serialization.Encoding.PEM), _pem_key(key)
-
-
-def issue_serving(
-    *,
-    ca_cert: bytes,
-    ca_key: bytes,
-    hosts: Sequence[str],
-    now: dt.datetime,
-    validity: dt.timedelta,
-) -> tuple[bytes, bytes]:
-    """A serving certificate for ``hosts`` signed by the CA: (certificate PEM, key PEM).
-
-    Never outlives its CA: a certificate valid past its issuer is refused by
-    strict verifiers anyway.
-    """
-    ca = _load_cert(ca_cert)
-    signer = _load_key(ca_key)
-    key = ec.generate_private_key(ec.SECP256R1())
-    names: list[x509.GeneralName] = []
-    for host in hosts:
-        try:
-            names.append(x509.IPAddress(ipaddress.ip_address(host)))
-        except ValueError:
-            names.append(x509.DNSName(host))
-    end = min(now + validity, ca.not_valid_after_utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(hosts[-1] if hosts else "baseguard"))
-        .issuer_name(ca.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - BACKDATE)
-        .not_valid_after(end)
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(signer.public_key()), critical=False
-        )
-        .sign(signer, hashes.SHA256())
-    )
-    return cert.public_bytes(serialization.Encoding.PEM), _pem_key(key)
-
-
 # --------------------------------------------------------------------------- judging
 
 
 def expires(pem: bytes) -> dt.datetime:
     """When a PEM certificate stops being valid."""
-    return _load_cert(pem).not_valid_after_utc
+    return load_cert(pem).not_valid_after_utc
 
 
 def hosts_of(pem: bytes) -> frozenset[str]:
     """The DNS names and IP addresses a certificate is valid for."""
     try:
-        san = _load_cert(pem).extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        san = load_cert(pem).extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         return frozenset()
     out = {str(n) for n in san.get_values_for_type(x509.DNSName)}
@@ -265,7 +166,7 @@ def hosts_of(pem: bytes) -> frozenset[str]:
 def signed_by(cert_pem: bytes, ca_pem: bytes) -> bool:
     """True when ``cert_pem`` was issued by the CA in ``ca_pem`` (signature checked)."""
     try:
-        _load_cert(cert_pem).verify_directly_issued_by(_load_cert(ca_pem))
+        load_cert(cert_pem).verify_directly_issued_by(load_cert(ca_pem))
     except (ValueError, TypeError, InvalidSignature):
         return False
     return True
@@ -282,7 +183,7 @@ def needs_rotation(cert_pem: bytes, now: dt.datetime, *, renew_before: dt.timede
 def _ca_due(ca_pem: bytes, now: dt.datetime) -> bool:
     """A CA with less than a third of its life left is replaced."""
     try:
-        cert = _load_cert(ca_pem)
+        cert = load_cert(ca_pem)
     except ValueError:
         return True
     life = cert.not_valid_after_utc - cert.not_valid_before_utc

@@ -33,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from controller.cli.options import add_registry_options
 from controller.errors import InputError
 from controller.settings import Settings
 
@@ -89,19 +90,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
     reg = parser.add_argument_group("registries")
-    reg.add_argument(
-        "--registry-config",
-        metavar="FILE",
-        help="registries YAML (hosts, insecure, CA, mirrors, credentials)",
-    )
-    reg.add_argument(
-        "--docker-config", metavar="FILE", help="a Docker config.json to read credentials from"
-    )
-    reg.add_argument(
-        "--offline",
-        action="store_true",
-        help="no registry lookups: lineage rules are not evaluated",
-    )
+    add_registry_options(reg)
     reg.add_argument(
         "--no-pull-secrets",
         dest="pull_secrets",

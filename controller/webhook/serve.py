@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from controller.cli.options import add_registry_options
 from controller.errors import InputError
 from controller.policy.store import PolicyStore, Snapshot, policy_key
 from controller.settings import Settings
@@ -52,19 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         required=True,
         help="policy file or folder (repeatable); re-read when it changes",
     )
-    parser.add_argument(
-        "--registry-config",
-        metavar="FILE",
-        help="registries YAML (hosts, insecure, CA, mirrors, credentials)",
-    )
-    parser.add_argument(
-        "--docker-config", metavar="FILE", help="a Docker config.json to read credentials from"
-    )
-    parser.add_argument(
-        "--offline",
-        action="store_true",
-        help="no registry lookups: lineage rules are not evaluated (each answer says so)",
-    )
+    add_registry_options(parser)
     parser.add_argument(
         "--host", default=_DEFAULTS.host, help=f"address to listen on (default {_DEFAULTS.host})"
     )
