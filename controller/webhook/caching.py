@@ -16,11 +16,11 @@ again still costs ~1 ms per image. Two layers of memory remove that:
   snapshot empties it: the policies are compared by identity, and every store
   change publishes a new tuple.
 
-* :meth:`MemoAssessor.recall` / :meth:`~MemoAssessor.remember` hold whole
-  reviews' results under a key the webhook makes from the review's bytes
+* :meth:`MemoAssessor.judged` holds whole reviews' results under a key the
+  webhook makes from the review's bytes
   (:func:`controller.webhook.review.memo_key`), so a repeated review skips
-  even extracting its workload: on a warm cache that was most of a review's
-  cost.
+  even extracting its workload (on a warm cache that was most of a review's
+  cost), and reviews with one key that arrive together are judged once.
 
 Neither remembers a failure: a lookup that failed or ran out of budget is
 asked again by the next review, so a registry that recovers is seen at once.
@@ -44,9 +44,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from controller.assess import Assessor, WorkloadResult
@@ -217,6 +218,7 @@ class MemoAssessor(Assessor):
         self.reviews: _Memo[Hashable, tuple[WorkloadResult, ...]] = _Memo(
             ttl=ttl, max_entries=max_entries, clock=clock
         )
+        self._judging: dict[Hashable, asyncio.Future[list[WorkloadResult]]] = {}
         self._policies: Sequence[CompiledPolicy] | None = None
         self._by_credentials: OrderedDict[frozenset[tuple[str, Credentials]], MemoAssessor] = (
             OrderedDict()
@@ -227,27 +229,49 @@ class MemoAssessor(Assessor):
         if policies is not self._policies:
             self.memo.clear()
             self.reviews.clear()
+            self._judging.clear()  # flights under way finish for their own callers only
             self._policies = policies
 
-    def recall(
-        self, key: Hashable, policies: Sequence[CompiledPolicy]
-    ) -> list[WorkloadResult] | None:
-        """The results remembered for a whole review under ``key`` (made by the caller), if fresh.
+    async def judged(
+        self,
+        key: Hashable,
+        policies: Sequence[CompiledPolicy],
+        judge: Callable[[], Awaitable[list[WorkloadResult]]],
+    ) -> list[WorkloadResult]:
+        """A whole review's results under ``key`` (made by the caller from the review).
 
-        The results' workloads carry the name of the review that was judged
-        first; nothing the webhook answers reads it.
+        Remembered ones if fresh; else those of a review with the same key
+        being judged right now (the pods of a rollout arrive together: one is
+        judged, the others wait for it); else ``judge()``'s, remembered for
+        ``ttl`` when every lookup in them succeeded. The results' workloads
+        carry the name of the review that was judged; nothing the webhook
+        answers reads it.
         """
         self._policies_are(policies)
         found = self.reviews.get(key)
-        return None if found is None else list(found)
+        if found is not None:
+            return list(found)
+        flight = self._judging.get(key)
+        if flight is None:
+            flight = asyncio.ensure_future(judge())
+            self._judging[key] = flight
+            flight.add_done_callback(functools.partial(self._landed, key, policies))
+        return list(await asyncio.shield(flight))  # one caller's timeout is not the others'
 
-    def remember(
-        self, key: Hashable, policies: Sequence[CompiledPolicy], results: Sequence[WorkloadResult]
+    def _landed(
+        self,
+        key: Hashable,
+        policies: Sequence[CompiledPolicy],
+        flight: asyncio.Future[list[WorkloadResult]],
     ) -> None:
-        """Keep a review's results under ``key`` for ``ttl``, when every lookup in them succeeded."""
-        if policies is not self._policies:
-            return  # judged under policies that changed meanwhile
-        if all(lineage_ok(r.facts.lineage) for result in results for r in result.results):
+        if self._judging.get(key) is flight:
+            del self._judging[key]
+        if flight.cancelled() or flight.exception() is not None:
+            return  # a failure is for its callers only, never remembered
+        results = flight.result()
+        if policies is self._policies and all(
+            lineage_ok(r.facts.lineage) for result in results for r in result.results
+        ):
             self.reviews.put(key, tuple(results))
 
     def for_credentials(self, credentials: Mapping[str, Credentials]) -> MemoAssessor:

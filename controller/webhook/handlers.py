@@ -177,31 +177,25 @@ class Admission:
             if found is not None:
                 labels[review.namespace] = found
         now = self.clock()
-        key = None
-        memo = assessor if isinstance(assessor, MemoAssessor) else None
-        if memo is not None:
-            reviewed = rv.memo_key(review)
-            if reviewed is not None:
-                ns_labels = labels.get(review.namespace or "")
-                key = (
-                    reviewed,
-                    None if ns_labels is None else tuple(sorted(ns_labels.items())),
-                    now.date(),
-                )
-                remembered = memo.recall(key, policies)
-                if remembered is not None:
-                    return remembered
-        workloads = rv.workloads_of(review)
-        if any(w.images for w in workloads):
+
+        async def judge() -> list[WorkloadResult]:
+            workloads = rv.workloads_of(review)
+            if not any(w.images for w in workloads):
+                return []
             left = max(budget - (time.perf_counter() - started), 0.0)
-            results = await assessor.assess(
+            return await assessor.assess(
                 workloads, policies, now=now, namespace_labels=labels, budget=left
             )
-        else:
-            results = []
-        if memo is not None and key is not None:
-            memo.remember(key, policies, results)
-        return results
+
+        if not isinstance(assessor, MemoAssessor) or (reviewed := rv.memo_key(review)) is None:
+            return await judge()
+        ns_labels = labels.get(review.namespace or "")
+        key = (
+            reviewed,
+            None if ns_labels is None else tuple(sorted(ns_labels.items())),
+            now.date(),
+        )
+        return await assessor.judged(key, policies, judge)
 
     async def _credentials(
         self, review: Review, budget: float, started: float

@@ -97,6 +97,8 @@ def _entry(key: Any, value: Any, depth: int) -> Any:
 _ORJSON_OPTIONS = (
     orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
 )
+#: For :func:`_clean_line`: string keys only, and dataclasses and datetimes to ``default``.
+_PLAIN_OPTIONS = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
 
 
 class JsonFormatter(logging.Formatter):
@@ -129,6 +131,16 @@ class JsonFormatter(logging.Formatter):
             "msg": redact(record.getMessage()),
         }
         fields = getattr(record, "fields", None)
+        if type(fields) is dict and not record.exc_info:
+            line = _clean_line(out, fields)
+            if line is not None:
+                return line
+        return self.format_scrubbed(record, out, fields)
+
+    def format_scrubbed(
+        self, record: logging.LogRecord, out: dict[str, Any], fields: object
+    ) -> str:
+        """The line with every field scrubbed one by one (:func:`_scrub`)."""
         if isinstance(fields, Mapping):
             for key, value in fields.items():  # _entry(), inlined: a dozen fields per review
                 name = key if type(key) is str else str(key)
@@ -147,6 +159,37 @@ class JsonFormatter(logging.Formatter):
             return orjson.dumps(out, default=str, option=_ORJSON_OPTIONS).decode()
         except TypeError:  # what orjson cannot write (a tuple as a key): json's way
             return json.dumps(out, default=str, ensure_ascii=False, separators=(",", ":"))
+
+
+def _not_plain(value: object) -> Any:
+    raise TypeError  # leaves the line to JsonFormatter.format_scrubbed
+
+
+def _clean_line(out: dict[str, Any], fields: dict[Any, Any]) -> str | None:
+    """The whole line at once, when scrubbing it field by field could change nothing; else ``None``.
+
+    Scrubbing changes a string only if it holds a hint word (:data:`_HINTS`),
+    and masks a key only if its name holds one (every name in
+    :data:`_SECRET_KEYS` does). orjson writes letters, ``:`` and ``/`` as
+    they are, so a hint anywhere in the fields shows in the written line.
+    A line without one is the answer as it stands: written with orjson in
+    one call, then searched once. Anything unusual goes the long way: a field
+    named like a base key (``ts``, ``msg``), a key that is not a string, or
+    a value orjson would not write as plain JSON (``_not_plain``: a Mapping
+    that is not a dict, a set, a dataclass, a datetime).
+    """
+    merged = {**out, **fields}
+    if len(merged) != len(out) + len(fields):
+        return None
+    try:
+        line = orjson.dumps(merged, default=_not_plain, option=_PLAIN_OPTIONS).decode()
+    except TypeError:
+        return None
+    lowered = line.lower()
+    for hint in _HINTS:
+        if hint in lowered:
+            return None
+    return line
 
 
 def info(logger: logging.Logger, msg: str, fields: Mapping[str, Any]) -> None:

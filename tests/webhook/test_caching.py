@@ -15,7 +15,7 @@ from support.images import layer
 from support.registry import RegistryProcess, free_port
 from webhook.webhook_support import DATA, default_docs, fixture, policy_doc, set_images
 
-from controller.assess import Assessor
+from controller.assess import Assessor, WorkloadResult
 from controller.policy.compile import compile_policy
 from controller.reference import parse
 from controller.registry import media
@@ -287,3 +287,31 @@ def test_an_update_is_keyed_by_its_old_object_too_and_a_delete_not_at_all() -> N
     built = parse_review(json.dumps(fixture("deployment-create.json")))
     built.object = {**(built.object or {}), "status": {"replicas": 2**70}}  # not from JSON
     assert memo_key(built) is None  # orjson cannot write it: not remembered
+
+
+class Slow(MemoAssessor):
+    """A MemoAssessor whose judging takes a while, as a registry lookup would; counts judgings."""
+
+    judgings = 0
+
+    async def assess(self, *args: Any, **kwargs: Any) -> list[WorkloadResult]:
+        self.judgings += 1
+        await asyncio.sleep(0.1)
+        return await super().assess(*args, **kwargs)
+
+
+async def test_reviews_that_arrive_together_are_judged_once(start_webhook: Any) -> None:
+    assessor = Slow(None, ttl=0)  # nothing remembered: only the sharing is at work
+    hook = await start_webhook(assessor=assessor)
+    reviews = []
+    for i in range(8):
+        review = fixture("pod-create-generated.json")
+        review["request"]["uid"] = f"uid-{i}"
+        reviews.append(review)
+    answers = await asyncio.gather(*(hook.response(r) for r in reviews))
+    assert assessor.judgings == 1
+    assert [a["uid"] for a in answers] == [f"uid-{i}" for i in range(8)]
+    assert all({**a, "uid": ""} == {**answers[0], "uid": ""} for a in answers)
+    assert answers[0]["allowed"] is False
+    await hook.response(reviews[0])  # judged, not remembered (ttl 0)
+    assert assessor.judgings == 2

@@ -6,9 +6,12 @@ import datetime as dt
 import io
 import json
 import logging
+from types import MappingProxyType
 from typing import Any
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 from webhook.webhook_support import StartWebhook, fixture
 
 from controller.registry.config import Credentials
@@ -104,3 +107,51 @@ def test_objects_in_fields_are_written_as_their_str_never_field_by_field(lines: 
     (line,) = lines()
     assert line["creds"] == str(creds) and "hunter2" not in json.dumps(line)
     assert (line["3"], line["when"], line["msg"]) == ("three", "2025-06-01", "odd fields")
+
+
+def test_every_secret_key_holds_a_hint_word() -> None:
+    """What lets a line without a hint word skip scrubbing field by field."""
+    assert all(any(hint in key for hint in logs._HINTS) for key in logs._SECRET_KEYS)
+
+
+_TEXT = st.one_of(
+    st.lists(
+        st.sampled_from(["a", "Auth", "PASS", "toKen", "sec", "ret", ":", "=", "/", "@", "://",
+                         " ", "bearer ", '"', "\\", "é", "\u212a", "x"]),
+        max_size=8,
+    ).map("".join),
+    st.sampled_from(["https://bob:hunter2@example.com/v2/", "token=abc", "password: x"]),
+)  # fmt: skip
+_KEYS = st.one_of(
+    _TEXT, st.sampled_from(["msg", "ts", "Password", "token", "uid", "passwd"]), st.integers(0, 3)
+)
+_VALUES = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), _TEXT,
+              st.just(Credentials("bob", "hunter2")), st.just(dt.date(2025, 6, 1))),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.tuples(inner), st.frozensets(st.integers(), max_size=2),
+        st.dictionaries(_KEYS, inner, max_size=3),
+        st.dictionaries(_TEXT, inner, max_size=2).map(MappingProxyType),
+    ),
+    max_leaves=8,
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(fields=st.dictionaries(_KEYS, _VALUES, max_size=5))
+@example(fields={"registry": "https://bob:hunter2@example.com/v2/"})
+@example(fields={"msg": "not the message", "uid": "u-1"})
+@example(fields={"Password": "hunter2", "nested": {"TOKEN": 7}})
+@example(fields={3: "three", "3": "another three"})
+@example(fields={"labels": MappingProxyType({"a": "b"}), "ids": frozenset({1})})
+def test_a_line_written_at_once_is_the_line_scrubbed_field_by_field(fields: dict[Any, Any]) -> None:
+    formatter = logs.JsonFormatter()
+    record = logging.LogRecord("baseguard.webhook", logging.INFO, "", 0, "decision", (), None)
+    record.fields = fields
+    base = {
+        "ts": formatter._timestamp(record.created),
+        "level": "info",
+        "logger": "baseguard.webhook",
+        "msg": "decision",
+    }
+    assert formatter.format(record) == formatter.format_scrubbed(record, base, fields)
