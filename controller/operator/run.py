@@ -501,7 +501,7 @@ def run(args: argparse.Namespace) -> int:
     from controller.webhook import logs
 
     settings = settings_from(args)
-    handler = logs.configure(level=settings.log_level)
+    handler = logs.configure(level=settings.log_level, batched=True)
     # kopf logs every handler call ("Handler '…' succeeded.") at INFO: one line per watch
     # event would drown the decision log. Its warnings and errors still come through.
     chatty = logging.getLogger("kopf.objects")

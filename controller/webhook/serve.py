@@ -403,7 +403,7 @@ def run(args: argparse.Namespace) -> int:
     from controller.webhook import logs
 
     settings = settings_from(args)
-    handler = logs.configure(level=settings.log_level)
+    handler = logs.configure(level=settings.log_level, batched=True)
     try:
         return asyncio.run(_serve(args, settings))
     except InputError as exc:
