@@ -9,7 +9,6 @@ the registry tests are skipped locally and FAIL under ``CI=true``.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import shutil
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -18,6 +17,7 @@ from typing import Any
 import pytest
 from support.credentials import IDENTITY_TOKEN, TLS_USER, TOKEN_USER
 from support.faulty_proxy import FaultyProxy
+from support.preconditions import unavailable
 from support.registry import INSTALL_HINT, RegistryProcess, registry_binary, start_registry
 from support.token_server import TokenServer
 
@@ -35,10 +35,7 @@ def require_registry_binary(*, htpasswd: bool = False) -> None:
         missing.append("htpasswd is not installed: apt-get install apache2-utils")
     if not missing:
         return
-    message = "; ".join(missing)
-    if os.environ.get("CI") == "true":
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
+    unavailable("; ".join(missing))
 
 
 @pytest.fixture(scope="session")

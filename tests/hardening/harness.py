@@ -12,8 +12,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-import pytest
 from support.images import Pushed, layer
+from support.preconditions import unavailable
 from support.registry import RegistryProcess
 from webhook.webhook_support import fixture, set_images
 
@@ -136,7 +136,7 @@ def listen_on(host: str, family: socket.AddressFamily = socket.AF_INET) -> Liste
     try:
         return Listener(host, family=family)
     except OSError as exc:  # pragma: no cover - depends on the host's loopback setup
-        pytest.skip(f"cannot listen on {host}: {exc}")
+        unavailable(f"cannot listen on {host}: {exc} (the SSRF tests need a loopback listener)")
 
 
 class BlackHole:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from support.faulty_proxy import FaultyProxy
 from support.images import layer
+from support.preconditions import unavailable
 
 from controller.errors import LookupFailed
 from controller.reference import parse
@@ -83,7 +84,7 @@ def listener_127_0_0_2() -> Iterator[tuple[str, list[object]]]:
     try:
         sock.bind(("127.0.0.2", 0))
     except OSError as exc:  # pragma: no cover - depends on the host's loopback setup
-        pytest.skip(f"cannot bind 127.0.0.2: {exc}")
+        unavailable(f"cannot bind 127.0.0.2: {exc} (the SSRF tests need a loopback listener)")
     sock.listen(8)
     sock.settimeout(0.1)
     accepted: list[object] = []
