@@ -1,7 +1,8 @@
 """Registry authentication: ``WWW-Authenticate`` challenges, bearer tokens, basic credentials.
 
-The HTTP round trips live in :mod:`controller.registry.client` (they share its
-limits, TLS and address checks); this module decides *what* to send.
+The handshake lives in :mod:`controller.registry.client` and the round trips in
+:mod:`controller.registry.transport` (one set of limits, TLS and address
+checks for every request); this module decides *what* to send.
 
 Decisions worth knowing:
 

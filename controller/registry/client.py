@@ -1,6 +1,6 @@
 """The async OCI registry client every lookup goes through.
 
-One aiohttp session per client (created lazily inside the running loop), one
+One transport (session, limits) per client and its views, one
 :class:`RegistryCache`, per-host concurrency limits and per-request timeouts.
 Every answer is checked before anyone reads it: bodies are size-capped while
 they stream, manifests and configs are hashed against their digest, and the
@@ -24,67 +24,49 @@ reveal is lineage metadata, not layers, and the kubelet still needs its own
 credentials to pull). Failures and tokens are kept per credential set, so an
 anonymous 401 never blocks a lookup that has credentials.
 
-Where requests may go (SPEC §9):
-
-- only the image's registry, its configured mirrors, the bearer realm that
-  registry names, and, for blob GETs only, the storage host of a 307;
-  manifests and tokens follow redirects on the same host only;
-- ``http://`` only for hosts configured ``insecure`` (no https → http
-  downgrade on redirects);
-- a host that is an IP literal or resolves to a non-public address only when
-  it is configured explicitly (:mod:`controller.registry.addresses`).
+How requests travel (session, limits, TLS, the address guard, redirects, the
+error table, scrubbing) is :mod:`controller.registry.transport`; this module
+keeps the operations, their caching and the authentication handshake.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import logging
-import time
-from collections import Counter
-from collections.abc import Awaitable, Callable, Hashable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass
+from typing import TypeVar
 
-import aiohttp
-from multidict import CIMultiDictProxy
 from yarl import URL
 
-from controller import __version__
 from controller.errors import LookupFailed
 from controller.reference import Reference
 from controller.registry import auth, media
-from controller.registry.addresses import (
-    GuardedResolver,
-    PrivateAddressError,
-    address_verdict,
-    split_hostport,
-)
-from controller.registry.cache import RegistryCache, TTLMap
-from controller.registry.config import DOCKER_HUB, DOCKER_HUB_API, RegistryConfig, RegistryHost
+from controller.registry.cache import RegistryCache
+from controller.registry.config import RegistryConfig, RegistryHost
 from controller.registry.media import ImageConfig, ImageIndex, ImageManifest
+from controller.registry.transport import (
+    KIND_BLOB,
+    KIND_MANIFEST,
+    KIND_PING,
+    KIND_TOKEN,
+    MAX_ERROR_BODY,
+    MAX_TOKEN_BODY,
+    Reply,
+    RequestStats,
+    Transport,
+    hostport,
+    mib,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-MAX_REDIRECTS = 3
-MAX_ERROR_BODY = 64 * 1024
-MAX_TOKEN_BODY = 1024 * 1024
-REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 #: HEAD answers that mean "ask with GET instead" (a HEAD 404 has no body to tell why).
 HEAD_FALLBACK_STATUSES = frozenset({404, 405, 501})
-ADDRESS_VERDICT_TTL = 10.0
-USER_AGENT = f"baseguard/{__version__}"
 
-KIND_MANIFEST = "manifest"
-KIND_BLOB = "blob"
-KIND_TOKEN = "token"
-KIND_PING = "ping"
-
-
-def _mib(n: int) -> str:
-    return f"{n / (1024 * 1024):g} MiB"
+__all__ = ["Fetched", "RegistryClient", "RequestStats"]
 
 
 # ------------------------------------------------------------------ public data
@@ -101,57 +83,7 @@ class Fetched:
     size: int
 
 
-@dataclass
-class RequestStats:
-    """Counters the bench and the webhook metrics read. Plain ints: one loop, no locks."""
-
-    total: int = 0
-    by_kind: Counter[tuple[str, str]] = field(default_factory=Counter)  # (method, kind)
-    by_host: Counter[str] = field(default_factory=Counter)
-    by_status: Counter[int] = field(default_factory=Counter)
-    cache_hits: int = 0  # answered from cache (content, tag, or a remembered failure)
-    cache_misses: int = 0  # had to ask (or join someone asking)
-    coalesced: int = 0  # joined an identical request already in flight
-
-    def count(self, method: str, kind: str, host: str) -> None:
-        self.total += 1
-        self.by_kind[(method, kind)] += 1
-        self.by_host[host] += 1
-
-    def requests(self, method: str | None = None, kind: str | None = None) -> int:
-        return sum(
-            n
-            for (m, k), n in self.by_kind.items()
-            if (method is None or m == method) and (kind is None or k == kind)
-        )
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "total": self.total,
-            "by_kind": {f"{m} {k}": n for (m, k), n in sorted(self.by_kind.items())},
-            "cache_hits": self.cache_hits,
-            "cache_misses": self.cache_misses,
-            "coalesced": self.coalesced,
-        }
-
-
 # ------------------------------------------------------------------ internals
-
-
-@dataclass(frozen=True)
-class _Reply:
-    status: int
-    headers: CIMultiDictProxy[str]
-    body: bytes
-    host: str  # host[:port] that answered
-    url: URL
-
-
-def _hostport(url: URL) -> str:
-    host = url.host or ""
-    if ":" in host:
-        host = f"[{host}]"
-    return f"{host}:{url.explicit_port}" if url.explicit_port is not None else host
 
 
 def _hash(body: bytes, algorithm: str) -> str:
@@ -174,51 +106,14 @@ def _valid_digest(value: str | None) -> bool:
     )
 
 
-def _error_detail(body: bytes) -> tuple[str | None, str | None]:
-    """``{"errors":[{"code","message"}]}`` → (code, message); unknown codes stay as sent."""
-    import json
-
-    try:
-        obj = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        return None, None
-    errors = obj.get("errors") if isinstance(obj, dict) else None
-    if not isinstance(errors, list) or not errors or not isinstance(errors[0], dict):
-        return None, None
-    code, message = errors[0].get("code"), errors[0].get("message")
-    return (
-        str(code) if isinstance(code, str) and code else "UNKNOWN",
-        str(message)[:200] if isinstance(message, str) else None,
-    )
-
-
-def _retry_after(headers: CIMultiDictProxy[str]) -> float | None:
-    value = headers.get("Retry-After", "")
-    try:
-        seconds = float(value)
-    except ValueError:
-        return None
-    return seconds if seconds >= 0 else None
-
-
 class _Shared:
     """State a client shares with the views :meth:`RegistryClient.with_config` makes."""
 
     def __init__(self, cache: RegistryCache) -> None:
         self.cache = cache
         self.tokens = auth.TokenCache(clock=cache.clock)
-        self.stats = RequestStats()
-        self.session: aiohttp.ClientSession | None = None
-        self.semaphores: dict[str, asyncio.Semaphore] = {}
-        self.ssl_contexts: dict[str | None, Any] = {}
         self.challenges: dict[str, auth.Challenge] = {}
-        self.explicit_names: set[str] = set()
-        self.address_verdicts: TTLMap[str, str] = TTLMap(
-            ttl=ADDRESS_VERDICT_TTL, clock=cache.clock, max_entries=10_000
-        )
-
-    def allow_name(self, host: str) -> bool:
-        return host in self.explicit_names
+        self.transport = Transport(clock=cache.clock)
 
 
 # ------------------------------------------------------------------ the client
@@ -235,7 +130,8 @@ class RegistryClient:
     def __init__(self, config: RegistryConfig, *, cache: RegistryCache | None = None) -> None:
         self._config = config
         self._shared = _Shared(cache if cache is not None else RegistryCache())
-        self._register_names(config)
+        self._transport = self._shared.transport
+        self._transport.register(config)
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -244,16 +140,9 @@ class RegistryClient:
         view = object.__new__(RegistryClient)
         view._config = config
         view._shared = self._shared
-        view._register_names(config)
+        view._transport = self._shared.transport
+        view._transport.register(config)
         return view
-
-    def _register_names(self, config: RegistryConfig) -> None:
-        names = self._shared.explicit_names
-        for entry in config.hosts.values():
-            for hostport in (entry.host, *entry.mirrors):
-                names.add(split_hostport(hostport)[0])
-            if entry.host == DOCKER_HUB:
-                names.add(DOCKER_HUB_API)
 
     @property
     def config(self) -> RegistryConfig:
@@ -265,37 +154,19 @@ class RegistryClient:
 
     @property
     def stats(self) -> RequestStats:
-        self._shared.stats.coalesced = self._shared.cache.flights.joined
-        return self._shared.stats
+        stats = self._transport.stats
+        stats.coalesced = self._shared.cache.flights.joined
+        return stats
 
     async def close(self) -> None:
         self._shared.cache.flights.cancel_all()
-        session, self._shared.session = self._shared.session, None
-        if session is not None:
-            await session.close()
+        await self._transport.close()
 
     async def __aenter__(self) -> RegistryClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
-
-    def _session(self) -> aiohttp.ClientSession:
-        session = self._shared.session
-        if session is None or session.closed:
-            connector = aiohttp.TCPConnector(
-                resolver=GuardedResolver(self._shared.allow_name),
-                ttl_dns_cache=int(ADDRESS_VERDICT_TTL),
-                limit=256,
-            )
-            session = aiohttp.ClientSession(
-                connector=connector,
-                cookie_jar=aiohttp.DummyCookieJar(),
-                trust_env=False,
-                headers={"User-Agent": USER_AGENT},
-            )
-            self._shared.session = session
-        return session
 
     # -- public operations ----------------------------------------------------------
 
@@ -334,11 +205,11 @@ class RegistryClient:
         tag = ref.effective_tag or "latest"
         known = self.cache.get_tag(self._tag_key(ref, tag))
         if known is not None:
-            self._shared.stats.cache_hits += 1
+            self._transport.stats.cache_hits += 1
             return known
         fetching = self.cache.flights.pending(self._tag_flight(ref, tag))
         if fetching is not None:  # a GET of this tag is under way: its digest answers us too
-            self._shared.stats.coalesced += 1
+            self._transport.stats.coalesced += 1
             fetched: Fetched = await asyncio.shield(fetching)
             return fetched.digest
         return await self._flight(
@@ -354,11 +225,11 @@ class RegistryClient:
         if desc.size > media.MAX_BODY:
             raise LookupFailed(
                 f"image config {desc.digest} of {ref.name} is {desc.size} bytes: "
-                f"config over {_mib(media.MAX_BODY)} refused"
+                f"config over {mib(media.MAX_BODY)} refused"
             )
         cached = self.cache.get_content("config", desc.digest)
         if isinstance(cached, ImageConfig):
-            self._shared.stats.cache_hits += 1
+            self._transport.stats.cache_hits += 1
             return cached
         return await self._flight(
             ("config", ref.registry, ref.repository, desc.digest, self._fp(ref)),
@@ -368,12 +239,12 @@ class RegistryClient:
     async def ping(self, registry: str) -> None:
         """``GET /v2/``: reachable when it answers 200 or 401 (auth comes per repository)."""
         entry = self._config.host(registry)
-        reply = await self._send_hops(
-            entry, "GET", self._url(entry, "/v2/"), KIND_PING, authorization=None, accept=None,
+        reply = await self._transport.send_hops(
+            self._config, entry, "GET", self._url(entry, "/v2/"), KIND_PING, authorization=None, accept=None,
             limit=MAX_ERROR_BODY,
         )
         if reply.status not in (200, 401):
-            raise self._http_error(reply, "GET", "/v2/", f"registry {entry.host}")
+            raise self._transport.http_error(self._config, reply, "GET", "/v2/", f"registry {entry.host}")
 
     # -- caching plumbing -------------------------------------------------------------
 
@@ -392,9 +263,9 @@ class RegistryClient:
         try:
             cache.check_failure(key)
         except LookupFailed:
-            self._shared.stats.cache_hits += 1
+            self._transport.stats.cache_hits += 1
             raise
-        self._shared.stats.cache_misses += 1
+        self._transport.stats.cache_misses += 1
 
         async def remembered() -> T:
             try:
@@ -425,7 +296,7 @@ class RegistryClient:
             raise LookupFailed(f"{ref.name}@{digest}: unsupported or malformed digest")
         cached = self.cache.get_content("manifest", digest)
         if isinstance(cached, _CachedManifest):
-            self._shared.stats.cache_hits += 1
+            self._transport.stats.cache_hits += 1
             return cached.fetched(ref)
         return await self._flight(
             ("manifest", ref.registry, ref.repository, digest, self._fp(ref)),
@@ -440,7 +311,7 @@ class RegistryClient:
         what = f"{ref.name}@{digest}"
         reply = await self._call(entry, "GET", path, KIND_MANIFEST, ref.repository, what, accept=media.ACCEPT)
         if reply.status != 200:
-            raise self._http_error(reply, "GET", path, what)
+            raise self._transport.http_error(self._config, reply, "GET", path, what)
         actual = _hash(reply.body, digest.partition(":")[0])
         if actual != digest:
             raise LookupFailed(
@@ -454,7 +325,7 @@ class RegistryClient:
         what = f"{ref.name}:{tag}"
         reply = await self._call(entry, "GET", path, KIND_MANIFEST, ref.repository, what, accept=media.ACCEPT)
         if reply.status != 200:
-            raise self._http_error(reply, "GET", path, what)
+            raise self._transport.http_error(self._config, reply, "GET", path, what)
         header = reply.headers.get("Docker-Content-Digest")
         digest = _hash(reply.body, "sha256")
         if header and _valid_digest(header):
@@ -470,7 +341,7 @@ class RegistryClient:
         self.cache.put_tag(self._tag_key(ref, tag), digest)
         return fetched
 
-    def _store_manifest(self, ref: Reference, digest: str, reply: _Reply, what: str) -> Fetched:
+    def _store_manifest(self, ref: Reference, digest: str, reply: Reply, what: str) -> Fetched:
         try:
             manifest = media.parse_manifest(reply.body, reply.headers.get("Content-Type"))
         except LookupFailed as exc:
@@ -490,13 +361,13 @@ class RegistryClient:
             assert header is not None
             length = reply.headers.get("Content-Length", "")
             if length.isdigit() and int(length) > media.MAX_BODY:
-                raise LookupFailed(f"{what}: manifest over {_mib(media.MAX_BODY)} refused ({length} bytes)")
+                raise LookupFailed(f"{what}: manifest over {mib(media.MAX_BODY)} refused ({length} bytes)")
             self.cache.put_tag(self._tag_key(ref, tag), header)
             return header
         if reply.status == 200 or reply.status in HEAD_FALLBACK_STATUSES:
             fetched = await self._get_manifest_by_tag(entry, ref, tag)
             return fetched.digest
-        raise self._http_error(reply, "HEAD", path, what)
+        raise self._transport.http_error(self._config, reply, "HEAD", path, what)
 
     # -- configs ------------------------------------------------------------------------
 
@@ -505,7 +376,7 @@ class RegistryClient:
         what = f"image config {digest} of {ref.name}"
         reply = await self._call(entry, "GET", path, KIND_BLOB, ref.repository, what, accept=None)
         if reply.status != 200:
-            raise self._http_error(reply, "GET", path, what)
+            raise self._transport.http_error(self._config, reply, "GET", path, what)
         actual = _hash(reply.body, digest.partition(":")[0])
         if actual != digest:
             raise LookupFailed(
@@ -526,16 +397,6 @@ class RegistryClient:
     def _url(self, entry: RegistryHost, path: str) -> URL:
         scheme = "http" if entry.insecure else "https"
         return URL(f"{scheme}://{entry.api_host}{path}", encoded=True)
-
-    def _semaphore(self, api_host: str, entry: RegistryHost) -> asyncio.Semaphore:
-        sem = self._shared.semaphores.get(api_host)
-        if sem is None:
-            limit = entry.max_concurrency or self._config.max_concurrency
-            sem = self._shared.semaphores[api_host] = asyncio.Semaphore(limit)
-        return sem
-
-    def _timeout(self, entry: RegistryHost) -> float:
-        return entry.timeout if entry.timeout is not None else self._config.timeout
 
     def _preemptive(self, entry: RegistryHost, repository: str) -> tuple[str | None, bool]:
         """(Authorization to send up front, whether it is a cached bearer token)."""
@@ -560,7 +421,7 @@ class RegistryClient:
         what: str,
         *,
         accept: str | None,
-    ) -> _Reply:
+    ) -> Reply:
         """One request to a registry host with at most one authentication round.
 
         401 → answer the challenge (fetch a token or use basic credentials) →
@@ -568,10 +429,10 @@ class RegistryClient:
         """
         creds = entry.credentials
         url = self._url(entry, path)
-        async with self._semaphore(entry.api_host, entry):
+        async with self._transport.slot(self._config, entry):
             authorization, cached_token = self._preemptive(entry, repository)
-            reply = await self._send_hops(
-                entry, method, url, kind, authorization=authorization, accept=accept, limit=media.MAX_BODY
+            reply = await self._transport.send_hops(
+                self._config, entry, method, url, kind, authorization=authorization, accept=accept, limit=media.MAX_BODY
             )
             if reply.status != 401:
                 return reply
@@ -582,7 +443,7 @@ class RegistryClient:
                 )
             challenge = auth.pick_challenge(reply.headers.get("WWW-Authenticate"))
             if challenge is None:
-                raise self._http_error(reply, method, path, what)
+                raise self._transport.http_error(self._config, reply, method, path, what)
             self._shared.challenges[entry.api_host] = challenge
             if challenge.scheme == "basic":
                 if not creds.has_basic:
@@ -597,8 +458,8 @@ class RegistryClient:
                         context={"registry": entry.api_host, "status": 401, "code": "UNAUTHORIZED"},
                     )
                 authorization = auth.basic_authorization(creds)
-                reply = await self._send_hops(
-                    entry, method, url, kind, authorization=authorization, accept=accept, limit=media.MAX_BODY
+                reply = await self._transport.send_hops(
+                    self._config, entry, method, url, kind, authorization=authorization, accept=accept, limit=media.MAX_BODY
                 )
                 if reply.status == 401:
                     raise LookupFailed(
@@ -613,8 +474,8 @@ class RegistryClient:
             if cached_token:
                 self._shared.tokens.discard(key)
             token = await self._token(entry, challenge, scope)
-            reply = await self._send_hops(
-                entry, method, url, kind, authorization=f"Bearer {token.value}", accept=accept,
+            reply = await self._transport.send_hops(
+                self._config, entry, method, url, kind, authorization=f"Bearer {token.value}", accept=accept,
                 limit=media.MAX_BODY,
             )
             if reply.status == 401:
@@ -622,7 +483,7 @@ class RegistryClient:
                 raise self._refused(entry, reply, scope)
             return reply
 
-    def _refused(self, entry: RegistryHost, reply: _Reply, scope: str) -> LookupFailed:
+    def _refused(self, entry: RegistryHost, reply: Reply, scope: str) -> LookupFailed:
         challenge = auth.pick_challenge(reply.headers.get("WWW-Authenticate"))
         detail = f": {challenge.error} for {scope}" if challenge and challenge.error else ""
         return LookupFailed(
@@ -658,7 +519,7 @@ class RegistryClient:
                 f"registry {entry.api_host} named an unusable token realm {request.url!r}",
                 context={"registry": entry.api_host, "code": "TOKEN"},
             )
-        realm_host = _hostport(realm)
+        realm_host = hostport(realm)
         if realm.scheme == "http" and not (
             self._config.host(realm_host).insecure or (realm_host == entry.api_host and entry.insecure)
         ):
@@ -669,7 +530,8 @@ class RegistryClient:
             )
         if request.params:
             realm = realm.extend_query(list(request.params))
-        reply = await self._send_hops(
+        reply = await self._transport.send_hops(
+            self._config,
             entry,
             request.method,
             realm,
@@ -692,231 +554,6 @@ class RegistryClient:
             )
         return auth.parse_token_response(reply.body, now=self.cache.clock(), where=realm_host)
 
-    def _explicit(self, hostport: str) -> bool:
-        if self._config.is_explicit(hostport):
-            return True
-        return hostport == DOCKER_HUB_API and self._config.is_explicit(DOCKER_HUB)
-
-    async def _check_address(self, hostport: str) -> None:
-        """Refuse hosts that are, or resolve to, non-public addresses unless configured."""
-        if self._explicit(hostport):
-            return
-        host, port = split_hostport(hostport)
-        verdict = self._shared.address_verdicts.get(host)
-        if verdict is None:
-            verdict = await address_verdict(host, port)
-            self._shared.address_verdicts.put(host, verdict)
-        if verdict:
-            raise LookupFailed(
-                f"registry host {hostport} {verdict}; configure it explicitly to allow",
-                context={"registry": hostport, "code": "PRIVATE_ADDRESS"},
-            )
-
-    def _ssl_for(self, hostport: str) -> Any:
-        ca_file = self._config.host(hostport).ca_file
-        ctx = self._shared.ssl_contexts.get(ca_file)
-        if ctx is None:
-            import ssl
-
-            ctx = ssl.create_default_context()
-            if ca_file is not None:
-                ctx.load_verify_locations(cafile=ca_file)
-            self._shared.ssl_contexts[ca_file] = ctx
-        return ctx
-
-    def _insecure_ok(self, hostport: str) -> bool:
-        return self._config.host(hostport).insecure
-
-    async def _send_hops(
-        self,
-        entry: RegistryHost,
-        method: str,
-        url: URL,
-        kind: str,
-        *,
-        authorization: str | None,
-        accept: str | None,
-        limit: int,
-        form: Mapping[str, str] | None = None,
-    ) -> _Reply:
-        """Send, following at most :data:`MAX_REDIRECTS` redirects under the rules above."""
-        timeout = self._timeout(entry)
-        origin = url
-        for hop in range(MAX_REDIRECTS + 1):
-            hostport = _hostport(url)
-            await self._check_address(hostport)
-            reply = await self._send(
-                method, url, kind, hostport, authorization=authorization, accept=accept,
-                limit=limit, budget=timeout, form=form,
-            )
-            if reply.status not in REDIRECT_STATUSES:
-                return reply
-            where = f"{_hostport(origin)} {method} {origin.path}"
-            if hop == MAX_REDIRECTS:
-                raise LookupFailed(
-                    f"too many redirects ({where})", context={"registry": hostport, "code": "REDIRECT"}
-                )
-            location = reply.headers.get("Location")
-            if not location:
-                raise LookupFailed(
-                    f"redirect without a Location ({where})", context={"registry": hostport, "code": "REDIRECT"}
-                )
-            target = url.join(URL(location, encoded=True))  # keep signed storage URLs byte-exact
-            target_host = _hostport(target)
-            if target.scheme not in ("http", "https") or not target.host:
-                raise LookupFailed(
-                    f"redirect to an unusable URL refused ({where})", context={"registry": hostport, "code": "REDIRECT"}
-                )
-            if target.scheme == "http" and url.scheme == "https" and not self._insecure_ok(target_host):
-                raise LookupFailed(
-                    f"redirect from https to plain http://{target_host} refused ({where})",
-                    context={"registry": hostport, "code": "REDIRECT"},
-                )
-            if (target.scheme, target_host) != (url.scheme, hostport):
-                if kind != KIND_BLOB:
-                    raise LookupFailed(
-                        f"registry {hostport} redirected a {kind} request to another host "
-                        f"({target_host}); refused ({where})",
-                        context={"registry": hostport, "code": "REDIRECT"},
-                    )
-                authorization = None  # never forward credentials to storage
-            if reply.status == 303:
-                method = "GET"
-            url = target
-        raise AssertionError("unreachable")
-
-    async def _send(
-        self,
-        method: str,
-        url: URL,
-        kind: str,
-        hostport: str,
-        *,
-        authorization: str | None,
-        accept: str | None,
-        limit: int,
-        budget: float,
-        form: Mapping[str, str] | None,
-    ) -> _Reply:
-        headers: dict[str, str] = {}
-        if accept:
-            headers["Accept"] = accept
-        if authorization:
-            headers["Authorization"] = authorization
-        where = f"{method} {url.path}"
-        self._shared.stats.count(method, kind, hostport)
-        started = time.monotonic()
-        session = self._session()
-        try:
-            async with asyncio.timeout(budget):
-                async with session.request(
-                    method,
-                    url,
-                    headers=headers,
-                    data=dict(form) if form is not None else None,
-                    allow_redirects=False,
-                    ssl=self._ssl_for(hostport) if url.scheme == "https" else True,
-                    timeout=aiohttp.ClientTimeout(total=None, sock_connect=budget, sock_read=budget),
-                ) as resp:
-                    if method == "HEAD":
-                        body = b""
-                    elif resp.status == 200:
-                        body = await _read_capped(resp, limit, kind, hostport, where)
-                    else:
-                        body = await _read_prefix(resp, MAX_ERROR_BODY)
-                    reply = _Reply(resp.status, resp.headers, body, hostport, url)
-        except TimeoutError:
-            raise LookupFailed(
-                f"registry {hostport} did not answer within {budget:g}s ({where})",
-                context={"registry": hostport, "code": "TIMEOUT"},
-            ) from None
-        except aiohttp.ClientConnectorCertificateError as exc:
-            raise LookupFailed(
-                f"TLS verification failed for registry {hostport}: {exc.certificate_error} ({where})",
-                context={"registry": hostport, "code": "TLS"},
-            ) from None
-        except aiohttp.ClientSSLError as exc:
-            raise LookupFailed(
-                f"TLS handshake with registry {hostport} failed: {exc.os_error} ({where})",
-                context={"registry": hostport, "code": "TLS"},
-            ) from None
-        except aiohttp.ClientConnectorError as exc:
-            refused = exc.os_error
-            if isinstance(refused, PrivateAddressError):
-                raise LookupFailed(
-                    f"registry host {hostport} resolves to a {refused.kind} address "
-                    f"({refused.address}); configure it explicitly to allow",
-                    context={"registry": hostport, "code": "PRIVATE_ADDRESS"},
-                ) from None
-            reason = exc.os_error.strerror or str(exc.os_error) or type(exc.os_error).__name__
-            raise LookupFailed(
-                f"cannot connect to registry {hostport}: {reason} ({where})",
-                context={"registry": hostport, "code": "CONNECT"},
-            ) from None
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, aiohttp.ClientOSError,
-                ConnectionError):
-            raise LookupFailed(
-                f"registry {hostport} closed the connection ({where})",
-                context={"registry": hostport, "code": "DISCONNECTED"},
-            ) from None
-        except aiohttp.ClientResponseError as exc:
-            raise LookupFailed(
-                f"registry {hostport} sent an invalid HTTP response: {exc.message} ({where})",
-                context={"registry": hostport, "code": "PROTOCOL"},
-            ) from None
-        except aiohttp.ClientError as exc:
-            raise LookupFailed(
-                f"request to registry {hostport} failed: {type(exc).__name__} ({where})",
-                context={"registry": hostport},
-            ) from None
-        self._shared.stats.by_status[reply.status] += 1
-        log.debug(
-            "%s %s%s -> %d (%.0f ms)", method, hostport, url.path, reply.status,
-            (time.monotonic() - started) * 1000,
-        )
-        return reply
-
-    def _scrub(self, text: str, host: str) -> str:
-        """Registry-provided text with this host's secrets masked: a registry that echoes
-        the credential back must not put it into a denial (seen by pod authors) or the log."""
-        creds = self._config.host(host).credentials
-        for secret in (creds.password, creds.token, creds.identity_token):
-            if secret and len(secret) >= 4:
-                text = text.replace(secret, "***")
-        if creds.has_basic:
-            basic = base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode()
-            text = text.replace(basic, "***")
-        return text
-
-    def _http_error(self, reply: _Reply, method: str, path: str, what: str) -> LookupFailed:
-        code, message = _error_detail(reply.body)
-        if reply.status in (401, 403):
-            message = None  # an auth refusal's text is where registries echo what they were sent
-        elif message:
-            message = self._scrub(message, reply.host)
-        context: dict[str, Any] = {
-            "registry": reply.host, "status": reply.status, "code": code, "method": method, "path": path,
-        }
-        if reply.status == 429:
-            retry_after = _retry_after(reply.headers)
-            context["retry_after"] = retry_after
-            after = f", retry after {retry_after:g}s" if retry_after is not None else ""
-            return LookupFailed(
-                f"{what}: registry {reply.host} is rate-limiting requests (HTTP 429{after})",
-                context=context,
-            )
-        if reply.status == 401:
-            return LookupFailed(
-                f"{what}: registry {reply.host} answered 401 without a usable challenge", context=context
-            )
-        if code is not None:
-            text = f"{code}: {message}" if message else code
-            return LookupFailed(f"{what}: {text} (HTTP {reply.status} from {reply.host})", context=context)
-        return LookupFailed(
-            f"{what}: registry {reply.host} answered HTTP {reply.status} ({method} {path})", context=context
-        )
-
-
 @dataclass(frozen=True)
 class _CachedManifest:
     digest: str
@@ -926,36 +563,3 @@ class _CachedManifest:
 
     def fetched(self, ref: Reference) -> Fetched:
         return Fetched(ref, self.digest, self.media_type, self.manifest, self.size)
-
-
-async def _read_capped(
-    resp: aiohttp.ClientResponse, limit: int, kind: str, hostport: str, where: str
-) -> bytes:
-    """Read at most ``limit`` bytes; refuse on the Content-Length, or as soon as the stream passes it."""
-    what = "manifest" if kind == KIND_MANIFEST else "config" if kind == KIND_BLOB else "response"
-    length = resp.content_length
-    if length is not None and length > limit:
-        raise LookupFailed(
-            f"{what} over {_mib(limit)} refused ({hostport} {where}, Content-Length {length})",
-            context={"registry": hostport, "code": "TOO_LARGE"},
-        )
-    buf = bytearray()
-    async for chunk in resp.content.iter_chunked(64 * 1024):
-        buf += chunk
-        if len(buf) > limit:
-            resp.close()
-            raise LookupFailed(
-                f"{what} over {_mib(limit)} refused ({hostport} {where})",
-                context={"registry": hostport, "code": "TOO_LARGE"},
-            )
-    return bytes(buf)
-
-
-async def _read_prefix(resp: aiohttp.ClientResponse, limit: int) -> bytes:
-    buf = bytearray()
-    async for chunk in resp.content.iter_chunked(16 * 1024):
-        buf += chunk
-        if len(buf) >= limit:
-            resp.close()
-            break
-    return bytes(buf[:limit])

@@ -1,0 +1,498 @@
+"""How a registry request travels: session, limits, TLS, address guard, redirects, errors.
+
+:mod:`controller.registry.client` decides *what* to ask (which manifest, which
+token, what to cache); this module decides *how* a request goes out and what a
+failure is called — go-containerregistry's ``remote`` vs ``transport`` split.
+The client owns the authentication handshake because it needs the cache and
+the challenge it learnt; everything below it is here:
+
+- one aiohttp session (created lazily inside the running loop), its resolver
+  refusing non-public addresses for names nobody configured;
+- per-host concurrency limits and per-request timeouts, read from
+  :meth:`RegistryConfig.concurrency_for` / :meth:`RegistryConfig.timeout_for`;
+- TLS contexts per CA file;
+- where a request may go (SPEC §9): only the image's registry, its configured
+  mirrors, the bearer realm that registry names, and, for blob GETs only, the
+  storage host of a 307; manifests and tokens follow redirects on the same
+  host only; ``http://`` only for hosts configured ``insecure``;
+- the error table: each aiohttp/OS failure becomes one
+  :class:`~controller.errors.LookupFailed` with a ``code``;
+- scrubbing: registry-provided text never carries the credentials we sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import ssl
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from multidict import CIMultiDictProxy
+from yarl import URL
+
+from controller import __version__
+from controller.errors import LookupFailed
+from controller.registry.addresses import (
+    GuardedResolver,
+    PrivateAddressError,
+    address_verdict,
+    split_hostport,
+)
+from controller.registry.cache import Clock, TTLMap
+from controller.registry.config import DOCKER_HUB, DOCKER_HUB_API, RegistryConfig, RegistryHost
+
+log = logging.getLogger(__name__)
+
+MAX_REDIRECTS = 3
+MAX_ERROR_BODY = 64 * 1024
+MAX_TOKEN_BODY = 1024 * 1024
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+ADDRESS_VERDICT_TTL = 10.0
+USER_AGENT = f"baseguard/{__version__}"
+
+KIND_MANIFEST = "manifest"
+KIND_BLOB = "blob"
+KIND_TOKEN = "token"
+KIND_PING = "ping"
+
+
+def mib(n: int) -> str:
+    return f"{n / (1024 * 1024):g} MiB"
+
+
+@dataclass
+class RequestStats:
+    """Counters the bench and the webhook metrics read. Plain ints: one loop, no locks."""
+
+    total: int = 0
+    by_kind: Counter[tuple[str, str]] = field(default_factory=Counter)  # (method, kind)
+    by_host: Counter[str] = field(default_factory=Counter)
+    by_status: Counter[int] = field(default_factory=Counter)
+    cache_hits: int = 0  # answered from cache (content, tag, or a remembered failure)
+    cache_misses: int = 0  # had to ask (or join someone asking)
+    coalesced: int = 0  # joined an identical request already in flight
+
+    def count(self, method: str, kind: str, host: str) -> None:
+        self.total += 1
+        self.by_kind[(method, kind)] += 1
+        self.by_host[host] += 1
+
+    def requests(self, method: str | None = None, kind: str | None = None) -> int:
+        return sum(
+            n
+            for (m, k), n in self.by_kind.items()
+            if (method is None or m == method) and (kind is None or k == kind)
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "total": self.total,
+            "by_kind": {f"{m} {k}": n for (m, k), n in sorted(self.by_kind.items())},
+            "cache_hits": self.cache_hits,
+            "cache_misses": self.cache_misses,
+            "coalesced": self.coalesced,
+        }
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One HTTP answer, body already read (capped); ``host`` is the host[:port] that answered."""
+
+    status: int
+    headers: CIMultiDictProxy[str]
+    body: bytes
+    host: str
+    url: URL
+
+
+def hostport(url: URL) -> str:
+    host = url.host or ""
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{host}:{url.explicit_port}" if url.explicit_port is not None else host
+
+
+def error_detail(body: bytes) -> tuple[str | None, str | None]:
+    """``{"errors":[{"code","message"}]}`` → (code, message); unknown codes stay as sent."""
+    try:
+        obj = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None, None
+    errors = obj.get("errors") if isinstance(obj, dict) else None
+    if not isinstance(errors, list) or not errors or not isinstance(errors[0], dict):
+        return None, None
+    code, message = errors[0].get("code"), errors[0].get("message")
+    return (
+        str(code) if isinstance(code, str) and code else "UNKNOWN",
+        str(message)[:200] if isinstance(message, str) else None,
+    )
+
+
+def retry_after(headers: CIMultiDictProxy[str]) -> float | None:
+    value = headers.get("Retry-After", "")
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 else None
+
+
+# ------------------------------------------------------------------ the error table
+
+#: (exception type, code, message) in the order they are tried: subclasses first.
+#: ``{host}`` and ``{where}`` are filled in; ``{detail}`` comes from the exception.
+_ErrorRow = tuple[type[BaseException], str, str, Callable[[BaseException], str]]
+
+
+def _os_reason(exc: BaseException) -> str:
+    os_error = getattr(exc, "os_error", None)
+    if os_error is None:
+        return str(exc)
+    return str(os_error.strerror or os_error or type(os_error).__name__)
+
+
+_ERROR_TABLE: tuple[_ErrorRow, ...] = (
+    (TimeoutError, "TIMEOUT", "registry {host} did not answer within {budget}s ({where})", lambda e: ""),
+    (
+        aiohttp.ClientConnectorCertificateError,
+        "TLS",
+        "TLS verification failed for registry {host}: {detail} ({where})",
+        lambda e: str(getattr(e, "certificate_error", e)),
+    ),
+    (
+        aiohttp.ClientSSLError,
+        "TLS",
+        "TLS handshake with registry {host} failed: {detail} ({where})",
+        lambda e: str(getattr(e, "os_error", e)),
+    ),
+    (
+        aiohttp.ClientConnectorError,
+        "CONNECT",
+        "cannot connect to registry {host}: {detail} ({where})",
+        _os_reason,
+    ),
+    (
+        aiohttp.ServerDisconnectedError,
+        "DISCONNECTED",
+        "registry {host} closed the connection ({where})",
+        lambda e: "",
+    ),
+    (aiohttp.ClientPayloadError, "DISCONNECTED", "registry {host} closed the connection ({where})", lambda e: ""),
+    (aiohttp.ClientOSError, "DISCONNECTED", "registry {host} closed the connection ({where})", lambda e: ""),
+    (ConnectionError, "DISCONNECTED", "registry {host} closed the connection ({where})", lambda e: ""),
+    (
+        aiohttp.ClientResponseError,
+        "PROTOCOL",
+        "registry {host} sent an invalid HTTP response: {detail} ({where})",
+        lambda e: str(getattr(e, "message", e)),
+    ),
+    (
+        aiohttp.ClientError,
+        "",
+        "request to registry {host} failed: {detail} ({where})",
+        lambda e: type(e).__name__,
+    ),
+)
+
+#: What :meth:`Transport.send` turns into a :class:`LookupFailed`.
+HANDLED = tuple(row[0] for row in _ERROR_TABLE)
+
+
+def lookup_failure(exc: BaseException, *, host: str, where: str, budget: float) -> LookupFailed:
+    """The :class:`LookupFailed` for a transport exception, by the table above."""
+    os_error = getattr(exc, "os_error", None)
+    if isinstance(exc, aiohttp.ClientConnectorError) and isinstance(os_error, PrivateAddressError):
+        return LookupFailed(
+            f"registry host {host} resolves to a {os_error.kind} address "
+            f"({os_error.address}); configure it explicitly to allow",
+            context={"registry": host, "code": "PRIVATE_ADDRESS"},
+        )
+    for kind, code, template, detail in _ERROR_TABLE:
+        if isinstance(exc, kind):
+            message = template.format(host=host, where=where, budget=f"{budget:g}", detail=detail(exc))
+            context: dict[str, Any] = {"registry": host}
+            if code:
+                context["code"] = code
+            return LookupFailed(message, context=context)
+    raise TypeError(f"no table entry for {type(exc).__name__}")  # pragma: no cover - HANDLED guards
+
+
+# ------------------------------------------------------------------ the transport
+
+
+class Transport:
+    """Session, limits, TLS and address guard shared by a client and all its views.
+
+    Methods that depend on who is asking (credentials to scrub, hosts
+    configured explicitly) take the caller's :class:`RegistryConfig`.
+    """
+
+    def __init__(self, *, clock: Clock) -> None:
+        self.clock = clock
+        self.stats = RequestStats()
+        self.session: aiohttp.ClientSession | None = None
+        self.semaphores: dict[str, asyncio.Semaphore] = {}
+        self.ssl_contexts: dict[str | None, ssl.SSLContext] = {}
+        self.explicit_names: set[str] = set()
+        self.address_verdicts: TTLMap[str, str] = TTLMap(
+            ttl=ADDRESS_VERDICT_TTL, clock=clock, max_entries=10_000
+        )
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def register(self, config: RegistryConfig) -> None:
+        """Names ``config`` configures may resolve to private addresses at connect time."""
+        for entry in config.hosts.values():
+            for hp in (entry.host, *entry.mirrors):
+                self.explicit_names.add(split_hostport(hp)[0])
+            if entry.host == DOCKER_HUB:
+                self.explicit_names.add(DOCKER_HUB_API)
+
+    async def close(self) -> None:
+        session, self.session = self.session, None
+        if session is not None:
+            await session.close()
+
+    def _session(self) -> aiohttp.ClientSession:
+        session = self.session
+        if session is None or session.closed:
+            connector = aiohttp.TCPConnector(
+                resolver=GuardedResolver(self.explicit_names.__contains__),
+                ttl_dns_cache=int(ADDRESS_VERDICT_TTL),
+                limit=256,
+            )
+            session = aiohttp.ClientSession(
+                connector=connector,
+                cookie_jar=aiohttp.DummyCookieJar(),
+                trust_env=False,
+                headers={"User-Agent": USER_AGENT},
+            )
+            self.session = session
+        return session
+
+    # -- limits ---------------------------------------------------------------------
+
+    def slot(self, config: RegistryConfig, entry: RegistryHost) -> asyncio.Semaphore:
+        """The concurrency limit of ``entry``'s API host (shared by every view)."""
+        sem = self.semaphores.get(entry.api_host)
+        if sem is None:
+            sem = self.semaphores[entry.api_host] = asyncio.Semaphore(config.concurrency_for(entry.host))
+        return sem
+
+    # -- where requests may go ------------------------------------------------------
+
+    @staticmethod
+    def _explicit(config: RegistryConfig, hp: str) -> bool:
+        if config.is_explicit(hp):
+            return True
+        return hp == DOCKER_HUB_API and config.is_explicit(DOCKER_HUB)
+
+    async def check_address(self, config: RegistryConfig, hp: str) -> None:
+        """Refuse hosts that are, or resolve to, non-public addresses unless configured."""
+        if self._explicit(config, hp):
+            return
+        host, port = split_hostport(hp)
+        verdict = self.address_verdicts.get(host)
+        if verdict is None:
+            verdict = await address_verdict(host, port)
+            self.address_verdicts.put(host, verdict)
+        if verdict:
+            raise LookupFailed(
+                f"registry host {hp} {verdict}; configure it explicitly to allow",
+                context={"registry": hp, "code": "PRIVATE_ADDRESS"},
+            )
+
+    def _ssl_for(self, config: RegistryConfig, hp: str) -> ssl.SSLContext:
+        ca_file = config.host(hp).ca_file
+        ctx = self.ssl_contexts.get(ca_file)
+        if ctx is None:
+            ctx = ssl.create_default_context()
+            if ca_file is not None:
+                ctx.load_verify_locations(cafile=ca_file)
+            self.ssl_contexts[ca_file] = ctx
+        return ctx
+
+    async def send_hops(
+        self,
+        config: RegistryConfig,
+        entry: RegistryHost,
+        method: str,
+        url: URL,
+        kind: str,
+        *,
+        authorization: str | None,
+        accept: str | None,
+        limit: int,
+        form: Mapping[str, str] | None = None,
+    ) -> Reply:
+        """Send, following at most :data:`MAX_REDIRECTS` redirects under the rules above."""
+        timeout = config.timeout_for(entry.host)
+        origin = url
+        for hop in range(MAX_REDIRECTS + 1):
+            hp = hostport(url)
+            await self.check_address(config, hp)
+            reply = await self.send(
+                config, method, url, kind, hp, authorization=authorization, accept=accept,
+                limit=limit, budget=timeout, form=form,
+            )
+            if reply.status not in REDIRECT_STATUSES:
+                return reply
+            where = f"{hostport(origin)} {method} {origin.path}"
+
+            def refuse(text: str, host: str = hp) -> LookupFailed:
+                return LookupFailed(text, context={"registry": host, "code": "REDIRECT"})
+
+            if hop == MAX_REDIRECTS:
+                raise refuse(f"too many redirects ({where})")
+            location = reply.headers.get("Location")
+            if not location:
+                raise refuse(f"redirect without a Location ({where})")
+            target = url.join(URL(location, encoded=True))  # keep signed storage URLs byte-exact
+            target_host = hostport(target)
+            if target.scheme not in ("http", "https") or not target.host:
+                raise refuse(f"redirect to an unusable URL refused ({where})")
+            if target.scheme == "http" and url.scheme == "https" and not config.host(target_host).insecure:
+                raise refuse(f"redirect from https to plain http://{target_host} refused ({where})")
+            if (target.scheme, target_host) != (url.scheme, hp):
+                if kind != KIND_BLOB:
+                    raise refuse(
+                        f"registry {hp} redirected a {kind} request to another host "
+                        f"({target_host}); refused ({where})"
+                    )
+                authorization = None  # never forward credentials to storage
+            if reply.status == 303:
+                method = "GET"
+            url = target
+        raise AssertionError("unreachable")
+
+    async def send(
+        self,
+        config: RegistryConfig,
+        method: str,
+        url: URL,
+        kind: str,
+        hp: str,
+        *,
+        authorization: str | None,
+        accept: str | None,
+        limit: int,
+        budget: float,
+        form: Mapping[str, str] | None,
+    ) -> Reply:
+        """One HTTP exchange, no redirects followed; every failure is a :class:`LookupFailed`."""
+        headers: dict[str, str] = {}
+        if accept:
+            headers["Accept"] = accept
+        if authorization:
+            headers["Authorization"] = authorization
+        where = f"{method} {url.path}"
+        self.stats.count(method, kind, hp)
+        started = time.monotonic()
+        session = self._session()
+        try:
+            async with asyncio.timeout(budget):
+                async with session.request(
+                    method,
+                    url,
+                    headers=headers,
+                    data=dict(form) if form is not None else None,
+                    allow_redirects=False,
+                    ssl=self._ssl_for(config, hp) if url.scheme == "https" else True,
+                    timeout=aiohttp.ClientTimeout(total=None, sock_connect=budget, sock_read=budget),
+                ) as resp:
+                    if method == "HEAD":
+                        body = b""
+                    elif resp.status == 200:
+                        body = await _read_capped(resp, limit, kind, hp, where)
+                    else:
+                        body = await _read_prefix(resp, MAX_ERROR_BODY)
+                    reply = Reply(resp.status, resp.headers, body, hp, url)
+        except HANDLED as exc:
+            raise lookup_failure(exc, host=hp, where=where, budget=budget) from None
+        self.stats.by_status[reply.status] += 1
+        log.debug(
+            "%s %s%s -> %d (%.0f ms)", method, hp, url.path, reply.status,
+            (time.monotonic() - started) * 1000,
+        )
+        return reply
+
+    # -- what a failed answer is called -----------------------------------------------
+
+    @staticmethod
+    def scrub(config: RegistryConfig, text: str, host: str) -> str:
+        """Registry-provided text with this host's secrets masked: a registry that echoes
+        the credential back must not put it into a denial (seen by pod authors) or the log."""
+        creds = config.host(host).credentials
+        for secret in (creds.password, creds.token, creds.identity_token):
+            if secret and len(secret) >= 4:
+                text = text.replace(secret, "***")
+        if creds.has_basic:
+            basic = base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode()
+            text = text.replace(basic, "***")
+        return text
+
+    def http_error(self, config: RegistryConfig, reply: Reply, method: str, path: str, what: str) -> LookupFailed:
+        code, message = error_detail(reply.body)
+        if reply.status in (401, 403):
+            message = None  # an auth refusal's text is where registries echo what they were sent
+        elif message:
+            message = self.scrub(config, message, reply.host)
+        context: dict[str, Any] = {
+            "registry": reply.host, "status": reply.status, "code": code, "method": method, "path": path,
+        }
+        if reply.status == 429:
+            after_s = retry_after(reply.headers)
+            context["retry_after"] = after_s
+            after = f", retry after {after_s:g}s" if after_s is not None else ""
+            return LookupFailed(
+                f"{what}: registry {reply.host} is rate-limiting requests (HTTP 429{after})",
+                context=context,
+            )
+        if reply.status == 401:
+            return LookupFailed(
+                f"{what}: registry {reply.host} answered 401 without a usable challenge", context=context
+            )
+        if code is not None:
+            text = f"{code}: {message}" if message else code
+            return LookupFailed(f"{what}: {text} (HTTP {reply.status} from {reply.host})", context=context)
+        return LookupFailed(
+            f"{what}: registry {reply.host} answered HTTP {reply.status} ({method} {path})", context=context
+        )
+
+
+async def _read_capped(resp: aiohttp.ClientResponse, limit: int, kind: str, hp: str, where: str) -> bytes:
+    """Read at most ``limit`` bytes; refuse on the Content-Length, or as soon as the stream passes it."""
+    what = "manifest" if kind == KIND_MANIFEST else "config" if kind == KIND_BLOB else "response"
+    length = resp.content_length
+    if length is not None and length > limit:
+        raise LookupFailed(
+            f"{what} over {mib(limit)} refused ({hp} {where}, Content-Length {length})",
+            context={"registry": hp, "code": "TOO_LARGE"},
+        )
+    buf = bytearray()
+    async for chunk in resp.content.iter_chunked(64 * 1024):
+        buf += chunk
+        if len(buf) > limit:
+            resp.close()
+            raise LookupFailed(
+                f"{what} over {mib(limit)} refused ({hp} {where})",
+                context={"registry": hp, "code": "TOO_LARGE"},
+            )
+    return bytes(buf)
+
+
+async def _read_prefix(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    buf = bytearray()
+    async for chunk in resp.content.iter_chunked(16 * 1024):
+        buf += chunk
+        if len(buf) >= limit:
+            resp.close()
+            break
+    return bytes(buf[:limit])
