@@ -1,9 +1,11 @@
 """Build an image's lineage from the registry: image → base → base's base, per platform.
 
-SPEC §4. For every platform of the image (attestation entries skipped) the
-resolver reads the base *claim* — manifest annotations, then the index
-descriptor and index annotations, then config labels, then the Buildpacks
-run image, then BuildKit's recorded sources — and checks it by layers: the
+For every platform of the image (attestation entries skipped) the resolver
+reads the base *claim* — manifest annotations, then the index descriptor and
+index annotations, then config labels, then the Buildpacks run image, then
+BuildKit's recorded sources (the readers of :mod:`controller.lineage.claims`,
+then any registry-backed :class:`~controller.lineage.images.ClaimSource`) —
+and checks it by layers: the
 claimed base's ``rootfs.diff_ids`` must be a prefix of the child's. When nothing
 is claimed, the base is *detected* as the longest diff_id prefix among the
 catalog bases. Each level is recorded with how it was found and whether the
@@ -37,344 +39,31 @@ task groups, so a caller's ``asyncio.timeout`` cancels them all cleanly.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import json
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from types import MappingProxyType
-from typing import Any, Protocol
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 
-from controller.errors import InvalidReference, LookupFailed
-from controller.lineage.catalog import Catalog, CatalogMatch, is_prefix, platform_key
-from controller.lineage.model import End, Level, Lineage, PlatformLineage, Source
-from controller.reference import Reference, parse
-from controller.registry import media
-from controller.registry.media import (
-    Descriptor,
-    ImageConfig,
-    ImageIndex,
-    ImageManifest,
-    Platform,
+from controller.errors import LookupFailed
+from controller.lineage.catalog import Catalog, CatalogMatch, platform_key
+from controller.lineage.claims import (
+    INHERITED_SOURCES,
+    Claim,
+    check_layers,
+    display,
+    first_claim,
 )
-
-SCRATCH = "scratch"
-_EMPTY: Mapping[str, str] = MappingProxyType({})
-#: Nested indexes deeper than this are refused (a loop of indexes naming each other).
-MAX_INDEX_NESTING = 3
-#: Claim sources that live in config labels, which child images inherit.
-INHERITED_SOURCES = frozenset({Source.LABEL, Source.BUILDPACKS})
-
-
-# --------------------------------------------------------------------------- client shape
-
-
-class Fetched(Protocol):
-    """What :meth:`RegistryClient.fetch_manifest` returns, as far as the resolver reads it."""
-
-    @property
-    def digest(self) -> str: ...
-
-    @property
-    def manifest(self) -> ImageIndex | ImageManifest: ...
-
-
-class RegistryClient(Protocol):
-    """The part of :class:`controller.registry.client.RegistryClient` the resolver uses.
-
-    A Protocol rather than an import keeps the resolver testable against any
-    registry-speaking object and keeps the dependency one-way.
-    """
-
-    async def fetch_manifest(self, ref: Reference, digest: str | None = None) -> Fetched: ...
-
-    async def resolve_digest(self, ref: Reference) -> str: ...
-
-    async def fetch_config(self, ref: Reference, manifest: ImageManifest) -> ImageConfig: ...
-
-
-# --------------------------------------------------------------------------- claims (pure)
-
-
-@dataclass(frozen=True)
-class Claim:
-    """What an image says it was built on.
-
-    ``candidates`` are the named bases, carrying the claimed digest when one was
-    given; there are several only for BuildKit buildinfo, which records every
-    image a build pulled (multi-stage inputs too) and not which one was the
-    final ``FROM``. ``digest`` alone (no candidates) is a digest without a name.
-    """
-
-    source: Source
-    candidates: tuple[Reference, ...] = ()
-    digest: str | None = None
-    scratch: bool = False
-
-    @property
-    def described(self) -> str:
-        """For messages: ``docker.io/library/debian:12-slim (label)``."""
-        if self.scratch:
-            what = SCRATCH
-        elif self.candidates:
-            what = ", ".join(display(c) for c in self.candidates)
-        else:
-            what = self.digest or "?"
-        return f"{what} ({self.source})"
-
-
-def display(ref: Reference) -> str:
-    """``name:tag`` when there is a tag (the digest only adds noise to a message), else ``name@digest``."""
-    return ref.without_digest().normalized if ref.tag is not None else ref.normalized
-
-
-def valid_digest(digest: str) -> bool:
-    try:
-        parse(f"example.invalid/x@{digest}")
-    except InvalidReference:
-        return False
-    return True
-
-
-def _parse_name(text: str) -> Reference | None:
-    try:
-        return parse(text)
-    except InvalidReference:
-        return None
-
-
-def annotation_claim(values: Mapping[str, str], source: Source) -> Claim | None:
-    """``org.opencontainers.image.base.name`` / ``.digest`` from one place.
-
-    Short names (``alpine:3.18``, as Docker Official Images write them) are
-    normalized; ``scratch`` means built from nothing. A name that does not
-    parse, with no digest, is no usable claim: the next place is asked.
-    """
-    name = values.get(media.BASE_NAME, "").strip()
-    digest = values.get(media.BASE_DIGEST, "").strip() or None
-    if digest is not None and not valid_digest(digest):
-        digest = None
-    if name.lower() == SCRATCH:
-        return Claim(source, scratch=True)
-    ref = _parse_name(name) if name else None
-    if ref is not None:
-        return Claim(source, (ref.with_digest(digest) if digest else ref,))
-    if digest is not None:
-        return Claim(source, digest=digest)
-    return None
-
-
-def buildpacks_claim(labels: Mapping[str, str]) -> Claim | None:
-    """The run image in ``io.buildpacks.lifecycle.metadata``.
-
-    ``runImage.image`` (or ``stack.runImage.image``) names it; ``runImage.reference``
-    pins it when it is a ``name@digest`` reference. (A bare ``sha256:…`` there is
-    the daemon's image ID, a config digest, which cannot be fetched: ignored.)
-    """
-    raw = labels.get(media.BUILDPACKS_METADATA)
-    if not raw:
-        return None
-    try:
-        meta = json.loads(raw)
-    except ValueError:
-        return None
-    if not isinstance(meta, dict):
-        return None
-    run = _dict(meta.get("runImage"))
-    stack_run = _dict(_dict(meta.get("stack")).get("runImage"))
-    name = run.get("image") or stack_run.get("image")
-    pinned = run.get("reference")
-    pinned_ref = _parse_name(pinned) if isinstance(pinned, str) and "@" in pinned else None
-    ref = _parse_name(name) if isinstance(name, str) and name else None
-    if ref is not None:
-        if pinned_ref is not None and pinned_ref.digest is not None:
-            ref = ref.with_digest(pinned_ref.digest)
-        return Claim(Source.BUILDPACKS, (ref,))
-    if pinned_ref is not None:
-        return Claim(Source.BUILDPACKS, (pinned_ref,))
-    return None
-
-
-def buildinfo_claim(config: ImageConfig) -> Claim | None:
-    """BuildKit's ``moby.buildkit.buildinfo.v1`` (base64 JSON): its ``docker-image`` sources.
-
-    Old images only (removed in Docker 23.1). It sits at the top of the config,
-    or as a label; every ``{type: docker-image, ref, pin}`` is a candidate.
-    """
-    raw = config.raw.get(media.BUILDINFO) or config.labels.get(media.BUILDINFO)
-    if not isinstance(raw, str) or not raw:
-        return None
-    try:
-        info = json.loads(base64.b64decode(raw, validate=False))
-    except (ValueError, binascii.Error):
-        return None
-    sources = info.get("sources") if isinstance(info, dict) else None
-    if not isinstance(sources, list):
-        return None
-    found: list[Reference] = []
-    for src in sources:
-        if not isinstance(src, dict) or src.get("type") != "docker-image":
-            continue
-        ref = _parse_name(src["ref"]) if isinstance(src.get("ref"), str) else None
-        if ref is None:
-            continue
-        pin = src.get("pin")
-        if isinstance(pin, str) and valid_digest(pin):
-            ref = ref.with_digest(pin)
-        if ref not in found:
-            found.append(ref)
-    return Claim(Source.BUILDINFO, tuple(found)) if found else None
-
-
-def read_claim(
-    *,
-    manifest_annotations: Mapping[str, str],
-    descriptor_annotations: Mapping[str, str] = _EMPTY,
-    index_annotations: Mapping[str, str] = _EMPTY,
-    config: ImageConfig | None = None,
-) -> Claim | None:
-    """The first usable claim, in SPEC §4.2 order.
-
-    Manifest annotations are not inherited, so they come first; the index
-    descriptor and the index next; labels (inherited: they may describe a
-    grandparent) after; Buildpacks and buildinfo last.
-    """
-    for values, source in (
-        (manifest_annotations, Source.ANNOTATION),
-        (descriptor_annotations, Source.INDEX_ANNOTATION),
-        (index_annotations, Source.INDEX_ANNOTATION),
-    ):
-        claim = annotation_claim(values, source)
-        if claim is not None:
-            return claim
-    if config is None:
-        return None
-    return (
-        annotation_claim(config.labels, Source.LABEL)
-        or buildpacks_claim(config.labels)
-        or buildinfo_claim(config)
-    )
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-# --------------------------------------------------------------------------- layers (pure)
-
-
-@dataclass(frozen=True)
-class LayerCheck:
-    verified: bool | None
-    note: str = ""
-
-
-def check_layers(
-    base: tuple[str, ...], child: tuple[str, ...], *, claim: Claim, base_ref: Reference
-) -> LayerCheck:
-    """Does the claimed base's layer list prefix the child's? With the note a message needs.
-
-    A single-layer child that fails the check is most likely squashed (or built
-    by a single-snapshot tool): the claim can then be neither confirmed nor
-    refuted. A base without layers proves nothing either way.
-    """
-    what = f"{display(base_ref)} ({claim.source})"
-    if not base:
-        return LayerCheck(None, f"claimed base {what} has no layers, so layers cannot confirm it")
-    if is_prefix(base, child):
-        return LayerCheck(True)
-    if len(child) == 1:
-        return LayerCheck(
-            None,
-            f"claimed base {what} cannot be checked: the image has a single layer (squashed?)",
-        )
-    return LayerCheck(False, f"claimed base {what} is not a layer prefix of the image")
-
-
-# --------------------------------------------------------------------------- platforms (pure)
-
-
-def platform_entries(index: ImageIndex) -> tuple[list[Descriptor], list[Descriptor]]:
-    """Split an index into (platform manifests, nested indexes).
-
-    Attestation entries (``unknown/unknown``, or annotated with
-    ``vnd.docker.reference.type``) and unknown media types are skipped, as the
-    image spec requires. An entry without a media type is taken as a manifest.
-    """
-    manifests: list[Descriptor] = []
-    nested: list[Descriptor] = []
-    for desc in index.manifests:
-        if desc.is_attestation:
-            continue
-        if desc.media_type in media.INDEX_TYPES:
-            nested.append(desc)
-        elif desc.media_type in media.MANIFEST_TYPES or not desc.media_type:
-            manifests.append(desc)
-    return manifests, nested
-
-
-def platform_wanted(platform: Platform | str | None, wanted: Sequence[str] | None) -> bool:
-    """``None`` (no filter) wants everything; otherwise compare normalized (arm64 ≡ arm64/v8)."""
-    if wanted is None:
-        return True
-    if platform is None:
-        return False
-    keys = {platform_key(w) for w in wanted}
-    return platform_key(str(platform)) in keys
-
-
-def select_child(entries: Iterable[Descriptor], platform: Platform) -> Descriptor | None:
-    """The entry for ``platform``: exact after normalizing variants, else the same os/arch."""
-    wanted = platform.normalized
-    candidates = [d for d in entries if d.platform is not None and not d.is_attestation]
-    for desc in candidates:
-        if desc.platform is not None and desc.platform.normalized == wanted:
-            return desc
-    for desc in candidates:
-        p = desc.platform
-        if p is not None and (p.os, p.architecture) == (wanted.os, wanted.architecture):
-            return desc
-    return None
-
-
-# --------------------------------------------------------------------------- resolver
-
-
-class _NoPlatform(Exception):
-    """An index has no image for the platform we need (not a registry failure)."""
-
-    def __init__(self, ref: Reference, platform: str) -> None:
-        super().__init__(f"{display(ref)} has no {platform} image")
-        self.platform = platform
-
-
-@dataclass(frozen=True)
-class _Node:
-    """One fetched platform image: what the next level's claim is read from."""
-
-    reference: Reference  # how the level is named
-    resolved: str  # the digest the reference resolved to (an index digest, or == digest)
-    digest: str  # the platform manifest digest
-    manifest: ImageManifest
-    config: ImageConfig
-    descriptor_annotations: Mapping[str, str] = field(default_factory=dict)
-    index_annotations: Mapping[str, str] = field(default_factory=dict)
-
-    @property
-    def platform(self) -> str:
-        return platform_key(str(self.config.platform))
-
-    @property
-    def diff_ids(self) -> tuple[str, ...]:
-        return self.config.diff_ids
-
-    def claim(self) -> Claim | None:
-        return read_claim(
-            manifest_annotations=self.manifest.annotations,
-            descriptor_annotations=self.descriptor_annotations,
-            index_annotations=self.index_annotations,
-            config=self.config,
-        )
+from controller.lineage.images import (
+    ClaimSource,
+    Entry,
+    Fetched,
+    ImageNode,
+    Images,
+    NoPlatform,
+    RegistryClient,
+)
+from controller.lineage.model import End, Level, Lineage, PlatformLineage, Source
+from controller.lineage.platforms import no_platform_message, platform_wanted
+from controller.reference import Reference
+from controller.registry.media import ImageManifest
 
 
 @dataclass(frozen=True)
@@ -382,7 +71,7 @@ class _Step:
     """The outcome of looking one level up."""
 
     level: Level | None = None
-    node: _Node | None = None
+    node: ImageNode | None = None
     end: End | None = None
     failure: str | None = None
     note: str = ""  # for the level we looked up *from*
@@ -402,12 +91,58 @@ def _join(*notes: str) -> str:
     return "; ".join(n for n in notes if n)
 
 
-class LineageResolver:
-    """Resolves lineages against one registry client, remembering catalog bases across calls."""
+LineageKey = tuple[str, int, tuple[str, ...] | None, tuple[str, ...]]
 
-    def __init__(self, client: RegistryClient, *, catalog: Catalog | None = None) -> None:
+
+def lineage_key(
+    ref: Reference,
+    *,
+    max_depth: int,
+    platforms: Sequence[str] | None,
+    catalog: Sequence[Reference],
+) -> LineageKey:
+    """Everything :meth:`LineageResolver.resolve` answers by, as one hashable key.
+
+    For whoever remembers lineages (the webhook's memo, the audit's throttle):
+    two calls with equal keys get the same lineage.
+    """
+    return (
+        ref.normalized,
+        max_depth,
+        tuple(platforms) if platforms is not None else None,
+        tuple(sorted(c.normalized for c in catalog)),
+    )
+
+
+class LineageResolver:
+    """Resolves lineages against one registry client, remembering catalog bases across calls.
+
+    ``sources`` are claim sources that need the registry (see
+    :class:`controller.lineage.claims.ClaimSource`), asked in order after the
+    pure readers of :mod:`controller.lineage.claims` found no claim.
+    """
+
+    def __init__(
+        self,
+        client: RegistryClient,
+        *,
+        catalog: Catalog | None = None,
+        sources: Sequence[ClaimSource] = (),
+    ) -> None:
         self.client = client
+        self.images = Images(client)
         self.catalog = catalog if catalog is not None else Catalog()
+        self.sources = tuple(sources)
+
+    async def claim_of(self, node: ImageNode) -> Claim | None:
+        """The base ``node`` claims: the pure readers first, then the registry-backed sources."""
+        subject = node.subject
+        claim = first_claim(subject)
+        for source in self.sources:
+            if claim is not None:
+                break
+            claim = await source.read(subject, self.client)
+        return claim
 
     # ---- catalog
 
@@ -428,7 +163,7 @@ class LineageResolver:
                 await self._refresh_one(ref)
             except LookupFailed as exc:
                 failures[ref.normalized] = str(exc)
-            except _NoPlatform as exc:
+            except NoPlatform as exc:
                 failures[ref.normalized] = str(exc)
 
         async with asyncio.TaskGroup() as tg:
@@ -448,73 +183,24 @@ class LineageResolver:
             config = await self.client.fetch_config(ref, top)
             self.catalog.remember(named, str(config.platform), fetched.digest, config.diff_ids)
             return
-        entries = await self._expand(ref, top)
+        entries = await self.images.expand(ref, top)
 
-        async def child(desc: Descriptor) -> str | None:
+        async def child(entry: Entry) -> str | None:
             # Each platform is remembered on its own: one failing child spares the others.
             try:
-                node = await self._fetch_child(ref, fetched.digest, desc, {})
+                node = await self.images.fetch_child(ref, fetched.digest, entry.descriptor)
             except LookupFailed as exc:
                 return str(exc)
             self.catalog.remember(named, node.platform, node.digest, node.diff_ids)
             return None
 
         async with asyncio.TaskGroup() as tg:
-            tasks = [tg.create_task(child(desc)) for desc, _ in entries]
+            tasks = [tg.create_task(child(entry)) for entry in entries]
         errors = [e for e in (t.result() for t in tasks) if e]
         if errors:
             raise LookupFailed("; ".join(errors))
 
     # ---- fetching
-
-    async def _expand(
-        self, ref: Reference, index: ImageIndex, depth: int = 0
-    ) -> list[tuple[Descriptor, Mapping[str, str]]]:
-        """Every platform manifest of an index (nested indexes followed), with its index's annotations."""
-        manifests, nested = platform_entries(index)
-        out = [(d, index.annotations) for d in manifests]
-        if nested and depth >= MAX_INDEX_NESTING:
-            raise LookupFailed(f"{display(ref)}: indexes nested more than {MAX_INDEX_NESTING} deep")
-        for desc in nested:
-            fetched = await self.client.fetch_manifest(ref, desc.digest)
-            if not isinstance(fetched.manifest, ImageIndex):
-                raise LookupFailed(
-                    f"{display(ref)}: {desc.digest} is not an index as its descriptor says"
-                )
-            out.extend(await self._expand(ref, fetched.manifest, depth + 1))
-        return out
-
-    async def _fetch_child(
-        self,
-        ref: Reference,
-        resolved: str,
-        desc: Descriptor,
-        index_annotations: Mapping[str, str],
-    ) -> _Node:
-        fetched = await self.client.fetch_manifest(ref, desc.digest)
-        manifest = fetched.manifest
-        if not isinstance(manifest, ImageManifest):
-            raise LookupFailed(f"{display(ref)}: {desc.digest} is not an image manifest")
-        config = await self.client.fetch_config(ref, manifest)
-        return _Node(
-            ref, resolved, fetched.digest, manifest, config, desc.annotations, index_annotations
-        )
-
-    async def _fetch_for(self, ref: Reference, digest: str | None, platform: Platform) -> _Node:
-        """The image ``ref`` (at ``digest``) names for ``platform``; an index is narrowed to its child."""
-        fetched = await self.client.fetch_manifest(ref, digest)
-        top = fetched.manifest
-        if isinstance(top, ImageManifest):
-            config = await self.client.fetch_config(ref, top)
-            return _Node(ref, fetched.digest, fetched.digest, top, config)
-        entries = await self._expand(ref, top)
-        chosen = select_child([d for d, _ in entries], platform)
-        if chosen is None:
-            raise _NoPlatform(ref, platform_key(str(platform)))
-        annotations = next(a for d, a in entries if d is chosen)
-        return await self._fetch_child(ref, fetched.digest, chosen, annotations)
-
-    # ---- resolve
 
     async def resolve(
         self,
@@ -556,57 +242,63 @@ class LineageResolver:
                 config = await self.client.fetch_config(ref, manifest)
             except LookupFailed as exc:
                 return Lineage(ref, fetched.digest, failure=str(exc))
-            node = _Node(ref, fetched.digest, fetched.digest, manifest, config)
+            node = ImageNode(ref, fetched.digest, fetched.digest, manifest, config)
             if not platform_wanted(node.platform, platforms):
                 return Lineage(
                     ref,
                     fetched.digest,
-                    failure=_no_platform_message(ref, [node.platform], platforms),
+                    failure=no_platform_message(ref, [node.platform], platforms),
                 )
             return Lineage(ref, fetched.digest, (await self._walk(node, depth),))
 
         try:
-            entries = await self._expand(ref, manifest)
+            entries = await self.images.expand(ref, manifest)
         except LookupFailed as exc:
             return Lineage(ref, fetched.digest, failure=str(exc))
-        chosen: list[tuple[Descriptor, Mapping[str, str]]] = []
+        chosen: list[Entry] = []
         seen_platforms: set[str] = set()
-        for desc, index_annotations in entries:
+        for entry in entries:
+            desc = entry.descriptor
             key = platform_key(str(desc.platform)) if desc.platform else desc.digest
             if key in seen_platforms or not platform_wanted(desc.platform, platforms):
                 continue
             seen_platforms.add(key)
-            chosen.append((desc, index_annotations))
+            chosen.append(entry)
         if not chosen:
-            offered = [str(d.platform) for d, _ in entries if d.platform]
+            offered = [str(e.descriptor.platform) for e in entries if e.descriptor.platform]
             return Lineage(
-                ref, fetched.digest, failure=_no_platform_message(ref, offered, platforms)
+                ref, fetched.digest, failure=no_platform_message(ref, offered, platforms)
             )
 
-        async def one(desc: Descriptor, annotations: Mapping[str, str]) -> PlatformLineage:
+        async def one(entry: Entry) -> PlatformLineage:
+            desc = entry.descriptor
             label = platform_key(str(desc.platform)) if desc.platform else "unknown"
             try:
-                node = await self._fetch_child(ref, fetched.digest, desc, annotations)
+                node = await self.images.fetch_child(ref, fetched.digest, desc, entry.index)
             except LookupFailed as exc:
                 level = Level(ref, desc.digest, Source.IMAGE, None)
                 return PlatformLineage(label, (level,), End.LOOKUP_FAILED, failure=str(exc))
             return await self._walk(node, depth)
 
         async with asyncio.TaskGroup() as tg:
-            tasks = [tg.create_task(one(d, a)) for d, a in chosen]
+            tasks = [tg.create_task(one(e)) for e in chosen]
         return Lineage(ref, fetched.digest, tuple(t.result() for t in tasks))
 
-    async def _walk(self, image: _Node, max_depth: int) -> PlatformLineage:
+    async def _walk(self, image: ImageNode, max_depth: int) -> PlatformLineage:
         """Follow one platform's chain upward, level by level, up to ``max_depth`` ancestors."""
         levels = [Level(image.reference, image.digest, Source.IMAGE, None, image.config.created)]
-        nodes: list[_Node | None] = [image]
+        nodes: list[ImageNode | None] = [image]
         pinned = [False]
         seen = {image.digest, image.resolved}
         node = image
         end: End
         failure: str | None = None
         while True:
-            claim = node.claim()
+            try:
+                claim = await self.claim_of(node)
+            except LookupFailed as exc:
+                end, failure = End.LOOKUP_FAILED, str(exc)
+                break
             if claim is not None and claim.scratch:
                 end = End.SCRATCH
                 break
@@ -636,7 +328,7 @@ class LineageResolver:
                 levels[i] = replace(levels[i], moved_to=moved_to, note=_join(levels[i].note, note))
         return PlatformLineage(image.platform, tuple(levels), end, failure)
 
-    def _end_at_depth(self, node: _Node, claim: Claim | None, seen: set[str]) -> End:
+    def _end_at_depth(self, node: ImageNode, claim: Claim | None, seen: set[str]) -> End:
         """At ``maxDepth``: ``MAX_DEPTH`` only when there *was* more to follow (no lookup needed to tell)."""
         if claim is not None:
             return End.MAX_DEPTH
@@ -644,11 +336,11 @@ class LineageResolver:
             return End.MAX_DEPTH
         return self._unclaimed_end(node)
 
-    def _unclaimed_end(self, node: _Node) -> End:
+    def _unclaimed_end(self, node: ImageNode) -> End:
         known = self.catalog.name_of(node.digest) or self.catalog.name_of(node.resolved)
         return End.KNOWN_BASE if known is not None else End.UNCLAIMED
 
-    async def _step(self, node: _Node, claim: Claim | None, seen: set[str]) -> _Step:
+    async def _step(self, node: ImageNode, claim: Claim | None, seen: set[str]) -> _Step:
         notes: list[str] = []
         if claim is not None and not claim.candidates and claim.digest is not None:
             named = self.catalog.name_of(claim.digest)
@@ -668,20 +360,20 @@ class LineageResolver:
         step = await self._detect(node, seen)
         return replace(step, note=_join(*notes, step.note))
 
-    async def _detect(self, node: _Node, seen: set[str]) -> _Step:
+    async def _detect(self, node: ImageNode, seen: set[str]) -> _Step:
         """Nothing (usable) claimed: the longest catalog prefix of the layers, else the chain ends."""
         match = self.catalog.longest_prefix(node.diff_ids, platform=node.platform, exclude=seen)
         if match is None:
             return _Step(end=self._unclaimed_end(node))
         return await self._detected_level(node, match, note="")
 
-    async def _detected_level(self, node: _Node, match: CatalogMatch, *, note: str) -> _Step:
+    async def _detected_level(self, node: ImageNode, match: CatalogMatch, *, note: str) -> _Step:
         others = match.others
         also = f"the same layers as {', '.join(display(r) for r in others)}" if others else ""
         level_note = _join(note, also)
         try:
-            base = await self._fetch_for(match.reference, match.digest, node.config.platform)
-        except (LookupFailed, _NoPlatform) as exc:
+            base = await self.images.fetch_for(match.reference, match.digest, node.config.platform)
+        except (LookupFailed, NoPlatform) as exc:
             level = Level(match.reference, match.digest, Source.LAYERS, True, note=level_note)
             return _Step(level, end=End.LOOKUP_FAILED, failure=str(exc), pinned=True)
         base = replace(base, reference=match.reference)
@@ -690,7 +382,7 @@ class LineageResolver:
         )
         return _Step(level, base, pinned=True)
 
-    async def _follow(self, node: _Node, claim: Claim, seen: set[str]) -> _Step | None:
+    async def _follow(self, node: ImageNode, claim: Claim, seen: set[str]) -> _Step | None:
         """Fetch and verify the claimed base(s); ``None`` when the claim names the chain itself."""
         async with asyncio.TaskGroup() as tg:
             tasks = [
@@ -716,14 +408,14 @@ class LineageResolver:
         return replace(first, level=replace(first.level, verified=None, note=note))
 
     async def _follow_one(
-        self, node: _Node, claim: Claim, candidate: Reference, seen: set[str]
+        self, node: ImageNode, claim: Claim, candidate: Reference, seen: set[str]
     ) -> _Step | None:
         if candidate.digest is not None and candidate.digest in seen:
             return None
         pinned = candidate.digest is not None
         try:
-            base = await self._fetch_for(candidate, candidate.digest, node.config.platform)
-        except _NoPlatform as exc:
+            base = await self.images.fetch_for(candidate, candidate.digest, node.config.platform)
+        except NoPlatform as exc:
             note = f"claimed base {display(candidate)} ({claim.source}) has no {exc.platform} image"
             level = Level(candidate, None, claim.source, False, note=note)
             return _Step(level, end=End.UNCLAIMED)
@@ -761,7 +453,7 @@ class LineageResolver:
         )
         return _Step(level, base, pinned=pinned)
 
-    async def _moved(self, level: Level, node: _Node) -> tuple[str | None, str]:
+    async def _moved(self, level: Level, node: ImageNode) -> tuple[str | None, str]:
         """Whether the level's tag now names other content, for this platform: (moved_to, note).
 
         Compared per platform manifest, then by layers: a re-pushed index (a new
@@ -776,19 +468,11 @@ class LineageResolver:
             if current in (node.resolved, node.digest):
                 return None, ""
             try:
-                now = await self._fetch_for(tag, current, node.config.platform)
-            except _NoPlatform:
+                now = await self.images.fetch_for(tag, current, node.config.platform)
+            except NoPlatform:
                 return current, f"{display(tag)} now names an image without {node.platform}"
         except LookupFailed as exc:
             return None, f"could not check whether {display(tag)} has moved: {exc}"
         if now.digest == node.digest or now.diff_ids == node.diff_ids:
             return None, ""
         return now.digest, ""
-
-
-def _no_platform_message(
-    ref: Reference, offered: Sequence[str], wanted: Sequence[str] | None
-) -> str:
-    have = ", ".join(offered) or "none"
-    want = ", ".join(wanted or ())
-    return f"{display(ref)} has no image for {want} (it has {have})"

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from controller.assess import Assessor
 from controller.lineage.catalog import Catalog
 from controller.lineage.model import Lineage
+from controller.lineage.resolve import lineage_key
 from controller.operator import audit
 from controller.operator.audit import AUDITED, Audited, EventLedger, Pair
 from controller.operator.credentials import PullSecrets, fingerprint
@@ -140,12 +141,7 @@ class AuditResolver(MemoResolver):
         platforms: Sequence[str] | None = None,
         catalog: Sequence[Reference] = (),
     ) -> Lineage:
-        key = (
-            ref.normalized,
-            max_depth,
-            tuple(platforms) if platforms is not None else None,
-            tuple(sorted(c.normalized for c in catalog)),
-        )
+        key = lineage_key(ref, max_depth=max_depth, platforms=platforms, catalog=catalog)
         if self.memo.get(key) is None:
             await self.throttle.take()
         return await super().resolve(ref, max_depth=max_depth, platforms=platforms, catalog=catalog)

@@ -52,8 +52,9 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 from controller.assess import Assessor, WorkloadResult
 from controller.lineage.catalog import Catalog
+from controller.lineage.images import RegistryClient
 from controller.lineage.model import End, Lineage
-from controller.lineage.resolve import LineageResolver, RegistryClient
+from controller.lineage.resolve import LineageKey, LineageResolver, lineage_key
 from controller.policy.facts import ObjectFacts
 from controller.policy.model import CompiledPolicy
 from controller.reference import Reference
@@ -117,9 +118,6 @@ def lineage_ok(lineage: Lineage | None) -> bool:
     )
 
 
-LineageKey = tuple[str, int, tuple[str, ...] | None, tuple[str, ...]]
-
-
 class MemoResolver(LineageResolver):
     """A :class:`LineageResolver` that remembers successful lineages for ``ttl`` seconds."""
 
@@ -144,12 +142,7 @@ class MemoResolver(LineageResolver):
         platforms: Sequence[str] | None = None,
         catalog: Sequence[Reference] = (),
     ) -> Lineage:
-        key: LineageKey = (
-            ref.normalized,
-            max_depth,
-            tuple(platforms) if platforms is not None else None,
-            tuple(sorted(c.normalized for c in catalog)),
-        )
+        key = lineage_key(ref, max_depth=max_depth, platforms=platforms, catalog=catalog)
         found = self.memo.get(key)
         if found is not None:
             return found

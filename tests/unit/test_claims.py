@@ -9,18 +9,16 @@ from typing import Any
 import pytest
 
 from controller.lineage.catalog import Catalog, is_prefix
-from controller.lineage.model import Source
-from controller.lineage.resolve import (
+from controller.lineage.claims import (
     Claim,
     annotation_claim,
     buildinfo_claim,
     buildpacks_claim,
     check_layers,
-    platform_entries,
-    platform_wanted,
     read_claim,
-    select_child,
 )
+from controller.lineage.model import Source
+from controller.lineage.platforms import platform_entries, platform_wanted, select_child
 from controller.reference import parse
 from controller.registry.media import ImageConfig, Platform, parse_config, parse_manifest
 
