@@ -1,7 +1,11 @@
 """Globs (``*`` any run of characters, ``?`` one), compiled once at policy compile time.
 
-A policy is evaluated on every admission; its globs are turned into one
-anchored regular expression per set when the policy is compiled, never per call.
+A policy is evaluated on every admission, and a tenant writes the globs of its
+own ``BaseImagePolicy``: matching must cost time linear in the name whatever
+the pattern, or one hostile glob (``*a*a*a*a*a*a*c``) stalls every namespace.
+So no backtracking regular expression is ever built from a glob: each pattern
+is split at its stars and matched left to right (:class:`_Glob`), and sets are
+compiled once per distinct tuple of patterns, never per call.
 Each kind of glob has an alphabet: a character that can never occur in what the
 glob is matched against (upper case in a repository, ``/`` in a tag) is a
 mistake in the policy, reported as :class:`InvalidGlob`.
@@ -24,23 +28,106 @@ NAMESPACE_CHARS = re.compile(r"^[a-z0-9\-*?]+$")
 IMAGE_CHARS = re.compile(r"^[a-z0-9._/:@\-\[\]*?A-Za-z]+$")
 
 
-def _translate(pattern: str) -> str:
-    out = []
-    for ch in pattern:
-        if ch == "*":
-            out.append(".*")
-        elif ch == "?":
-            out.append(".")
-        else:
-            out.append(re.escape(ch))
-    return "".join(out)
+class _Segment:
+    """A run of a glob between two ``*``: literal text, or text with ``?`` (any one character).
+
+    Neither form has a quantifier, so finding one costs at most its length per
+    position tried: no backtracking, whatever the text.
+    """
+
+    __slots__ = ("_any", "size", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.size = len(text)
+        # ``?`` segments become a quantifier-free expression; literal ones use str methods.
+        self._any = (
+            re.compile("".join("." if c == "?" else re.escape(c) for c in text), re.DOTALL)
+            if "?" in text
+            else None
+        )
+
+    def at(self, value: str, pos: int) -> bool:
+        """Whether the segment matches ``value`` starting exactly at ``pos``."""
+        if self._any is None:
+            return value.startswith(self.text, pos)
+        return self._any.match(value, pos, pos + self.size) is not None
+
+    def find(self, value: str, start: int, end: int) -> int:
+        """The leftmost position in ``[start, end)`` where the whole segment fits, or -1."""
+        if self._any is None:
+            return value.find(self.text, start, end)
+        found = self._any.search(value, start, end)
+        return -1 if found is None else found.start()
+
+
+class _Glob:
+    """One glob, matched in time linear in the name (times the pattern's length).
+
+    ``*`` runs are collapsed; the pattern is then ``head * mid₁ * … * tail``. The
+    head must match at the start and the tail at the end; each middle segment is
+    taken at its *leftmost* place after the previous one. Leftmost is always
+    right for globs (a ``*`` can absorb whatever an earlier choice leaves), so no
+    choice is ever revisited: ``*a*a*a*a*a*a*c`` against a long run of ``a`` is one
+    left-to-right pass, where a backtracking regex takes exponential time.
+    """
+
+    __slots__ = ("head", "mids", "starred", "tail")
+
+    def __init__(self, pattern: str) -> None:
+        parts = pattern.split("*")
+        self.starred = len(parts) > 1
+        self.head = _Segment(parts[0])
+        self.tail = _Segment(parts[-1]) if self.starred else None
+        self.mids = tuple(_Segment(p) for p in parts[1:-1] if p)
+
+    def match(self, value: str) -> bool:
+        head, tail = self.head, self.tail
+        if tail is None:
+            return len(value) == head.size and head.at(value, 0)
+        end = len(value) - tail.size
+        if end < head.size or not head.at(value, 0) or not tail.at(value, end):
+            return False
+        pos = head.size
+        for mid in self.mids:
+            found = mid.find(value, pos, end)
+            if found < 0:
+                return False
+            pos = found + mid.size
+        return True
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    """A glob set sorted by shape: exact names and plain prefixes need no matcher at all."""
+
+    exact: frozenset[str]
+    prefixes: tuple[str, ...]
+    others: tuple[_Glob, ...]
+
+    def matches(self, value: str) -> bool:
+        return (
+            value in self.exact
+            or (bool(self.prefixes) and value.startswith(self.prefixes))
+            or any(g.match(value) for g in self.others)
+        )
 
 
 @functools.lru_cache(maxsize=4096)
-def _compile(patterns: tuple[str, ...]) -> re.Pattern[str]:
+def _compile(patterns: tuple[str, ...]) -> _Compiled:
     """Shared by equal sets: policies repeat the same repository glob entry after entry."""
-    body = "|".join(f"(?:{_translate(p)})" for p in patterns) or "(?!)"
-    return re.compile(rf"^(?:{body})$", re.DOTALL)
+    exact: set[str] = set()
+    prefixes: list[str] = []
+    others: list[_Glob] = []
+    for pattern in patterns:
+        collapsed = re.sub(r"\*+", "*", pattern)
+        if "*" not in collapsed and "?" not in collapsed:
+            exact.add(collapsed)
+        elif collapsed.endswith("*") and "*" not in collapsed[:-1] and "?" not in collapsed:
+            prefixes.append(collapsed[:-1])
+        else:
+            others.append(_Glob(collapsed))
+    return _Compiled(frozenset(exact), tuple(prefixes), tuple(others))
 
 
 def check(pattern: str, alphabet: re.Pattern[str], what: str) -> str:
@@ -61,7 +148,7 @@ class GlobSet:
     patterns: tuple[str, ...]
 
     @cached_property
-    def _regex(self) -> re.Pattern[str]:
+    def _matcher(self) -> _Compiled:
         """Compiled on first use, then kept: a library policy has hundreds of tag globs
         and most are never consulted (their repository glob does not match)."""
         return _compile(self.patterns)
@@ -71,7 +158,7 @@ class GlobSet:
         return cls(tuple(patterns))
 
     def matches(self, value: str) -> bool:
-        return self._regex.match(value) is not None
+        return self._matcher.matches(value)
 
     def __bool__(self) -> bool:
         return bool(self.patterns)

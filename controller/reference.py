@@ -6,6 +6,21 @@ Every glob and every output uses the normalized form, so ``python``,
 ``distribution/reference`` (the one Docker uses), including its rule that the
 first path component is a registry host only when it contains ``.`` or ``:``,
 is ``localhost``, or has upper case.
+
+Where a policy could be walked around, the normalized form is stricter than a
+string compare:
+
+* host names are case-insensitive (DNS), so ``REGISTRY.corp.example`` *is*
+  ``registry.corp.example`` and ``INDEX.DOCKER.IO`` is ``docker.io``: the host is
+  lower-cased, so rules and credentials written for the lower-case host apply;
+  repository paths are case-sensitive and must be lower case;
+* a digest must use an algorithm a registry can verify
+  (:mod:`controller.digests`), so ``name@invaliddigest:…`` is refused and never
+  counts as pinned;
+* a one-component name of 64 hex characters looks like an image ID and is
+  refused, as Docker and the kubelet refuse it;
+* the 255-character limit counts the repository path only, not the host
+  (``distribution/reference`` since v0.6.0).
 """
 
 from __future__ import annotations
@@ -13,6 +28,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from controller import digests
 from controller.errors import InvalidReference
 
 DEFAULT_REGISTRY = "docker.io"
@@ -25,14 +41,11 @@ _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _DOMAIN = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?"
 _TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"  # ASCII only, as Docker: no \w (it takes Unicode)
-_DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
 
 COMPONENT_RE = re.compile(rf"^{_COMPONENT}$")
 DOMAIN_RE = re.compile(rf"^{_DOMAIN}$")
 TAG_RE = re.compile(rf"^{_TAG}$")
-DIGEST_RE = re.compile(rf"^{_DIGEST}$")
-_SHA256_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
-_SHA512_RE = re.compile(r"^sha512:[0-9a-f]{128}$")
+_IMAGE_ID_RE = re.compile(r"^[a-f0-9]{64}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,24 +96,31 @@ class Reference:
 
 
 def _check_digest(digest: str, original: str) -> None:
-    if not DIGEST_RE.match(digest):
-        raise InvalidReference(f"invalid reference {original!r}: bad digest {digest!r}")
-    algorithm = digest.split(":", 1)[0]
-    if algorithm == "sha256" and not _SHA256_RE.match(digest):
-        raise InvalidReference(
-            f"invalid reference {original!r}: a sha256 digest is 64 lower-case hex characters"
-        )
-    if algorithm == "sha512" and not _SHA512_RE.match(digest):
-        raise InvalidReference(
-            f"invalid reference {original!r}: a sha512 digest is 128 lower-case hex characters"
-        )
+    problem = digests.problem(digest)
+    if problem is not None:
+        raise InvalidReference(f"invalid reference {original!r}: {problem}")
 
 
-def _split_domain(name: str) -> tuple[str, str]:
+def _split_domain(name: str) -> tuple[str | None, str]:
+    """(host, path); ``None`` for the default registry (no host written)."""
     first, sep, rest = name.partition("/")
     if sep and (any(c in first for c in ".:") or first == "localhost" or first.lower() != first):
         return first, rest
-    return DEFAULT_REGISTRY, name
+    return None, name
+
+
+def _host(domain: str) -> str:
+    """The host, lower-cased (DNS is case-insensitive), Docker Hub's aliases folded.
+
+    A host that only counted as one for its upper case (``FOO/bar``) keeps its
+    spelling: lower-cased it would read back as a Docker Hub namespace.
+    """
+    lowered = domain.lower()
+    if lowered in LEGACY_REGISTRIES:
+        return DEFAULT_REGISTRY
+    if any(c in lowered for c in ".:") or lowered == "localhost":
+        return lowered
+    return domain
 
 
 def parse(image: str) -> Reference:
@@ -126,16 +146,17 @@ def parse(image: str) -> Reference:
 
     if not remainder:
         raise InvalidReference(f"invalid reference {image!r}: no repository name")
-    if len(remainder) > NAME_TOTAL_MAX:
-        raise InvalidReference(
-            f"invalid reference {image!r}: repository name longer than {NAME_TOTAL_MAX} characters"
-        )
 
     domain, path = _split_domain(remainder)
-    if not DOMAIN_RE.match(domain):
+    if domain is not None and not DOMAIN_RE.match(domain):
         raise InvalidReference(f"invalid reference {image!r}: bad registry host {domain!r}")
     if not path:
         raise InvalidReference(f"invalid reference {image!r}: no repository name")
+    if domain is None and _IMAGE_ID_RE.match(path):
+        raise InvalidReference(
+            f"invalid reference {image!r}: a repository name of 64 hex characters is an image ID, "
+            "not a name"
+        )
     for component in path.split("/"):
         if not COMPONENT_RE.match(component):
             if component.lower() != component and COMPONENT_RE.match(component.lower()):
@@ -144,12 +165,14 @@ def parse(image: str) -> Reference:
                 )
             raise InvalidReference(f"invalid reference {image!r}: bad path component {component!r}")
 
-    domain = domain.lower() if domain.lower() in LEGACY_REGISTRIES else domain
-    if domain in LEGACY_REGISTRIES:
-        domain = DEFAULT_REGISTRY
-    if domain == DEFAULT_REGISTRY and "/" not in path:
+    host = DEFAULT_REGISTRY if domain is None else _host(domain)
+    if host == DEFAULT_REGISTRY and "/" not in path:
         path = f"{OFFICIAL_NAMESPACE}/{path}"
-    return Reference(registry=domain, repository=path, tag=tag, digest=digest)
+    if len(path) > NAME_TOTAL_MAX:
+        raise InvalidReference(
+            f"invalid reference {image!r}: repository path longer than {NAME_TOTAL_MAX} characters"
+        )
+    return Reference(registry=host, repository=path, tag=tag, digest=digest)
 
 
 def normalize(image: str) -> str:

@@ -18,21 +18,15 @@ from collections import OrderedDict
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 
+from controller.platforms import key as platform_key  # re-exported: one home for platforms
 from controller.reference import Reference
-from controller.registry.media import Platform
+
+__all__ = ["Catalog", "CatalogEntry", "CatalogMatch", "is_prefix", "platform_key", "tag_key"]
 
 #: How many digests one tag keeps per platform; the oldest seen goes first.
 DIGESTS_PER_TAG = 32
 #: How many tags (per platform) the catalog keeps; the least recently refreshed goes first.
 MAX_TAGS = 2048
-
-
-def platform_key(platform: str) -> str:
-    """``linux/arm64/v8`` and ``linux/arm64`` are one platform; unparseable text is kept as is."""
-    try:
-        return str(Platform.parse(platform).normalized)
-    except ValueError:
-        return platform
 
 
 def tag_key(ref: Reference) -> str:

@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from controller import globs, reference
+from controller import digests, globs, reference
 from controller.errors import InvalidReference, PolicyError
 from controller.globs import GlobSet
 from controller.policy.model import (
@@ -63,7 +63,6 @@ DEFAULT_NAMESPACE = "default"
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _DURATION = re.compile(r"^([0-9]+)([hdw])$")
 _DURATION_UNITS = {"h": "hours", "d": "days", "w": "weeks"}
-_DIGEST = re.compile(r"^(sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128})$")
 _PLATFORM_PART = re.compile(r"^[a-z0-9._\-]+$")
 _LABEL_NAME = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
 
@@ -335,13 +334,11 @@ class _Compiler:
         for index, digest in enumerate(value):
             if not isinstance(digest, str):
                 continue
-            if _DIGEST.match(digest):
+            problem = digests.problem(digest)
+            if problem is None:
                 ok.add(digest)
             else:
-                self.fail(
-                    f"{path}[{index}]",
-                    f"{digest!r} is not a digest: expected sha256: and 64 lower-case hex characters",
-                )
+                self.fail(f"{path}[{index}]", f"{digest!r} is not a digest: {problem}")
         return frozenset(ok) if value else None
 
     def platforms(self, value: Any, path: str) -> tuple[str, ...] | None:

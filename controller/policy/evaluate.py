@@ -30,6 +30,7 @@ from collections.abc import Sequence
 
 from controller.globs import GlobSet
 from controller.lineage.model import PlatformLineage
+from controller.platforms import key as platform_key
 from controller.policy import rules
 from controller.policy.facts import ImageFacts, ImageRole, ObjectFacts
 from controller.policy.index import PolicyIndex
@@ -305,28 +306,10 @@ def _allowlist_decidable(policy: CompiledPolicy, chain: rules.Chain, *, is_base:
 
 def _chains(policy: CompiledPolicy, platforms: Sequence[PlatformLineage]) -> list[rules.Chain]:
     settings = policy.lineage
-    wanted = None if settings.platforms is None else {_platform_key(p) for p in settings.platforms}
+    wanted = None if settings.platforms is None else {platform_key(p) for p in settings.platforms}
     out = []
     for lineage in platforms:
-        if wanted is not None and _platform_key(lineage.platform) not in wanted:
+        if wanted is not None and platform_key(lineage.platform) not in wanted:
             continue
         out.append(rules.chain_of(lineage, max_depth=settings.max_depth, verify=settings.verify))
     return out
-
-
-def _platform_key(platform: str) -> str:
-    """``os/arch[/variant]`` normalised as an index entry is: arm64 ≡ arm64/v8, arm ≡ arm/v7.
-
-    Kept here rather than imported from ``controller.registry.media`` so the
-    policy core stays free of the registry package.
-    """
-    parts = platform.strip().lower().split("/")
-    if len(parts) not in (2, 3):
-        return platform
-    os_, arch = parts[0], parts[1]
-    variant = parts[2] if len(parts) == 3 else None
-    if (arch == "arm64" and variant == "v8") or (arch == "amd64" and variant == "v1"):
-        variant = None
-    elif arch == "arm" and variant is None:
-        variant = "v7"
-    return f"{os_}/{arch}/{variant}" if variant else f"{os_}/{arch}"

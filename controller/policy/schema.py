@@ -174,8 +174,8 @@ _PATTERN_HINTS: Mapping[str, Callable[[str], str]] = {
     r"^[0-9]+[hdw]$": _fixed(
         "is not a duration: expected a number and a unit h, d or w (e.g. 180d)"
     ),
-    r"^sha(256:[0-9a-f]{64}|512:[0-9a-f]{128})$": _fixed(
-        "is not a digest: expected sha256: and 64 lower-case hex characters"
+    r"^sha(256:[0-9a-f]{64}|384:[0-9a-f]{96}|512:[0-9a-f]{128})$": _fixed(
+        "is not a digest: expected sha256:, sha384: or sha512: and lower-case hex characters"
     ),
     r"^[a-z0-9._\-]+/[a-z0-9._\-]+(/[a-z0-9._\-]+)?$": _fixed(
         "is not a platform: expected os/arch or os/arch/variant in lower case (e.g. linux/arm64)"

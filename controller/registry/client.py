@@ -32,7 +32,6 @@ keeps the operations, their caching and the authentication handshake.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from typing import TypeVar
 
 from yarl import URL
 
+from controller import digests
 from controller.errors import LookupFailed
 from controller.reference import Reference
 from controller.registry import auth, media
@@ -87,23 +87,13 @@ class Fetched:
 
 
 def _hash(body: bytes, algorithm: str) -> str:
-    if algorithm == "sha256":
-        return "sha256:" + hashlib.sha256(body).hexdigest()
-    if algorithm == "sha512":
-        return "sha512:" + hashlib.sha512(body).hexdigest()
-    raise LookupFailed(f"unsupported digest algorithm {algorithm!r}")
+    try:
+        return digests.compute(body, algorithm)
+    except ValueError as exc:
+        raise LookupFailed(str(exc)) from None
 
 
-def _valid_digest(value: str | None) -> bool:
-    if not value or ":" not in value:
-        return False
-    algorithm, _, hexpart = value.partition(":")
-    lengths = {"sha256": 64, "sha512": 128}
-    return (
-        algorithm in lengths
-        and len(hexpart) == lengths[algorithm]
-        and all(c in "0123456789abcdef" for c in hexpart)
-    )
+_valid_digest = digests.is_digest
 
 
 class _Shared:

@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from controller.errors import LookupFailed
+from controller.platforms import Platform
+
+__all__ = ["Platform"]  # one home (controller.platforms); re-exported for the parsers here
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -34,40 +37,6 @@ BUILDINFO = "moby.buildkit.buildinfo.v1"
 ATTESTATION_TYPE = "vnd.docker.reference.type"
 
 MAX_BODY = 4 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class Platform:
-    os: str
-    architecture: str
-    variant: str | None = None
-
-    def __str__(self) -> str:
-        base = f"{self.os}/{self.architecture}"
-        return f"{base}/{self.variant}" if self.variant else base
-
-    @property
-    def normalized(self) -> Platform:
-        """arm64 ≡ arm64/v8, arm defaults to v7: so ``linux/arm64`` matches ``linux/arm64/v8``."""
-        variant = self.variant
-        if self.architecture == "arm64" and variant in (None, "v8"):
-            variant = None
-        elif self.architecture == "arm" and variant is None:
-            variant = "v7"
-        elif self.architecture == "amd64" and variant == "v1":
-            variant = None
-        return Platform(self.os, self.architecture, variant)
-
-    @classmethod
-    def parse(cls, text: str) -> Platform:
-        parts = text.split("/")
-        if len(parts) not in (2, 3) or not all(parts):
-            raise ValueError(f"bad platform {text!r}: expected os/arch or os/arch/variant")
-        return cls(parts[0], parts[1], parts[2] if len(parts) == 3 else None)
-
-    @property
-    def is_unknown(self) -> bool:
-        return self.os == "unknown" or self.architecture == "unknown"
 
 
 @dataclass(frozen=True)

@@ -155,6 +155,8 @@ def test_every_grammatical_reference_parses_to_its_parts(
     ref = parse(text)
     if host is None and len(path) > 1 and ("." in path[0] or path[0] == "localhost"):
         host, path = path[0], path[1:]  # the grammar's rule: such a first component is a host
+    # Host names are case-insensitive: the normalized host is lower case.
+    host = None if host is None else host.lower()
     hub = host is None or host in ("docker.io", "index.docker.io", "registry-1.docker.io")
     assert ref.registry == ("docker.io" if hub else host)
     expected_path = "/".join(path)

@@ -432,7 +432,7 @@ def test_yaml_dates_and_read_only_mappings_compile() -> None:
         (
             policy({"lineage": {"catalog": ["python@sha256:abc"]}}),
             [
-                "spec.lineage.catalog[0]: invalid reference 'python@sha256:abc': bad digest 'sha256:abc'"
+                "spec.lineage.catalog[0]: invalid reference 'python@sha256:abc': a sha256 digest is 64 lower-case hex characters"
             ],
         ),
         (
@@ -465,7 +465,7 @@ def test_yaml_dates_and_read_only_mappings_compile() -> None:
             [
                 "spec.bases.allowed[0].digests[1]: 'sha256:"
                 + "A" * 64
-                + "' is not a digest: expected sha256: and 64 lower-case hex characters"
+                + "' is not a digest: expected sha256:, sha384: or sha512: and lower-case hex characters"
             ],
         ),
         (

@@ -923,3 +923,24 @@ def test_first_matching_waiver_is_named() -> None:
         and v.waived.endswith("(exception #2)")
     )
     assert one([pol(waivers=waivers)], img("python:latest", offline=True)).verdict is Action.ALLOW
+
+
+@pytest.mark.parametrize(
+    "image",
+    ["REGISTRY.corp.example/base/python:3.8-slim", "Registry.Corp.Example/base/python:3.8-slim"],
+    ids=["upper", "mixed"],
+)
+def test_a_host_written_in_upper_case_is_judged_as_the_lower_case_host(image: str) -> None:
+    """Host names are case-insensitive: a rule for registry.corp.example cannot be walked
+    around by shouting the host's name."""
+    corp38 = DeprecatedEntry(g("registry.corp.example/base/python"), tags=g("3.8*"))
+    policy = pol(bases_deprecated=(corp38,), registries_allowed=g("registry.corp.example/*"))
+    assert seen(one([policy], img(image, offline=True))) == [("p", "deprecated-base", "deny")]
+
+
+def test_legacy_hub_hosts_in_upper_case_are_docker_hub() -> None:
+    for image in ("INDEX.DOCKER.IO/library/python:3.8", "Docker.io/python:3.8"):
+        result = one([pol(bases_deprecated=(PY38,))], img(image, offline=True))
+        assert seen(result) == [("p", "deprecated-base", "deny")], image
+        assert result.facts.reference is not None
+        assert result.facts.reference.name == "docker.io/library/python"

@@ -343,7 +343,7 @@ def test_identity(doc: Any, expected: list[str]) -> None:
                 }
             },
             [
-                "spec.bases.allowed[0].digests[0]: 'sha256:ABC' is not a digest: expected sha256: and 64 lower-case hex characters"
+                "spec.bases.allowed[0].digests[0]: 'sha256:ABC' is not a digest: expected sha256:, sha384: or sha512: and lower-case hex characters"
             ],
         ),
         (
