@@ -497,8 +497,8 @@ async def serve(
 
 def run(args: argparse.Namespace) -> int:
     """Run until SIGTERM/SIGINT; 0 after a clean stop, 2 for bad arguments, 1 when kopf fails."""
+    from controller import logs
     from controller.operator.kube import Kube
-    from controller.webhook import logs
 
     settings = settings_from(args)
     handler = logs.configure(level=settings.log_level, batched=True)

@@ -56,12 +56,14 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
+from controller import logs
+from controller.findings import Finding
 from controller.policy.model import POLICY_KINDS, Action, Mode, most_severe
 from controller.policy.store import PolicyStore, Snapshot
-from controller.webhook import logs
+from controller.webhook import messages, patches
 from controller.webhook import review as rv
 from controller.webhook.caching import MemoAssessor, bind_credentials
-from controller.webhook.review import Finding, Review
+from controller.webhook.review import Review
 
 if TYPE_CHECKING:
     from controller.assess import Assessor, WorkloadResult
@@ -231,7 +233,7 @@ class Admission:
     ) -> tuple[dict[str, Any], str, list[dict[str, Any]]]:
         results = await self._assess(review, snapshot, budget, started)
         by_key = {p.key: p for p in snapshot.policies}
-        patch = rv.pin_operations(results, by_key) + rv.digest_annotation_operations(
+        patch = patches.pin_operations(results, by_key) + patches.digest_annotation_operations(
             review, results
         )
         verdict = most_severe(r.verdict for r in results).value
@@ -274,7 +276,8 @@ class Admission:
                 reason="InternalError",
                 message=f"{text}; refused because Enforce policies are in force",
             )
-        return rv.build_response(review.uid, allowed=True, warnings=[rv.clip(text, rv.WARNING_MAX)])
+        warning = messages.clip(text, messages.WARNING_MAX)
+        return rv.build_response(review.uid, allowed=True, warnings=[warning])
 
     # ---- log and metrics
 

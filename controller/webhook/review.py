@@ -20,25 +20,35 @@ What the apiserver accepts in a response, and what we send:
   most 63 characters of ``[A-Za-z0-9._-]``, alphanumeric at both ends. A
   namespaced policy ``payments/legacy`` becomes ``payments.legacy``.
 * ``patch``: base64 of a JSONPatch (RFC 6902), with ``patchType: JSONPatch``.
+
+The parts live beside this envelope: findings in :mod:`controller.findings`
+(shared with the CLI and the audit), their wording in :mod:`.messages`, the
+patches in :mod:`.patches`.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
-import re
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from controller.errors import BadReview, PolicyError
+from controller.findings import Finding, findings, not_evaluated
 from controller.policy import model as policy_model
-from controller.policy.model import Action, CompiledPolicy
-from controller.policy.verdict import ImageResult, Violation
-from controller.workloads import ContainerImage, Workload, extract, pod_spec_images, pointer
+from controller.policy.model import Action
+from controller.webhook.messages import (
+    MESSAGE_LINE_MAX,
+    WARNING_MAX,
+    audit_annotations,
+    clip,
+    deny_message,
+    warning_lines,
+)
+from controller.webhook.patches import encode_patch
+from controller.workloads import Workload, extract, pod_spec_images
 
 if TYPE_CHECKING:
     from controller.assess import WorkloadResult
@@ -46,7 +56,7 @@ if TYPE_CHECKING:
 API_VERSION = "admission.k8s.io/v1"
 KIND = "AdmissionReview"
 
-#: The kinds of SPEC §6 and the API group each is served from. A kind is judged
+#: The workload kinds the webhook judges and the API group each is served from. A kind is judged
 #: only from its own group, so a CRD that happens to be called ``Job`` is not
 #: mistaken for a ``batch/v1`` Job.
 WORKLOAD_GROUPS: Mapping[str, str] = {
@@ -62,27 +72,6 @@ WORKLOAD_GROUPS: Mapping[str, str] = {
 }
 
 EPHEMERAL_SUBRESOURCE = "ephemeralcontainers"
-
-#: The annotation that records, on a Pod, which digest each image was checked at.
-CHECKED_DIGESTS = "baseguard.io/checked-digests"
-
-WARNING_MAX = 120
-WARNINGS_TOTAL_MAX = 2048
-MESSAGE_LINE_MAX = 600
-MESSAGE_LINES_MAX = 10
-AUDIT_KEY_MAX = 63
-AUDIT_VALUE_MAX = 1024
-
-_SECTION_NOUN = {
-    "containers": "container",
-    "initContainers": "init container",
-    "ephemeralContainers": "ephemeral container",
-    "volumes": "image volume",
-}
-_NOT_PRINTABLE = re.compile(r"[^\x20-\x7e]+")
-_SPACES = re.compile(r"\s+")
-_AUDIT_KEY_BAD = re.compile(r"[^A-Za-z0-9._-]+")
-_AUDIT_KEY = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 
 
 # --------------------------------------------------------------------------- request
@@ -268,7 +257,7 @@ def _checked(request: dict[str, Any]) -> Review:
 
 
 def is_workload(review: Review) -> bool:
-    """A kind of SPEC §6, from its own API group."""
+    """A workload kind the webhook judges, from its own API group."""
     return WORKLOAD_GROUPS.get(review.kind) == review.group
 
 
@@ -286,7 +275,7 @@ def workloads_of(review: Review) -> list[Workload]:
     * any other subresource (``status``, ``scale``, ``binding`` …): none; it
       cannot change an image.
 
-    A kind outside SPEC §6 (or from another API group) yields nothing.
+    A kind outside :data:`WORKLOAD_GROUPS` (or from another API group) yields nothing.
     """
     if review.operation not in ("CREATE", "UPDATE") or review.object is None:
         return []
@@ -392,277 +381,6 @@ def _judged_bytes(obj: Mapping[str, Any]) -> bytes:
     if isinstance(meta, dict):
         meta = {k: meta[k] for k in _JUDGED_METADATA if k in meta}
     return orjson.dumps({**obj, "metadata": meta})
-
-
-# --------------------------------------------------------------------------- findings
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One violation of one image, with where the image sits in the object."""
-
-    image: ContainerImage
-    violation: Violation
-
-    @property
-    def where(self) -> str:
-        """``container "app"``, ``init container "setup"``, ``image volume "models"``."""
-        noun = _SECTION_NOUN.get(self.image.section, "container")
-        if self.image.container:
-            return f'{noun} "{self.image.container}"'
-        return f"{noun} at {self.image.path}"
-
-    @property
-    def label(self) -> str:
-        """``rule (policy)``: how a short line names what was broken."""
-        return f"{self.violation.rule.value} ({self.violation.policy})"
-
-
-def findings(results: Iterable[WorkloadResult]) -> list[Finding]:
-    """Every violation, in object order (image by image, then policy, rule)."""
-    return [
-        Finding(item, violation)
-        for result in results
-        for item, image_result in zip(result.workload.images, result.results, strict=True)
-        for violation in image_result.violations
-    ]
-
-
-def not_evaluated(results: Iterable[WorkloadResult]) -> list[str]:
-    """Rules no image could be judged on (``serve --offline``), by name, once each."""
-    seen: dict[str, None] = {}
-    for result in results:
-        for image_result in result.results:
-            for rule in image_result.not_evaluated:
-                seen.setdefault(rule.value, None)
-    return list(seen)
-
-
-# --------------------------------------------------------------------------- response parts
-
-
-_ASCII = str.maketrans(
-    {
-        "\u2192": "->",  # →
-        "\u2190": "<-",  # ←
-        "\u2026": "...",  # …
-        "\u2014": "-",  # em dash
-        "\u2013": "-",  # en dash
-        "\u2018": "'",
-        "\u2019": "'",
-        "\u201c": '"',
-        "\u201d": '"',
-    }
-)
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
-
-
-def clip(text: str, limit: int, *, ascii_only: bool = True) -> str:
-    """``text`` as one line of at most ``limit`` bytes, ``...`` where cut, ending on a word.
-
-    ``ascii_only`` (for warnings, which travel as HTTP headers): common
-    typography is spelled in ASCII (``→`` as ``->``), anything else outside
-    printable ASCII becomes ``?``. Otherwise only control characters go.
-    """
-    line = _SPACES.sub(" ", text).strip()
-    line = (
-        _NOT_PRINTABLE.sub("?", line.translate(_ASCII)) if ascii_only else _CONTROL.sub(" ", line)
-    )
-    if len(line.encode()) <= limit:
-        return line
-    cut = line[: max(limit - 3, 0)]
-    while len(cut.encode()) > limit - 3:
-        cut = cut[:-1]
-    space = cut.rfind(" ", len(cut) - 20)
-    if space > 0:  # end on a word when one ends near the limit
-        cut = cut[:space]
-    return cut.rstrip() + "..."
-
-
-def deny_message(found: Sequence[Finding], *, uid: str = "") -> str:
-    """The ``status.message`` of a denial: one line per denying violation.
-
-    Each line: ``container "app" image "python:3.8": policy P, rule R: <what,
-    why and the fix>``. At most :data:`MESSAGE_LINES_MAX` lines of
-    :data:`MESSAGE_LINE_MAX` bytes; the rest is counted and left to the log.
-    """
-    lines: dict[str, None] = {}
-    for f in found:
-        if f.violation.action is not Action.DENY:
-            continue
-        v = f.violation
-        lines.setdefault(
-            clip(
-                f'{f.where} image "{f.image.image}": policy {v.policy}, rule {v.rule.value}: '
-                f"{v.message}",
-                MESSAGE_LINE_MAX,
-                ascii_only=False,
-            )
-        )
-    shown = list(lines)[:MESSAGE_LINES_MAX]
-    rest = len(lines) - len(shown)
-    if rest:
-        where = f" (uid {uid})" if uid else ""
-        shown.append(f"... and {rest} more in the baseguard log{where}")
-    return "\n".join(shown)
-
-
-def warning_lines(found: Sequence[Finding], *, extra: Sequence[str] = ()) -> list[str]:
-    """``warnings``: warn-level violations, then waived ones, then ``extra`` notes.
-
-    Each at most :data:`WARNING_MAX` bytes; together at most
-    :data:`WARNINGS_TOTAL_MAX`, the last line saying how many were left out.
-    """
-    candidates: dict[str, None] = {}
-    for f in found:
-        v = f.violation
-        if v.action is Action.WARN:
-            candidates.setdefault(clip(f"{f.label}, {f.where}: {v.message}", WARNING_MAX))
-    for f in found:
-        v = f.violation
-        if v.waived is not None:
-            candidates.setdefault(clip(f"{f.label}, {f.where}: {v.waived}", WARNING_MAX))
-    for note in extra:
-        candidates.setdefault(clip(note, WARNING_MAX))
-    out: list[str] = []
-    total = 0
-    items = list(candidates)
-    for i, line in enumerate(items):
-        left = len(items) - i
-        reserve = 0 if left == 1 else len(f"... and {left} more (see the baseguard log)")
-        if total + len(line) + reserve > WARNINGS_TOTAL_MAX:
-            out.append(f"... and {left} more (see the baseguard log)")
-            break
-        out.append(line)
-        total += len(line)
-    return out
-
-
-def audit_key(policy: str) -> str:
-    """A valid audit-annotation key (qualified-name *name part*) for a policy key.
-
-    ``payments/legacy`` → ``payments.legacy``; longer than 63 characters →
-    cut, with a short hash so two long names stay distinct.
-    """
-    key = _AUDIT_KEY_BAD.sub("-", policy.replace("/", ".")).strip("-._") or "policy"
-    if len(key) > AUDIT_KEY_MAX:
-        digest = hashlib.sha256(policy.encode()).hexdigest()[:8]
-        key = key[: AUDIT_KEY_MAX - 9].rstrip("-._") + "-" + digest
-    if not _AUDIT_KEY.match(key):  # pragma: no cover - the steps above guarantee it
-        key = "policy-" + hashlib.sha256(policy.encode()).hexdigest()[:8]
-    return key
-
-
-def audit_annotations(found: Sequence[Finding]) -> dict[str, str]:
-    """One key per policy with audit-level violations: ``rule: where image; ...``."""
-    per_policy: dict[str, dict[str, None]] = {}
-    for f in found:
-        v = f.violation
-        if v.action is Action.AUDIT:
-            per_policy.setdefault(v.policy, {}).setdefault(
-                f"{v.rule.value}: {f.where} {f.image.image}"
-            )
-    return {
-        audit_key(policy): clip("; ".join(items), AUDIT_VALUE_MAX, ascii_only=False)
-        for policy, items in per_policy.items()
-    }
-
-
-# --------------------------------------------------------------------------- mutation
-
-
-def encode_patch(operations: Sequence[Mapping[str, Any]]) -> str:
-    """base64 of the JSONPatch, as ``response.patch`` wants it."""
-    return base64.b64encode(orjson.dumps(list(operations))).decode()
-
-
-def checked_digest(result: ImageResult) -> str | None:
-    """The digest the lineage was looked up at (index or manifest), if the lookup succeeded."""
-    lineage = result.facts.lineage
-    if lineage is None or lineage.failure is not None:
-        return None
-    return lineage.digest
-
-
-def pin_operations(
-    results: Iterable[WorkloadResult], policies: Mapping[str, CompiledPolicy]
-) -> list[dict[str, Any]]:
-    """``replace`` each image that a ``pinning.mutateToDigest`` policy applies to with
-    ``registry/repository:tag@digest`` — the digest whose lineage was judged, so what
-    runs is what was admitted.
-
-    The normalized name is written (``python:3.12`` →
-    ``docker.io/library/python:3.12@sha256:…``), not the user's short form: the
-    digest was resolved on that registry, and a runtime configured with
-    unqualified-search registries (CRI-O, Podman) could otherwise pull the
-    short name from somewhere else. Images that already carry a digest, or
-    whose lookup failed, are left alone.
-    """
-    ops: list[dict[str, Any]] = []
-    for result in results:
-        for item, image_result in zip(result.workload.images, result.results, strict=True):
-            ref = image_result.facts.reference
-            digest = checked_digest(image_result)
-            if ref is None or ref.digest is not None or digest is None:
-                continue
-            wants = any(
-                (p := policies.get(key)) is not None and p.pinning.mutate_to_digest
-                for key in image_result.policies
-            )
-            if wants:
-                value = f"{ref.name}:{ref.effective_tag}@{digest}"
-                ops.append({"op": "replace", "path": item.path, "value": value})
-    return ops
-
-
-def digest_annotation_operations(
-    review: Review, results: Iterable[WorkloadResult]
-) -> list[dict[str, Any]]:
-    """Record ``{container: digest}`` in the Pod annotation :data:`CHECKED_DIGESTS`.
-
-    The safe default when no policy opts into rewriting images (SPEC §6):
-    only for a Pod itself (not its subresources), since annotating a
-    Deployment's template would show up as drift to a GitOps tool and loop.
-    Merged with what the annotation already holds, so an UPDATE that checks
-    one changed image keeps the others. Image volumes are keyed ``volume:<name>``.
-    """
-    if review.kind != "Pod" or review.sub_resource or review.object is None:
-        return []
-    checked: dict[str, str] = {}
-    for result in results:
-        for item, image_result in zip(result.workload.images, result.results, strict=True):
-            digest = checked_digest(image_result)
-            if digest is None:
-                continue
-            name = item.container or item.path
-            checked[f"volume:{name}" if item.section == "volumes" else name] = digest
-    if not checked:
-        return []
-    raw_meta = review.object.get("metadata")
-    meta: Mapping[str, Any] = raw_meta if isinstance(raw_meta, Mapping) else {}
-    annotations = meta.get("annotations")
-    merged: dict[str, str] = {}
-    if isinstance(annotations, Mapping):
-        try:
-            previous = json.loads(annotations.get(CHECKED_DIGESTS) or "{}")
-        except (TypeError, json.JSONDecodeError):
-            previous = {}
-        if isinstance(previous, dict):
-            merged.update({k: v for k, v in previous.items() if isinstance(v, str)})
-    before = dict(merged)
-    merged.update(checked)
-    if merged == before:
-        return []
-    value = json.dumps(dict(sorted(merged.items())), separators=(",", ":"))
-    if not isinstance(raw_meta, Mapping):
-        return [
-            {"op": "add", "path": "/metadata", "value": {"annotations": {CHECKED_DIGESTS: value}}}
-        ]
-    if not isinstance(annotations, Mapping):
-        return [{"op": "add", "path": "/metadata/annotations", "value": {CHECKED_DIGESTS: value}}]
-    return [
-        {"op": "add", "path": pointer("metadata", "annotations", CHECKED_DIGESTS), "value": value}
-    ]
 
 
 # --------------------------------------------------------------------------- the envelope

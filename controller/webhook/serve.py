@@ -400,7 +400,7 @@ async def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Run until SIGTERM/SIGINT; 0 after a clean stop, 2 for bad arguments or files."""
-    from controller.webhook import logs
+    from controller import logs
 
     settings = settings_from(args)
     handler = logs.configure(level=settings.log_level, batched=True)

@@ -23,9 +23,9 @@ from support.faulty_proxy import FaultyProxy
 from support.images import Pushed, layer
 from support.registry import RegistryProcess
 
+from controller import logs
 from controller.registry import media
 from controller.registry.config import RegistryHost
-from controller.webhook import logs
 
 TOKEN = "tok-8f1c3b9e5a7d44e2b6c0"
 USER, PASSWORD = "robot", "pw-41d9e7c2a8f05b36"

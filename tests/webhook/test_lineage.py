@@ -23,7 +23,7 @@ from controller.lineage.resolve import LineageResolver
 from controller.registry import media
 from controller.registry.client import RegistryClient
 from controller.registry.config import RegistryConfig, RegistryHost
-from controller.webhook.review import CHECKED_DIGESTS
+from controller.webhook.patches import CHECKED_DIGESTS
 
 
 @dataclass

@@ -6,6 +6,7 @@ import datetime as dt
 import io
 import json
 import logging
+import logging.handlers
 from types import MappingProxyType
 from typing import Any
 
@@ -14,8 +15,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from webhook.webhook_support import StartWebhook, fixture
 
+from controller import logs
 from controller.registry.config import Credentials
-from controller.webhook import logs
 
 
 @pytest.fixture
@@ -155,3 +156,21 @@ def test_a_line_written_at_once_is_the_line_scrubbed_field_by_field(fields: dict
         "msg": "decision",
     }
     assert formatter.format(record) == formatter.format_scrubbed(record, base, fields)
+
+
+def test_batched_lines_leave_through_the_standard_queue_in_order() -> None:
+    """``serve``/``run`` log through a QueueHandler; nothing queued is lost on unconfigure."""
+    stream = io.StringIO()
+    handler = logs.configure(level="INFO", stream=stream, batched=True)
+    assert isinstance(handler, logging.handlers.QueueHandler)
+    log = logging.getLogger("baseguard.test")
+    try:
+        for i in range(500):
+            logs.info(log, "decision", {"uid": f"u-{i}", "token": "hunter2"})
+        log.warning("odd", extra={"fields": {"password": "hunter2"}})
+    finally:
+        logs.unconfigure(handler)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [line["uid"] for line in lines[:500]] == [f"u-{i}" for i in range(500)]
+    assert lines[-1]["msg"] == "odd" and lines[-1]["level"] == "warning"
+    assert "hunter2" not in stream.getvalue()

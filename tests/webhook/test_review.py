@@ -14,6 +14,7 @@ from webhook.webhook_support import fixture
 
 from controller.assess import WorkloadResult
 from controller.errors import BadReview
+from controller.findings import Finding
 from controller.lineage.model import Lineage
 from controller.policy.compile import compile_policy
 from controller.policy.facts import ImageFacts, ObjectFacts
@@ -22,9 +23,10 @@ from controller.policy.store import PolicyStore, Snapshot
 from controller.policy.verdict import ImageResult, Violation
 from controller.reference import parse
 from controller.settings import Settings
+from controller.webhook import messages, patches
 from controller.webhook import review as rv
 from controller.webhook.app import parse_timeout
-from controller.webhook.review import Finding, parse_review, workloads_of
+from controller.webhook.review import parse_review, workloads_of
 from controller.workloads import ContainerImage, Workload
 
 DIGEST = "sha256:" + "ab" * 32
@@ -295,7 +297,7 @@ def finding(
 
 
 def test_a_denial_names_container_image_policy_rule_and_fix() -> None:
-    message = rv.deny_message([finding(Action.DENY), finding(Action.WARN, container="side")])
+    message = messages.deny_message([finding(Action.DENY), finding(Action.WARN, container="side")])
     assert message == (
         'container "app" image "python:3.8": policy prod-bases, rule deprecated-base: '
         "image docker.io/library/python:3.8 is deprecated (EOL); use docker.io/library/python:3.12-slim"
@@ -304,10 +306,10 @@ def test_a_denial_names_container_image_policy_rule_and_fix() -> None:
 
 def test_a_denial_with_many_problems_is_capped_and_points_at_the_log() -> None:
     found = [finding(Action.DENY, container=f"c{i}", message="x" * 2000) for i in range(25)]
-    message = rv.deny_message(found, uid="u-9")
+    message = messages.deny_message(found, uid="u-9")
     lines = message.split("\n")
-    assert len(lines) == rv.MESSAGE_LINES_MAX + 1
-    assert all(len(line) <= rv.MESSAGE_LINE_MAX for line in lines)
+    assert len(lines) == messages.MESSAGE_LINES_MAX + 1
+    assert all(len(line) <= messages.MESSAGE_LINE_MAX for line in lines)
     assert lines[0].endswith("...")
     assert lines[-1] == "... and 15 more in the baseguard log (uid u-9)"
 
@@ -331,10 +333,10 @@ def test_warnings_are_short_and_their_total_bounded() -> None:
         finding(Action.WARN, container=f"container-{i}", message=f"problem {i} " + "é" * 300)
         for i in range(200)
     ]
-    warnings = rv.warning_lines(found)
-    assert all(len(w.encode()) <= rv.WARNING_MAX for w in warnings)
+    warnings = messages.warning_lines(found)
+    assert all(len(w.encode()) <= messages.WARNING_MAX for w in warnings)
     assert all(w.isascii() and w.isprintable() for w in warnings)
-    assert sum(len(w) for w in warnings) <= rv.WARNINGS_TOTAL_MAX
+    assert sum(len(w) for w in warnings) <= messages.WARNINGS_TOTAL_MAX
     shown = len(warnings) - 1
     assert warnings[-1] == f"... and {200 - shown} more (see the baseguard log)"
     assert warnings[0].startswith(
@@ -349,7 +351,7 @@ def test_warnings_include_waivers_and_are_not_repeated() -> None:
         finding(Action.ALLOW, waived="waived until 2026-03-31: PAY-123 (exception #0)"),
         finding(Action.DENY),
     ]
-    assert rv.warning_lines(found, extra=["a note"]) == [
+    assert messages.warning_lines(found, extra=["a note"]) == [
         'deprecated-base (prod-bases), container "app": image docker.io/library/python:3.8 is '
         "deprecated (EOL); use...",
         'deprecated-base (prod-bases), container "app": waived until 2026-03-31: PAY-123 (exception #0)',
@@ -368,7 +370,7 @@ def test_warnings_include_waivers_and_are_not_repeated() -> None:
     ids=["cluster", "namespaced", "long", "edges"],
 )
 def test_audit_keys_are_valid_qualified_name_parts(policy: str, key: str) -> None:
-    made = rv.audit_key(policy)
+    made = messages.audit_key(policy)
     assert made.startswith(key)
     assert len(made) <= 63
     assert QUALIFIED_NAME_PART.match(made)
@@ -376,7 +378,7 @@ def test_audit_keys_are_valid_qualified_name_parts(policy: str, key: str) -> Non
 
 
 def test_long_audit_keys_stay_distinct() -> None:
-    assert rv.audit_key("x" * 70 + "a") != rv.audit_key("x" * 70 + "b")
+    assert messages.audit_key("x" * 70 + "a") != messages.audit_key("x" * 70 + "b")
 
 
 def test_audit_annotations_group_by_policy() -> None:
@@ -387,7 +389,7 @@ def test_audit_annotations_group_by_policy() -> None:
         ),
         finding(Action.WARN, policy="other"),
     ]
-    assert rv.audit_annotations(found) == {
+    assert messages.audit_annotations(found) == {
         "ns.audit-all": 'unpinned: container "app" python:3.8; unpinned: container "b" x:1'
     }
 
@@ -472,7 +474,7 @@ def test_pinning_rewrites_to_the_checked_digest_in_normalized_form() -> None:
             (VOLUME, DIGEST, ("keep",)),
         ]
     )
-    assert rv.pin_operations([result], policies) == [
+    assert patches.pin_operations([result], policies) == [
         {
             "op": "replace",
             "path": "/spec/containers/0/image",
@@ -483,7 +485,7 @@ def test_pinning_rewrites_to_the_checked_digest_in_normalized_form() -> None:
 
 def test_latest_is_pinned_as_latest_at_its_digest() -> None:
     image = ContainerImage("app", "nginx", "/spec/containers/0/image")
-    ops = rv.pin_operations(
+    ops = patches.pin_operations(
         [result_for([(image, DIGEST, ("pin",))])], {"pin": pinning_policy("pin", mutate=True)}
     )
     assert ops[0]["value"] == f"docker.io/library/nginx:latest@{DIGEST}"
@@ -502,13 +504,13 @@ def review_of(obj: dict[str, Any], *, kind: str = "Pod", sub: str = "") -> rv.Re
                 {
                     "op": "add",
                     "path": "/metadata",
-                    "value": {"annotations": {rv.CHECKED_DIGESTS: "{X}"}},
+                    "value": {"annotations": {patches.CHECKED_DIGESTS: "{X}"}},
                 }
             ],
         ),
         (
             {"name": "web"},
-            [{"op": "add", "path": "/metadata/annotations", "value": {rv.CHECKED_DIGESTS: "{X}"}}],
+            [{"op": "add", "path": "/metadata/annotations", "value": {patches.CHECKED_DIGESTS: "{X}"}}],
         ),
         (
             {"name": "web", "annotations": {"a": "b"}},
@@ -530,19 +532,19 @@ def test_the_default_records_checked_digests_on_a_pod(metadata: Any, expected: A
     result = result_for([(APP, DIGEST, ()), (FAILED, None, ()), (VOLUME, OTHER, ())])
     value = json.dumps({"app": DIGEST, "volume:models": OTHER}, separators=(",", ":"))
     want = json.loads(json.dumps(expected).replace('"{X}"', json.dumps(value)))
-    assert rv.digest_annotation_operations(review_of(obj), [result]) == want
+    assert patches.digest_annotation_operations(review_of(obj), [result]) == want
 
 
 def test_the_annotation_merges_with_what_an_update_already_recorded() -> None:
     old = json.dumps({"side": OTHER})
-    obj = {"kind": "Pod", "metadata": {"annotations": {rv.CHECKED_DIGESTS: old}}}
-    (op,) = rv.digest_annotation_operations(review_of(obj), [result_for([(APP, DIGEST, ())])])
+    obj = {"kind": "Pod", "metadata": {"annotations": {patches.CHECKED_DIGESTS: old}}}
+    (op,) = patches.digest_annotation_operations(review_of(obj), [result_for([(APP, DIGEST, ())])])
     assert json.loads(op["value"]) == {"app": DIGEST, "side": OTHER}
     same = {
         "kind": "Pod",
-        "metadata": {"annotations": {rv.CHECKED_DIGESTS: json.dumps({"app": DIGEST})}},
+        "metadata": {"annotations": {patches.CHECKED_DIGESTS: json.dumps({"app": DIGEST})}},
     }
-    assert rv.digest_annotation_operations(review_of(same), [result_for([(APP, DIGEST, ())])]) == []
+    assert patches.digest_annotation_operations(review_of(same), [result_for([(APP, DIGEST, ())])]) == []
 
 
 @pytest.mark.parametrize(
@@ -553,7 +555,7 @@ def test_the_annotation_merges_with_what_an_update_already_recorded() -> None:
 def test_no_annotation_on_workloads_or_subresources(kind: str, sub: str) -> None:
     result = result_for([(APP, DIGEST, ())], kind=kind)
     assert (
-        rv.digest_annotation_operations(review_of({"kind": kind}, kind=kind, sub=sub), [result])
+        patches.digest_annotation_operations(review_of({"kind": kind}, kind=kind, sub=sub), [result])
         == []
     )
 

@@ -2,7 +2,8 @@
 
 A line is ``{"ts", "level", "logger", "msg", ...fields}``; structured fields go
 in ``extra={"fields": {...}}``. Each admission review logs exactly one
-``decision`` line (see :mod:`controller.webhook.handlers`).
+``decision`` line (see :mod:`controller.webhook.handlers`). Shared by
+``serve`` and the operator's ``run``; nothing here knows about either.
 
 Credentials never belong in a log. Nothing baseguard logs should carry one,
 but a registry's error text or an exception message is not ours to vouch
@@ -18,8 +19,8 @@ import logging
 import logging.handlers
 import re
 import sys
-import threading
 from collections.abc import Mapping
+from queue import SimpleQueue
 from typing import Any, TextIO
 
 import orjson
@@ -208,55 +209,63 @@ def info(logger: logging.Logger, msg: str, fields: Mapping[str, Any]) -> None:
         )
 
 
-class BatchedHandler(logging.handlers.BufferingHandler):
-    """Writes lines in batches: one ``write`` per batch instead of a write and a flush per line.
+class _Record(logging.handlers.QueueHandler):
+    """Puts the record itself on the queue; the listener's thread formats and writes it.
 
-    Every review logs a decision line, so per-line writes were a syscall pair on
-    the admission path. A batch leaves every ``interval`` seconds (a daemon
-    thread), at once for a warning or worse, when ``capacity`` lines wait, and
-    on close. A crash loses at most ``interval`` of decision lines; the
-    apiserver's own audit log keeps the verdicts.
+    The standard :meth:`~logging.handlers.QueueHandler.prepare` formats in the
+    caller's thread (the event loop, for a decision line), which is the cost
+    this handler exists to move away. Our records are not shared with another
+    process, and the ``fields`` of a decision line are not touched once logged,
+    so the record can travel as it is.
     """
 
-    def __init__(self, stream: TextIO, *, interval: float = 0.2, capacity: int = 1024) -> None:
-        super().__init__(capacity)
-        self.stream = stream
-        self._stop = threading.Event()
-        self._ticker = threading.Thread(
-            target=self._tick, args=(interval,), name="log-batches", daemon=True
-        )
-        self._ticker.start()
+    listener: logging.handlers.QueueListener
 
-    def _tick(self, interval: float) -> None:
-        while not self._stop.wait(interval):
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:  # logging's own name
+        return record
+
+    def close(self) -> None:
+        """Stop the listener: the lines still queued are written first."""
+        try:
+            if self.listener._thread is not None:  # closed twice: by unconfigure, then at exit
+                self.listener.stop()
+            for handler in self.listener.handlers:
+                handler.flush()  # the lines that waited behind the listener's stop marker
+        finally:
+            super().close()
+
+
+class _Lines(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes in batches: a line waits until the queue is empty (or many wait), then one ``write``.
+
+    Every review logs a decision line; a ``write`` and a ``flush`` per line
+    were a syscall pair each. Lines go out as soon as no more are queued, so
+    a quiet process writes at once and a busy one in batches.
+    """
+
+    def __init__(self, stream: TextIO, queue: SimpleQueue[Any], *, capacity: int = 256) -> None:
+        super().__init__(stream)
+        self._queue = queue
+        self._capacity = capacity
+        self._pending: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._pending.append(self.format(record))
+        except Exception:  # one bad record must not cost the others
+            self.handleError(record)
+        if len(self._pending) >= self._capacity or self._queue.empty():
             self.flush()
 
-    def shouldFlush(self, record: logging.LogRecord) -> bool:  # logging's own name
-        return record.levelno >= logging.WARNING or len(self.buffer) >= self.capacity
-
     def flush(self) -> None:
-        with self.lock:  # type: ignore[union-attr]  # created by Handler.__init__
-            records, self.buffer = self.buffer, []
-        if not records:
+        lines, self._pending = self._pending, []
+        if not lines:
             return
-        lines = []
-        for record in records:
-            try:
-                lines.append(self.format(record))
-            except Exception:  # one bad record must not cost the batch
-                self.handleError(record)
         try:
             self.stream.write("\n".join(lines) + "\n")
             self.stream.flush()
         except (OSError, ValueError):  # stderr closed under us: nothing better to do
             pass
-
-    def close(self) -> None:
-        self._stop.set()
-        if self._ticker is not threading.current_thread():
-            self._ticker.join(timeout=2)
-        self.flush()
-        super().close()
 
 
 def configure(
@@ -264,18 +273,32 @@ def configure(
 ) -> logging.Handler:
     """Send every log line (ours, aiohttp's) to ``stream`` as JSON; returns the handler.
 
-    Called by ``serve`` and ``run`` at start-up (``batched=True``: see
-    :class:`BatchedHandler`), never at import. The caller removes the handler
-    again with :func:`unconfigure` when it is done (tests run ``serve`` several
-    times in one process, and read ``stream`` line by line, unbatched).
+    Called by ``serve`` and ``run`` at start-up, never at import. With
+    ``batched=True`` the standard library's ``QueueHandler``/``QueueListener``
+    pair takes the formatting and the writing off the caller's thread (the
+    event loop): a record is queued, a listener thread formats it and writes
+    lines in batches (:class:`_Lines`). The caller removes the handler again
+    with :func:`unconfigure`, which writes what is still queued (tests run
+    ``serve`` several times in one process, and read ``stream`` line by
+    line, unbatched).
     """
     # The JSON lines show none of these; every LogRecord would otherwise look them up.
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
     target = stream or sys.stderr
-    handler: logging.Handler = BatchedHandler(target) if batched else logging.StreamHandler(target)
-    handler.setFormatter(JsonFormatter())
+    handler: logging.Handler
+    if batched:
+        queue: SimpleQueue[Any] = SimpleQueue()
+        lines = _Lines(target, queue)
+        lines.setFormatter(JsonFormatter())
+        queued = _Record(queue)
+        queued.listener = logging.handlers.QueueListener(queue, lines)
+        queued.listener.start()
+        handler = queued
+    else:
+        handler = logging.StreamHandler(target)
+        handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(level if isinstance(level, int) else level.upper())
