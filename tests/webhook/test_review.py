@@ -120,7 +120,7 @@ FIELDS = [(k,) for k in FULL_REQUEST] + [
 ]  # fmt: skip
 _ANY = st.one_of(
     st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1), st.text(max_size=3), st.just(""),
-    st.just({}),
+    st.builds(dict),  # a new dict each time: st.just({}) would share one that a spoil mutates
     st.lists(st.integers(), max_size=1), st.just("__missing__"),
 )  # fmt: skip
 
