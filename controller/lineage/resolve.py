@@ -300,6 +300,11 @@ class LineageResolver:
                 end, failure = End.LOOKUP_FAILED, str(exc)
                 break
             if claim is not None and claim.scratch:
+                contradicted = self._scratch_contradicted(node, claim, seen)
+                if contradicted is not None:
+                    levels.append(contradicted)
+                    pinned.append(False)
+                    nodes.append(None)
                 end = End.SCRATCH
                 break
             if len(levels) - 1 >= max_depth:
@@ -327,6 +332,37 @@ class LineageResolver:
                 moved_to, note = task.result()
                 levels[i] = replace(levels[i], moved_to=moved_to, note=_join(levels[i].note, note))
         return PlatformLineage(image.platform, tuple(levels), end, failure)
+
+    def _scratch_contradicted(
+        self, node: ImageNode, claim: Claim, seen: set[str]
+    ) -> Level | None:
+        """A ``scratch`` claim checked like any other: by the catalog bases' layers.
+
+        An image whose layers start with a catalog base's was built on it, not
+        from nothing: the claim becomes a ``scratch`` level with ``verified=False``
+        (so ``verify: Layers`` reports ``lineage-mismatch`` and credits nothing
+        at or above it) and the note names the base. A base with as many layers
+        as the image is the image's own filesystem: that contradicts a scratch
+        claim only when it has more than one layer, since a copy of a one-layer
+        base (``debian``, ``alpine``: from scratch themselves) is from scratch
+        too. No catalog match leaves the claim standing, unverifiable as before.
+        """
+        match = self.catalog.longest_prefix(node.diff_ids, platform=node.platform, exclude=seen)
+        if match is None:
+            return None
+        own = len(node.diff_ids)
+        if len(match.diff_ids) == own and own == 1:
+            return None
+        return Level(
+            None,
+            None,
+            claim.source,
+            False,
+            note=(
+                f"its layers start with those of {display(match.reference)}, a catalog base "
+                f"({len(match.diff_ids)} of its {own} layers), so it was not built from scratch"
+            ),
+        )
 
     def _end_at_depth(self, node: ImageNode, claim: Claim | None, seen: set[str]) -> End:
         """At ``maxDepth``: ``MAX_DEPTH`` only when there *was* more to follow (no lookup needed to tell)."""

@@ -251,3 +251,49 @@ async def test_a_stalled_registry_is_cut_off_by_the_apiservers_timeout(
     assert response["allowed"] is False
     message = response["status"]["message"]
     assert "rule lookup-failed" in message and "did not finish within 0.5s" in message
+
+
+async def test_a_scratch_claim_over_a_catalog_base_is_a_lineage_mismatch(
+    start_webhook: StartWebhook, client: RegistryClient, registry: RegistryProcess, images: Images
+) -> None:
+    """python 3.8's layers under ``base.name: scratch`` do not pass an allowlist of ``scratch``.
+
+    A scratch claim is a claim: the catalog knows python:3.8, whose layers start
+    the image's, so the image was built on it and the policy says so.
+    """
+    repo, host = images.repo, registry.host
+    debian = layer({"etc/os-release": f"debian {repo}"})
+    py38 = layer({"python": f"3.8 {repo}"})
+    scratch = {media.BASE_NAME: "scratch"}
+    registry.push_image(f"{repo}/static", "1.0.0", [debian, py38, layer({"x": repo})], annotations=scratch)
+    registry.push_image(f"{repo}/copy", "1.0.0", [debian, py38], annotations=scratch)
+    registry.push_image(f"{repo}/tiny", "1.0.0", [layer({"bin/app": repo})], annotations=scratch)
+    policy = {
+        "apiVersion": "baseguard.io/v1alpha1",
+        "kind": "ClusterBaseImagePolicy",
+        "metadata": {"name": "static-only"},
+        "spec": {
+            "mode": "Enforce",
+            "bases": {"allowed": [{"image": "scratch"}]},
+            "lineage": {"catalog": [f"{host}/{repo}/python:3.8"], "onUnknownBase": "Deny"},
+        },
+    }
+    hook = await online(start_webhook, client, policy)
+
+    tiny = images.ref(host, "tiny")
+    assert (await hook.response(deployment(app=tiny, proxy=tiny)))["allowed"] is True
+
+    for name, layers in (("static", "2 of its 3 layers"), ("copy", "2 of its 2 layers")):
+        image = images.ref(host, name)
+        response = await hook.response(deployment(app=image, proxy=tiny))
+        assert response["allowed"] is False, name
+        message = response["status"]["message"]
+        assert (
+            f'container "app" image "{image}": policy static-only, rule lineage-mismatch: '
+            f"image {image} claims (annotation, linux/amd64) to be built on scratch"
+        ) in message
+        assert (
+            f"its layers start with those of {host}/{repo}/python:3.8, a catalog base "
+            f"({layers}), so it was not built from scratch"
+        ) in message
+        assert "rule base-not-allowed" in message
