@@ -39,6 +39,10 @@ class OperatorConfig:
     service: str = "baseguard"
     """The webhook's Service: the serving certificate is made for its DNS names."""
 
+    cert_hosts: tuple[str, ...] = ()
+    """More names (or IP addresses) for the serving certificate: the host of the URL the
+    apiserver calls when it reaches the webhook by URL instead of through the Service."""
+
     webhook_configurations: tuple[str, ...] = ("baseguard",)
     """Names of the Validating and Mutating webhook configurations (both kinds are
     looked up under each name) whose ``caBundle`` the leader keeps current."""

@@ -142,6 +142,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--service", default="baseguard", help="the webhook's Service (certificate DNS names)"
     )
     tls.add_argument(
+        "--cert-host",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="another name or IP for the serving certificate, e.g. the host of webhook.url (repeatable)",
+    )
+    tls.add_argument(
         "--webhook-configuration",
         action="append",
         default=[],
@@ -270,6 +277,7 @@ def config_from(args: argparse.Namespace) -> OperatorConfig:
         tls_secret=args.tls_secret,
         manage_certificates=args.manage_certificates,
         service=args.service,
+        cert_hosts=tuple(args.cert_host),
         webhook_configurations=tuple(args.webhook_configuration or ["baseguard"]),
         lifetimes=lifetimes,
         cert_check_interval=args.cert_check_interval,
@@ -362,7 +370,7 @@ async def serve(
         return Assessor(audit_resolver, budget=config.audit_budget)
 
     pull = PullSecrets(kube, ttl=config.pull_secret_ttl) if config.pull_secrets and client else None
-    hosts = service_hosts(config.service, config.namespace)
+    hosts = (*service_hosts(config.service, config.namespace), *config.cert_hosts)
     try:
         serving = (
             ServingPair.from_files(*tls_files) if tls_files else ServingPair.placeholder(hosts)

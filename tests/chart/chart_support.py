@@ -53,6 +53,9 @@ VALUE_SETS: Mapping[str, dict[str, Any]] = {
     "bundled-policies": {
         "policies": {"enabled": True, "include": ["eol/*", "pinning/*", "allowlists/*"], "mode": "Audit"}
     },
+    # The webhook running outside the cluster (development, the control-plane tests):
+    # the apiserver calls a URL, and the managed certificate names its host.
+    "outside-cluster": {"webhook": {"url": "https://127.0.0.1:8443"}},
     "strict": {
         "replicas": 3,
         "antiAffinity": "hard",

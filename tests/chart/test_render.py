@@ -329,7 +329,12 @@ def test_webhooks_call_the_service_on_its_port(chart: Rendered) -> None:
     assert port["targetPort"] == "https"
     assert [p["name"] for p in container(chart)["ports"]] == ["https"]
     assert selector_matches({"matchLabels": service["spec"]["selector"]}, pod_labels(chart))
+    url = value(chart, "webhook", "url")
     for kind, hook in webhooks(chart):
+        path = "/mutate" if kind.startswith("Mutating") else "/validate"
+        if url:  # outside the cluster: the URL, and no Service reference beside it
+            assert hook["clientConfig"] == {"url": url.rstrip("/") + path}
+            continue
         ref = hook["clientConfig"]["service"]
         assert (ref["name"], ref["namespace"], ref["port"]) == (
             service["metadata"]["name"],
@@ -614,3 +619,6 @@ def test_command_line_is_accepted_by_baseguard_run(chart: Rendered) -> None:
     assert parsed.port == main["ports"][0]["containerPort"]
     assert parsed.manage_certificates is (value(chart, "certificates", "mode") == "self")
     assert parsed.pull_secrets is value(chart, "registryCredentials", "pullSecrets")
+    url = value(chart, "webhook", "url")
+    # Outside the cluster the serving certificate must also name the URL's host.
+    assert parsed.cert_host == (["127.0.0.1"] if url and parsed.manage_certificates else [])

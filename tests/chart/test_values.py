@@ -43,6 +43,8 @@ def schema_error(values: dict[str, Any]) -> str:
         ({"registryConfig": {"registries": [{"insecure": True}]}}, "missing property 'host'"),
         ({"policies": {"mode": "enforce"}}, "at '/policies/mode'"),
         ({"logLevel": "TRACE"}, "at '/logLevel'"),
+        ({"webhook": {"url": "http://127.0.0.1:8443"}}, "at '/webhook/url'"),
+        ({"webhook": {"url": "https://127.0.0.1:8443/?x=1"}}, "at '/webhook/url'"),
         ({"networkPolicy": {"registries": {"ports": []}}}, "at '/networkPolicy/registries/ports'"),
     ],
     ids=[
@@ -69,6 +71,8 @@ def schema_error(values: dict[str, Any]) -> str:
         "registry-without-host",
         "mode-case",
         "log-level",
+        "url-not-https",
+        "url-with-query",
         "no-registry-ports",
     ],
 )

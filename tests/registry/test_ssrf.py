@@ -175,6 +175,38 @@ async def test_resolver_guard_catches_names_at_connect_time() -> None:
         await allowed.close()
 
 
+async def test_dns_rebinding_between_check_and_connect_is_refused_by_the_client(
+    make_client: Any, listener_127_0_0_2: tuple[str, list[object]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A name that is public when checked and loopback when connected never gets a connection.
+
+    The client's own connector must re-check (its GuardedResolver): the per-request
+    check alone would connect to whatever the second DNS answer says.
+    """
+    host, accepted = listener_127_0_0_2
+    port = int(host.split(":")[1])
+    loop = asyncio.get_running_loop()
+    real = loop.getaddrinfo
+    answers: list[str] = []
+
+    async def rebinding(name: Any, *args: Any, **kwargs: Any) -> Any:
+        if name != "rebind.example":
+            return await real(name, *args, **kwargs)
+        address = "93.184.216.34" if not answers else "127.0.0.2"  # public first, then loopback
+        answers.append(address)
+        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (address, port))]
+
+    monkeypatch.setattr(loop, "getaddrinfo", rebinding)
+    client: RegistryClient = make_client(timeout=2)
+
+    with pytest.raises(LookupFailed, match=r"rebind\.example.*loopback address \(127\.0\.0\.2\)"):
+        await client.fetch_manifest(parse(f"rebind.example:{port}/team/app:v1"))
+
+    await asyncio.sleep(0.2)
+    assert answers[0] == "93.184.216.34" and "127.0.0.2" in answers, answers
+    assert accepted == []
+
+
 @pytest.mark.parametrize(
     ("address", "kind"),
     [

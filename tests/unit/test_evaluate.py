@@ -480,6 +480,17 @@ CASES = [
     ),
     # allowlist
     Case(
+        # Both platforms are built on the same base: one violation, not one per platform.
+        "base-not-allowed-two-platforms-once",
+        [pol(bases_allowed=(ALLOW_PY312,))],
+        img(
+            A,
+            plat("linux/amd64", A, lvl("ghcr.io/acme/base:1")),
+            plat("linux/arm64", A, lvl("ghcr.io/acme/base:1")),
+        ),
+        [("p", "base-not-allowed", "deny")],
+    ),
+    Case(
         "base-not-allowed",
         [pol(bases_allowed=(ALLOW_PY312,))],
         built_on(A, "ghcr.io/acme/base:1", "python:3.11-slim"),

@@ -92,11 +92,15 @@ annotations:
 {{- define "baseguard.clientConfig" -}}
 {{- $root := index . 0 -}}
 {{- $path := index . 1 -}}
+{{- with $root.Values.webhook.url }}
+url: {{ printf "%s%s" (trimSuffix "/" .) $path | quote }}
+{{- else }}
 service:
   name: {{ include "baseguard.fullname" $root }}
   namespace: {{ $root.Release.Namespace }}
   path: {{ $path }}
   port: {{ $root.Values.service.port }}
+{{- end }}
 {{- if eq $root.Values.certificates.mode "secret" }}
 caBundle: {{ required "certificates.caBundle (base64 PEM) is required when certificates.mode is secret" $root.Values.certificates.caBundle }}
 {{- end }}
@@ -164,6 +168,9 @@ otherwise the pair is a mounted Secret volume, read from files and reloaded on c
 - --tls-secret={{ include "baseguard.tlsSecretName" . }}
 - --manage-certificates
 - --webhook-configuration={{ include "baseguard.webhookConfigName" . }}
+{{- with .Values.webhook.url }}
+- --cert-host={{ (urlParse .).hostname }}
+{{- end }}
 {{- else }}
 - --tls-cert=/etc/baseguard/tls/tls.crt
 - --tls-key=/etc/baseguard/tls/tls.key
