@@ -18,12 +18,12 @@ import asyncio
 import datetime as dt
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from controller.assess import Assessor
+from controller.caching import Instances
 from controller.lineage.catalog import Catalog
 from controller.lineage.model import Lineage
 from controller.lineage.resolve import lineage_key
@@ -83,20 +83,18 @@ class Assessors:
         self.client = client
         self.max_sets = max_sets
         self.default = make(client)
-        self._by_creds: OrderedDict[frozenset[tuple[str, Credentials]], Assessor] = OrderedDict()
+        self._by_creds: Instances[frozenset[tuple[str, Credentials]], Assessor] = Instances(
+            self._bound, max_entries=max_sets
+        )
 
     def for_credentials(self, creds: Mapping[str, Credentials]) -> Assessor:
         if not creds or self.client is None:
             return self.default
-        key = fingerprint(creds)
-        found = self._by_creds.get(key)
-        if found is None:
-            view = self.client.with_config(self.client.config.with_credentials(creds))
-            found = self._by_creds[key] = self.make(view)
-            while len(self._by_creds) > self.max_sets:
-                self._by_creds.popitem(last=False)
-        self._by_creds.move_to_end(key)
-        return found
+        return self._by_creds.get(fingerprint(creds))
+
+    def _bound(self, key: frozenset[tuple[str, Credentials]]) -> Assessor:
+        assert self.client is not None
+        return self.make(self.client.with_config(self.client.config.with_credentials(dict(key))))
 
 
 class Throttle:

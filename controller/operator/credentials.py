@@ -23,10 +23,10 @@ import base64
 import json
 import logging
 import time
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any, Protocol
 
+from controller.caching import Loader
 from controller.errors import InputError
 from controller.registry.config import Credentials, DockerCredentials
 from controller.webhook.review import Review
@@ -121,41 +121,6 @@ class KubeGet(Protocol):
     ) -> dict[str, Any]: ...
 
 
-class _TTLCache:
-    """A small TTL map with single-flight loads and LRU eviction."""
-
-    def __init__(self, *, ttl: float, max_entries: int, clock: Callable[[], float]) -> None:
-        self.ttl = ttl
-        self.max_entries = max_entries
-        self.clock = clock
-        self._items: OrderedDict[Hashable, tuple[float, Any]] = OrderedDict()
-        self._flights: dict[Hashable, asyncio.Future[Any]] = {}
-
-    async def get(self, key: Hashable, load: Callable[[], Awaitable[tuple[Any, float]]]) -> Any:
-        item = self._items.get(key)
-        if item is not None and item[0] > self.clock():
-            self._items.move_to_end(key)
-            return item[1]
-        flight = self._flights.get(key)
-        if flight is None:
-            flight = asyncio.ensure_future(load())
-            self._flights[key] = flight
-            flight.add_done_callback(lambda done: self._landed(key, done))
-        value, _ = await asyncio.shield(flight)
-        return value
-
-    def _landed(self, key: Hashable, flight: asyncio.Future[Any]) -> None:
-        self._flights.pop(key, None)
-        if flight.cancelled() or flight.exception() is not None:
-            return
-        value, ttl = flight.result()
-        if ttl > 0:
-            self._items[key] = (self.clock() + ttl, value)
-            self._items.move_to_end(key)
-            while len(self._items) > self.max_entries:
-                self._items.popitem(last=False)
-
-
 class PullSecrets:
     """Reads and caches the pull secrets of pods."""
 
@@ -169,7 +134,7 @@ class PullSecrets:
     ) -> None:
         self.kube = kube
         self.ttl = ttl
-        self._cache = _TTLCache(ttl=ttl, max_entries=max_entries, clock=clock)
+        self._cache: Loader[Hashable, Any] = Loader(ttl=ttl, max_entries=max_entries, clock=clock)
 
     async def for_pod(
         self, namespace: str | None, pod_spec: Mapping[str, Any]

@@ -28,8 +28,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from controller.caching import Clock, TTLMap
 from controller.errors import LookupFailed
-from controller.registry.cache import Clock, TTLMap
 from controller.registry.config import Credentials
 
 DEFAULT_TOKEN_TTL = 60

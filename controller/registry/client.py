@@ -31,7 +31,6 @@ keeps the operations, their caching and the authentication handshake.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
@@ -197,10 +196,11 @@ class RegistryClient:
         if known is not None:
             self._transport.stats.cache_hits += 1
             return known
-        fetching = self.cache.flights.pending(self._tag_flight(ref, tag))
+        flight = self._tag_flight(ref, tag)
+        fetching = self.cache.flights.pending(flight)
         if fetching is not None:  # a GET of this tag is under way: its digest answers us too
             self._transport.stats.coalesced += 1
-            fetched: Fetched = await asyncio.shield(fetching)
+            fetched: Fetched = await self.cache.flights.wait(flight, fetching)
             return fetched.digest
         return await self._flight(
             ("digest", ref.registry, ref.repository, tag, self._fp(ref)),

@@ -38,6 +38,7 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from controller import __version__
+from controller.caching import Clock, TTLMap
 from controller.errors import LookupFailed
 from controller.registry.addresses import (
     GuardedResolver,
@@ -45,7 +46,6 @@ from controller.registry.addresses import (
     address_verdict,
     split_hostport,
 )
-from controller.registry.cache import Clock, TTLMap
 from controller.registry.config import DOCKER_HUB, DOCKER_HUB_API, RegistryConfig, RegistryHost
 
 log = logging.getLogger(__name__)

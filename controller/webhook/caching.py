@@ -7,9 +7,10 @@ already caches what it fetched, but walking a warm lineage and evaluating it
 again still costs ~1 ms per image. Two layers of memory remove that:
 
 * :class:`MemoResolver` remembers each successful :class:`Lineage` for ``ttl``
-  seconds and lets concurrent callers share one resolution (``asyncio.shield``,
-  so a caller whose budget runs out does not cancel it for the others; the
-  result still lands in memory for the next review).
+  seconds and lets concurrent callers share one resolution (a caller whose
+  budget runs out does not cancel it for the others; when the last caller
+  has gone, the resolution is cancelled: nobody is left to read it, and a
+  review that has been answered must leave no lookups running).
 * :class:`MemoAssessor` remembers each workload's results for ``ttl`` seconds,
   keyed by everything evaluation reads (kind, namespace, labels, namespace
   labels, images with their containers and paths, the date). A new policy
@@ -26,7 +27,8 @@ Neither remembers a failure: a lookup that failed or ran out of budget is
 asked again by the next review, so a registry that recovers is seen at once.
 The staleness they add is bounded by ``ttl`` (default 5 s) on top of the
 registry client's tag TTL (30 s): a base tag that moves is noticed at most
-that much later. Both are plain dicts bounded LRU-style; nothing is shared
+that much later. Their maps and flights are :mod:`controller.caching`'s
+(LRU-bounded, one single-flight for the controller); nothing is shared
 between processes.
 
 **Credentials.** A review may bring registry credentials (a pod's pull
@@ -42,15 +44,13 @@ are not.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import functools
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING
 
 from controller.assess import Assessor, WorkloadResult
+from controller.caching import Instances, SingleFlight, TTLMap
 from controller.lineage.catalog import Catalog
 from controller.lineage.images import RegistryClient
 from controller.lineage.model import End, Lineage
@@ -64,49 +64,9 @@ from controller.workloads import Workload
 if TYPE_CHECKING:
     from controller.registry.config import Credentials
 
-K = TypeVar("K", bound=Hashable)
-V = TypeVar("V")
-
 DEFAULT_TTL = 5.0
 DEFAULT_ENTRIES = 4096
 DEFAULT_CREDENTIAL_SETS = 64
-
-
-class _Memo(Generic[K, V]):
-    """A TTL map with LRU eviction past ``max_entries``."""
-
-    def __init__(self, *, ttl: float, max_entries: int, clock: Callable[[], float]) -> None:
-        self.ttl = ttl
-        self.max_entries = max_entries
-        self.clock = clock
-        self._items: OrderedDict[K, tuple[float, V]] = OrderedDict()
-        self.hits = 0
-        self.misses = 0
-
-    def get(self, key: K) -> V | None:
-        item = self._items.get(key)
-        if item is None or item[0] <= self.clock():
-            if item is not None:
-                del self._items[key]
-            self.misses += 1
-            return None
-        self._items.move_to_end(key)
-        self.hits += 1
-        return item[1]
-
-    def put(self, key: K, value: V) -> None:
-        if self.ttl <= 0:
-            return
-        self._items[key] = (self.clock() + self.ttl, value)
-        self._items.move_to_end(key)
-        while len(self._items) > self.max_entries:
-            self._items.popitem(last=False)
-
-    def clear(self) -> None:
-        self._items.clear()
-
-    def __len__(self) -> int:
-        return len(self._items)
 
 
 def lineage_ok(lineage: Lineage | None) -> bool:
@@ -131,8 +91,8 @@ class MemoResolver(LineageResolver):
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(client, catalog=catalog)
-        self.memo: _Memo[LineageKey, Lineage] = _Memo(ttl=ttl, max_entries=max_entries, clock=clock)
-        self._flights: dict[LineageKey, asyncio.Future[Lineage]] = {}
+        self.memo: TTLMap[LineageKey, Lineage] = TTLMap(ttl=ttl, max_entries=max_entries, clock=clock)
+        self._flights: SingleFlight[LineageKey, Lineage] = SingleFlight()
 
     async def resolve(
         self,
@@ -146,22 +106,15 @@ class MemoResolver(LineageResolver):
         found = self.memo.get(key)
         if found is not None:
             return found
-        flight = self._flights.get(key)
-        if flight is None:
-            flight = asyncio.ensure_future(
-                super().resolve(ref, max_depth=max_depth, platforms=platforms, catalog=catalog)
-            )
-            self._flights[key] = flight
-            flight.add_done_callback(lambda done: self._landed(key, done))
-        return await asyncio.shield(flight)
+        resolve = super().resolve
 
-    def _landed(self, key: LineageKey, flight: asyncio.Future[Lineage]) -> None:
-        self._flights.pop(key, None)
-        if flight.cancelled() or flight.exception() is not None:
-            return
-        lineage = flight.result()
-        if lineage_ok(lineage):
-            self.memo.put(key, lineage)
+        async def resolved() -> Lineage:
+            lineage = await resolve(ref, max_depth=max_depth, platforms=platforms, catalog=catalog)
+            if lineage_ok(lineage):
+                self.memo.put(key, lineage)
+            return lineage
+
+        return await self._flights.run(key, resolved)
 
 
 WorkloadKey = tuple[Hashable, ...]
@@ -205,16 +158,16 @@ class MemoAssessor(Assessor):
         self.max_entries = max_entries
         self.clock = clock
         self.max_credential_sets = max_credential_sets
-        self.memo: _Memo[WorkloadKey, WorkloadResult] = _Memo(
+        self.memo: TTLMap[WorkloadKey, WorkloadResult] = TTLMap(
             ttl=ttl, max_entries=max_entries, clock=clock
         )
-        self.reviews: _Memo[Hashable, tuple[WorkloadResult, ...]] = _Memo(
+        self.reviews: TTLMap[Hashable, tuple[WorkloadResult, ...]] = TTLMap(
             ttl=ttl, max_entries=max_entries, clock=clock
         )
-        self._judging: dict[Hashable, asyncio.Future[list[WorkloadResult]]] = {}
+        self._judging: SingleFlight[Hashable, list[WorkloadResult]] = SingleFlight()
         self._policies: Sequence[CompiledPolicy] | None = None
-        self._by_credentials: OrderedDict[frozenset[tuple[str, Credentials]], MemoAssessor] = (
-            OrderedDict()
+        self._by_credentials: Instances[frozenset[tuple[str, Credentials]], MemoAssessor] = (
+            Instances(self._bound, max_entries=max_credential_sets)
         )
 
     def _policies_are(self, policies: Sequence[CompiledPolicy]) -> None:
@@ -222,7 +175,7 @@ class MemoAssessor(Assessor):
         if policies is not self._policies:
             self.memo.clear()
             self.reviews.clear()
-            self._judging.clear()  # flights under way finish for their own callers only
+            self._judging.forget()  # flights under way finish for their own callers only
             self._policies = policies
 
     async def judged(
@@ -244,28 +197,16 @@ class MemoAssessor(Assessor):
         found = self.reviews.get(key)
         if found is not None:
             return list(found)
-        flight = self._judging.get(key)
-        if flight is None:
-            flight = asyncio.ensure_future(judge())
-            self._judging[key] = flight
-            flight.add_done_callback(functools.partial(self._landed, key, policies))
-        return list(await asyncio.shield(flight))  # one caller's timeout is not the others'
 
-    def _landed(
-        self,
-        key: Hashable,
-        policies: Sequence[CompiledPolicy],
-        flight: asyncio.Future[list[WorkloadResult]],
-    ) -> None:
-        if self._judging.get(key) is flight:
-            del self._judging[key]
-        if flight.cancelled() or flight.exception() is not None:
-            return  # a failure is for its callers only, never remembered
-        results = flight.result()
-        if policies is self._policies and all(
-            lineage_ok(r.facts.lineage) for result in results for r in result.results
-        ):
-            self.reviews.put(key, tuple(results))
+        async def judging() -> list[WorkloadResult]:
+            results = await judge()  # a failure is for its callers only, never remembered
+            if policies is self._policies and all(
+                lineage_ok(r.facts.lineage) for result in results for r in result.results
+            ):
+                self.reviews.put(key, tuple(results))
+            return results
+
+        return list(await self._judging.run(key, judging))  # one caller's timeout is not the others'
 
     def for_credentials(self, credentials: Mapping[str, Credentials]) -> MemoAssessor:
         """An assessor that looks images up with ``credentials`` (host → credentials) as well.
@@ -277,33 +218,29 @@ class MemoAssessor(Assessor):
         pod finds its memories warm. Offline, or without credentials: ``self``.
         """
         resolver = self.resolver
-        client = _client_with(resolver, credentials)
-        if client is None or resolver is None:
+        if not credentials or resolver is None or not isinstance(resolver.client, HttpRegistryClient):
             return self
-        key = frozenset(credentials.items())
-        found = self._by_credentials.get(key)
-        if found is None:
-            bound = MemoResolver(
-                client,
-                catalog=resolver.catalog,  # what a base's layers are is no secret: shared
-                ttl=self.ttl,
-                max_entries=self.max_entries,
-                clock=self.clock,
-            )
-            found = MemoAssessor(
-                bound,
-                budget=self.budget,
-                ttl=self.ttl,
-                max_entries=self.max_entries,
-                clock=self.clock,
-                max_credential_sets=0,
-            )
-            self._by_credentials[key] = found
-            while len(self._by_credentials) > self.max_credential_sets:
-                self._by_credentials.popitem(last=False)
-        else:
-            self._by_credentials.move_to_end(key)
-        return found
+        return self._by_credentials.get(frozenset(credentials.items()))
+
+    def _bound(self, key: frozenset[tuple[str, Credentials]]) -> MemoAssessor:
+        resolver = self.resolver
+        client = _client_with(resolver, dict(key))
+        assert client is not None and resolver is not None
+        bound = MemoResolver(
+            client,
+            catalog=resolver.catalog,  # what a base's layers are is no secret: shared
+            ttl=self.ttl,
+            max_entries=self.max_entries,
+            clock=self.clock,
+        )
+        return MemoAssessor(
+            bound,
+            budget=self.budget,
+            ttl=self.ttl,
+            max_entries=self.max_entries,
+            clock=self.clock,
+            max_credential_sets=0,
+        )
 
     async def assess(
         self,

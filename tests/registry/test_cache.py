@@ -10,10 +10,11 @@ from support.faulty_proxy import FaultyProxy
 from support.images import layer
 from support.registry import RegistryProcess
 
+from controller.caching import LRU, SingleFlight, TTLMap
 from controller.errors import LookupFailed
 from controller.reference import parse
 from controller.registry import media
-from controller.registry.cache import LRU, RegistryCache, SingleFlight, TTLMap
+from controller.registry.cache import RegistryCache
 from controller.registry.client import RegistryClient
 from controller.registry.config import RegistryHost
 
@@ -274,3 +275,36 @@ async def test_per_host_concurrency_limit(
 
     assert proxy.count("/manifests/") == 6
     assert proxy.max_in_flight == 2
+
+
+async def test_the_last_waiter_leaving_cancels_the_shared_work() -> None:
+    """Nobody left to read an answer: the work stops, and the next caller starts afresh."""
+    flights: SingleFlight[str, str] = SingleFlight()
+    started: list[int] = []
+    stopped: list[int] = []
+
+    async def work() -> str:
+        started.append(1)
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            stopped.append(1)
+            raise
+        return "manifest"
+
+    callers = [asyncio.create_task(flights.run("k", work)) for _ in range(2)]
+    await asyncio.sleep(0)
+    callers[0].cancel()
+    await asyncio.sleep(0)
+    assert stopped == []  # one caller is still waiting
+    callers[1].cancel()
+    await asyncio.gather(*callers, return_exceptions=True)
+    await asyncio.sleep(0)
+
+    assert stopped == [1] and flights.abandoned == 1 and len(flights) == 0
+    fresh = asyncio.create_task(flights.run("k", work))
+    for _ in range(2):
+        await asyncio.sleep(0)
+    assert started == [1, 1]
+    fresh.cancel()
+    await asyncio.gather(fresh, return_exceptions=True)

@@ -166,6 +166,29 @@ async def test_a_caller_out_of_budget_does_not_cancel_the_lookup_for_others(
     assert len(resolver.memo) == 1
 
 
+async def test_a_lookup_every_caller_abandoned_stops_asking_the_registry(
+    client: RegistryClient, registry: RegistryProcess, proxy: FaultyProxy, unique_repo: str
+) -> None:
+    """A review answered after its budget leaves no lookup running behind it (SPEC bounds).
+
+    The first manifest answer is slow; the only caller gives up meanwhile. The
+    lineage walk must stop there: no config, no base manifest fetched later
+    for nobody (before, the shielded flight carried on to the end).
+    """
+    ref = parse(f"{proxy.host}/{push(registry, unique_repo)}")
+    proxy.fault("delay", r"/manifests/", seconds=0.4, times=1)
+    resolver = MemoResolver(client, ttl=60)
+
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(resolver.resolve(ref), timeout=0.1)  # the review's budget
+    await asyncio.sleep(0.8)  # the slow answer has long arrived
+
+    assert proxy.count("/blobs/") == 0
+    assert proxy.count("/manifests/") == 1
+    assert len(resolver._flights) == 0 and len(client.cache.flights) == 0
+    assert len(resolver.memo) == 0
+
+
 async def test_the_webhook_answers_the_same_with_and_without_memory(
     start_webhook: Any, client: RegistryClient, registry: RegistryProcess, unique_repo: str
 ) -> None:
