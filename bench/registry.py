@@ -496,9 +496,9 @@ async def concurrent_assessments(
     meter: Meter, fam: Family, image: str, policy_path: Path, n: int, report: Report
 ) -> None:
     from controller.assess import Assessor
-    from controller.cli.main import load_policies
     from controller.lineage.resolve import LineageResolver
     from controller.policy.model import Action
+    from controller.policyfiles import load_policies
     from controller.registry.client import RegistryClient
     from controller.registry.config import RegistryConfig, RegistryHost
     from controller.workloads import extract
@@ -615,8 +615,8 @@ async def in_process(inputs: Inputs) -> tuple[float, float, int, int, Any]:
     """Cold then warm assessment of the same inputs with one client, as ``check`` builds it."""
     from controller.assess import Assessor
     from controller.cli.loaders import load_inputs
-    from controller.cli.main import load_policies
     from controller.lineage.resolve import LineageResolver
+    from controller.policyfiles import load_policies
     from controller.registry.client import RegistryClient
     from controller.registry.config import load_registry_config
 

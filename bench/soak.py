@@ -358,16 +358,16 @@ async def _soak(args: argparse.Namespace, reg: Any, proxy_host: str, workdir: Pa
     import aiohttp
     from aiohttp import web
 
+    from controller.memo import MemoAssessor, MemoResolver
     from controller.policy.compile import compile_policy
     from controller.policy.store import PolicyStore, policy_key
     from controller.registry.cache import RegistryCache
     from controller.registry.client import RegistryClient
     from controller.registry.config import RegistryConfig, RegistryHost
     from controller.settings import Settings
+    from controller.tls.serving import CertReloader, self_signed
     from controller.webhook.app import make_app
-    from controller.webhook.caching import MemoAssessor, MemoResolver
     from controller.webhook.metrics import Metrics
-    from controller.webhook.tls import CertReloader, self_signed
 
     _remember_layers(reg)
     pool = push(reg, proxy_host)

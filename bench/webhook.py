@@ -292,7 +292,7 @@ def main() -> int:
         print("bench/webhook.py needs wrk: apt-get install wrk", file=sys.stderr)
         return 2
 
-    from controller.webhook.tls import self_signed
+    from controller.tls.serving import self_signed
 
     workdir = Path(tempfile.mkdtemp(prefix="baseguard-bench-"))
     procs: list[subprocess.Popen[bytes]] = []

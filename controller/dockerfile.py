@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from dockerfile_parse import DockerfileParser
 
 from controller.errors import InputError
-from controller.policy.facts import ImageRole
+from controller.roles import ImageRole
 from controller.workloads import ContainerImage, Workload
 
 SCRATCH = "scratch"

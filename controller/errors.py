@@ -8,7 +8,24 @@ the CLI to exit code 2, the webhook to HTTP 400, lookups to ``lookup-failed``.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from enum import IntEnum
 from typing import Any
+
+
+class ExitCode(IntEnum):
+    """What every command's exit status means, so CI can tell a denial from a typo.
+
+    ``check``, ``test`` and ``audit`` answer DENIED (1) for "something would be
+    denied / a test failed / a workload uses the base"; ``run`` answers it when
+    the operator itself failed (``FAILED``, the same number). USAGE (2) is always the user's input: bad
+    arguments, an unreadable file, a bad policy, an unreachable cluster.
+    """
+
+    OK = 0
+    DENIED = 1
+    FAILED = 1  # ``run``: the operator itself failed (the same number, another reading)
+    USAGE = 2
+    INTERRUPTED = 130
 
 
 class BaseguardError(Exception):

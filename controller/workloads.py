@@ -10,7 +10,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 
-from controller.policy.facts import ImageRole
+from controller.roles import ImageRole
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,19 @@ def pod_spec_path(kind: str) -> str | None:
     whose images list is empty" (a Deployment with no containers yet).
     """
     return _POD_SPEC_PATHS.get(kind)
+
+
+def pod_spec(obj: Mapping[str, Any] | None, kind: str) -> Mapping[str, Any]:
+    """The pod spec inside ``obj`` (a Pod, or a controller's template); ``{}`` when there is none.
+
+    The webhook hands it, with the namespace, to the credentials lookup, so the
+    operator's pull secrets read a pod spec and never a webhook object.
+    """
+    path = pod_spec_path(kind)
+    node: Any = obj
+    for part in (path or "").split("/")[1:]:
+        node = node.get(part) if isinstance(node, Mapping) else None
+    return node if isinstance(node, Mapping) else {}
 
 
 def is_list_kind(kind: str) -> bool:

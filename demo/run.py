@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from support.images import layer  # noqa: E402
 from support.registry import registry_binary, start_registry  # noqa: E402
 
-from controller.webhook.tls import self_signed  # noqa: E402
+from controller.tls.serving import self_signed  # noqa: E402
 
 REGISTRY_PORT = 5055
 WEBHOOK_PORT = 8443

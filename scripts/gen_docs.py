@@ -318,16 +318,11 @@ def options_table(parser: argparse.ArgumentParser) -> str:
 
 
 def cli_commands() -> dict[str, argparse.ArgumentParser]:
-    """Every sub-command's parser, fully built: adapter commands (serve, run, audit) only
-    get their options when chosen (``build_parser(argv)`` keeps kopf out of ``check``),
-    so each is built with itself as the chosen command."""
+    """Every sub-command's parser, fully built (each command's parser needs only argparse)."""
     _import_controller()
     from controller.cli.main import build_parser
 
-    available = commands(build_parser())
-    for name in list(available):
-        available[name] = commands(build_parser([name]))[name]
-    return available
+    return commands(build_parser())
 
 
 def cli_reference(text: str) -> str:

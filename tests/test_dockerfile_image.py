@@ -17,8 +17,8 @@ import pytest
 
 from controller.cli.main import main
 from controller.dockerfile import parse_dockerfile
-from controller.policy.facts import ImageRole
 from controller.reference import parse
+from controller.roles import ImageRole
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"

@@ -1,12 +1,22 @@
-"""Options several commands share, defined once so ``check``, ``lineage``, ``serve``,
+"""Options and helpers several commands share, defined once so ``check``, ``lineage``, ``serve``,
 ``run`` and ``audit`` spell and explain them the same way. Cheap to import: argparse only."""
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
+import re
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, TypeVar
 
 from controller.errors import InputError
+
+if TYPE_CHECKING:
+    from controller.assess import Assessor
+    from controller.settings import Settings
+
+T = TypeVar("T")
 
 # An ArgumentParser or an argument group: argparse's own common base.
 _Adder = argparse._ActionsContainer
@@ -45,3 +55,88 @@ def parse_now(text: str | None) -> dt.datetime:
     except ValueError:
         raise InputError(f"--now {text!r}: expected a date YYYY-MM-DD") from None
     return dt.datetime(day.year, day.month, day.day, 12, tzinfo=dt.UTC)
+
+
+def add_webhook_options(parser: _Adder) -> None:
+    """``--host``, ``--port``, ``--budget``, ``--safety-margin``, ``--log-level``: ``serve`` and ``run``."""
+    from controller.settings import Settings
+
+    defaults = Settings()
+    parser.add_argument(
+        "--host", default=defaults.host, help=f"address to listen on (default {defaults.host})"
+    )
+    parser.add_argument(
+        "--port", type=int, default=defaults.port, help=f"HTTPS port (default {defaults.port})"
+    )
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=defaults.budget,
+        metavar="SECONDS",
+        help=f"longest time one review may take when the apiserver sends no ?timeout= (default {defaults.budget:g})",
+    )
+    parser.add_argument(
+        "--safety-margin",
+        type=float,
+        default=defaults.safety_margin,
+        metavar="SECONDS",
+        help=f"kept back from the apiserver's ?timeout= (default {defaults.safety_margin:g})",
+    )
+    parser.add_argument(
+        "--log-level", default=defaults.log_level, choices=("DEBUG", "INFO", "WARNING", "ERROR")
+    )
+
+
+def webhook_settings(args: argparse.Namespace) -> Settings:
+    """The webhook's :class:`Settings` from ``serve``'s or ``run``'s arguments; the rest keeps its default."""
+    from controller.settings import Settings
+
+    return Settings(
+        host=args.host,
+        port=args.port,
+        budget=args.budget,
+        safety_margin=args.safety_margin,
+        log_level=args.log_level,
+    )
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def duration(text: str) -> float:
+    """``90d``, ``10m``, ``30s``, ``1.5h`` or plain seconds → seconds (argparse type)."""
+    match = _DURATION.match(str(text))
+    if not match:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration (e.g. 30s, 10m, 1h, 90d)")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def colour(stream: object) -> bool:
+    """Colour only on a terminal, and never with ``NO_COLOR`` set (no-color.org)."""
+    return bool(getattr(stream, "isatty", lambda: False)()) and "NO_COLOR" not in os.environ
+
+
+def add_budget_option(parser: _Adder) -> None:
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="time for all registry lookups (default 10)",
+    )
+
+
+async def with_assessor(args: argparse.Namespace, work: Callable[[Assessor], Awaitable[T]]) -> T:
+    """Run ``work(assessor)`` with an online or offline assessor, closing the client after."""
+    from controller.assess import Assessor
+
+    if getattr(args, "offline", False):
+        return await work(Assessor(None, budget=args.budget))
+    from controller.lineage.resolve import LineageResolver
+    from controller.registry.client import RegistryClient
+    from controller.registry.config import load_registry_config
+
+    config = load_registry_config(args.registry_config, docker_config=args.docker_config)
+    async with RegistryClient(config) as client:
+        return await work(Assessor(LineageResolver(client), budget=args.budget))

@@ -10,9 +10,10 @@ from typing import Any, TextIO
 
 from controller.assess import WorkloadResult
 from controller.lineage.model import Lineage, PlatformLineage, Source
-from controller.policy.facts import ImageFacts, ImageRole
+from controller.policy.facts import ImageFacts
 from controller.policy.model import Action, RuleCode, most_severe
 from controller.policy.verdict import ImageResult, Violation, summarize
+from controller.roles import ImageRole
 
 _COLOURS = {Action.DENY: "31", Action.WARN: "33", Action.AUDIT: "36", Action.ALLOW: "32"}
 

@@ -30,7 +30,7 @@ from typing import Any, TextIO
 
 import yaml
 
-from controller.errors import BaseguardError, InputError
+from controller.errors import BaseguardError, ExitCode, InputError
 
 TEST_FILE = "baseguard-test.yaml"
 
@@ -87,7 +87,7 @@ def run_one(path: Path) -> list[str]:
     """Run one test file; return the failures (empty when it passes)."""
     from controller.assess import Assessor
     from controller.cli.loaders import load_inputs
-    from controller.cli.main import load_policies
+    from controller.policyfiles import load_policies
     from controller.reference import parse
 
     spec = yaml.safe_load(path.read_text())
@@ -149,4 +149,4 @@ def run_tests(dirs: Sequence[str], out: TextIO, *, colour: bool = False) -> int:
             out.write(f"     {f}\n")
         failed += bool(failures)
     out.write(f"{len(files) - failed} passed, {failed} failed\n")
-    return 1 if failed else 0
+    return ExitCode.DENIED if failed else ExitCode.OK

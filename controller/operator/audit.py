@@ -32,12 +32,11 @@ from typing import Any
 from controller.assess import WorkloadResult
 from controller.globs import GlobSet
 from controller.lineage.model import Level
-from controller.operator.credentials import pod_spec
 from controller.operator.status import AuditCounts, rfc3339
 from controller.policy.model import Action, CompiledPolicy, RuleCode
 from controller.policy.store import policy_key
 from controller.reference import Reference
-from controller.workloads import Workload, extract
+from controller.workloads import Workload, extract, pod_spec
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "baseguard"}
 SOURCE = "baseguard"
@@ -516,3 +515,35 @@ def uses(pairs: Sequence[Pair], pattern: UsesPattern) -> list[Use]:
                     )
                 )
     return out
+
+
+PROBE = "baseguard-uses"
+
+
+def probe_policy() -> CompiledPolicy:
+    """A policy that matches everything and asks for every image's lineage, deciding nothing.
+
+    ``--uses`` needs lineage even where no real policy does; going through the
+    Assessor with this probe keeps one assessment path. Its findings (it has
+    none that are not ``allow``) are never shown.
+    """
+    from controller.policy.compile import compile_policy
+    from controller.policy.model import API_VERSION, CLUSTER_KIND
+
+    return compile_policy(
+        {
+            "apiVersion": API_VERSION,
+            "kind": CLUSTER_KIND,
+            "metadata": {"name": PROBE},
+            "spec": {
+                "mode": "Audit",
+                "lineage": {
+                    "maxDepth": 10,
+                    "onUnknownBase": "Allow",
+                    "onLookupFailure": "Allow",
+                    "staleBase": "Allow",
+                    "verify": "Annotations",
+                },
+            },
+        }
+    )

@@ -20,43 +20,27 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from controller.assess import Assessor
 from controller.caching import Instances
 from controller.lineage.catalog import Catalog
 from controller.lineage.model import Lineage
 from controller.lineage.resolve import lineage_key
+from controller.memo import MemoResolver
 from controller.operator import audit
 from controller.operator.audit import AUDITED, Audited, EventLedger, Pair
 from controller.operator.credentials import PullSecrets, fingerprint
+from controller.operator.kube import KubeLike
 from controller.operator.policies import PolicyBook
 from controller.operator.status import AuditCounts, audit_patch
 from controller.policy.model import CompiledPolicy
 from controller.reference import Reference
 from controller.registry.client import RegistryClient
 from controller.registry.config import Credentials
-from controller.webhook.caching import MemoResolver
 
 log = logging.getLogger("baseguard.operator.audit")
 
-
-class KubeLike(Protocol):
-    async def get(
-        self, path: str, *, params: Mapping[str, str] | None = None
-    ) -> dict[str, Any]: ...
-
-    async def list(
-        self, path: str, *, params: Mapping[str, str] | None = None, kind: str | None = None
-    ) -> list[dict[str, Any]]: ...
-
-    async def create(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]: ...
-
-    async def replace(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]: ...
-
-    async def patch(self, path: str, body: Any, *, content_type: str = ...) -> dict[str, Any]: ...
-
-    async def delete(self, path: str) -> dict[str, Any]: ...
 
 
 def _status(exc: BaseException) -> int | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from controller.operator.certs import Lifetimes
+from controller.operator.rotation import Lifetimes, service_hosts
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,3 +91,8 @@ class OperatorConfig:
 
     pull_secret_ttl: float = 60.0
     """Seconds a read pull secret or service account is remembered."""
+
+    @property
+    def serving_hosts(self) -> tuple[str, ...]:
+        """Every name the serving certificate is made for: the Service's DNS names, then :attr:`cert_hosts`."""
+        return (*service_hosts(self.service, self.namespace), *self.cert_hosts)

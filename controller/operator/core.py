@@ -33,12 +33,13 @@ from typing import Any
 
 from controller.lineage.resolve import LineageResolver
 from controller.operator.auditor import Auditor, AuditRun
-from controller.operator.certkeeper import CertKeeper, ServingPair
 from controller.operator.config import OperatorConfig
+from controller.operator.credentials import PullSecrets
 from controller.operator.kube import Kube
 from controller.operator.leader import Elector
 from controller.operator.namespaces import Namespaces
 from controller.operator.policies import PolicyBook, PolicyRecord, key_of
+from controller.operator.serving_secret import CertKeeper, ServingPair
 from controller.operator.status import status_patch
 from controller.policy.compile import catalog_references
 from controller.policy.store import PolicyStore
@@ -62,6 +63,7 @@ class Operator:
         auditor: Auditor | None = None,
         keeper: CertKeeper | None = None,
         resolver: LineageResolver | None = None,
+        pull_secrets: PullSecrets | None = None,
     ) -> None:
         self.config = config
         self.kube = kube
@@ -73,6 +75,8 @@ class Operator:
         self.auditor = auditor
         self.keeper = keeper
         self.resolver = resolver
+        self.pull_secrets = pull_secrets
+        """Pods' registry credentials, for the webhook's reviews and the audit (``None``: off)."""
         self.leading = asyncio.Event()
         self.loaded = asyncio.Event()
         self.elector = Elector(

@@ -29,8 +29,6 @@ from typing import Any, Protocol
 from controller.caching import Loader
 from controller.errors import InputError
 from controller.registry.config import Credentials, DockerCredentials
-from controller.webhook.review import Review
-from controller.workloads import pod_spec_path
 
 log = logging.getLogger("baseguard.operator.credentials")
 
@@ -39,15 +37,6 @@ DOCKER_CFG = "kubernetes.io/dockercfg"
 FAILURE_TTL = 5.0
 
 HostCredentials = Mapping[str, Credentials]
-
-
-def pod_spec(obj: Mapping[str, Any] | None, kind: str) -> Mapping[str, Any]:
-    """The pod spec inside ``obj`` (a Pod, or a controller's template); ``{}`` when there is none."""
-    path = pod_spec_path(kind)
-    node: Any = obj
-    for part in (path or "").split("/")[1:]:
-        node = node.get(part) if isinstance(node, Mapping) else None
-    return node if isinstance(node, Mapping) else {}
 
 
 def secret_names(pod_spec: Mapping[str, Any]) -> list[str]:
@@ -152,10 +141,6 @@ class PullSecrets:
             return {}
         found = await asyncio.gather(*(self._secret(namespace, name) for name in names))
         return merge(found)
-
-    async def for_review(self, review: Review) -> dict[str, Credentials]:
-        """The webhook's :data:`~controller.webhook.handlers.CredentialsLookup`: the reviewed pod's."""
-        return await self.for_pod(review.namespace, pod_spec(review.object, review.kind))
 
     async def _account_secrets(self, namespace: str, account: str) -> list[str]:
         async def load() -> tuple[list[str], float]:

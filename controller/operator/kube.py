@@ -20,7 +20,7 @@ import asyncio
 import json
 import os
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from controller.errors import InputError
 
@@ -53,6 +53,31 @@ class KubeError(Exception):
     @property
     def conflict(self) -> bool:
         return self.status == 409
+
+
+class KubeLike(Protocol):
+    """The calls the operator's parts make: :class:`Kube` in production, fakes in unit tests.
+
+    One Protocol for every part (the elector, the certificate keeper, the
+    audit, the pull secrets); each uses a subset, and a fake implements only
+    what the part under test calls.
+    """
+
+    async def get(
+        self, path: str, *, params: Mapping[str, str] | None = None
+    ) -> dict[str, Any]: ...
+
+    async def list(
+        self, path: str, *, params: Mapping[str, str] | None = None, kind: str | None = None
+    ) -> list[dict[str, Any]]: ...
+
+    async def create(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]: ...
+
+    async def replace(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]: ...
+
+    async def patch(self, path: str, body: Any, *, content_type: str = ...) -> dict[str, Any]: ...
+
+    async def delete(self, path: str) -> dict[str, Any]: ...
 
 
 def in_cluster() -> bool:

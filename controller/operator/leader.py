@@ -32,7 +32,9 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any
+
+from controller.operator.kube import KubeLike
 
 log = logging.getLogger("baseguard.operator.leader")
 
@@ -155,17 +157,6 @@ class Observer:
             return False
         return mono - self._since >= max(lease.duration, 1)
 
-
-class KubeLike(Protocol):
-    """The part of :class:`controller.operator.kube.Kube` the elector uses."""
-
-    async def get(
-        self, path: str, *, params: Mapping[str, str] | None = None
-    ) -> dict[str, Any]: ...
-
-    async def create(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]: ...
-
-    async def replace(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]: ...
 
 
 def _status_of(exc: BaseException) -> int | None:

@@ -16,7 +16,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from controller.errors import PolicyError
+from controller.errors import InputError, PolicyError
+from controller.operator.kube import KubeLike
 from controller.policy.compile import DEFAULT_NAMESPACE, check_policy, compile_policy
 from controller.policy.model import (
     API_VERSION,
@@ -206,3 +207,25 @@ class PolicyBook:
             if policy_key(policy.kind, policy.namespace, policy.name) == key:
                 return policy
         return None
+
+
+async def cluster_policies(kube: KubeLike) -> tuple[list[CompiledPolicy], list[str]]:
+    """The cluster's compiled policies, and one line per policy that does not compile."""
+    policies: list[CompiledPolicy] = []
+    problems: list[str] = []
+    for kind in KINDS.values():
+        try:
+            items = await kube.list(kind.path(), kind=kind.kind)
+        except Exception as exc:
+            if getattr(exc, "status", None) == 404:
+                raise InputError(
+                    f"{kind.plural}.baseguard.io is not installed in this cluster (install the chart's CRDs)"
+                ) from None
+            raise
+        for item in items:
+            record = read_policy(item, kind=kind.kind)
+            if record.policy is not None:
+                policies.append(record.policy)
+            else:
+                problems.extend(f"{record.title}: {e}" for e in record.errors)
+    return policies, problems

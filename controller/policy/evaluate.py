@@ -32,7 +32,7 @@ from controller.globs import GlobSet
 from controller.lineage.model import PlatformLineage
 from controller.platforms import key as platform_key
 from controller.policy import rules
-from controller.policy.facts import ImageFacts, ImageRole, ObjectFacts
+from controller.policy.facts import ImageFacts, ObjectFacts
 from controller.policy.index import PolicyIndex
 from controller.policy.model import (
     SEVERITY,
@@ -44,6 +44,7 @@ from controller.policy.model import (
     Waiver,
 )
 from controller.policy.verdict import ImageResult, Violation
+from controller.roles import ImageRole
 
 _RULE_ORDER = {code: i for i, code in enumerate(RuleCode)}
 

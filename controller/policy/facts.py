@@ -8,16 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 
 from controller.lineage.model import Lineage
 from controller.reference import Reference
-
-
-class ImageRole(StrEnum):
-    CONTAINER = "container"  # an image that runs: every rule applies
-    BASE = "base"  # a Dockerfile FROM in the final stage's ancestry: the image *is* the base
-    BUILD = "build"  # a FROM of a stage the final image does not descend from: reference rules only
+from controller.roles import ImageRole
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from controller.lineage.model import End, Level, Lineage, PlatformLineage
-from controller.policy.facts import ImageFacts, ImageRole
+from controller.policy.facts import ImageFacts
 from controller.policy.model import (
     SEVERITY,
     Action,
@@ -38,6 +38,7 @@ from controller.policy.model import (
 )
 from controller.policy.verdict import Violation
 from controller.reference import Reference
+from controller.roles import ImageRole
 
 SCRATCH = "scratch"
 _LIST_LIMIT = 4  # how many globs a message lists before "(+N more)"

@@ -37,11 +37,11 @@ Decisions worth knowing:
 * **Registry credentials per review.** ``credentials`` (the operator: the
   pod's ``imagePullSecrets`` and its service account's) is asked for each
   workload review; its answer binds the assessor to that credential set for
-  this review only (:func:`controller.webhook.caching.bind_credentials`).
+  this review only (:func:`controller.memo.bind_credentials`).
   It gets a slice of the budget; if it fails or runs late, the lookups go
   out with the configured credentials only.
 * **Memory.** When the assessor remembers (a
-  :class:`~controller.webhook.caching.MemoAssessor`, as ``serve`` and ``run``
+  :class:`~controller.memo.MemoAssessor`, as ``serve`` and ``run``
   use), a review whose judged bytes were seen within its TTL is answered
   without extracting its workload again (:func:`.review.memo_key`).
 """
@@ -58,12 +58,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from controller import logs
 from controller.findings import Finding
+from controller.memo import MemoAssessor, bind_credentials
 from controller.policy.model import POLICY_KINDS, Action, Mode, most_severe
 from controller.policy.store import PolicyStore, Snapshot
 from controller.webhook import messages, patches
 from controller.webhook import review as rv
-from controller.webhook.caching import MemoAssessor, bind_credentials
 from controller.webhook.review import Review
+from controller.workloads import pod_spec
 
 if TYPE_CHECKING:
     from controller.assess import Assessor, WorkloadResult
@@ -97,8 +98,10 @@ class Reviewer(Protocol):
 NamespaceLabels = Callable[[str], Awaitable[Mapping[str, str] | None]]
 """Looks up a namespace's labels (the operator's informer); ``None``: unknown."""
 
-CredentialsLookup = Callable[[Review], Awaitable[Mapping[str, "Credentials"]]]
-"""Registry credentials for one review, host → credentials (``{}``: none beyond the configured).
+CredentialsLookup = Callable[[str | None, Mapping[str, Any]], Awaitable[Mapping[str, "Credentials"]]]
+"""Registry credentials for a pod spec in a namespace, host → credentials (``{}``: none beyond
+the configured). It takes plain data, not a webhook object, so the operator can offer it
+without importing the webhook.
 
 The operator's is the reviewed pod's ``imagePullSecrets`` and its service
 account's; the webhook itself never talks to Kubernetes."""
@@ -207,7 +210,8 @@ class Admission:
         left = budget - (time.perf_counter() - started)
         limit = min(max(left * CREDENTIALS_SHARE, CREDENTIALS_MIN), CREDENTIALS_MAX)
         try:
-            return await asyncio.wait_for(self.credentials(review), timeout=limit)
+            spec = pod_spec(review.object, review.kind)
+            return await asyncio.wait_for(self.credentials(review.namespace, spec), timeout=limit)
         except TimeoutError:
             problem = f"not found within {limit:.2f}s"
         except Exception as exc:  # a broken secret must not break admission

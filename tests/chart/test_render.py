@@ -606,7 +606,7 @@ def test_command_line_is_accepted_by_baseguard_run(chart: Rendered) -> None:
     """Every flag the chart passes exists in `baseguard run`, with a value it accepts."""
     import argparse
 
-    from controller.operator.run import add_arguments
+    from controller.cli.commands.run import add_arguments
 
     parser = argparse.ArgumentParser(prog="baseguard run", exit_on_error=False)
     add_arguments(parser)

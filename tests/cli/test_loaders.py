@@ -14,7 +14,7 @@ from controller.cli.loaders import (
     load_policy_documents,
 )
 from controller.errors import InputError
-from controller.policy.facts import ImageRole
+from controller.roles import ImageRole
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 WORKLOADS = DATA / "workloads"

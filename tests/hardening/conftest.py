@@ -25,9 +25,9 @@ from controller.registry.cache import RegistryCache
 from controller.registry.client import RegistryClient
 from controller.registry.config import RegistryConfig, RegistryHost
 from controller.settings import Settings
+from controller.tls.serving import CertReloader, self_signed
 from controller.webhook.app import make_app
 from controller.webhook.metrics import Metrics
-from controller.webhook.tls import CertReloader, self_signed
 
 
 @pytest.fixture(scope="module")

@@ -17,10 +17,10 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
+from controller.cli.commands.run import Started, serve
 from controller.operator.config import OperatorConfig
 from controller.operator.core import Operator
 from controller.operator.kube import Kube, load_configuration
-from controller.operator.run import Started, serve
 from controller.registry.client import RegistryClient
 from controller.registry.config import RegistryConfig
 from controller.settings import Settings

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
+from controller.cli.commands import audit as audit_cli
+from controller.cli.commands import run
 from controller.errors import InputError
-from controller.operator import audit_cli, run
 from tests.operator.apidouble import ApiDouble
 from tests.operator.conftest import NO_LATEST, cluster_policy, ns_policy, pod
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from controller.operator import certs
-from controller.operator.certs import Bundle, Lifetimes
+from controller.operator import rotation as certs
+from controller.operator.rotation import Bundle, Lifetimes
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 HOSTS = certs.service_hosts("baseguard", "baseguard")

@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from controller.operator import certs
+from controller.operator import rotation as certs
 from tests.operator.apidouble import ApiDouble
 from tests.operator.conftest import (
     NAMESPACE,

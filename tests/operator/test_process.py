@@ -20,7 +20,7 @@ from tests.operator.conftest import NAMESPACE, NO_LATEST, SERVICE_HOST, cluster_
 
 LAUNCH = (
     "import argparse, sys\n"
-    "from controller.operator import run\n"
+    "from controller.cli.commands import run\n"
     "parser = argparse.ArgumentParser()\n"
     "run.add_arguments(parser)\n"
     "sys.exit(run.run(parser.parse_args(sys.argv[1:])))\n"

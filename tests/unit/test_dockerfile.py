@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from controller.dockerfile import FromLine, dockerfile_workload, parse_dockerfile
 from controller.errors import InputError
-from controller.policy.facts import ImageRole
+from controller.roles import ImageRole
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "dockerfiles"
 BASE, BUILD = ImageRole.BASE, ImageRole.BUILD

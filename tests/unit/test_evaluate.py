@@ -11,7 +11,7 @@ from controller.errors import InvalidReference
 from controller.globs import GlobSet
 from controller.lineage.model import End, Level, Lineage, PlatformLineage, Source
 from controller.policy import evaluate as ev
-from controller.policy.facts import ImageFacts, ImageRole, ObjectFacts
+from controller.policy.facts import ImageFacts, ObjectFacts
 from controller.policy.model import (
     CLUSTER_KIND,
     NAMESPACED_KIND,
@@ -33,6 +33,7 @@ from controller.policy.model import (
 )
 from controller.policy.verdict import ImageResult, verdict_of
 from controller.reference import parse
+from controller.roles import ImageRole
 
 NOW = dt.datetime(2025, 6, 1, 12, 0, tzinfo=dt.UTC)
 D_IMG = "sha256:" + "c" * 64

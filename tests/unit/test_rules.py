@@ -9,7 +9,7 @@ import pytest
 from controller.globs import GlobSet
 from controller.lineage.model import End, Level, Lineage, PlatformLineage, Source
 from controller.policy import rules
-from controller.policy.facts import ImageFacts, ImageRole
+from controller.policy.facts import ImageFacts
 from controller.policy.model import (
     CLUSTER_KIND,
     Action,
@@ -25,6 +25,7 @@ from controller.policy.model import (
     Verify,
 )
 from controller.reference import parse
+from controller.roles import ImageRole
 
 NOW = dt.datetime(2025, 6, 1, 12, 0, tzinfo=dt.UTC)
 D_OLD = "sha256:" + "a" * 64

@@ -11,7 +11,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from controller.policy.facts import ImageRole
+from controller.roles import ImageRole
 from controller.workloads import (
     WORKLOAD_KINDS,
     ContainerImage,

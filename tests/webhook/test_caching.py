@@ -16,12 +16,12 @@ from support.registry import RegistryProcess, free_port
 from webhook.webhook_support import DATA, default_docs, fixture, policy_doc, set_images
 
 from controller.assess import Assessor, WorkloadResult
+from controller.memo import MemoAssessor, MemoResolver
 from controller.policy.compile import compile_policy
 from controller.reference import parse
 from controller.registry import media
 from controller.registry.client import RegistryClient
 from controller.registry.config import RegistryConfig, RegistryHost
-from controller.webhook.caching import MemoAssessor, MemoResolver
 from controller.webhook.review import memo_key, parse_review, workloads_of
 from controller.workloads import Workload
 

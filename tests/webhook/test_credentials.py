@@ -20,13 +20,12 @@ from support.images import Pushed, layer
 from support.registry import RegistryProcess
 from webhook.webhook_support import StartWebhook, Webhook, fill_store, fixture
 
+from controller.memo import MemoAssessor, MemoResolver
 from controller.policy.store import PolicyStore
 from controller.registry import media
 from controller.registry.client import RegistryClient
 from controller.registry.config import Credentials, RegistryConfig, RegistryHost
-from controller.webhook.caching import MemoAssessor, MemoResolver
 from controller.webhook.handlers import Admission
-from controller.webhook.review import Review
 
 
 @dataclass
@@ -85,9 +84,10 @@ class PullSecrets:
         self.secrets = secrets
         self.asked = 0
 
-    async def __call__(self, review: Review) -> Mapping[str, Credentials]:
+    async def __call__(
+        self, namespace: str | None, spec: Mapping[str, Any]
+    ) -> Mapping[str, Credentials]:
         self.asked += 1
-        spec = (review.object or {}).get("spec") or {}
         found: dict[str, Credentials] = {}
         for ref in spec.get("imagePullSecrets") or []:
             for host, creds in self.secrets.get(ref["name"], {}).items():
@@ -199,7 +199,7 @@ async def test_credentials_that_do_not_arrive_in_time_leave_the_lookup_anonymous
     family: Family,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    async def stalled(review: Review) -> Mapping[str, Credentials]:
+    async def stalled(namespace: str | None, spec: Mapping[str, Any]) -> Mapping[str, Credentials]:
         await asyncio.sleep(30)
         raise AssertionError("not reached")
 

@@ -21,11 +21,11 @@ import pytest
 import pytest_asyncio
 from webhook.webhook_support import POLICIES, fixture
 
+from controller.cli.commands import serve
 from controller.errors import InputError
 from controller.policy.store import PolicyStore
+from controller.policyfiles import PolicyFiles
 from controller.settings import Settings
-from controller.webhook import serve
-from controller.webhook.serve import PolicyFiles
 
 ROOT = Path(__file__).resolve().parents[2]
 

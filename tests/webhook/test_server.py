@@ -22,8 +22,8 @@ from webhook.webhook_support import Certs, StartWebhook, Webhook, fixture, polic
 from controller.assess import Assessor, WorkloadResult
 from controller.policy.model import CompiledPolicy
 from controller.settings import Settings
+from controller.tls.serving import self_signed
 from controller.webhook.metrics import Metrics
-from controller.webhook.tls import self_signed
 from controller.workloads import Workload
 
 KINDS = [
@@ -484,7 +484,7 @@ async def test_a_replaced_certificate_is_served_to_new_connections(
         certs.pair, tmp_path, tmp_path / "ca.crt", tmp_path / "tls.crt", tmp_path / "tls.key"
     )
     hook = await start_webhook()
-    from controller.webhook.tls import CertReloader
+    from controller.tls.serving import CertReloader
 
     reloader = CertReloader(private.cert, private.key)
     site = aiohttp.web.TCPSite(hook.runner, "127.0.0.1", 0, ssl_context=reloader.context)

@@ -16,8 +16,8 @@ from aiohttp import web
 
 from controller.policy.compile import compile_policy
 from controller.policy.store import PolicyStore, policy_key
+from controller.tls.serving import CertReloader, Pair
 from controller.webhook.metrics import Metrics
-from controller.webhook.tls import CertReloader, Pair
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "admission"
 POLICIES = DATA / "policies"

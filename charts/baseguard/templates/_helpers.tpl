@@ -151,7 +151,7 @@ The kinds SPEC section 6 covers: pods (and the ephemeral containers subresource,
 {{- end }}
 
 {{/*
-The command line of `baseguard run` (controller/operator/run.py). Kept in one place so a
+The command line of `baseguard run` (controller/cli/commands/run.py). Kept in one place so a
 renamed flag is a one-line change; docs/cli.md describes each flag.
 Certificates: with `self`, every replica reads the serving pair from the Secret through
 the API and the leader creates, rotates and publishes it (--manage-certificates);

@@ -1,4 +1,8 @@
-"""Short-lived memory for the webhook: the same question within seconds gets the same answer.
+"""Memoised assessment: the same question within seconds gets the same answer.
+
+It sits beside :mod:`controller.assess` because the webhook, ``serve`` and
+the operator's audit all wrap the one Assessor with it; it used to live in
+``webhook/`` and made the operator import webhook internals.
 
 A Deployment rollout asks about the same images many times in a few seconds:
 the Deployment, its ReplicaSet, then every Pod. Each answer is a pure function

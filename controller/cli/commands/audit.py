@@ -20,25 +20,26 @@ import argparse
 import asyncio
 import datetime as dt
 import json
-import os
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
-from controller.cli.options import add_now_option, add_registry_options, parse_now
-from controller.errors import BaseguardError, InputError
+from controller.cli.options import add_now_option, add_registry_options, colour, parse_now
+from controller.errors import BaseguardError, ExitCode, InputError
 
 if TYPE_CHECKING:
     from controller.operator.auditor import AuditRun
     from controller.operator.kube import Kube
-    from controller.policy.model import CompiledPolicy
 
-EXIT_OK, EXIT_FOUND, EXIT_USAGE = 0, 1, 2
-PROBE = "baseguard-uses"
+def register(sub: Any) -> None:
+    parser = sub.add_parser(
+        "audit", help="evaluate what already runs in a cluster (dry run); --uses finds who runs on a base"
+    )
+    add_arguments(parser)
+    parser.set_defaults(func=run)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``baseguard audit`` (the lead wires the sub-command)."""
     parser.add_argument(
         "--kubeconfig",
         metavar="FILE",
@@ -80,91 +81,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_now_option(parser)
 
 
-def probe_policy() -> CompiledPolicy:
-    """A policy that matches everything and asks for every image's lineage, deciding nothing.
-
-    ``--uses`` needs lineage even where no real policy does; going through the
-    Assessor with this probe keeps one assessment path. Its findings (it has
-    none that are not ``allow``) are never shown.
-    """
-    from controller.policy.compile import compile_policy
-    from controller.policy.model import API_VERSION, CLUSTER_KIND
-
-    return compile_policy(
-        {
-            "apiVersion": API_VERSION,
-            "kind": CLUSTER_KIND,
-            "metadata": {"name": PROBE},
-            "spec": {
-                "mode": "Audit",
-                "lineage": {
-                    "maxDepth": 10,
-                    "onUnknownBase": "Allow",
-                    "onLookupFailure": "Allow",
-                    "staleBase": "Allow",
-                    "verify": "Annotations",
-                },
-            },
-        }
-    )
-
-
-async def cluster_policies(kube: Kube) -> tuple[list[CompiledPolicy], list[str]]:
-    """The cluster's compiled policies, and one line per policy that does not compile."""
-    from controller.operator.policies import KINDS, read_policy
-
-    policies: list[CompiledPolicy] = []
-    problems: list[str] = []
-    for kind in KINDS.values():
-        try:
-            items = await kube.list(kind.path(), kind=kind.kind)
-        except Exception as exc:
-            if getattr(exc, "status", None) == 404:
-                raise InputError(
-                    f"{kind.plural}.baseguard.io is not installed in this cluster (install the chart's CRDs)"
-                ) from None
-            raise
-        for item in items:
-            record = read_policy(item, kind=kind.kind)
-            if record.policy is not None:
-                policies.append(record.policy)
-            else:
-                problems.extend(f"{record.title}: {e}" for e in record.errors)
-    return policies, problems
-
-
-def file_policies(paths: Sequence[str]) -> list[CompiledPolicy]:
-    from controller.cli.loaders import load_policy_documents
-    from controller.errors import PolicyError
-    from controller.policy.compile import check_policy, compile_policy
-
-    documents = load_policy_documents(paths)
-    if not documents:
-        raise InputError(f"no policies found in {', '.join(paths)}")
-    problems = [
-        f"{path} (document {index + 1}): {err}"
-        for path, index, doc in documents
-        for err in check_policy(doc)
-    ]
-    if problems:
-        raise PolicyError("", "invalid policy:\n  " + "\n  ".join(problems))
-    return [compile_policy(doc) for _, _, doc in documents]
-
-
 async def audit(
     args: argparse.Namespace, kube: Kube, *, now: dt.datetime
 ) -> tuple[AuditRun, list[str]]:
     from controller.assess import Assessor
     from controller.lineage.catalog import Catalog
     from controller.lineage.resolve import LineageResolver
+    from controller.operator.audit import probe_policy
     from controller.operator.auditor import Assessors, Auditor
     from controller.operator.credentials import PullSecrets
+    from controller.operator.policies import cluster_policies
+    from controller.policyfiles import load_policies
     from controller.registry.client import RegistryClient
     from controller.registry.config import load_registry_config
 
     problems: list[str] = []
     if args.policy:
-        policies = file_policies(args.policy)
+        policies = load_policies(args.policy)
     else:
         policies, problems = await cluster_policies(kube)
     if args.uses:
@@ -205,6 +138,8 @@ async def audit(
 def _strip_probe(run: AuditRun) -> list[Any]:
     """Workload results without the ``--uses`` probe's findings."""
     from dataclasses import replace
+
+    from controller.operator.audit import PROBE
 
     out = []
     for _, result in run.pairs:
@@ -275,13 +210,14 @@ def write_uses(run: AuditRun, pattern: str, out: TextIO, *, fmt: str) -> int:
         out.write(
             f"\n{len({u.ref for u in found})} {noun} ({len(found)} image(s)) of {run.objects} audited use {pattern}\n"
         )
-    return EXIT_FOUND if found else EXIT_OK
+    return ExitCode.DENIED if found else ExitCode.OK
 
 
 def write_report(
     run: AuditRun, problems: Sequence[str], out: TextIO, *, fmt: str, colour: bool
 ) -> int:
     from controller.cli.output import check_json, write_check_text
+    from controller.operator.audit import PROBE
     from controller.policy.model import Action
 
     results = _strip_probe(run)
@@ -307,7 +243,7 @@ def write_report(
             )
         for line in problems:
             out.write(f"  invalid policy, not applied: {line}\n")
-    return EXIT_FOUND if any(r.verdict is Action.DENY for r in results) else EXIT_OK
+    return ExitCode.DENIED if any(r.verdict is Action.DENY for r in results) else ExitCode.OK
 
 
 def run(args: argparse.Namespace) -> int:
@@ -330,13 +266,12 @@ def run(args: argparse.Namespace) -> int:
             kube.close()
     except KubeError as exc:
         print(f"baseguard audit: the cluster did not answer: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return ExitCode.USAGE
     except BaseguardError as exc:
         print(f"baseguard audit: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return ExitCode.USAGE
     for line in problems:
         print(f"baseguard audit: invalid policy, not applied: {line}", file=sys.stderr)
     if pattern is not None:
         return write_uses(result, pattern, sys.stdout, fmt=args.format)
-    colour = bool(getattr(sys.stdout, "isatty", lambda: False)()) and "NO_COLOR" not in os.environ
-    return write_report(result, problems, sys.stdout, fmt=args.format, colour=colour)
+    return write_report(result, problems, sys.stdout, fmt=args.format, colour=colour(sys.stdout))

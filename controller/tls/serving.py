@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-log = logging.getLogger("baseguard.webhook.tls")
+log = logging.getLogger("baseguard.tls")
 
 
 def server_context(cert: str | Path, key: str | Path) -> ssl.SSLContext:
@@ -132,7 +132,7 @@ def self_signed(
     For local use and tests only: the CA key is not kept, so nothing else can
     ever be signed by it.
     """
-    from controller.certificates import issue_ca, issue_serving
+    from controller.tls.issuing import issue_ca, issue_serving
 
     start = now or dt.datetime.now(dt.UTC)
     validity = dt.timedelta(days=days)

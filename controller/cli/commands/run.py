@@ -5,6 +5,11 @@ Every replica serves ``/validate`` and ``/mutate`` (the same application as
 labels from the watch, and pull-secret credentials; one replica, elected on a
 Lease, also writes policy status, keeps the certificates and runs the audit.
 
+This module is where the two adapters meet, and the only one: it builds the
+parts they share and starts each through its own start function
+(:func:`controller.webhook.server.start`, :mod:`controller.operator.running`),
+so neither imports the other.
+
 Start-up order, and why:
 
 1. the webhook listens at once, on a throw-away certificate until the real
@@ -14,9 +19,6 @@ Start-up order, and why:
 3. ``kopf.operator(...)`` runs until SIGTERM/SIGINT (kopf's handlers) or the
    stop flag; its cleanup handler then releases the Lease, drains in-flight
    reviews (``Settings.shutdown_timeout``) and closes the registry client.
-
-``add_arguments`` needs only argparse; kopf, kubernetes and aiohttp are
-imported when the command runs.
 """
 
 from __future__ import annotations
@@ -26,16 +28,19 @@ import asyncio
 import datetime as dt
 import logging
 import os
-import re
 import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from controller.cli.options import add_registry_options
-from controller.errors import InputError
-from controller.settings import Settings
+from controller.cli.options import (
+    add_registry_options,
+    add_webhook_options,
+    duration,
+    webhook_settings,
+)
+from controller.errors import ExitCode, InputError
 
 if TYPE_CHECKING:
     from controller.operator.config import OperatorConfig
@@ -43,51 +48,25 @@ if TYPE_CHECKING:
     from controller.operator.kube import Kube
     from controller.registry.client import RegistryClient
     from controller.registry.config import RegistryConfig
+    from controller.settings import Settings
     from controller.webhook.metrics import Metrics
 
 log = logging.getLogger("baseguard.operator.run")
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-AUDIT_MEMO_TTL = 60.0
-_DEFAULTS = Settings()
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+__all__ = ["Started", "add_arguments", "config_from", "duration", "register", "run", "serve"]
 
 
-def duration(text: str) -> float:
-    """``90d``, ``10m``, ``30s``, ``1.5h`` or plain seconds → seconds (argparse type)."""
-    match = _DURATION.match(str(text))
-    if not match:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a duration (e.g. 30s, 10m, 1h, 90d)")
-    return float(match.group(1)) * _UNITS[match.group(2)]
+def register(sub: Any) -> None:
+    parser = sub.add_parser(
+        "run",
+        help="in-cluster: the operator (policies from CRDs, status, certificates, audit) and the webhook",
+    )
+    add_arguments(parser)
+    parser.set_defaults(func=run)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``baseguard run`` (the lead wires the sub-command)."""
-    web = parser.add_argument_group("webhook")
-    web.add_argument(
-        "--host", default=_DEFAULTS.host, help=f"address to listen on (default {_DEFAULTS.host})"
-    )
-    web.add_argument(
-        "--port", type=int, default=_DEFAULTS.port, help=f"HTTPS port (default {_DEFAULTS.port})"
-    )
-    web.add_argument(
-        "--budget",
-        type=float,
-        default=_DEFAULTS.budget,
-        metavar="SECONDS",
-        help="longest a review may take when the apiserver sends no ?timeout=",
-    )
-    web.add_argument(
-        "--safety-margin",
-        type=float,
-        default=_DEFAULTS.safety_margin,
-        metavar="SECONDS",
-        help="kept back from the apiserver's ?timeout=",
-    )
-    web.add_argument(
-        "--log-level", default=_DEFAULTS.log_level, choices=("DEBUG", "INFO", "WARNING", "ERROR")
-    )
+    add_webhook_options(parser.add_argument_group("webhook"))
 
     reg = parser.add_argument_group("registries")
     add_registry_options(reg)
@@ -235,20 +214,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def settings_from(args: argparse.Namespace) -> Settings:
-    return Settings(
-        host=args.host,
-        port=args.port,
-        budget=args.budget,
-        safety_margin=args.safety_margin,
-        log_level=args.log_level,
-    )
-
 
 def config_from(args: argparse.Namespace) -> OperatorConfig:
-    from controller.operator.certs import Lifetimes
     from controller.operator.config import OperatorConfig
     from controller.operator.kube import own_namespace
+    from controller.operator.rotation import Lifetimes
 
     if bool(args.tls_cert) != bool(args.tls_key):
         raise InputError("--tls-cert and --tls-key go together")
@@ -302,6 +272,7 @@ def registry_config_from(args: argparse.Namespace) -> RegistryConfig | None:
     return load_registry_config(args.registry_config, docker_config=args.docker_config)
 
 
+
 @dataclass(frozen=True)
 class Started:
     """What a started ``run`` exposes (tests use it)."""
@@ -333,154 +304,91 @@ async def serve(
     client made from it (tests pass one with a short tag TTL); it is closed
     on the way out either way.
     """
-    import kopf
-
-    from controller.assess import Assessor
     from controller.lineage.catalog import Catalog
-    from controller.operator import handlers
-    from controller.operator.audit import EventLedger
-    from controller.operator.auditor import Assessors, Auditor, AuditResolver, Throttle
-    from controller.operator.certkeeper import CertKeeper, ServingPair
-    from controller.operator.certs import service_hosts
-    from controller.operator.core import Operator
-    from controller.operator.credentials import PullSecrets
+    from controller.memo import MemoAssessor, MemoResolver
+    from controller.operator import running
+    from controller.operator.serving_secret import ServingPair
     from controller.policy.store import PolicyStore
     from controller.registry.client import RegistryClient
-    from controller.webhook.app import make_app
-    from controller.webhook.caching import MemoAssessor, MemoResolver
+    from controller.webhook import server
     from controller.webhook.handlers import Admission
-    from controller.webhook.metrics import Metrics
-    from controller.webhook.serve import listen
+    from controller.webhook.metrics import Metrics, RegistryStats
 
     store = PolicyStore()
     client = registry_client
     if client is None and registry_config is not None:
         client = RegistryClient(registry_config)
     catalog = Catalog()
-
     resolver = MemoResolver(client, catalog=catalog, ttl=settings.cache_ttl) if client else None
     assessor = MemoAssessor(resolver, budget=settings.budget, ttl=settings.cache_ttl)
-    throttle = Throttle(config.audit_lookups_per_second)
-
-    def audit_assessor(view: RegistryClient | None) -> Assessor:
-        """The audit's: the same Assessor as admission, with throttled, longer-lived lookups."""
-        if view is None:
-            return Assessor(None, budget=config.audit_budget)
-        audit_resolver = AuditResolver(view, catalog=catalog, ttl=AUDIT_MEMO_TTL, throttle=throttle)
-        return Assessor(audit_resolver, budget=config.audit_budget)
-
-    pull = PullSecrets(kube, ttl=config.pull_secret_ttl) if config.pull_secrets and client else None
-    hosts = (*service_hosts(config.service, config.namespace), *config.cert_hosts)
+    hosts = config.serving_hosts
     try:
         serving = (
             ServingPair.from_files(*tls_files) if tls_files else ServingPair.placeholder(hosts)
         )
     except (OSError, ValueError) as exc:
         raise InputError(f"cannot load --tls-cert/--tls-key: {exc}") from None
-    auditor = Auditor(
-        kube=kube,
-        assessors=Assessors(audit_assessor, client),
-        clock=clock,
-        pull_secrets=pull,
-        budget=config.audit_budget,
-        batch=config.audit_batch,
-        identity=config.identity,
-        events_per_run=config.audit_events_per_run,
-        policy_reports=config.policy_reports,
-        ledger=EventLedger(config.event_interval),
-    )
-    keeper = None
-    if config.manage_certificates and config.tls_secret:
-        keeper = CertKeeper(
-            kube=kube,
-            namespace=config.namespace,
-            secret=config.tls_secret,
-            hosts=hosts,
-            configurations=config.webhook_configurations,
-            lifetimes=config.lifetimes,
-            clock=clock,
-            serving=serving,
-        )
-    operator = Operator(
-        config=config,
+    operator = running.build(
+        config,
         kube=kube,
         store=store,
         serving=serving,
         clock=clock,
-        auditor=auditor,
-        keeper=keeper,
+        client=client,
+        catalog=catalog,
         resolver=resolver,
     )
 
-    def registry_stats() -> Any:
+    def registry_stats() -> RegistryStats:
         assert client is not None
         return client.stats
 
     metrics = Metrics(
         snapshot=lambda: store.snapshot, registry_stats=registry_stats if client else None
     )
+    pull = operator.pull_secrets
     reviewer = Admission(
         store=store,
         assessor=assessor,
         metrics=metrics,
         clock=clock,
         namespace_labels=operator.namespaces.lookup,
-        credentials=pull.for_review if pull is not None else None,
+        credentials=pull.for_pod if pull is not None else None,
     )
-    app = make_app(
-        store=store, assessor=assessor, settings=settings, metrics=metrics, reviewer=reviewer
-    )
-    try:
-        runner, port = await listen(app, settings, serving.context)
-    except InputError:
-        if client is not None:
-            await client.close()
-        raise
-
-    loops: list[asyncio.Task[None]] = [
-        asyncio.create_task(operator.elector.run(), name="baseguard: leader election"),
-        asyncio.create_task(operator.status_loop(), name="baseguard: policy status"),
-        asyncio.create_task(operator.cert_loop(), name="baseguard: certificates"),
-        asyncio.create_task(operator.audit_loop(), name="baseguard: audit"),
-        asyncio.create_task(operator.catalog_loop(), name="baseguard: catalog refresh"),
-    ]
-    if config.tls_secret and not tls_files:
-        loops.append(
-            asyncio.create_task(
-                serving.poll(
-                    kube, config.namespace, config.tls_secret, interval=config.tls_poll_interval
-                ),
-                name="baseguard: serving certificate",
-            )
-        )
-    else:
-        loops.append(
-            asyncio.create_task(
-                serving.watch_files(settings.cert_reload_interval),
-                name="baseguard: certificate files",
-            )
-        )
 
     async def close_client() -> None:
         if client is not None:
             await client.close()
 
+    webhook = await server.start(
+        settings,
+        store=store,
+        assessor=assessor,
+        metrics=metrics,
+        ssl_context=serving.context,
+        reviewer=reviewer,
+        closers=[close_client],
+    )
+    loops = running.start_loops(
+        operator, tls_files=tls_files is not None, cert_reload_interval=settings.cert_reload_interval
+    )
+
     async def drain() -> None:
         log.info("draining the webhook", extra={"fields": {"timeout": settings.shutdown_timeout}})
-        await runner.cleanup()
+        await webhook.close()  # drains, then closes the registry client
 
     async def stop_loops() -> None:
         for task in loops:
             task.cancel()
         await asyncio.gather(*loops, return_exceptions=True)  # the elector releases the Lease
 
-    operator.closers.extend([close_client, drain, stop_loops])  # run last-first
+    operator.closers.extend([drain, stop_loops])  # run last-first
     log.info(
         "listening",
         extra={
             "fields": {
                 "host": settings.host,
-                "port": port,
+                "port": webhook.port,
                 "offline": client is None,
                 "identity": config.identity,
                 "namespace": config.namespace,
@@ -488,19 +396,9 @@ async def serve(
         },
     )
     if started is not None:
-        started(Started(operator=operator, port=port, metrics=metrics))
-    try:
-        await kopf.operator(
-            registry=handlers.build_registry(),
-            settings=handlers.settings(),
-            memo=operator,
-            standalone=True,
-            clusterwide=True,
-            stop_flag=stop_flag,
-        )
-    finally:
-        await operator.shutdown()  # normally done already by kopf's cleanup handler
-    return EXIT_OK
+        started(Started(operator=operator, port=webhook.port, metrics=metrics))
+    await running.run(operator, stop_flag=stop_flag)
+    return ExitCode.OK
 
 
 def run(args: argparse.Namespace) -> int:
@@ -508,7 +406,7 @@ def run(args: argparse.Namespace) -> int:
     from controller import logs
     from controller.operator.kube import Kube
 
-    settings = settings_from(args)
+    settings = webhook_settings(args)
     handler = logs.configure(level=settings.log_level, batched=True)
     # kopf logs every handler call ("Handler '…' succeeded.") at INFO: one line per watch
     # event would drown the decision log. Its warnings and errors still come through.
@@ -535,10 +433,10 @@ def run(args: argparse.Namespace) -> int:
     except InputError as exc:
         log.error("cannot start", extra={"fields": {"error": exc.message}})
         print(f"baseguard run: {exc.message}", file=sys.stderr)
-        return EXIT_USAGE
+        return ExitCode.USAGE
     except Exception:
         log.exception("the operator failed")
-        return EXIT_FAILED
+        return ExitCode.FAILED
     finally:
         chatty.setLevel(previous)
         logs.unconfigure(handler)

@@ -4,13 +4,13 @@
   on a throw-away self-signed pair so the port opens (and the liveness probe
   answers) at once; the real pair is read from the Secret through the API
   (:meth:`ServingPair.poll`) and loaded into the *same* ``SSLContext`` by the
-  webhook's :class:`~controller.webhook.tls.CertReloader`, so a rotation
+  webhook's :class:`~controller.tls.serving.CertReloader`, so a rotation
   reaches every replica within ``tls_poll_interval`` seconds, with no restart
   and no dependency on the kubelet's Secret-volume refresh (up to a minute
   or more). Readiness waits for the real pair, so the apiserver is never
   routed to a replica serving the throw-away one.
 * :class:`CertKeeper` (the leader, with ``--manage-certificates``): creates
-  and rotates the Secret (:func:`controller.operator.certs.plan`) and patches
+  and rotates the Secret (:func:`controller.operator.rotation.plan`) and patches
   the ``caBundle`` of the webhook configurations.
 """
 
@@ -25,10 +25,11 @@ import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from controller.operator import certs
-from controller.webhook.tls import CertReloader, self_signed
+from controller.operator import rotation
+from controller.operator.kube import KubeLike
+from controller.tls.serving import CertReloader, self_signed
 
 log = logging.getLogger("baseguard.operator.certs")
 
@@ -37,17 +38,6 @@ WEBHOOK_KINDS = (
     ("admissionregistration.k8s.io/v1", "mutatingwebhookconfigurations"),
 )
 
-
-class KubeLike(Protocol):
-    async def get(
-        self, path: str, *, params: Mapping[str, str] | None = None
-    ) -> dict[str, Any]: ...
-
-    async def create(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]: ...
-
-    async def replace(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]: ...
-
-    async def patch(self, path: str, body: Any, *, content_type: str = ...) -> dict[str, Any]: ...
 
 
 def secret_path(namespace: str, name: str | None = None) -> str:
@@ -121,7 +111,7 @@ class ServingPair:
             self.ready = True
             log.info(
                 "serving certificate loaded",
-                extra={"fields": {"expires": certs.expires(cert).isoformat()}},
+                extra={"fields": {"expires": rotation.expires(cert).isoformat()}},
             )
             self.on_ready()
         return True
@@ -129,11 +119,11 @@ class ServingPair:
     def install_from_secret(self, secret: Mapping[str, Any]) -> bool:
         """Serve the pair in a ``kubernetes.io/tls`` Secret (ours, cert-manager's or a user's)."""
         data = secret.get("data")
-        if not isinstance(data, Mapping) or certs.TLS_CERT not in data or certs.TLS_KEY not in data:
+        if not isinstance(data, Mapping) or rotation.TLS_CERT not in data or rotation.TLS_KEY not in data:
             return False
         try:
-            cert = base64.b64decode(str(data[certs.TLS_CERT]))
-            key = base64.b64decode(str(data[certs.TLS_KEY]))
+            cert = base64.b64decode(str(data[rotation.TLS_CERT]))
+            key = base64.b64decode(str(data[rotation.TLS_KEY]))
         except ValueError:
             return False
         return self.install(cert, key)
@@ -173,7 +163,7 @@ class CertKeeper:
     secret: str
     hosts: Sequence[str]
     configurations: Sequence[str]
-    lifetimes: certs.Lifetimes
+    lifetimes: rotation.Lifetimes
     clock: Callable[[], dt.datetime]
     serving: ServingPair | None = None  # this replica's pair: updated at once after a write
     _warned: bool = False
@@ -211,7 +201,7 @@ class CertKeeper:
             if _status(exc) != 404:
                 raise
             existing = None
-        current = certs.Bundle.from_secret_data(existing.get("data")) if existing else None
+        current = rotation.Bundle.from_secret_data(existing.get("data")) if existing else None
         if existing is not None and current is None:
             log.warning(
                 "the serving Secret is not one baseguard can sign for; replacing it",
@@ -221,9 +211,9 @@ class CertKeeper:
         trusted = (
             bool(configs)
             and current is not None
-            and all(certs.trusts(c, current.ca_cert) for _, c in configs)
+            and all(rotation.trusts(c, current.ca_cert) for _, c in configs)
         )
-        wanted = certs.plan(
+        wanted = rotation.plan(
             current, hosts=self.hosts, now=now, lifetimes=self.lifetimes, trusted=trusted
         )
         wrote = False
@@ -235,14 +225,14 @@ class CertKeeper:
                 extra={
                     "fields": {
                         "secret_name": f"{self.namespace}/{self.secret}",
-                        "expires": certs.expires(wanted.cert).isoformat(),
+                        "expires": rotation.expires(wanted.cert).isoformat(),
                         "ca_changed": current is None or current.ca_cert != wanted.ca_cert,
                     }
                 },
             )
-        bundle = certs.trust_bundle(wanted, now)
+        bundle = rotation.trust_bundle(wanted, now)
         for path_, config in configs:
-            ops = certs.ca_bundle_patch(config, bundle)
+            ops = rotation.ca_bundle_patch(config, bundle)
             if ops:
                 await self.kube.patch(path_, ops, content_type="application/json-patch+json")
                 log.info("caBundle patched", extra={"fields": {"configuration": path_}})
@@ -269,11 +259,11 @@ class CertKeeper:
             )
         return found
 
-    async def _write_secret(self, existing: Mapping[str, Any] | None, bundle: certs.Bundle) -> None:
+    async def _write_secret(self, existing: Mapping[str, Any] | None, bundle: rotation.Bundle) -> None:
         body: dict[str, Any] = {
             "apiVersion": "v1",
             "kind": "Secret",
-            "type": certs.SECRET_TYPE,
+            "type": rotation.SECRET_TYPE,
             "metadata": {
                 "name": self.secret,
                 "namespace": self.namespace,
@@ -289,6 +279,6 @@ class CertKeeper:
         for key in ("labels", "annotations"):
             if isinstance(meta.get(key), Mapping):
                 body["metadata"][key] = {**meta[key], **body["metadata"].get(key, {})}
-        if existing.get("type") not in (None, certs.SECRET_TYPE):
+        if existing.get("type") not in (None, rotation.SECRET_TYPE):
             body["type"] = existing["type"]  # the type of a Secret cannot change
         await self.kube.replace(secret_path(self.namespace, self.secret), body)

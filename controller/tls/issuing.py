@@ -1,8 +1,8 @@
 """Issuing certificates: a CA, and serving certificates it signs (EC P-256, SHA-256).
 
 One implementation for both users: the operator's managed webhook certificates
-(:mod:`controller.operator.certs` decides when to issue and rotate) and
-``serve``'s throw-away local pair (:func:`controller.webhook.tls.self_signed`).
+(:mod:`controller.operator.rotation` decides when to issue and rotate) and
+``serve``'s throw-away local pair (:func:`controller.tls.serving.self_signed`).
 Importing this module loads ``cryptography``; ``serve`` imports it only when it
 has to make a pair.
 """

@@ -3,7 +3,7 @@
 The apiserver only calls the webhook over HTTPS and checks the serving
 certificate against the ``caBundle`` of the webhook configurations. The
 operator (the leader) keeps both in step; this module decides *what* they
-should hold, :mod:`controller.operator.certkeeper` writes it.
+should hold, :mod:`controller.operator.serving_secret` writes it.
 
 Lifetimes and rotation, and why:
 
@@ -36,7 +36,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
-from controller.certificates import (
+from controller.tls.issuing import (
     issue_ca,
     issue_serving,
     load_cert,

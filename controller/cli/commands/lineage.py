@@ -1,0 +1,70 @@
+"""``baseguard lineage``: an image's base chain, verified against its layers."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from typing import Any
+
+from controller.cli.options import add_budget_option, add_registry_options
+from controller.errors import ExitCode
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("lineage", help="print an image's base chain, verified against its layers")
+    p.add_argument("image")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("--platform", metavar="OS/ARCH", help="only this platform of an index")
+    p.add_argument("--max-depth", type=int, default=4)
+    p.add_argument(
+        "--catalog",
+        action="append",
+        default=[],
+        metavar="IMAGE",
+        help="a known base for detection by layers (repeatable)",
+    )
+    add_registry_options(p, offline=False)
+    add_budget_option(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from controller.cli.output import lineage_dict, write_lineage_text
+    from controller.lineage.resolve import LineageResolver
+    from controller.reference import parse
+    from controller.registry.client import RegistryClient
+    from controller.registry.config import load_registry_config
+
+    ref = parse(args.image)
+    config = load_registry_config(args.registry_config, docker_config=args.docker_config)
+    catalog = [parse(c) for c in args.catalog]
+
+    async def work() -> Any:
+        async with RegistryClient(config) as client:
+            resolver = LineageResolver(client)
+            return await asyncio.wait_for(
+                resolver.resolve(
+                    ref,
+                    max_depth=args.max_depth,
+                    platforms=[args.platform] if args.platform else None,
+                    catalog=catalog,
+                ),
+                timeout=args.budget,
+            )
+
+    try:
+        lineage = asyncio.run(work())
+    except TimeoutError:
+        print(
+            f"baseguard: lookup of {ref.normalized} did not finish within {args.budget}s",
+            file=sys.stderr,
+        )
+        return ExitCode.DENIED
+    if args.format == "json":
+        json.dump(lineage_dict(lineage), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        write_lineage_text(lineage, sys.stdout)
+    return ExitCode.DENIED if lineage.failure else ExitCode.OK

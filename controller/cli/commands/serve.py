@@ -1,0 +1,178 @@
+"""``baseguard serve``: the webhook on its own, with policies from files.
+
+For local use, a CI cluster (kind) without the operator, and the benchmark.
+Policies come from ``-p`` files and folders and are re-read when they change
+(:class:`controller.policyfiles.PolicyFiles`); a file that breaks keeps its
+last good policies in force, and ``/readyz`` and the log say why. Without
+``--tls-cert``/``--tls-key`` a throw-away CA and serving certificate for
+localhost are made, and the CA is printed so a client (or a kind cluster's
+webhook configuration) can trust it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+import tempfile
+from typing import TYPE_CHECKING, Any, TextIO
+
+from controller.cli.options import add_registry_options, add_webhook_options, webhook_settings
+from controller.errors import ExitCode, InputError
+
+if TYPE_CHECKING:
+    from controller.settings import Settings
+    from controller.tls.serving import CertReloader
+    from controller.webhook.server import Closer, Server
+
+log = logging.getLogger("baseguard.webhook.serve")
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser("serve", help="run the admission webhook with policies from files")
+    add_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-p",
+        "--policy",
+        action="append",
+        default=[],
+        metavar="POLICY",
+        required=True,
+        help="policy file or folder (repeatable); re-read when it changes",
+    )
+    add_registry_options(parser)
+    add_webhook_options(parser)
+    parser.add_argument(
+        "--tls-cert", metavar="FILE", help="serving certificate (PEM); reloaded when it changes"
+    )
+    parser.add_argument("--tls-key", metavar="FILE", help="its private key (PEM)")
+
+
+def _tls(args: argparse.Namespace, settings: Settings, out: TextIO) -> CertReloader:
+    from controller.tls.serving import CertReloader, self_signed
+
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise InputError(
+            "--tls-cert and --tls-key go together: give both, or neither for a self-signed pair"
+        )
+    if args.tls_cert:
+        try:
+            return CertReloader(args.tls_cert, args.tls_key)
+        except (OSError, ValueError) as exc:
+            raise InputError(f"cannot load --tls-cert/--tls-key: {exc}") from None
+    hosts = ["localhost", "127.0.0.1"]
+    if settings.host not in ("0.0.0.0", "::", "", *hosts):
+        hosts.append(settings.host)
+    pair = self_signed(hosts)
+    directory = tempfile.mkdtemp(prefix="baseguard-tls-")
+    ca, cert, key = pair.write(directory)
+    print(
+        f"baseguard serve: no --tls-cert/--tls-key, so a self-signed certificate for "
+        f"{', '.join(hosts)} is in use (local use only). Trust this CA ({ca}):\n"
+        f"{pair.ca_pem.decode()}",
+        file=out,
+        flush=True,
+    )
+    return CertReloader(cert, key)
+
+
+async def start(args: argparse.Namespace, settings: Settings, *, out: TextIO | None = None) -> Server:
+    """Load policies, open the registry client, bind the port; raise InputError on bad arguments."""
+    from controller.memo import MemoAssessor, MemoResolver
+    from controller.policy.store import PolicyStore
+    from controller.policyfiles import PolicyFiles
+    from controller.webhook import server
+    from controller.webhook.metrics import Metrics, RegistryStats, StatsSource
+
+    store = PolicyStore()
+    files = PolicyFiles(list(args.policy), store)
+    _, missing = files.discover()
+    if missing:
+        raise InputError("; ".join(missing.values()))
+    await asyncio.to_thread(files.load)
+    reloader = _tls(args, settings, out or sys.stdout)
+
+    closers: list[Closer] = []
+    stats: StatsSource | None = None
+    if args.offline:
+        assessor = MemoAssessor(None, budget=settings.budget, ttl=settings.cache_ttl)
+    else:
+        from controller.registry.client import RegistryClient
+        from controller.registry.config import load_registry_config
+
+        config = load_registry_config(args.registry_config, docker_config=args.docker_config)
+        client = RegistryClient(config)
+        await client.__aenter__()
+        closers.append(client.close)
+
+        def read_stats() -> RegistryStats:
+            return client.stats
+
+        stats = read_stats
+        resolver = MemoResolver(client, ttl=settings.cache_ttl)
+        assessor = MemoAssessor(resolver, budget=settings.budget, ttl=settings.cache_ttl)
+
+    metrics = Metrics(snapshot=lambda: store.snapshot, registry_stats=stats)
+    started = await server.start(
+        settings,
+        store=store,
+        assessor=assessor,
+        metrics=metrics,
+        ssl_context=reloader.context,
+        tasks=[
+            lambda: files.watch(settings.policy_reload_interval),
+            lambda: reloader.watch(settings.cert_reload_interval),
+        ],
+        closers=closers,
+    )
+    log.info(
+        "listening",
+        extra={
+            "fields": {
+                "host": settings.host,
+                "port": started.port,
+                "offline": bool(args.offline),
+                "policies": len(store.snapshot.policies),
+                "errors": len(store.snapshot.errors),
+            }
+        },
+    )
+    return started
+
+
+async def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    started = await start(args, settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+        log.info("shutting down", extra={"fields": {"timeout": settings.shutdown_timeout}})
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await started.close()
+    return ExitCode.OK
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run until SIGTERM/SIGINT; 0 after a clean stop, 2 for bad arguments or files."""
+    from controller import logs
+
+    settings = webhook_settings(args)
+    handler = logs.configure(level=settings.log_level, batched=True)
+    try:
+        return asyncio.run(_serve(args, settings))
+    except InputError as exc:
+        log.error("cannot start", extra={"fields": {"error": exc.message}})
+        print(f"baseguard serve: {exc.message}", file=sys.stderr)
+        return ExitCode.USAGE
+    finally:
+        logs.unconfigure(handler)

@@ -1,0 +1,161 @@
+"""The operator's start: frozen config and collaborators in, a running kopf operator out.
+
+``baseguard run`` (:mod:`controller.cli.commands.run`) builds the parts the
+webhook and the operator share (the policy store, the registry client, the
+catalog, the memoised resolver, the serving pair) and hands them here, the
+way ``kopf.operator(registry=, settings=, memo=)`` takes its parts; the
+webhook gets the same store and the namespace labels and pull secrets the
+operator keeps, through plain callables. Nothing here imports the webhook.
+
+Start-up order, and why: the long-lived loops (election, Secret polling,
+leader jobs, catalog refresh) start before kopf, which claims every task
+created after it; ``kopf.operator(...)`` then runs until SIGTERM/SIGINT
+(kopf's handlers) or the stop flag; its cleanup handler releases the Lease
+and runs the closers the caller registered (drain the webhook, close the
+client).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from controller.operator.config import OperatorConfig
+
+if TYPE_CHECKING:
+    from controller.assess import Assessor
+    from controller.lineage.catalog import Catalog
+    from controller.lineage.resolve import LineageResolver
+    from controller.operator.core import Operator
+    from controller.operator.kube import Kube
+    from controller.operator.serving_secret import ServingPair
+    from controller.policy.store import PolicyStore
+    from controller.registry.client import RegistryClient
+
+#: Seconds the audit remembers a lineage: audits are minutes apart, admission's memory is seconds.
+AUDIT_MEMO_TTL = 60.0
+
+
+def build(
+    config: OperatorConfig,
+    *,
+    kube: Kube,
+    store: PolicyStore,
+    serving: ServingPair,
+    clock: Callable[[], dt.datetime],
+    client: RegistryClient | None,
+    catalog: Catalog,
+    resolver: LineageResolver | None,
+) -> Operator:
+    """The :class:`Operator` with its auditor, certificate keeper and pull secrets.
+
+    ``client=None`` is offline. ``resolver`` is the one admission uses; the
+    operator refreshes the catalog through it.
+    """
+    from controller.assess import Assessor
+    from controller.operator.audit import EventLedger
+    from controller.operator.auditor import Assessors, Auditor, AuditResolver, Throttle
+    from controller.operator.core import Operator
+    from controller.operator.credentials import PullSecrets
+    from controller.operator.serving_secret import CertKeeper
+
+    throttle = Throttle(config.audit_lookups_per_second)
+
+    def audit_assessor(view: RegistryClient | None) -> Assessor:
+        """The audit's: the same Assessor as admission, with throttled, longer-lived lookups."""
+        if view is None:
+            return Assessor(None, budget=config.audit_budget)
+        audit_resolver = AuditResolver(view, catalog=catalog, ttl=AUDIT_MEMO_TTL, throttle=throttle)
+        return Assessor(audit_resolver, budget=config.audit_budget)
+
+    pull = PullSecrets(kube, ttl=config.pull_secret_ttl) if config.pull_secrets and client else None
+    auditor = Auditor(
+        kube=kube,
+        assessors=Assessors(audit_assessor, client),
+        clock=clock,
+        pull_secrets=pull,
+        budget=config.audit_budget,
+        batch=config.audit_batch,
+        identity=config.identity,
+        events_per_run=config.audit_events_per_run,
+        policy_reports=config.policy_reports,
+        ledger=EventLedger(config.event_interval),
+    )
+    keeper = None
+    if config.manage_certificates and config.tls_secret:
+        keeper = CertKeeper(
+            kube=kube,
+            namespace=config.namespace,
+            secret=config.tls_secret,
+            hosts=config.serving_hosts,
+            configurations=config.webhook_configurations,
+            lifetimes=config.lifetimes,
+            clock=clock,
+            serving=serving,
+        )
+    return Operator(
+        config=config,
+        kube=kube,
+        store=store,
+        serving=serving,
+        clock=clock,
+        auditor=auditor,
+        keeper=keeper,
+        resolver=resolver,
+        pull_secrets=pull,
+    )
+
+
+def start_loops(
+    operator: Operator, *, tls_files: bool, cert_reload_interval: float
+) -> list[asyncio.Task[None]]:
+    """Every replica's and the leader's long-lived loops; call before :func:`run` (see above)."""
+    config = operator.config
+    loops: list[asyncio.Task[None]] = [
+        asyncio.create_task(operator.elector.run(), name="baseguard: leader election"),
+        asyncio.create_task(operator.status_loop(), name="baseguard: policy status"),
+        asyncio.create_task(operator.cert_loop(), name="baseguard: certificates"),
+        asyncio.create_task(operator.audit_loop(), name="baseguard: audit"),
+        asyncio.create_task(operator.catalog_loop(), name="baseguard: catalog refresh"),
+    ]
+    if config.tls_secret and not tls_files:
+        loops.append(
+            asyncio.create_task(
+                operator.serving.poll(
+                    operator.kube,
+                    config.namespace,
+                    config.tls_secret,
+                    interval=config.tls_poll_interval,
+                ),
+                name="baseguard: serving certificate",
+            )
+        )
+    else:
+        loops.append(
+            asyncio.create_task(
+                operator.serving.watch_files(cert_reload_interval),
+                name="baseguard: certificate files",
+            )
+        )
+    return loops
+
+
+async def run(operator: Operator, *, stop_flag: asyncio.Event | None = None) -> None:
+    """Run kopf until it stops (SIGTERM/SIGINT or ``stop_flag``), then shut the operator down."""
+    import kopf
+
+    from controller.operator import handlers
+
+    try:
+        await kopf.operator(
+            registry=handlers.build_registry(),
+            settings=handlers.settings(),
+            memo=operator,
+            standalone=True,
+            clusterwide=True,
+            stop_flag=stop_flag,
+        )
+    finally:
+        await operator.shutdown()  # normally done already by kopf's cleanup handler
