@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -22,6 +22,7 @@ from controller.policy.index import PolicyIndex
 from controller.policy.model import Action, CompiledPolicy, most_severe
 from controller.policy.verdict import ImageResult
 from controller.reference import Reference, parse
+from controller.registry.limits import as_tenant
 from controller.workloads import Workload
 
 if TYPE_CHECKING:
@@ -48,6 +49,7 @@ class _Lookup:
     platforms: set[str] | None = None
     catalog: set[Reference] | None = None
     any_platform: bool = False
+    tenant: str | None = None  # whose registry share the lookup uses: the first asker's namespace
 
     def widen(self, policy: CompiledPolicy) -> None:
         settings = policy.lineage
@@ -131,7 +133,7 @@ class Assessor:
                 for facts in images:
                     if facts.reference is not None and needs_lineage(scoped, obj, facts):
                         lookup = lookups.setdefault(
-                            facts.reference.normalized, _Lookup(facts.reference)
+                            facts.reference.normalized, _Lookup(facts.reference, tenant=workload.namespace)
                         )
                         for policy in scoped:
                             if policy.needs_lineage:
@@ -157,11 +159,14 @@ class Assessor:
             return {}
         tasks = {
             asyncio.ensure_future(
-                resolver.resolve(
-                    lk.reference,
-                    max_depth=lk.max_depth,
-                    platforms=None if lk.any_platform or not lk.platforms else sorted(lk.platforms),
-                    catalog=sorted(lk.catalog or (), key=str),
+                _as_tenant(
+                    lk.tenant,
+                    resolver.resolve(
+                        lk.reference,
+                        max_depth=lk.max_depth,
+                        platforms=None if lk.any_platform or not lk.platforms else sorted(lk.platforms),
+                        catalog=sorted(lk.catalog or (), key=str),
+                    ),
                 )
             ): lk
             for lk in todo
@@ -183,6 +188,12 @@ class Assessor:
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
         return out
+
+
+async def _as_tenant(tenant: str | None, lookup: Awaitable[Lineage]) -> Lineage:
+    """Run ``lookup`` as ``tenant``: one namespace cannot take all of a registry's concurrency."""
+    with as_tenant(tenant):
+        return await lookup
 
 
 def _with_lineage(facts: ImageFacts, lineage: Lineage | None) -> ImageFacts:

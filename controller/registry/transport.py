@@ -8,7 +8,8 @@ the challenge it learnt; everything below it is here:
 
 - one aiohttp session (created lazily inside the running loop), its resolver
   refusing non-public addresses for names nobody configured;
-- per-host concurrency limits and per-request timeouts, read from
+- per-host concurrency limits, shared fairly between namespaces
+  (:mod:`controller.registry.limits`), and per-request timeouts, read from
   :meth:`RegistryConfig.concurrency_for` / :meth:`RegistryConfig.timeout_for`;
 - TLS contexts per CA file;
 - where a request may go (SPEC §9): only the image's registry, its configured
@@ -30,6 +31,7 @@ import ssl
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +49,7 @@ from controller.registry.addresses import (
     split_hostport,
 )
 from controller.registry.config import DOCKER_HUB, DOCKER_HUB_API, RegistryConfig, RegistryHost
+from controller.registry.limits import FairSlots, current_tenant
 
 log = logging.getLogger(__name__)
 
@@ -238,7 +241,7 @@ class Transport:
         self.clock = clock
         self.stats = RequestStats()
         self.session: aiohttp.ClientSession | None = None
-        self.semaphores: dict[str, asyncio.Semaphore] = {}
+        self.slots: dict[str, FairSlots] = {}
         self.ssl_contexts: dict[str | None, ssl.SSLContext] = {}
         self.explicit_names: set[str] = set()
         self.address_verdicts: TTLMap[str, str] = TTLMap(
@@ -279,12 +282,15 @@ class Transport:
 
     # -- limits ---------------------------------------------------------------------
 
-    def slot(self, config: RegistryConfig, entry: RegistryHost) -> asyncio.Semaphore:
-        """The concurrency limit of ``entry``'s API host (shared by every view)."""
-        sem = self.semaphores.get(entry.api_host)
-        if sem is None:
-            sem = self.semaphores[entry.api_host] = asyncio.Semaphore(config.concurrency_for(entry.host))
-        return sem
+    def slot(self, config: RegistryConfig, entry: RegistryHost) -> AbstractAsyncContextManager[None]:
+        """One of ``entry``'s API host's request slots (shared by every view), held inside.
+
+        Slots are shared fairly between tenants (namespaces): :mod:`controller.registry.limits`.
+        """
+        slots = self.slots.get(entry.api_host)
+        if slots is None:
+            slots = self.slots[entry.api_host] = FairSlots(config.concurrency_for(entry.host))
+        return slots.slot(current_tenant())
 
     # -- where requests may go ------------------------------------------------------
 
