@@ -364,10 +364,10 @@ async def _soak(args: argparse.Namespace, reg: Any, proxy_host: str, workdir: Pa
     from controller.registry.cache import RegistryCache
     from controller.registry.client import RegistryClient
     from controller.registry.config import RegistryConfig, RegistryHost
-    from controller.settings import Settings
     from controller.tls.serving import CertReloader, self_signed
     from controller.webhook.app import make_app
     from controller.webhook.metrics import Metrics
+    from controller.webhook.settings import Settings
 
     _remember_layers(reg)
     pool = push(reg, proxy_host)

@@ -14,7 +14,7 @@ from controller.errors import InputError
 
 if TYPE_CHECKING:
     from controller.assess import Assessor
-    from controller.settings import Settings
+    from controller.webhook.settings import Settings
 
 T = TypeVar("T")
 
@@ -59,7 +59,7 @@ def parse_now(text: str | None) -> dt.datetime:
 
 def add_webhook_options(parser: _Adder) -> None:
     """``--host``, ``--port``, ``--budget``, ``--safety-margin``, ``--log-level``: ``serve`` and ``run``."""
-    from controller.settings import Settings
+    from controller.webhook.settings import Settings
 
     defaults = Settings()
     parser.add_argument(
@@ -89,7 +89,7 @@ def add_webhook_options(parser: _Adder) -> None:
 
 def webhook_settings(args: argparse.Namespace) -> Settings:
     """The webhook's :class:`Settings` from ``serve``'s or ``run``'s arguments; the rest keeps its default."""
-    from controller.settings import Settings
+    from controller.webhook.settings import Settings
 
     return Settings(
         host=args.host,

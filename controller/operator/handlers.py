@@ -1,6 +1,6 @@
 """kopf handlers, on an explicit :class:`kopf.OperatorRegistry`; thin by design.
 
-Every handler hands its object to the :class:`~controller.operator.core.Operator`
+Every handler hands its object to the :class:`~controller.operator.replica.Operator`
 (kopf's ``memo``) and returns. Only two kinds of handler are used, because
 they persist nothing on the watched objects:
 
@@ -24,8 +24,8 @@ from typing import Any
 
 import kopf
 
-from controller.operator.core import Operator
 from controller.operator.policies import KINDS
+from controller.operator.replica import Operator
 from controller.policy.model import GROUP, VERSION
 
 

@@ -22,14 +22,14 @@ import datetime as dt
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from controller.operator.config import OperatorConfig
+from controller.operator.settings import OperatorSettings
 
 if TYPE_CHECKING:
     from controller.assess import Assessor
     from controller.lineage.catalog import Catalog
     from controller.lineage.resolve import LineageResolver
-    from controller.operator.core import Operator
     from controller.operator.kube import Kube
+    from controller.operator.replica import Operator
     from controller.operator.serving_secret import ServingPair
     from controller.policy.store import PolicyStore
     from controller.registry.client import RegistryClient
@@ -39,7 +39,7 @@ AUDIT_MEMO_TTL = 60.0
 
 
 def build(
-    config: OperatorConfig,
+    config: OperatorSettings,
     *,
     kube: Kube,
     store: PolicyStore,
@@ -55,10 +55,10 @@ def build(
     operator refreshes the catalog through it.
     """
     from controller.assess import Assessor
-    from controller.operator.audit import EventLedger
-    from controller.operator.auditor import Assessors, Auditor, AuditResolver, Throttle
-    from controller.operator.core import Operator
+    from controller.operator.audit.events import EventLedger
+    from controller.operator.audit.runner import Assessors, Auditor, AuditResolver, Throttle
     from controller.operator.credentials import PullSecrets
+    from controller.operator.replica import Operator
     from controller.operator.serving_secret import CertKeeper
 
     throttle = Throttle(config.audit_lookups_per_second)

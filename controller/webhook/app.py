@@ -30,10 +30,10 @@ from aiohttp import web
 
 from controller.errors import BadReview
 from controller.policy.store import PolicyStore
-from controller.settings import Settings
 from controller.webhook.handlers import Admission, Endpoint, Reviewer, utc_now
 from controller.webhook.metrics import CONTENT_TYPE, Metrics
 from controller.webhook.review import dumps, parse_review, status_body
+from controller.webhook.settings import Settings
 
 if TYPE_CHECKING:
     import datetime as dt

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from controller.errors import InputError
-from controller.settings import Settings
+from controller.webhook.settings import Settings
 
 if TYPE_CHECKING:
     from aiohttp import web

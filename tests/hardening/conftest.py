@@ -24,10 +24,10 @@ from controller.policy.store import PolicyStore
 from controller.registry.cache import RegistryCache
 from controller.registry.client import RegistryClient
 from controller.registry.config import RegistryConfig, RegistryHost
-from controller.settings import Settings
 from controller.tls.serving import CertReloader, self_signed
 from controller.webhook.app import make_app
 from controller.webhook.metrics import Metrics
+from controller.webhook.settings import Settings
 
 
 @pytest.fixture(scope="module")

@@ -18,12 +18,12 @@ import pytest
 import pytest_asyncio
 
 from controller.cli.commands.run import Started, serve
-from controller.operator.config import OperatorConfig
-from controller.operator.core import Operator
 from controller.operator.kube import Kube, load_configuration
+from controller.operator.replica import Operator
+from controller.operator.settings import OperatorSettings
 from controller.registry.client import RegistryClient
 from controller.registry.config import RegistryConfig
-from controller.settings import Settings
+from controller.webhook.settings import Settings
 from tests.operator.apidouble import ApiDouble
 
 NAMESPACE = "baseguard"
@@ -152,9 +152,9 @@ def kube(kubeconfig: Path) -> Iterator[Kube]:
     client.close()
 
 
-def fast_config(identity: str, **overrides: Any) -> OperatorConfig:
+def fast_config(identity: str, **overrides: Any) -> OperatorSettings:
     """Intervals short enough for a test, long enough to be exact about what happens when."""
-    base = OperatorConfig(
+    base = OperatorSettings(
         namespace=NAMESPACE,
         identity=identity,
         lease_duration=2,

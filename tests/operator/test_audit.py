@@ -9,8 +9,10 @@ import pytest
 
 from controller.assess import Assessor, WorkloadResult
 from controller.lineage.model import End, Level, Lineage, PlatformLineage, Source
-from controller.operator import audit
-from controller.operator.audit import AUDITED, Audited, EventLedger, ObjectRef, Pair, UsesPattern
+from controller.operator.audit import events, plan, reports, uses
+from controller.operator.audit.events import EventLedger
+from controller.operator.audit.plan import AUDITED, Audited, ObjectRef, Pair
+from controller.operator.audit.uses import UsesPattern
 from controller.policy.compile import compile_policy
 from controller.policy.facts import ImageFacts, ObjectFacts
 from controller.policy.model import Action, RuleCode
@@ -69,11 +71,11 @@ def item(
 def test_objects_controlled_by_an_audited_kind_are_judged_there(
     owners: list[dict[str, Any]] | None, skipped: bool
 ) -> None:
-    assert audit.controlled_by_audited(item("rs", "a", "x", owners=owners)) is skipped
+    assert plan.controlled_by_audited(item("rs", "a", "x", owners=owners)) is skipped
 
 
 def test_audited_objects_fill_in_kind_and_keep_the_pod_spec() -> None:
-    found = audit.audited_objects(
+    found = plan.audited_objects(
         RESOURCES["Pod"],
         [
             item("lone", "team-a", "nginx:1.27.0", template=False),
@@ -104,7 +106,7 @@ POLICIES = [
 
 
 async def pairs_of(*objects: tuple[str, dict[str, Any]]) -> list[Pair]:
-    audited = [a for kind, obj in objects for a in audit.audited_objects(RESOURCES[kind], [obj])]
+    audited = [a for kind, obj in objects for a in plan.audited_objects(RESOURCES[kind], [obj])]
     results = await Assessor(None).assess([a.workload for a in audited], POLICIES, now=NOW)
     return list(zip(audited, results, strict=True))
 
@@ -120,7 +122,7 @@ async def pairs() -> list[Pair]:
 
 
 def test_policy_counts(pairs: list[Pair]) -> None:
-    counts = audit.policy_counts(pairs, POLICIES)
+    counts = plan.policy_counts(pairs, POLICIES)
     assert {k: (c.objects, c.violations) for k, c in counts.items()} == {
         "ClusterBaseImagePolicy//no-latest": (4, 1),
         "ClusterBaseImagePolicy//hub-only": (4, 2),
@@ -129,14 +131,14 @@ def test_policy_counts(pairs: list[Pair]) -> None:
 
 
 def test_one_event_per_finding_on_the_offending_object(pairs: list[Pair]) -> None:
-    found = audit.event_findings(pairs)
+    found = events.event_findings(pairs)
     assert sorted((f.ref.name, f.policy, f.rule.value) for f in found) == [
         ("api", "hub-only", "registry-not-allowed"),
         ("db", "hub-only", "registry-not-allowed"),
         ("web", "no-latest", "disallowed-tag"),
     ]
     web = next(f for f in found if f.ref.name == "web")
-    body = audit.event_body(web, now=NOW, first=NOW, count=1, instance="pod-a")
+    body = events.event_body(web, now=NOW, first=NOW, count=1, instance="pod-a")
     assert body["involvedObject"] == {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -144,14 +146,14 @@ def test_one_event_per_finding_on_the_offending_object(pairs: list[Pair]) -> Non
         "namespace": "team-a",
         "uid": "uid-web",
     }
-    assert body["metadata"]["name"] == audit.event_name(web)
+    assert body["metadata"]["name"] == events.event_name(web)
     assert body["metadata"]["namespace"] == "team-a"
     assert (body["type"], body["reason"], body["count"]) == ("Warning", "PolicyViolation", 1)
     assert body["message"].startswith(
         "no-latest disallowed-tag (deny): container app nginx:latest: "
     )
-    again = next(f for f in audit.event_findings(pairs) if f.ref.name == "web")
-    assert audit.event_name(again) == audit.event_name(web)  # the same finding, the same Event
+    again = next(f for f in events.event_findings(pairs) if f.ref.name == "web")
+    assert events.event_name(again) == events.event_name(web)  # the same finding, the same Event
 
 
 def test_the_ledger_repeats_a_persisting_finding_only_after_the_interval() -> None:
@@ -168,7 +170,7 @@ def test_the_ledger_repeats_a_persisting_finding_only_after_the_interval() -> No
 
 
 def test_report_results_by_namespace(pairs: list[Pair]) -> None:
-    results = audit.report_results(pairs, now=NOW)
+    results = reports.report_results(pairs, now=NOW)
     summary = {
         ns: sorted(
             (r["resources"][0]["name"], r["policy"], r["rule"], r["result"]) for r in entries
@@ -214,15 +216,15 @@ def test_a_failed_lookup_is_an_error_result() -> None:
         Audited(ref, workload),
         WorkloadResult(workload, ObjectFacts("Pod", "p", "team-a"), (result,)),
     )
-    (entry,) = audit.report_results([pair], now=NOW)["team-a"]
+    (entry,) = reports.report_results([pair], now=NOW)["team-a"]
     assert (entry["rule"], entry["result"]) == ("lookup-failed", "error")
 
 
 def test_report_body_summarizes_and_keeps_problems_when_it_must_cut() -> None:
-    entries = [{"policy": "p", "result": "pass"}] * (audit.MAX_REPORT_RESULTS + 5) + [
+    entries = [{"policy": "p", "result": "pass"}] * (reports.MAX_REPORT_RESULTS + 5) + [
         {"policy": "p", "result": "fail"}
     ]
-    body = audit.report_body("team-a", entries)
+    body = reports.report_body("team-a", entries)
     assert (body["apiVersion"], body["kind"]) == ("wgpolicyk8s.io/v1alpha2", "PolicyReport")
     assert body["metadata"] == {
         "name": "baseguard-audit",
@@ -230,15 +232,15 @@ def test_report_body_summarizes_and_keeps_problems_when_it_must_cut() -> None:
         "namespace": "team-a",
     }
     assert body["summary"] == {
-        "pass": audit.MAX_REPORT_RESULTS + 5,
+        "pass": reports.MAX_REPORT_RESULTS + 5,
         "fail": 1,
         "warn": 0,
         "error": 0,
         "skip": 0,
     }
-    assert len(body["results"]) == audit.MAX_REPORT_RESULTS
+    assert len(body["results"]) == reports.MAX_REPORT_RESULTS
     assert body["results"][0]["result"] == "fail"
-    assert audit.report_body(None, [])["kind"] == "ClusterPolicyReport"
+    assert reports.report_body(None, [])["kind"] == "ClusterPolicyReport"
 
 
 @pytest.mark.parametrize(
@@ -301,15 +303,15 @@ def test_uses_finds_the_base_at_any_depth_on_any_platform() -> None:
         Audited(ref, workload),
         WorkloadResult(workload, ObjectFacts("Deployment", "web", "team-a"), (ImageResult(facts),)),
     )
-    (use,) = audit.uses([pair], UsesPattern("debian:buster"))
+    (use,) = uses.uses([pair], UsesPattern("debian:buster"))
     assert (use.ref, use.container, use.depth, use.matched) == (
         ref,
         "app",
         2,
         ("docker.io/library/debian:buster (linux/amd64)",),
     )
-    assert audit.uses([pair], UsesPattern("alpine")) == []
-    (itself,) = audit.uses([pair], UsesPattern("ghcr.io/acme/app"))
+    assert uses.uses([pair], UsesPattern("alpine")) == []
+    (itself,) = uses.uses([pair], UsesPattern("ghcr.io/acme/app"))
     assert itself.depth == 0
 
 

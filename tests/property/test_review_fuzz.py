@@ -32,9 +32,9 @@ from webhook.webhook_support import DATA, default_docs, fill_store
 
 from controller.assess import Assessor
 from controller.policy.store import PolicyStore
-from controller.settings import Settings
 from controller.tls.serving import CertReloader, self_signed
 from controller.webhook.app import make_app
+from controller.webhook.settings import Settings
 
 FIXTURES = sorted(p.name for p in DATA.glob("*.json"))
 GROUPS = {"Pod": "", "ReplicationController": "", "PodTemplate": "", "Deployment": "apps",

@@ -18,10 +18,10 @@ from webhook.webhook_support import Certs, StartWebhook, Webhook, default_docs, 
 
 from controller.assess import Assessor
 from controller.policy.store import PolicyStore
-from controller.settings import Settings
 from controller.tls.serving import CertReloader, self_signed
 from controller.webhook.app import make_app
 from controller.webhook.metrics import Metrics
+from controller.webhook.settings import Settings
 
 
 @pytest.fixture(scope="module")

@@ -22,11 +22,11 @@ from controller.policy.model import Action, RuleCode
 from controller.policy.store import PolicyStore, Snapshot
 from controller.policy.verdict import ImageResult, Violation
 from controller.reference import parse
-from controller.settings import Settings
 from controller.webhook import messages, patches
 from controller.webhook import review as rv
 from controller.webhook.app import parse_timeout
 from controller.webhook.review import parse_review, workloads_of
+from controller.webhook.settings import Settings
 from controller.workloads import ContainerImage, Workload
 
 DIGEST = "sha256:" + "ab" * 32

@@ -25,7 +25,7 @@ from controller.cli.commands import serve
 from controller.errors import InputError
 from controller.policy.store import PolicyStore
 from controller.policyfiles import PolicyFiles
-from controller.settings import Settings
+from controller.webhook.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -21,9 +21,9 @@ from webhook.webhook_support import Certs, StartWebhook, Webhook, fixture, polic
 
 from controller.assess import Assessor, WorkloadResult
 from controller.policy.model import CompiledPolicy
-from controller.settings import Settings
 from controller.tls.serving import self_signed
 from controller.webhook.metrics import Metrics
+from controller.webhook.settings import Settings
 from controller.workloads import Workload
 
 KINDS = [

@@ -28,7 +28,7 @@ from controller.cli.options import add_now_option, add_registry_options, colour,
 from controller.errors import BaseguardError, ExitCode, InputError
 
 if TYPE_CHECKING:
-    from controller.operator.auditor import AuditRun
+    from controller.operator.audit.runner import AuditRun
     from controller.operator.kube import Kube
 
 def register(sub: Any) -> None:
@@ -87,8 +87,8 @@ async def audit(
     from controller.assess import Assessor
     from controller.lineage.catalog import Catalog
     from controller.lineage.resolve import LineageResolver
-    from controller.operator.audit import probe_policy
-    from controller.operator.auditor import Assessors, Auditor
+    from controller.operator.audit.runner import Assessors, Auditor
+    from controller.operator.audit.uses import probe_policy
     from controller.operator.credentials import PullSecrets
     from controller.operator.policies import cluster_policies
     from controller.policyfiles import load_policies
@@ -139,7 +139,7 @@ def _strip_probe(run: AuditRun) -> list[Any]:
     """Workload results without the ``--uses`` probe's findings."""
     from dataclasses import replace
 
-    from controller.operator.audit import PROBE
+    from controller.operator.audit.uses import PROBE
 
     out = []
     for _, result in run.pairs:
@@ -156,7 +156,7 @@ def _strip_probe(run: AuditRun) -> list[Any]:
 
 
 def write_uses(run: AuditRun, pattern: str, out: TextIO, *, fmt: str) -> int:
-    from controller.operator.audit import UsesPattern, uses
+    from controller.operator.audit.uses import UsesPattern, uses
 
     found = uses(run.pairs, UsesPattern(pattern))
     if fmt == "json":
@@ -217,7 +217,7 @@ def write_report(
     run: AuditRun, problems: Sequence[str], out: TextIO, *, fmt: str, colour: bool
 ) -> int:
     from controller.cli.output import check_json, write_check_text
-    from controller.operator.audit import PROBE
+    from controller.operator.audit.uses import PROBE
     from controller.policy.model import Action
 
     results = _strip_probe(run)
@@ -253,7 +253,7 @@ def run(args: argparse.Namespace) -> int:
         now = parse_now(args.now)
         pattern = args.uses
         if pattern is not None:
-            from controller.operator.audit import UsesPattern
+            from controller.operator.audit.uses import UsesPattern
 
             try:
                 UsesPattern(pattern)

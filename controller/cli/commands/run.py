@@ -43,13 +43,13 @@ from controller.cli.options import (
 from controller.errors import ExitCode, InputError
 
 if TYPE_CHECKING:
-    from controller.operator.config import OperatorConfig
-    from controller.operator.core import Operator
     from controller.operator.kube import Kube
+    from controller.operator.replica import Operator
+    from controller.operator.settings import OperatorSettings
     from controller.registry.client import RegistryClient
     from controller.registry.config import RegistryConfig
-    from controller.settings import Settings
     from controller.webhook.metrics import Metrics
+    from controller.webhook.settings import Settings
 
 log = logging.getLogger("baseguard.operator.run")
 
@@ -215,10 +215,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 
-def config_from(args: argparse.Namespace) -> OperatorConfig:
-    from controller.operator.config import OperatorConfig
+def config_from(args: argparse.Namespace) -> OperatorSettings:
     from controller.operator.kube import own_namespace
     from controller.operator.rotation import Lifetimes
+    from controller.operator.settings import OperatorSettings
 
     if bool(args.tls_cert) != bool(args.tls_key):
         raise InputError("--tls-cert and --tls-key go together")
@@ -240,7 +240,7 @@ def config_from(args: argparse.Namespace) -> OperatorConfig:
         )
     except ValueError as exc:
         raise InputError(f"--cert-renew-before: {exc}") from None
-    return OperatorConfig(
+    return OperatorSettings(
         namespace=args.namespace or own_namespace(),
         identity=args.identity or os.environ.get("POD_NAME") or socket.gethostname(),
         lease_name=args.lease_name,
@@ -288,7 +288,7 @@ def utc_now() -> dt.datetime:
 
 async def serve(
     settings: Settings,
-    config: OperatorConfig,
+    config: OperatorSettings,
     *,
     kube: Kube,
     registry_config: RegistryConfig | None,

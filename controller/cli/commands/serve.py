@@ -23,9 +23,9 @@ from controller.cli.options import add_registry_options, add_webhook_options, we
 from controller.errors import ExitCode, InputError
 
 if TYPE_CHECKING:
-    from controller.settings import Settings
     from controller.tls.serving import CertReloader
     from controller.webhook.server import Closer, Server
+    from controller.webhook.settings import Settings
 
 log = logging.getLogger("baseguard.webhook.serve")
 

@@ -1,4 +1,4 @@
-"""The operator's shared state and its background work, between kopf and the webhook.
+"""One replica's operator: its shared state and background work, between kopf and the webhook.
 
 One :class:`Operator` per process. kopf's handlers (:mod:`.handlers`) call
 into it; it is also kopf's ``memo``. The webhook reads the store and the
@@ -32,14 +32,14 @@ from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 from controller.lineage.resolve import LineageResolver
-from controller.operator.auditor import Auditor, AuditRun
-from controller.operator.config import OperatorConfig
+from controller.operator.audit.runner import Auditor, AuditRun
 from controller.operator.credentials import PullSecrets
 from controller.operator.kube import Kube
 from controller.operator.leader import Elector
 from controller.operator.namespaces import Namespaces
 from controller.operator.policies import PolicyBook, PolicyRecord, key_of
 from controller.operator.serving_secret import CertKeeper, ServingPair
+from controller.operator.settings import OperatorSettings
 from controller.operator.status import status_patch
 from controller.policy.compile import catalog_references
 from controller.policy.store import PolicyStore
@@ -55,7 +55,7 @@ class Operator:
     def __init__(
         self,
         *,
-        config: OperatorConfig,
+        config: OperatorSettings,
         kube: Kube,
         store: PolicyStore,
         serving: ServingPair,

@@ -9,7 +9,7 @@ from controller.operator.rotation import Lifetimes, service_hosts
 
 
 @dataclass(frozen=True, kw_only=True)
-class OperatorConfig:
+class OperatorSettings:
     namespace: str
     """The namespace baseguard runs in: its Lease, its TLS Secret, its Service."""
 

@@ -28,8 +28,9 @@ from controller.lineage.catalog import Catalog
 from controller.lineage.model import Lineage
 from controller.lineage.resolve import lineage_key
 from controller.memo import MemoResolver
-from controller.operator import audit
-from controller.operator.audit import AUDITED, Audited, EventLedger, Pair
+from controller.operator.audit import events, plan, reports
+from controller.operator.audit.events import EventLedger
+from controller.operator.audit.plan import AUDITED, Audited, Pair
 from controller.operator.credentials import PullSecrets, fingerprint
 from controller.operator.kube import KubeLike
 from controller.operator.policies import PolicyBook
@@ -176,7 +177,7 @@ class Auditor:
                     extra={"fields": {"kind": resource.kind, "error": str(exc)}},
                 )
                 continue
-            out.extend(audit.audited_objects(resource, items))
+            out.extend(plan.audited_objects(resource, items))
         return out
 
     async def namespace_labels(self) -> dict[str, Mapping[str, str]]:
@@ -236,7 +237,7 @@ class Auditor:
         objects = await self.collect()
         labels = namespace_labels if namespace_labels is not None else await self.namespace_labels()
         pairs = await self.assess(objects, policies, now=started, namespace_labels=labels)
-        counts = audit.policy_counts(pairs, policies)
+        counts = plan.policy_counts(pairs, policies)
         return AuditRun(started, pairs, tuple(policies), counts, time.perf_counter() - clock)
 
     # ---- writing (the leader)
@@ -265,11 +266,11 @@ class Auditor:
 
     async def _events(self, run: AuditRun) -> None:
         now = self.clock()
-        found = audit.event_findings(run.pairs)
-        self.ledger.keep_only(audit.event_key(f) for f in found)
+        found = events.event_findings(run.pairs)
+        self.ledger.keep_only(events.event_key(f) for f in found)
         posted = 0
         for finding in found:
-            key = audit.event_key(finding)
+            key = events.event_key(finding)
             if not self.ledger.due(key, now):
                 continue
             if posted >= self.events_per_run:
@@ -279,7 +280,7 @@ class Auditor:
                 )
                 break
             first, count = self.ledger.next_count(key, now)
-            body = audit.event_body(
+            body = events.event_body(
                 finding, now=now, first=first, count=count, instance=self.identity
             )
             namespace = body["metadata"]["namespace"]
@@ -325,14 +326,14 @@ class Auditor:
     async def _reports(self, run: AuditRun) -> None:
         if not await self.reports_installed():
             return
-        results = audit.report_results(run.pairs, now=run.started)
+        results = reports.report_results(run.pairs, now=run.started)
         wanted = {ns: r for ns, r in results.items() if r}
         for namespace, entries in wanted.items():
-            body = audit.report_body(namespace, entries)
+            body = reports.report_body(namespace, entries)
             try:
                 await self._upsert(
-                    audit.report_path(namespace, audit.REPORT_NAME),
-                    audit.report_path(namespace),
+                    reports.report_path(namespace, reports.REPORT_NAME),
+                    reports.report_path(namespace),
                     body,
                 )
             except asyncio.CancelledError:
@@ -366,14 +367,14 @@ class Auditor:
                     "/apis/wgpolicyk8s.io/v1alpha2/policyreports", params=selector
                 ):
                     meta = item.get("metadata") or {}
-                    if meta.get("name") == audit.REPORT_NAME and meta.get("namespace") not in keep:
-                        stale.append(audit.report_path(meta.get("namespace"), audit.REPORT_NAME))
+                    if meta.get("name") == reports.REPORT_NAME and meta.get("namespace") not in keep:
+                        stale.append(reports.report_path(meta.get("namespace"), reports.REPORT_NAME))
                 for item in await self.kube.list(
                     "/apis/wgpolicyk8s.io/v1alpha2/clusterpolicyreports", params=selector
                 ):
                     meta = item.get("metadata") or {}
-                    if meta.get("name") == audit.REPORT_NAME and None not in keep:
-                        stale.append(audit.report_path(None, audit.REPORT_NAME))
+                    if meta.get("name") == reports.REPORT_NAME and None not in keep:
+                        stale.append(reports.report_path(None, reports.REPORT_NAME))
             for path in stale:
                 await self.kube.delete(path)
         except asyncio.CancelledError:

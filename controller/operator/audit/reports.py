@@ -1,0 +1,147 @@
+"""PolicyReports of the audit, without I/O.
+
+``wgpolicyk8s.io/v1alpha2``: one ``PolicyReport`` per namespace, one
+``ClusterPolicyReport`` for cluster-scoped objects (none of today's kinds
+are), each result naming policy, rule, result, message and resource.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from controller.operator.audit.plan import (
+    MANAGED_BY,
+    SOURCE,
+    Finding,
+    ObjectRef,
+    Pair,
+    breaks,
+    findings,
+)
+from controller.policy.model import Action, RuleCode
+
+REPORT_NAME = "baseguard-audit"
+REPORT_API_VERSION = "wgpolicyk8s.io/v1alpha2"
+MAX_REPORT_RESULTS = 1000
+
+_RESULT = {Action.DENY: "fail", Action.AUDIT: "fail", Action.WARN: "warn"}
+_SEVERITY = {Action.DENY: "high", Action.AUDIT: "medium", Action.WARN: "low"}
+_ORDER = {"error": 0, "fail": 1, "warn": 2, "skip": 3, "pass": 4}
+
+
+def _timestamp(now: dt.datetime) -> dict[str, int]:
+    return {"seconds": int(now.timestamp()), "nanos": 0}
+
+
+def report_results(
+    pairs: Sequence[Pair], *, now: dt.datetime
+) -> dict[str | None, list[dict[str, Any]]]:
+    """Report results by namespace (``None``: cluster-scoped objects).
+
+    One result per (object, policy, rule) that found something — ``fail``
+    (Enforce and Audit mode), ``warn``, ``error`` (``lookup-failed``: the
+    check could not be made), ``skip`` (waived by an exception) — and one
+    ``pass`` per (object, policy) that applied and found nothing.
+    """
+    stamp = _timestamp(now)
+    out: dict[str | None, list[dict[str, Any]]] = {}
+    for audited, result in pairs:
+        grouped: dict[tuple[str, RuleCode], list[Finding]] = {}
+        applied: dict[str, None] = {}
+        for image in result.results:
+            applied.update(dict.fromkeys(image.policies))
+        for f in findings([(audited, result)]):
+            grouped.setdefault((f.policy, f.rule), []).append(f)
+        entries = out.setdefault(audited.ref.namespace, [])
+        for (policy, rule), found in grouped.items():
+            entries.append(_result(audited.ref, policy, rule, found, stamp))
+        flagged = {policy for policy, _ in grouped}
+        for policy in applied:
+            if policy not in flagged:
+                entries.append(
+                    {
+                        "policy": policy,
+                        "rule": "all-rules",
+                        "result": "pass",
+                        "message": "every rule of the policy passes",
+                        "resources": [audited.ref.as_dict()],
+                        "scored": True,
+                        "source": SOURCE,
+                        "category": "Base images",
+                        "timestamp": stamp,
+                    }
+                )
+    return out
+
+
+def _result(
+    ref: ObjectRef, policy: str, rule: RuleCode, found: list[Finding], stamp: dict[str, int]
+) -> dict[str, Any]:
+    breaking = [f for f in found if breaks(f)]
+    if not breaking:
+        result, severity = "skip", None
+    elif rule is RuleCode.LOOKUP_FAILED:
+        result, severity = "error", None
+    else:
+        worst = max(breaking, key=lambda f: f.action.severity)
+        result, severity = _RESULT[worst.action], _SEVERITY[worst.action]
+    shown = breaking or found
+    messages = list(dict.fromkeys(f"{f.container or f.image}: {f.message}" for f in shown))
+    message = "; ".join(messages)
+    entry: dict[str, Any] = {
+        "policy": policy,
+        "rule": rule.value,
+        "result": result,
+        "message": message if len(message) <= 2000 else message[:1997] + "...",
+        "resources": [ref.as_dict()],
+        "scored": True,
+        "source": SOURCE,
+        "category": "Base images",
+        "timestamp": stamp,
+        "properties": {
+            "containers": ",".join(dict.fromkeys(f.container or "" for f in shown)),
+            "images": ",".join(dict.fromkeys(f.image for f in shown)),
+            "action": max((f.action for f in shown), key=lambda a: a.severity).value,
+        },
+    }
+    if severity:
+        entry["severity"] = severity
+    if not breaking and found[0].waived:
+        entry["properties"]["waived"] = found[0].waived
+    return entry
+
+
+def report_body(namespace: str | None, results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """A ``PolicyReport`` (or, for ``namespace=None``, a ``ClusterPolicyReport``) with a summary.
+
+    Kept under :data:`MAX_REPORT_RESULTS` entries (an object must stay well
+    under etcd's size limit): problems first, passes dropped first.
+    """
+    ordered = sorted(results, key=lambda r: _ORDER.get(str(r.get("result")), 9))[
+        :MAX_REPORT_RESULTS
+    ]
+    summary = {k: 0 for k in ("pass", "fail", "warn", "error", "skip")}
+    for r in results:
+        summary[str(r["result"])] += 1
+    meta: dict[str, Any] = {"name": REPORT_NAME, "labels": dict(MANAGED_BY)}
+    if namespace is not None:
+        meta["namespace"] = namespace
+    return {
+        "apiVersion": REPORT_API_VERSION,
+        "kind": "PolicyReport" if namespace is not None else "ClusterPolicyReport",
+        "metadata": meta,
+        "summary": summary,
+        "results": list(ordered),
+    }
+
+
+def report_path(namespace: str | None, name: str | None = None) -> str:
+    base = "/apis/wgpolicyk8s.io/v1alpha2"
+    path = (
+        f"{base}/namespaces/{namespace}/policyreports"
+        if namespace
+        else f"{base}/clusterpolicyreports"
+    )
+    return f"{path}/{name}" if name else path
