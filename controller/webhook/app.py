@@ -10,7 +10,13 @@ Status codes, and why:
   in the body. Anything else makes the apiserver apply ``failurePolicy``.
 * 400 with a reason for a body that is not an AdmissionReview v1 (not JSON, no
   ``request``, no ``uid``, another ``apiVersion``), 413 for a body over
-  ``Settings.max_body``. Both carry a ``metav1.Status`` JSON body, which the
+  ``Settings.max_body``, 408 for a body that does not arrive within
+  ``Settings.body_timeout``.
+* 429 at once when ``Settings.max_in_flight`` reviews are being answered: a
+  quick refusal, to which the apiserver applies the webhook's
+  ``failurePolicy`` (``Fail``: the request is refused with our reason;
+  ``Ignore``: admitted unjudged). Queueing it instead would hold memory and
+  answer it late, after the apiserver stopped waiting, with the same result. Both carry a ``metav1.Status`` JSON body, which the
   apiserver's client turns into a readable "failed calling webhook" message.
 * never 500: review handling never raises (see :mod:`.handlers`), and a
   middleware turns anything unexpected elsewhere into a logged 503.
@@ -47,6 +53,18 @@ SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", PolicyStore)
 METRICS = web.AppKey("metrics", Metrics)
 REVIEWER = web.AppKey("reviewer", Reviewer)
+
+
+class InFlight:
+    """How many reviews are being answered now (the event loop is the only writer)."""
+
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 0
+
+
+IN_FLIGHT = web.AppKey("in_flight", InFlight)
 
 _GO_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
 _UNITS = {
@@ -109,6 +127,7 @@ def make_app(
     app[SETTINGS] = settings
     app[STORE] = store
     app[METRICS] = metrics
+    app[IN_FLIGHT] = InFlight()
     app[REVIEWER] = reviewer or Admission(
         store=store, assessor=assessor, metrics=metrics, clock=clock
     )
@@ -132,9 +151,15 @@ async def mutate(request: web.Request) -> web.Response:
 
 
 def _refuse(
-    request: web.Request, endpoint: Endpoint, code: int, reason: str, message: str
+    request: web.Request,
+    endpoint: Endpoint,
+    code: int,
+    reason: str,
+    message: str,
+    *,
+    verdict: str = "invalid",
 ) -> web.Response:
-    request.app[METRICS].refused(endpoint.value)
+    request.app[METRICS].refused(endpoint.value, verdict)
     log.info(
         "refused",
         extra={"fields": {"endpoint": endpoint.value, "status": code, "reason": message}},
@@ -143,6 +168,27 @@ def _refuse(
 
 
 async def _review(request: web.Request, endpoint: Endpoint) -> web.Response:
+    """One review, counted in flight from its head to its answer (see :func:`_bounded_review`)."""
+    flight = request.app[IN_FLIGHT]
+    limit = request.app[SETTINGS].max_in_flight
+    if flight.count >= limit:
+        return _refuse(
+            request,
+            endpoint,
+            429,
+            "TooManyRequests",
+            f"baseguard is answering {flight.count} reviews, its limit (max_in_flight); "
+            "the webhook's failurePolicy applies to this one",
+            verdict="busy",
+        )
+    flight.count += 1
+    try:
+        return await _bounded_review(request, endpoint)
+    finally:
+        flight.count -= 1
+
+
+async def _bounded_review(request: web.Request, endpoint: Endpoint) -> web.Response:
     started = time.perf_counter()
     settings = request.app[SETTINGS]
     limit = settings.max_body
@@ -155,7 +201,18 @@ async def _review(request: web.Request, endpoint: Endpoint) -> web.Response:
             f"the AdmissionReview is {request.content_length} bytes; the limit is {limit}",
         )
     try:
-        body = await request.read()
+        async with asyncio.timeout(settings.body_timeout):
+            body = await request.read()
+    except TimeoutError:
+        late = _refuse(
+            request,
+            endpoint,
+            408,
+            "Timeout",
+            f"the AdmissionReview body did not arrive within {settings.body_timeout:g}s",
+        )
+        late.force_close()  # what the client sends next is the rest of a body, not a request
+        return late
     except web.HTTPRequestEntityTooLarge:
         return _refuse(
             request,

@@ -143,7 +143,8 @@ class _Answers:
             self.REQUESTS,
             "Admission reviews answered, by endpoint, object kind and verdict "
             "(allow, audit, warn, deny; error: an internal failure answered safely; "
-            "invalid: HTTP 400/413).",
+            "invalid: HTTP 400/413; busy: HTTP 429, too many reviews in flight; "
+            "unauthorized: no allowed client certificate).",
             labels=["endpoint", "kind", "verdict"],
         )
         for key, n in sorted(self.requests.items()):
@@ -189,6 +190,13 @@ class Metrics:
             ["kind"],
             registry=self.registry,
         )
+        self.connections_closed = Counter(
+            "baseguard_connections_closed",
+            "Connections the webhook closed to keep its bounds, by reason (slow-headers: "
+            "no whole request head in time; over-limit: more connections than allowed).",
+            ["reason"],
+            registry=self.registry,
+        )
         self.registry.register(_Callbacks(snapshot, registry_stats))
         # labelled children, looked up once: ``labels()`` takes a lock and builds a tuple
         self._violations: dict[tuple[str, str, str], Any] = {}
@@ -199,9 +207,15 @@ class Metrics:
         self._answers.count(endpoint, kind, verdict)
         self._answers.observe(endpoint, seconds)
 
-    def refused(self, endpoint: str) -> None:
-        """Count one request refused before review (HTTP 400/413): verdict ``invalid``, no kind."""
-        self._answers.count(endpoint, "", "invalid")
+    def refused(self, endpoint: str, verdict: str = "invalid") -> None:
+        """Count one request refused before review, no kind: ``invalid`` (HTTP 400/413),
+        ``busy`` (HTTP 429: too many reviews in flight), ``unauthorized`` (HTTP 401/403:
+        no allowed client certificate)."""
+        self._answers.count(endpoint, "", verdict)
+
+    def connection_closed(self, reason: str) -> None:
+        """Count one connection closed by the listener's bounds."""
+        self.connections_closed.labels(reason).inc()
 
     def violated(self, policy: str, rule: str, action: str) -> None:
         """Count one violation in an admitted review."""

@@ -70,6 +70,7 @@ async def start(
     never leaks a registry client.
     """
     from controller.webhook.app import make_app
+    from controller.webhook.listener import listen
 
     app = make_app(
         store=store, assessor=assessor, settings=settings, metrics=metrics, reviewer=reviewer
@@ -82,34 +83,3 @@ async def start(
         raise
     started: list[asyncio.Task[None]] = [asyncio.create_task(task()) for task in tasks]
     return Server(runner=runner, port=port, tasks=started, closers=list(closers))
-
-
-async def listen(
-    app: web.Application, settings: Settings, ssl_context: ssl.SSLContext
-) -> tuple[web.AppRunner, int]:
-    """Serve ``app`` over HTTPS on ``settings.host``/``port``: (its ``AppRunner``, the bound port).
-
-    Raises :class:`InputError` when the port cannot be bound.
-    """
-    from aiohttp import web
-
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=settings.shutdown_timeout)
-    await runner.setup()
-    site = web.TCPSite(
-        runner, settings.host, settings.port, ssl_context=ssl_context, reuse_address=True
-    )
-    try:
-        await site.start()
-    except OSError as exc:
-        await runner.cleanup()
-        raise InputError(
-            f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}"
-        ) from None
-    return runner, _bound_port(runner, settings.port)
-
-
-def _bound_port(runner: Any, default: int) -> int:
-    for address in getattr(runner, "addresses", []):
-        if isinstance(address, tuple) and len(address) >= 2:
-            return int(address[1])
-    return default

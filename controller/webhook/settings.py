@@ -19,7 +19,7 @@ class Settings:
     reaches the pod through its Service; tests and local runs pass 127.0.0.1."""
 
     port: int = 8443
-    """HTTPS port (SPEC §6). 0 picks a free port (tests)."""
+    """HTTPS port. 0 picks a free port (tests)."""
 
     budget: float = 8.0
     """The longest one review may spend, in seconds, when the apiserver does not say.
@@ -57,6 +57,34 @@ class Settings:
 
     shutdown_timeout: float = 5.0
     """Seconds in-flight reviews get to finish after SIGTERM before connections close."""
+
+    handshake_timeout: float = 5.0
+    """Seconds a client has to complete the TLS handshake before its socket is closed."""
+
+    header_timeout: float = 5.0
+    """Seconds a connection has to send a whole request head: from connecting, or on a
+    kept-alive connection from the first byte of its next request. Past it the
+    connection is closed (the apiserver sends a review's head in one write)."""
+
+    body_timeout: float = 5.0
+    """Seconds a review's body may take to arrive once its head has; past it the
+    request is answered 408 and the connection closed."""
+
+    idle_timeout: float = 120.0
+    """Seconds an idle kept-alive connection stays open. Longer than the apiserver's
+    own idle timeout (90 s), so that the client, not the server, closes it: a
+    review sent on a connection the server is closing would fail."""
+
+    max_connections: int = 512
+    """Most connections open at once; one more is closed as soon as its handshake
+    completes (the apiserver applies ``failurePolicy`` to that call)."""
+
+    max_in_flight: int = 128
+    """Most reviews being answered at once; one more is answered HTTP 429 at once,
+    and the apiserver applies the webhook's ``failurePolicy`` to it."""
+
+    backlog: int = 128
+    """Connections the kernel queues before the process accepts them."""
 
     log_level: str = "INFO"
     """Level of the JSON-lines log on stderr."""

@@ -13,13 +13,13 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
-from aiohttp import web
 from webhook.webhook_support import Certs, StartWebhook, Webhook, default_docs, fill_store
 
 from controller.assess import Assessor
 from controller.policy.store import PolicyStore
 from controller.tls.serving import CertReloader, self_signed
 from controller.webhook.app import make_app
+from controller.webhook.listener import listen
 from controller.webhook.metrics import Metrics
 from controller.webhook.settings import Settings
 
@@ -60,9 +60,9 @@ async def start_webhook(certs: Certs) -> AsyncIterator[StartWebhook]:
             **app_kwargs,
         )
         reloader = CertReloader(certs.cert, certs.key)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=reloader.context).start()
+        runner, _ = await listen(
+            app, settings or Settings(host="127.0.0.1", port=0), reloader.context
+        )
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(ssl=certs.client_context(), limit=0)
         )
