@@ -160,8 +160,8 @@ class JsonFormatter(logging.Formatter):
             out["exc"] = redact(self.formatException(record.exc_info))
         try:
             return orjson.dumps(out, default=str, option=_ORJSON_OPTIONS).decode()
-        except TypeError:  # what orjson cannot write (a tuple as a key): json's way
-            return json.dumps(out, default=str, ensure_ascii=False, separators=(",", ":"))
+        except TypeError:  # what orjson cannot write (a tuple as a key, a lone surrogate)
+            return json.dumps(out, default=str, separators=(",", ":"))  # ASCII: writes anything
 
 
 def _not_plain(value: object) -> Any:

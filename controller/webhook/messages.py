@@ -41,6 +41,13 @@ _ASCII = str.maketrans(
     }
 )
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+#: A lone surrogate (``"\\ud800"`` in the JSON of a review) is no character: UTF-8 cannot
+#: carry it, so it is shown as its escape.
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
 
 
 def clip(text: str, limit: int, *, ascii_only: bool = True) -> str:
@@ -48,11 +55,14 @@ def clip(text: str, limit: int, *, ascii_only: bool = True) -> str:
 
     ``ascii_only`` (for warnings, which travel as HTTP headers): common
     typography is spelled in ASCII (``→`` as ``->``), anything else outside
-    printable ASCII becomes ``?``. Otherwise only control characters go.
+    printable ASCII becomes ``?``. Otherwise only control characters go, and a
+    lone surrogate is written as its ``\\uXXXX`` escape.
     """
     line = _SPACES.sub(" ", text).strip()
     line = (
-        _NOT_PRINTABLE.sub("?", line.translate(_ASCII)) if ascii_only else _CONTROL.sub(" ", line)
+        _NOT_PRINTABLE.sub("?", line.translate(_ASCII))
+        if ascii_only
+        else _SURROGATE.sub(_escape, _CONTROL.sub(" ", line))
     )
     if len(line.encode()) <= limit:
         return line

@@ -145,8 +145,16 @@ def loads(body: bytes | str) -> Any:
 
 
 def dumps(data: Any) -> bytes:
-    """Python → compact JSON bytes (UTF-8), as every answer is sent."""
-    return orjson.dumps(data)
+    """Python → compact JSON bytes (UTF-8), as every answer is sent.
+
+    A string orjson refuses (a lone surrogate from a review's ``\\ud800``, echoed
+    back in a uid) goes out through :mod:`json` as its escape, which the
+    apiserver reads.
+    """
+    try:
+        return orjson.dumps(data)
+    except TypeError:
+        return json.dumps(data, separators=(",", ":")).encode()
 
 
 def parse_review(body: bytes | str) -> Review:

@@ -513,3 +513,19 @@ async def test_a_replaced_certificate_is_served_to_new_connections(
     third, _ = await handshake(port, trust_both)
     assert int(third["serialNumber"], 16) == serial(fresh.cert_pem)
     await site.stop()
+
+
+async def test_a_lone_surrogate_in_an_image_is_a_clean_denial(webhook: Webhook) -> None:
+    """``"\\ud800"`` is valid JSON but no character: UTF-8 cannot carry it. It used to
+    raise UnicodeEncodeError while the denial was written (a 500-class answer)."""
+    review = set_images(fixture("deployment-create.json"), {"app": "python\ud800:3.12"})
+    review["request"]["uid"] = "uid-\udfff"
+    text = json.dumps(review)  # ASCII: the surrogates travel as \ud800 and \udfff escapes
+    assert "\\ud800" in text
+    answer = await webhook.response(text)
+    assert answer["allowed"] is False and answer["status"]["code"] == 403
+    assert answer["uid"] == "uid-\udfff"  # echoed back exactly
+    first = answer["status"]["message"].splitlines()[0]
+    assert first.startswith('container "app" image "python\\ud800:3.12": policy enforce-pinning')
+    assert "rule invalid-reference" in first
+    assert all("\\ud800" in w or "python" not in w for w in answer["warnings"])
