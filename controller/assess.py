@@ -10,15 +10,17 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from controller.errors import InvalidReference
+from controller.lineage import identity
+from controller.lineage.indexer import IdentityIndex
 from controller.lineage.model import Lineage
-from controller.policy.compile import catalog_references
 from controller.policy.evaluate import applicable_indexed, evaluate, needs_lineage
 from controller.policy.facts import ImageFacts, ObjectFacts
 from controller.policy.index import PolicyIndex
+from controller.policy.lookups import catalog_references, identity_targets
 from controller.policy.model import Action, CompiledPolicy, most_severe
 from controller.policy.verdict import ImageResult
 from controller.reference import Reference, parse
@@ -89,12 +91,26 @@ def _image_facts(workload: Workload) -> list[ImageFacts]:
 
 
 class Assessor:
-    """Gathers facts for workloads and evaluates them. ``resolver=None`` is offline."""
+    """Gathers facts for workloads and evaluates them. ``resolver=None`` is offline.
 
-    def __init__(self, resolver: LineageResolver | None = None, *, budget: float = 8.0) -> None:
+    ``identities`` is the identity index (what tags a pinned digest really has);
+    by default one over the resolver's registry client, sharing its catalog's
+    tag history, so the webhook, the CLI and the audit all judge digests alike.
+    """
+
+    def __init__(
+        self,
+        resolver: LineageResolver | None = None,
+        *,
+        budget: float = 8.0,
+        identities: IdentityIndex | None = None,
+    ) -> None:
         self.resolver = resolver
         self.budget = budget
         self._index: PolicyIndex | None = None
+        if identities is None and resolver is not None:
+            identities = IdentityIndex(resolver.client, history=resolver.catalog.history)  # type: ignore[arg-type]
+        self.identities = identities
 
     def index_of(self, policies: Sequence[CompiledPolicy]) -> PolicyIndex:
         """The :class:`PolicyIndex` of ``policies``, built once per policy snapshot.
@@ -125,6 +141,8 @@ class Assessor:
         index = self.index_of(policies)
         prepared = []
         lookups: dict[str, _Lookup] = {}
+        targets: dict[str, frozenset[str]] = {}
+        widened: set[int] = set()
         for workload in workloads:
             obj = _facts(workload, labels)
             scoped = applicable_indexed(index, obj)
@@ -138,19 +156,74 @@ class Assessor:
                         for policy in scoped:
                             if policy.needs_lineage:
                                 lookup.widen(policy)
+                                if id(policy) not in widened:
+                                    widened.add(id(policy))
+                                    for name, tags in identity_targets(policy).items():
+                                        targets[name] = targets.get(name, frozenset()) | tags
             prepared.append((workload, obj, scoped, images))
 
-        found = await self._resolve(lookups.values(), self.budget if budget is None else budget)
+        found = await self._gather(
+            lookups.values(), targets, self.budget if budget is None else budget
+        )
         results = []
         for workload, obj, scoped, images in prepared:
             with_lineage = [
-                _with_lineage(f, found.get(f.reference.normalized)) if f.reference else f
+                self._with_facts(f, found.get(f.reference.normalized), targets)
+                if f.reference
+                else f
                 for f in images
             ]
             results.append(
                 WorkloadResult(workload, obj, tuple(evaluate(scoped, obj, with_lineage, now=now)))
             )
         return results
+
+    async def _gather(
+        self, lookups: Iterable[_Lookup], targets: Mapping[str, frozenset[str]], budget: float
+    ) -> dict[str, Lineage]:
+        """Lineages, and the identity index brought up to date, under one deadline.
+
+        After the lineages are in, every pinned tag the index contradicts is asked
+        about once more (it may just have moved), within what is left of the budget.
+        """
+        index = self.identities
+        if index is None or not targets:
+            return await self._resolve(lookups, budget)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(budget, 0.0)
+        refreshing = asyncio.ensure_future(index.ensure(targets))
+        found = await self._resolve(lookups, budget)
+        claims = [
+            (name, tag, digest)
+            for lineage in found.values()
+            for name, tag, digest in identity.pinned(lineage.reference, lineage)
+            if tag is not None and name in targets
+        ]
+        try:
+            async with asyncio.timeout_at(deadline):
+                await refreshing
+                await index.confirm(claims)
+        except TimeoutError:
+            pass  # what is known by now is judged; the rest is unverified
+        finally:
+            refreshing.cancel()
+        return found
+
+    def _with_facts(
+        self, facts: ImageFacts, lineage: Lineage | None, targets: Mapping[str, frozenset[str]]
+    ) -> ImageFacts:
+        """``facts`` with its lineage and what the identity index knows of its digests."""
+        ref = facts.reference
+        index = self.identities
+        if ref is None or index is None or not targets:
+            return facts if lineage is None else replace(facts, lineage=lineage)
+        keys = [(name, digest) for name, _, digest in identity.pinned(ref, lineage)]
+        known = index.history.facts(keys)
+        if lineage is not None:
+            lineage = identity.unverified_noted(lineage, index.history, targets.keys())
+        return replace(
+            facts, lineage=lineage if lineage is not None else facts.lineage, identities=known
+        )
 
     async def _resolve(self, lookups: Iterable[_Lookup], budget: float) -> dict[str, Lineage]:
         resolver = self.resolver
@@ -194,16 +267,3 @@ async def _as_tenant(tenant: str | None, lookup: Awaitable[Lineage]) -> Lineage:
     """Run ``lookup`` as ``tenant``: one namespace cannot take all of a registry's concurrency."""
     with as_tenant(tenant):
         return await lookup
-
-
-def _with_lineage(facts: ImageFacts, lineage: Lineage | None) -> ImageFacts:
-    if lineage is None:
-        return facts
-    return ImageFacts(
-        image=facts.image,
-        container=facts.container,
-        role=facts.role,
-        reference=facts.reference,
-        invalid=facts.invalid,
-        lineage=lineage,
-    )

@@ -57,7 +57,7 @@ from controller.assess import Assessor, WorkloadResult
 from controller.caching import Instances, SingleFlight, TTLMap
 from controller.lineage.catalog import Catalog
 from controller.lineage.images import RegistryClient
-from controller.lineage.model import End, Lineage
+from controller.lineage.model import DEFAULT_MAX_DEPTH, End, Lineage
 from controller.lineage.resolve import LineageKey, LineageResolver, lineage_key
 from controller.policy.facts import ObjectFacts
 from controller.policy.model import CompiledPolicy
@@ -102,7 +102,7 @@ class MemoResolver(LineageResolver):
         self,
         ref: Reference,
         *,
-        max_depth: int = 4,
+        max_depth: int = DEFAULT_MAX_DEPTH,
         platforms: Sequence[str] | None = None,
         catalog: Sequence[Reference] = (),
     ) -> Lineage:

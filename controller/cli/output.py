@@ -18,10 +18,14 @@ from controller.roles import ImageRole
 _COLOURS = {Action.DENY: "31", Action.WARN: "33", Action.AUDIT: "36", Action.ALLOW: "32"}
 
 
-def _level_json(level_platform: str | None, ref: str, digest: str | None, source: str, verified: bool | None) -> dict[str, Any]:
+def _level_json(
+    level_platform: str | None, ref: str, digest: str | None, source: str, verified: bool | None, note: str = ""
+) -> dict[str, Any]:
     out: dict[str, Any] = {"reference": ref, "digest": digest, "source": source, "verified": verified}
     if level_platform is not None:
         out["platform"] = level_platform
+    if note:  # e.g. a pinned tag the identity index could not verify
+        out["note"] = note
     return out
 
 
@@ -38,7 +42,9 @@ def lineage_json(facts: ImageFacts) -> list[dict[str, Any]]:
     for platform in lineage.platforms:
         for level in platform.levels:
             out.append(
-                _level_json(platform.platform, level.name, level.digest, level.source.value, level.verified)
+                _level_json(
+                    platform.platform, level.name, level.digest, level.source.value, level.verified, level.note
+                )
             )
     return out
 

@@ -18,8 +18,10 @@ from collections import OrderedDict
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 
+from controller.errors import InvalidReference
+from controller.lineage.identity import TagHistory
 from controller.platforms import key as platform_key  # re-exported: one home for platforms
-from controller.reference import Reference
+from controller.reference import Reference, parse
 
 __all__ = ["Catalog", "CatalogEntry", "CatalogMatch", "is_prefix", "platform_key", "tag_key"]
 
@@ -80,9 +82,19 @@ class Catalog:
     first layer, so that bucket is nearly the whole catalog.)
     """
 
-    def __init__(self, *, digests_per_tag: int = DIGESTS_PER_TAG, max_tags: int = MAX_TAGS) -> None:
+    def __init__(
+        self,
+        *,
+        digests_per_tag: int = DIGESTS_PER_TAG,
+        max_tags: int = MAX_TAGS,
+        history: TagHistory | None = None,
+    ) -> None:
         if digests_per_tag < 1 or max_tags < 1:
             raise ValueError("catalog bounds must be positive")
+        #: Which tags each digest had, as the identity index resolved them (it indexes the
+        #: catalog's tags too): a digest-only base claim the catalog's own entries cannot
+        #: name is named from it. The catalog keeps layers; the history keeps names.
+        self.history = history if history is not None else TagHistory()
         self._per_tag = digests_per_tag
         self._max_tags = max_tags
         # (tag key, platform) -> digest -> entry, least recently seen first
@@ -194,9 +206,19 @@ class Catalog:
         """A catalog reference that resolved to ``digest`` (most specific tag), with that digest."""
         keys = self._resolved.get(digest)
         if not keys:
-            return None
+            return self._named_by_history(digest)
         best = min(keys, key=lambda k: _rank(self._refs[k]))
         return self._refs[best].with_digest(digest)
+
+    def _named_by_history(self, digest: str) -> Reference | None:
+        """A tag the identity index (or an earlier refresh) saw naming ``digest``."""
+        refs: list[Reference] = []
+        for name, tag in self.history.tags_of(digest):
+            try:
+                refs.append(parse(f"{name}:{tag}"))
+            except InvalidReference:
+                continue
+        return min(refs, key=_rank).with_digest(digest) if refs else None
 
     def longest_prefix(
         self,

@@ -13,6 +13,10 @@ from enum import StrEnum
 
 from controller.reference import Reference
 
+#: How many ancestors a lookup follows when nobody says otherwise (``spec.lineage.maxDepth``'s
+#: default, which the CRD schema repeats and a test holds equal).
+DEFAULT_MAX_DEPTH = 4
+
 
 class Source(StrEnum):
     """How a level was found."""

@@ -60,7 +60,7 @@ from controller.lineage.images import (
     NoPlatform,
     RegistryClient,
 )
-from controller.lineage.model import End, Level, Lineage, PlatformLineage, Source
+from controller.lineage.model import DEFAULT_MAX_DEPTH, End, Level, Lineage, PlatformLineage, Source
 from controller.lineage.platforms import no_platform_message, platform_wanted
 from controller.reference import Reference
 from controller.registry.media import ImageManifest
@@ -206,7 +206,7 @@ class LineageResolver:
         self,
         ref: Reference,
         *,
-        max_depth: int = 4,
+        max_depth: int = DEFAULT_MAX_DEPTH,
         platforms: Sequence[str] | None = None,
         catalog: Sequence[Reference] = (),
     ) -> Lineage:

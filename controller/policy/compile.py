@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 from controller import digests, globs, reference
 from controller.errors import InvalidReference, PolicyError
 from controller.globs import GlobSet
+from controller.policy.lookups import catalog_references  # re-exported: its old home
 from controller.policy.model import (
     CLUSTER_KIND,
     BaseEntry,
@@ -68,6 +69,11 @@ _LABEL_NAME = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
 
 E = TypeVar("E", bound=StrEnum)
 
+# The defaults live on the model's dataclasses (one source); the schema repeats them for
+# the apiserver and tests/unit/test_schema.py holds the two equal.
+_LINEAGE_DEFAULTS = LineageSettings()
+_PINNING_DEFAULTS = Pinning()
+
 
 def check_policy(doc: Mapping[str, Any]) -> list[PolicyError]:
     """Every error of the policy: the schema's first, then the semantic ones, each in document order.
@@ -98,35 +104,6 @@ def compile_checked(doc: Mapping[str, Any]) -> tuple[CompiledPolicy | None, list
     document is the costly part, so it is done once.
     """
     return _run(doc)
-
-
-def catalog_references(policy: CompiledPolicy) -> tuple[Reference, ...]:
-    """The bases the layer detector should know for ``policy``.
-
-    ``lineage.catalog``, plus ``image@digest`` for every ``bases.allowed`` and
-    ``bases.deprecated`` entry that names one literal repository (no ``*``/``?``)
-    and lists digests: a digest in a policy is a base someone vouched for.
-    """
-    out: dict[str, Reference] = {}
-    for ref in policy.lineage.catalog:
-        out.setdefault(ref.normalized, ref)
-    entries: list[BaseEntry | DeprecatedEntry] = [
-        *(policy.bases_allowed or ()),
-        *policy.bases_deprecated,
-    ]
-    for entry in entries:
-        if len(entry.image.patterns) != 1 or not entry.digests:
-            continue
-        image = entry.image.patterns[0]
-        if "*" in image or "?" in image:
-            continue
-        for digest in sorted(entry.digests):
-            try:
-                ref = reference.parse(f"{image}@{digest}")
-            except InvalidReference:
-                continue
-            out.setdefault(ref.normalized, ref)
-    return tuple(out.values())
 
 
 def _run(doc: Mapping[str, Any]) -> tuple[CompiledPolicy | None, list[PolicyError]]:
@@ -416,7 +393,7 @@ class _Compiler:
             else (namespace if isinstance(namespace, str) and namespace else DEFAULT_NAMESPACE),
             uid=uid if isinstance(uid, str) else "",
             generation=generation if isinstance(generation, int) else 0,
-            mode=self.enum(spec.get("mode"), Mode, "spec.mode", Mode.ENFORCE),
+            mode=self.enum(spec.get("mode"), Mode, "spec.mode", CompiledPolicy.mode),
             match=self.match(spec.get("match"), "spec.match"),
             exclude_images=self.globs(
                 exclude.get("images"),
@@ -496,7 +473,7 @@ class _Compiler:
         tags = pinning.get("disallowedTags")
         mutate = pinning.get("mutateToDigest")
         return Pinning(
-            require=self.enum(pinning.get("require"), Require, f"{path}.require", Require.NONE),
+            require=self.enum(pinning.get("require"), Require, f"{path}.require", _PINNING_DEFAULTS.require),
             disallowed_tags=(
                 self.globs(tags, f"{path}.disallowedTags", globs.TAG_CHARS, "tag pattern")
                 or GlobSet(())
@@ -505,7 +482,7 @@ class _Compiler:
                 # an end-of-life policy must not start judging tags on its own.
                 else GlobSet(("latest",) if value is not None else ())
             ),
-            mutate_to_digest=mutate if isinstance(mutate, bool) else False,
+            mutate_to_digest=mutate if isinstance(mutate, bool) else _PINNING_DEFAULTS.mutate_to_digest,
         )
 
     def _entry(
@@ -566,19 +543,25 @@ class _Compiler:
             self.reference(item, f"{path}.catalog[{index}]")
             for index, item in enumerate(catalog if isinstance(catalog, list) else [])
         ]
+        default = _LINEAGE_DEFAULTS
         return LineageSettings(
-            max_depth=depth if isinstance(depth, int) and not isinstance(depth, bool) else 4,
-            verify=self.enum(lineage.get("verify"), Verify, f"{path}.verify", Verify.LAYERS),
+            max_depth=depth
+            if isinstance(depth, int) and not isinstance(depth, bool)
+            else default.max_depth,
+            verify=self.enum(lineage.get("verify"), Verify, f"{path}.verify", default.verify),
             catalog=tuple(r for r in refs if r is not None),
             on_unknown_base=self.enum(
-                lineage.get("onUnknownBase"), OnOutcome, f"{path}.onUnknownBase", OnOutcome.DENY
+                lineage.get("onUnknownBase"), OnOutcome, f"{path}.onUnknownBase", default.on_unknown_base
             ),
             on_lookup_failure=self.enum(
-                lineage.get("onLookupFailure"), OnOutcome, f"{path}.onLookupFailure", OnOutcome.DENY
+                lineage.get("onLookupFailure"),
+                OnOutcome,
+                f"{path}.onLookupFailure",
+                default.on_lookup_failure,
             ),
             max_base_age=self.duration(lineage.get("maxBaseAge"), f"{path}.maxBaseAge"),
             stale_base=self.enum(
-                lineage.get("staleBase"), OnOutcome, f"{path}.staleBase", OnOutcome.WARN
+                lineage.get("staleBase"), OnOutcome, f"{path}.staleBase", default.stale_base
             ),
             platforms=self.platforms(lineage.get("platforms"), f"{path}.platforms"),
         )

@@ -26,9 +26,10 @@ Scope, in short:
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from controller.globs import GlobSet
+from controller.lineage.identity import KnownTags
 from controller.lineage.model import PlatformLineage
 from controller.platforms import key as platform_key
 from controller.policy import rules
@@ -241,7 +242,8 @@ def _judge_lineage(
     settings = policy.lineage
     lineage = subject.facts.lineage
     is_base = subject.facts.role is ImageRole.BASE
-    me = rules.self_rung(subject, lineage)
+    identities = subject.facts.identities
+    me = rules.self_rung(subject, lineage, identities)
     self_allowed = rules.allowed(policy, me)
     checks_allowed = policy.bases_allowed is not None and not self_allowed
     checks_unknown = (
@@ -254,11 +256,20 @@ def _judge_lineage(
     checks_stale = settings.stale_base is not OnOutcome.ALLOW
 
     if lineage is None or lineage.failure is not None:
+        mismatch = rules.tag_mismatch(policy, subject, [me])
         deprecated = rules.deprecated_base(policy, subject, [me], today=now.date())
         failed = [] if lineage is None else rules.lookup_failed(policy, subject, lineage, ())
+        ref = subject.reference
         offline = {
             code
             for code, open_ in (
+                (
+                    RuleCode.TAG_MISMATCH,
+                    not mismatch
+                    and me.unverified
+                    and ref.tag is not None
+                    and rules.names_repository(policy, ref.name),
+                ),
                 (RuleCode.DEPRECATED_BASE, bool(policy.bases_deprecated) and not deprecated),
                 (RuleCode.BASE_NOT_ALLOWED, checks_allowed),
                 (RuleCode.UNKNOWN_BASE, checks_unknown),
@@ -267,14 +278,18 @@ def _judge_lineage(
             )
             if open_
         }
-        return deprecated + failed, offline
+        return mismatch + deprecated + failed, offline
 
-    chains = _chains(policy, lineage.platforms)
-    found = rules.deprecated_base(
-        policy, subject, [me, *(r for c in chains for r in c.rungs)], today=now.date()
-    )
+    chains = _chains(policy, lineage.platforms, identities)
+    rungs = [me, *(r for c in chains for r in c.rungs)]
+    found = rules.tag_mismatch(policy, subject, rungs)
+    found += rules.deprecated_base(policy, subject, rungs, today=now.date())
     skipped = set[RuleCode]()
-    if any(c.failed for c in chains) and policy.bases_deprecated and not found:
+    if (
+        any(c.failed for c in chains)
+        and policy.bases_deprecated
+        and not any(v.rule is RuleCode.DEPRECATED_BASE for v in found)
+    ):
         skipped.add(RuleCode.DEPRECATED_BASE)
     if checks_allowed:
         decidable = [c for c in chains if _allowlist_decidable(policy, c, is_base=is_base)]
@@ -305,12 +320,20 @@ def _allowlist_decidable(policy: CompiledPolicy, chain: rules.Chain, *, is_base:
     return is_base or chain.base_known
 
 
-def _chains(policy: CompiledPolicy, platforms: Sequence[PlatformLineage]) -> list[rules.Chain]:
+def _chains(
+    policy: CompiledPolicy,
+    platforms: Sequence[PlatformLineage],
+    identities: Mapping[str, KnownTags],
+) -> list[rules.Chain]:
     settings = policy.lineage
     wanted = None if settings.platforms is None else {platform_key(p) for p in settings.platforms}
     out = []
     for lineage in platforms:
         if wanted is not None and platform_key(lineage.platform) not in wanted:
             continue
-        out.append(rules.chain_of(lineage, max_depth=settings.max_depth, verify=settings.verify))
+        out.append(
+            rules.chain_of(
+                lineage, max_depth=settings.max_depth, verify=settings.verify, identities=identities
+            )
+        )
     return out

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from controller.lineage.identity import KnownTags
 from controller.lineage.model import Lineage
 from controller.reference import Reference
 from controller.roles import ImageRole
@@ -45,6 +46,9 @@ class ImageFacts:
 
     ``lineage is None`` means nobody looked (``--offline``, or no matching
     policy needed it): the lineage rules are then *not evaluated*, never passed.
+    ``identities`` holds what the identity index knows of the digests in these
+    facts (keyed by :func:`~controller.lineage.identity.identity_key`): the tags a
+    pinned digest really has. A digest missing from it is judged by its stated tag.
     """
 
     image: str
@@ -53,3 +57,4 @@ class ImageFacts:
     reference: Reference | None = None
     invalid: str | None = None
     lineage: Lineage | None = None
+    identities: Mapping[str, KnownTags] = field(default_factory=dict, compare=False)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from controller.globs import GlobSet
+from controller.lineage.model import DEFAULT_MAX_DEPTH
 from controller.reference import Reference
 
 GROUP = "baseguard.io"
@@ -85,6 +86,7 @@ class RuleCode(StrEnum):
     REGISTRY_NOT_ALLOWED = "registry-not-allowed"
     DISALLOWED_TAG = "disallowed-tag"
     UNPINNED = "unpinned"
+    TAG_MISMATCH = "tag-mismatch"
     DEPRECATED_BASE = "deprecated-base"
     BASE_NOT_ALLOWED = "base-not-allowed"
     UNKNOWN_BASE = "unknown-base"
@@ -96,6 +98,7 @@ class RuleCode(StrEnum):
 #: Rules that can only be fully judged with facts from the registry.
 LINEAGE_RULES = frozenset(
     {
+        RuleCode.TAG_MISMATCH,
         RuleCode.DEPRECATED_BASE,
         RuleCode.BASE_NOT_ALLOWED,
         RuleCode.UNKNOWN_BASE,
@@ -179,6 +182,8 @@ class DeprecatedEntry:
 
 @dataclass(frozen=True)
 class Pinning:
+    """``spec.pinning``; its defaults are the ones the compiler applies."""
+
     require: Require = Require.NONE
     disallowed_tags: GlobSet = field(default_factory=lambda: GlobSet(("latest",)))
     mutate_to_digest: bool = False
@@ -186,7 +191,9 @@ class Pinning:
 
 @dataclass(frozen=True)
 class LineageSettings:
-    max_depth: int = 4
+    """``spec.lineage``; these defaults are the ones the compiler applies (one source)."""
+
+    max_depth: int = DEFAULT_MAX_DEPTH
     verify: Verify = Verify.LAYERS
     catalog: tuple[Reference, ...] = ()
     on_unknown_base: OnOutcome = OnOutcome.DENY

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from controller.lineage.identity import KnownTags, identity_key
 from controller.lineage.model import End, Level, Lineage, PlatformLineage
 from controller.policy.facts import ImageFacts
 from controller.policy.model import (
@@ -91,8 +92,13 @@ class Rung:
     """One image of the lineage as a base entry sees it.
 
     ``name`` is the repository (``docker.io/library/python``) or ``scratch``;
-    ``tag`` the effective tag (``None`` for a digest-only reference: then an
-    entry with ``tags`` does not match); ``digests`` every digest known for it.
+    ``tag`` the effective tag as written (``None`` for a digest-only reference);
+    ``digests`` every digest known for it. ``tags`` are the tags the rung is
+    *judged* as: a tag is a claim and a digest a fact, so when the identity
+    index knows the pinned digest, these are the tags that name it (now or in
+    the history seen), and ``contradicted`` holds that knowledge when the
+    written tag is not among them. Otherwise ``tags`` is the written tag alone
+    (``unverified`` when a digest was pinned that the index has not seen).
     """
 
     name: str
@@ -101,6 +107,9 @@ class Rung:
     display: str
     depth: int  # 0: the image itself
     level: Level | None = None
+    tags: frozenset[str] = frozenset()
+    contradicted: KnownTags | None = None
+    unverified: bool = False
 
 
 @dataclass(frozen=True)
@@ -124,32 +133,87 @@ class Chain:
         return self.lineage.base_known
 
 
-def self_rung(subject: Subject, lineage: Lineage | None) -> Rung:
+def identify(
+    name: str, tag: str | None, pinned: Iterable[str], identities: Mapping[str, KnownTags]
+) -> tuple[frozenset[str], KnownTags | None, bool]:
+    """(tags judged, contradicting knowledge, unverified) for ``name:tag`` pinned to ``pinned``.
+
+    Nothing pinned: the tag names whatever the registry resolved, so it is
+    judged as written. A pinned digest the index knows is judged as the tags that
+    name it (with the written tag when it is one of them, now or in history: a
+    digest pinned while its tag named it stays that tag's image). One it has
+    never seen is judged by the written tag, and is unverified.
+    """
+    pinned = [d for d in pinned if d]
+    written = frozenset({tag}) if tag is not None else frozenset()
+    found = [identities[k] for k in (identity_key(name, d) for d in pinned) if k in identities]
+    if not found:
+        return written, None, bool(pinned)
+    known = KnownTags(
+        frozenset().union(*(k.tags for k in found)),
+        frozenset().union(*(k.current for k in found)),
+    )
+    if tag is None or known.names(tag):
+        return known.tags | written, None, False
+    return known.tags, known, False
+
+
+def self_rung(
+    subject: Subject, lineage: Lineage | None, identities: Mapping[str, KnownTags] | None = None
+) -> Rung:
     """The image itself, by its reference, with every digest the lookup found for it."""
     ref = subject.reference
     digests = {ref.digest}
     if lineage is not None:
         digests.add(lineage.digest)
         digests.update(p.levels[0].digest for p in lineage.platforms if p.levels)
+    tags, contradicted, unverified = identify(
+        ref.name, ref.effective_tag, (ref.digest,) if ref.digest else (), identities or {}
+    )
     return Rung(
         name=ref.name,
         tag=ref.effective_tag,
         digests=frozenset(d for d in digests if d),
-        display=subject.display,
+        display=_as_known(subject.display, ref.name, contradicted),
         depth=0,
+        tags=tags,
+        contradicted=contradicted,
+        unverified=unverified,
     )
 
 
-def level_rung(level: Level, depth: int) -> Rung:
+def level_rung(
+    level: Level, depth: int, identities: Mapping[str, KnownTags] | None = None
+) -> Rung:
     ref = level.reference
     if ref is None:
         return Rung(SCRATCH, None, frozenset(), SCRATCH, depth, level)
     digests = frozenset(d for d in (level.digest, ref.digest) if d)
     display = ref.without_digest().normalized if ref.tag is not None else ref.normalized
-    return Rung(ref.name, ref.effective_tag, digests, display, depth, level)
+    tags, contradicted, unverified = identify(
+        ref.name, ref.effective_tag, sorted(digests), identities or {}
+    )
+    display = _as_known(display, ref.name, contradicted)
+    return Rung(
+        ref.name, ref.effective_tag, digests, display, depth, level, tags, contradicted, unverified
+    )
 
 
-def chain_of(lineage: PlatformLineage, *, max_depth: int, verify: Verify) -> Chain:
+def _as_known(display: str, name: str, contradicted: KnownTags | None) -> str:
+    """How messages name a rung whose written tag its digest contradicts: by what it is."""
+    if contradicted is None:
+        return display
+    best = sorted(contradicted.tags, key=lambda t: (-len(t), t))[0]
+    return f"{name}:{best} (written as {display})"
+
+
+def chain_of(
+    lineage: PlatformLineage,
+    *,
+    max_depth: int,
+    verify: Verify,
+    identities: Mapping[str, KnownTags] | None = None,
+) -> Chain:
     """Cut one platform's ancestry to ``max_depth`` levels above the image.
 
     A chain that ends ``FROM scratch`` without a scratch level gets one, so an
@@ -157,7 +221,10 @@ def chain_of(lineage: PlatformLineage, *, max_depth: int, verify: Verify) -> Cha
     """
     ancestors = lineage.ancestors
     truncated = len(ancestors) > max_depth
-    rungs = [level_rung(level, depth) for depth, level in enumerate(ancestors[:max_depth], 1)]
+    rungs = [
+        level_rung(level, depth, identities)
+        for depth, level in enumerate(ancestors[:max_depth], 1)
+    ]
     ends_in_scratch = bool(rungs) and rungs[-1].name == SCRATCH
     if (
         lineage.end is End.SCRATCH
@@ -184,7 +251,7 @@ def entry_matches(entry: BaseEntry | DeprecatedEntry, rung: Rung) -> bool:
     """Repository glob on the name; tags and digests narrow it when given (empty = any)."""
     if not entry.image.matches(rung.name):
         return False
-    if entry.tags and (rung.tag is None or not entry.tags.matches(rung.tag)):
+    if entry.tags and not any(entry.tags.matches(t) for t in rung.tags):
         return False
     return not entry.digests or bool(entry.digests & rung.digests)
 
@@ -307,6 +374,52 @@ def unpinned(policy: CompiledPolicy, subject: Subject) -> Violation | None:
 
 
 # --------------------------------------------------------------------------- lineage rules
+
+
+def names_repository(policy: CompiledPolicy, name: str) -> bool:
+    """Whether ``policy`` judges images of ``name`` by their tags (a base entry or the catalog)."""
+    entries: list[BaseEntry | DeprecatedEntry] = [
+        *(policy.bases_allowed or ()),
+        *policy.bases_deprecated,
+    ]
+    return any(e.tags and e.image.matches(name) for e in entries) or any(
+        ref.name == name for ref in policy.lineage.catalog
+    )
+
+
+def tag_mismatch(policy: CompiledPolicy, subject: Subject, rungs: Iterable[Rung]) -> list[Violation]:
+    """A written tag that the pinned digest contradicts: the runtime pulls the digest.
+
+    Reported under policies that judge the repository by its tags, for the image
+    itself and for each base claim (``base.name`` a tag, ``base.digest`` the
+    fact). A digest pinned while its tag named it, the tag having moved on, is
+    in the history and never contradicts.
+    """
+    out: list[Violation] = []
+    seen: set[tuple[str, str]] = set()
+    for rung in rungs:
+        known = rung.contradicted
+        if known is None or rung.tag is None or not names_repository(policy, rung.name):
+            continue
+        digest = min(rung.digests) if rung.digests else "?"
+        if (rung.display, digest) in seen:
+            continue
+        seen.add((rung.display, digest))
+        really = ", ".join(f"{rung.name}:{t}" for t in sorted(known.tags, key=lambda t: (-len(t), t)))
+        if rung.depth == 0:
+            message = (
+                f"{subject.title} says tag {rung.tag}, but the digest it pins is {really} "
+                "(the runtime pulls the digest and ignores the tag); write the tag the digest "
+                f"has, or pin the digest of {rung.name}:{rung.tag}"
+            )
+        else:
+            message = (
+                f"{subject.title} claims base {rung.name}:{rung.tag}, but the base digest it "
+                f"names is {really}; it is judged as that image: fix the base annotations "
+                "at build time, or rebuild on the base it names"
+            )
+        out.append(_violation(policy, RuleCode.TAG_MISMATCH, policy.base_action, message))
+    return out
 
 
 def deprecated_base(

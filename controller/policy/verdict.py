@@ -37,11 +37,6 @@ class ImageResult:
         return most_severe(v.action for v in self.violations)
 
 
-def verdict_of(results: Iterable[ImageResult]) -> Action:
-    """The verdict of an object: the most severe over its images."""
-    return most_severe(r.verdict for r in results)
-
-
 def summarize(results: Iterable[ImageResult]) -> dict[str, int]:
     """``{"deny": n, "warn": n, "audit": n, "allow": n}`` counted per image result."""
     counts = {a.value: 0 for a in (Action.DENY, Action.WARN, Action.AUDIT, Action.ALLOW)}

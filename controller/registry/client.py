@@ -31,6 +31,7 @@ keeps the operations, their caching and the authentication handshake.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
@@ -83,6 +84,18 @@ class Fetched:
 
 
 # ------------------------------------------------------------------ internals
+
+
+def _next_page(link: str, base: str) -> str | None:
+    """The ``rel="next"`` target of a ``Link`` header, if it is ``base`` with a query."""
+    for part in link.split(","):
+        target, _, params = part.partition(";")
+        if "rel=next" not in params.replace(" ", "").replace('"', ""):
+            continue
+        url = URL(target.strip().strip("<>"))
+        if url.path == base and not url.is_absolute():
+            return str(url)
+    return None
 
 
 def _hash(body: bytes, algorithm: str) -> str:
@@ -358,6 +371,37 @@ class RegistryClient:
             fetched = await self._get_manifest_by_tag(entry, ref, tag)
             return fetched.digest
         raise self._transport.http_error(self._config, reply, "HEAD", path, what)
+
+    # -- tags ---------------------------------------------------------------------------
+
+    async def list_tags(
+        self, ref: Reference, *, page_size: int = 1000, max_pages: int = 10
+    ) -> tuple[list[str], bool]:
+        """The tags of ``ref``'s repository and whether that is all of them.
+
+        ``GET /v2/<name>/tags/list?n=…`` and its ``Link: <…>; rel="next"`` pages (only
+        those on this repository's list), at most ``max_pages``: a repository may hold
+        tens of thousands of tags; past the bound, the tags read so far and ``False``.
+        """
+        entry = self._config.host(ref.registry)
+        base = f"/v2/{ref.repository}/tags/list"
+        path = f"{base}?n={page_size}"
+        tags: list[str] = []
+        for _ in range(max(1, max_pages)):
+            what = f"the tags of {ref.name}"
+            reply = await self._call(entry, "GET", path, KIND_MANIFEST, ref.repository, what, accept="application/json")
+            if reply.status != 200:
+                raise self._transport.http_error(self._config, reply, "GET", path, what)
+            try:
+                listed = json.loads(reply.body).get("tags") or []
+            except (ValueError, AttributeError):
+                raise LookupFailed(f"{what}: the registry's tag list is not JSON") from None
+            tags.extend(t for t in listed if isinstance(t, str))
+            following = _next_page(reply.headers.get("Link", ""), base)
+            if following is None:
+                return tags, True
+            path = following
+        return tags, False
 
     # -- configs ------------------------------------------------------------------------
 

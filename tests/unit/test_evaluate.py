@@ -30,8 +30,9 @@ from controller.policy.model import (
     RuleCode,
     Verify,
     Waiver,
+    most_severe,
 )
-from controller.policy.verdict import ImageResult, verdict_of
+from controller.policy.verdict import ImageResult
 from controller.reference import parse
 from controller.roles import ImageRole
 
@@ -809,7 +810,7 @@ def test_one_result_per_image_in_order() -> None:
     results = ev.evaluate([pol()], PROD, images, now=NOW)
     assert [r.facts for r in results] == images
     assert [r.verdict for r in results] == [Action.ALLOW, Action.DENY, Action.DENY]
-    assert verdict_of(results) is Action.DENY
+    assert most_severe(r.verdict for r in results) is Action.DENY
 
 
 def test_stale_base_by_age_uses_now_parameter() -> None:

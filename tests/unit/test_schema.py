@@ -496,3 +496,28 @@ def test_yaml_dates_and_read_only_mappings_validate_like_kubectl_json() -> None:
 )
 def test_field_path(path: tuple[str | int, ...], expected: str) -> None:
     assert field_path(path) == expected
+
+
+def test_the_schema_defaults_are_the_models() -> None:
+    """One source for defaults: the model's dataclasses; the CRD schema repeats them for
+    the apiserver, and must say the same."""
+    from controller.policy.model import CompiledPolicy, LineageSettings, Pinning
+    from controller.policy.schema import openapi_schema
+
+    spec = openapi_schema()["properties"]["spec"]["properties"]
+    lineage, pinning = LineageSettings(), Pinning()
+    assert spec["mode"]["default"] == CompiledPolicy.mode
+    got = {k: v.get("default") for k, v in spec["lineage"]["properties"].items() if "default" in v}
+    assert got == {
+        "maxDepth": lineage.max_depth,
+        "verify": lineage.verify,
+        "onUnknownBase": lineage.on_unknown_base,
+        "onLookupFailure": lineage.on_lookup_failure,
+        "staleBase": lineage.stale_base,
+    }
+    got = {k: v.get("default") for k, v in spec["pinning"]["properties"].items() if "default" in v}
+    assert got == {
+        "require": pinning.require,
+        "disallowedTags": list(pinning.disallowed_tags.patterns),
+        "mutateToDigest": pinning.mutate_to_digest,
+    }

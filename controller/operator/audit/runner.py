@@ -25,7 +25,7 @@ from typing import Any
 from controller.assess import Assessor
 from controller.caching import Instances
 from controller.lineage.catalog import Catalog
-from controller.lineage.model import Lineage
+from controller.lineage.model import DEFAULT_MAX_DEPTH, Lineage
 from controller.lineage.resolve import lineage_key
 from controller.memo import MemoResolver
 from controller.operator.audit import events, plan, reports
@@ -120,7 +120,7 @@ class AuditResolver(MemoResolver):
         self,
         ref: Reference,
         *,
-        max_depth: int = 4,
+        max_depth: int = DEFAULT_MAX_DEPTH,
         platforms: Sequence[str] | None = None,
         catalog: Sequence[Reference] = (),
     ) -> Lineage:

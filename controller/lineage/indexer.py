@@ -1,0 +1,191 @@
+"""The identity index: which digests the tags that policies name have, listed and resolved.
+
+ASYNC. Policies speak in tags (``python:3.8*`` is deprecated, ``3.12*`` allowed);
+the runtime pulls digests. To judge ``python@sha256:…`` or a tag that lies
+(``python:3.12-slim@<digest of 3.8-slim>``), baseguard must know which tags name
+a digest. For every repository a policy names literally (``bases.allowed``,
+``bases.deprecated``, ``lineage.catalog``), this lists the repository's tags
+(``/v2/<name>/tags/list``, paginated, bounded), keeps those matching the
+policies' tag globs, and resolves each with a HEAD (then the index by digest,
+cached forever, for its platform manifests: a pin may name either). The answers
+go into a :class:`~controller.lineage.identity.TagHistory`, shared with the
+catalog, which keeps what each tag named before.
+
+A repository is listed when an assessment first needs it and again once its
+listing is older than the TTL; a refresh is shared by every review that waits
+for it. What a refresh could not resolve stays as it was: a failed listing
+never erases what is known.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from controller.errors import InvalidReference, LookupFailed
+from controller.globs import GlobSet
+from controller.lineage.identity import TagHistory
+from controller.reference import Reference, parse
+from controller.registry.media import ImageIndex, ImageManifest
+
+log = logging.getLogger(__name__)
+
+
+class _Fetched(Protocol):
+    @property
+    def digest(self) -> str: ...
+
+    @property
+    def manifest(self) -> ImageIndex | ImageManifest: ...
+
+
+class TagClient(Protocol):
+    """The part of :class:`controller.registry.client.RegistryClient` the index uses."""
+
+    async def list_tags(
+        self, ref: Reference, *, page_size: int = ..., max_pages: int = ...
+    ) -> tuple[list[str], bool]: ...
+
+    async def resolve_digest(self, ref: Reference) -> str: ...
+
+    async def fetch_manifest(self, ref: Reference, digest: str | None = None) -> _Fetched: ...
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    """Bounds of the identity index (documented in docs/hardening.md)."""
+
+    ttl: float = 300.0
+    """Seconds a repository's listing is trusted before it is listed again."""
+    max_tags: int = 256
+    """Tags resolved per repository, among those matching the policies' globs."""
+    page_size: int = 1000
+    """Tags asked for per page of ``tags/list``."""
+    max_pages: int = 10
+    """Pages of ``tags/list`` read per repository."""
+    retry: float = 30.0
+    """Seconds before a repository whose listing failed is tried again."""
+
+
+@dataclass
+class _Listing:
+    at: float
+    patterns: frozenset[str]
+    complete: bool = True
+    failure: str | None = None
+
+
+@dataclass
+class IdentityIndex:
+    """Keeps :attr:`history` filled for the repositories and tag globs the policies name."""
+
+    client: TagClient
+    history: TagHistory = field(default_factory=TagHistory)
+    settings: IndexSettings = field(default_factory=IndexSettings)
+    clock: Callable[[], float] = time.monotonic
+    _listed: dict[str, _Listing] = field(default_factory=dict, repr=False)
+    _refreshing: dict[str, asyncio.Task[None]] = field(default_factory=dict, repr=False)
+
+    def fresh(self, name: str, patterns: frozenset[str]) -> bool:
+        listing = self._listed.get(name)
+        if listing is None or not listing.patterns >= patterns:
+            return False
+        ttl = self.settings.ttl if listing.failure is None else min(self.settings.ttl, self.settings.retry)
+        return self.clock() - listing.at < ttl
+
+    def failure(self, name: str) -> str | None:
+        """Why the last listing of ``name`` failed, if it did (for notes and messages)."""
+        listing = self._listed.get(name)
+        return listing.failure if listing is not None else None
+
+    async def ensure(self, targets: Mapping[str, frozenset[str]]) -> None:
+        """Make sure each repository's tags matching its globs are indexed and fresh.
+
+        Refreshes run concurrently, one per repository at a time (a second caller
+        waits for the running one). Failures are kept per repository, never raised.
+        """
+        waits = []
+        for name, patterns in targets.items():
+            if not patterns or self.fresh(name, patterns):
+                continue
+            running = self._refreshing.get(name)
+            if running is None:
+                known = self._listed.get(name)
+                wanted = patterns | (known.patterns if known is not None else frozenset())
+                running = asyncio.ensure_future(self._refresh(name, wanted))
+                self._refreshing[name] = running
+                running.add_done_callback(functools.partial(self._done, name))
+            waits.append(running)
+        if waits:
+            # Shared work: one review's deadline must not cancel it for the others.
+            await asyncio.gather(*(asyncio.shield(w) for w in waits), return_exceptions=True)
+
+    def _done(self, name: str, _task: asyncio.Task[None]) -> None:
+        self._refreshing.pop(name, None)
+
+    async def _refresh(self, name: str, patterns: frozenset[str]) -> None:
+        started = self.clock()
+        try:
+            repo = parse(name)
+        except InvalidReference as exc:
+            self._listed[name] = _Listing(started, patterns, failure=exc.message)
+            return
+        try:
+            tags, complete = await self.client.list_tags(
+                repo, page_size=self.settings.page_size, max_pages=self.settings.max_pages
+            )
+        except LookupFailed as exc:
+            log.info("identity index: listing %s failed: %s", name, exc)
+            self._listed[name] = _Listing(started, patterns, failure=str(exc))
+            return
+        globs = GlobSet(tuple(sorted(patterns)))
+        wanted = [t for t in tags if globs.matches(t)]
+        if len(wanted) > self.settings.max_tags:
+            complete = False
+            wanted = wanted[-self.settings.max_tags :]  # tags/list is sorted: keep the newest names
+        await asyncio.gather(*(self.resolve(repo, tag) for tag in wanted), return_exceptions=True)
+        self._listed[name] = _Listing(started, patterns, complete=complete)
+
+    async def resolve(self, repo: Reference, tag: str) -> frozenset[str]:
+        """Resolve ``repo:tag`` now and record every digest it names; the digests, or empty."""
+        ref = Reference(repo.registry, repo.repository, tag)
+        try:
+            digest = await self.client.resolve_digest(ref)
+            fetched = await self.client.fetch_manifest(ref, digest)
+        except LookupFailed as exc:
+            log.info("identity index: %s failed: %s", ref, exc)
+            return frozenset()
+        digests = {digest, fetched.digest}
+        if isinstance(fetched.manifest, ImageIndex):
+            digests.update(
+                d.digest for d in fetched.manifest.manifests if not d.is_attestation
+            )
+        found = frozenset(digests)
+        self.history.record(repo.name, tag, found)
+        return found
+
+    async def confirm(self, claims: Sequence[tuple[str, str, str]]) -> None:
+        """Re-resolve the tags of ``(name, tag, digest)`` claims the history contradicts.
+
+        A contradiction may only mean the tag moved since the last listing (a
+        new release): before it is judged, the tag is asked about once more.
+        """
+        todo = {}
+        for name, tag, digest in claims:
+            known = self.history.known(name, digest)
+            if known is None or known.names(tag):
+                continue
+            try:
+                todo[(name, tag)] = parse(name)
+            except InvalidReference:
+                continue
+        if todo:
+            await asyncio.gather(
+                *(self.resolve(repo, tag) for (_, tag), repo in todo.items()),
+                return_exceptions=True,
+            )

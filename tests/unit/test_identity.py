@@ -1,0 +1,109 @@
+"""The identity facts, pure: tag history, and images judged by what their digest is."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from controller.globs import GlobSet
+from controller.lineage.identity import KnownTags, TagHistory, identity_key
+from controller.policy import evaluate as ev
+from controller.policy.facts import ImageFacts, ObjectFacts
+from controller.policy.lookups import identity_targets
+from controller.policy.model import (
+    CLUSTER_KIND,
+    BaseEntry,
+    CompiledPolicy,
+    DeprecatedEntry,
+    RuleCode,
+)
+from controller.reference import parse
+
+NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+POD = ObjectFacts(kind="Pod", name="p", namespace="shop")
+PY = "docker.io/library/python"
+D38, D312, DOLD, DNEW = ("sha256:" + c * 64 for c in "8abc")
+EOL = DeprecatedEntry(GlobSet((PY,)), tags=GlobSet(("3.8*",)), reason="EOL")
+ALLOW = BaseEntry(GlobSet((PY,)), tags=GlobSet(("3.12*",)))
+
+
+def _history() -> TagHistory:
+    h = TagHistory()
+    h.record(PY, "3.8-slim", {D38})
+    h.record(PY, "3.12-slim", {D312})
+    return h
+
+
+def _judge(image: str, history: TagHistory, *entries: object) -> list[tuple[str, str]]:
+    policy = CompiledPolicy(
+        kind=CLUSTER_KIND,
+        name="p",
+        bases_allowed=tuple(e for e in entries if isinstance(e, BaseEntry)) or None,
+        bases_deprecated=tuple(e for e in entries if isinstance(e, DeprecatedEntry)),
+    )
+    ref = parse(image)
+    keys = [(ref.name, ref.digest)] if ref.digest else []
+    facts = ImageFacts(image=image, reference=ref, identities=history.facts(keys))
+    [result] = ev.evaluate([policy], POD, [facts], now=NOW)
+    return [(v.rule.value, v.action.value) for v in result.violations]
+
+
+def test_history_keeps_what_a_tag_named_before_it_moved() -> None:
+    h = TagHistory()
+    h.record(PY, "3.12-slim", {DOLD})
+    h.record(PY, "3.12-slim", {DNEW})
+    assert h.known(PY, DOLD) == KnownTags(frozenset({"3.12-slim"}), frozenset())
+    assert h.known(PY, DNEW) == KnownTags(frozenset({"3.12-slim"}), frozenset({"3.12-slim"}))
+    assert h.known("docker.io/library/other", DNEW) is None  # per repository
+
+
+def test_history_is_bounded_per_tag_and_in_all() -> None:
+    h = TagHistory(history_per_tag=2, max_tags=2)
+    for i in range(5):
+        h.record(PY, "3.12-slim", {f"sha256:{i:064x}"})
+    assert h.known(PY, f"sha256:{0:064x}") is None and h.known(PY, f"sha256:{2:064x}") is not None
+    h.record(PY, "a", {D38})
+    h.record(PY, "b", {D312})  # a third tag: the least recently recorded goes
+    assert len(h) == 2 and h.known(PY, f"sha256:{4:064x}") is None
+
+
+@pytest.mark.parametrize(
+    ("image", "entries", "expected"),
+    [
+        (f"python:3.12-slim@{D38}", (EOL, ALLOW), [("tag-mismatch", "deny"), ("deprecated-base", "deny")]),
+        (f"python@{D38}", (EOL,), [("deprecated-base", "deny")]),
+        (f"python@{D312}", (ALLOW,), []),
+        (f"python:3.8-slim@{D38}", (EOL,), [("deprecated-base", "deny")]),
+        (f"python:3.12-slim@{DNEW}", (ALLOW,), []),  # never seen: judged by its tag
+        (f"python:3.12-slim@{D38}", (BaseEntry(GlobSet(("docker.io/library/*",))),), []),
+    ],
+    ids=["lying-tag", "digest-only-eol", "digest-only-allowed", "honest", "unknown", "not-named"],
+)
+def test_images_are_judged_by_their_digest(image: str, entries: tuple[object, ...], expected: list[tuple[str, str]]) -> None:
+    assert _judge(image, _history(), *entries) == expected
+
+
+def test_a_pinned_digest_stays_its_tag_after_the_tag_moves() -> None:
+    h = _history()
+    h.record(PY, "3.12-slim", {DNEW})
+    assert _judge(f"python:3.12-slim@{D312}", h, EOL, ALLOW) == []
+
+
+def test_an_unverified_pin_is_not_evaluated_offline() -> None:
+    """Without the index (offline), a tag@digest the policy judges by tag is left open."""
+    policy = CompiledPolicy(kind=CLUSTER_KIND, name="p", bases_deprecated=(EOL,))
+    ref = parse(f"python:3.12-slim@{D38}")
+    [result] = ev.evaluate([policy], POD, [ImageFacts(image=str(ref), reference=ref)], now=NOW)
+    assert RuleCode.TAG_MISMATCH in result.not_evaluated
+
+
+def test_identity_targets_are_the_literal_repositories_judged_by_tag() -> None:
+    policy = CompiledPolicy(
+        kind=CLUSTER_KIND,
+        name="p",
+        bases_allowed=(ALLOW, BaseEntry(GlobSet(("docker.io/library/*",)), tags=GlobSet(("1",)))),
+        bases_deprecated=(EOL, DeprecatedEntry(GlobSet(("docker.io/library/node",)))),
+    )
+    assert identity_targets(policy) == {PY: frozenset({"3.8*", "3.12*"})}
+    assert identity_key(PY, D38) == f"{PY}@{D38}"
