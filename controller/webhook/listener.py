@@ -8,14 +8,14 @@ which opens the server socket itself and puts a :class:`_Guard` in front of
 each connection's aiohttp ``RequestHandler``:
 
 * **Handshake.** The TLS handshake must finish within
-  :attr:`~controller.settings.Settings.handshake_timeout` (asyncio closes the
+  :attr:`~controller.webhook.settings.Settings.handshake_timeout` (asyncio closes the
   socket otherwise).
 * **Headers.** A new connection, and a kept-alive one once the first byte of
   its next request arrives, must deliver the whole request head within
-  :attr:`~controller.settings.Settings.header_timeout`; else it is closed
+  :attr:`~controller.webhook.settings.Settings.header_timeout`; else it is closed
   (Go's ``ReadHeaderTimeout``). The body is bounded by the review handler
   (``body_timeout``), the idle time between requests by ``idle_timeout``.
-* **Connections.** At most :attr:`~controller.settings.Settings.max_connections`
+* **Connections.** At most :attr:`~controller.webhook.settings.Settings.max_connections`
   at once; one more is closed as soon as its handshake completes. The
   apiserver then applies the webhook's ``failurePolicy`` to the call that
   used it, as it does for any connection it cannot use.
@@ -38,7 +38,7 @@ from controller.webhook.app import METRICS
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from controller.settings import Settings
+    from controller.webhook.settings import Settings
 
 log = logging.getLogger("baseguard.webhook")
 

@@ -15,10 +15,10 @@ from webhook.webhook_support import Certs, default_docs, fill_store
 
 from controller.assess import Assessor
 from controller.policy.store import PolicyStore
-from controller.settings import Settings
 from controller.tls.serving import CertReloader, self_signed
 from controller.webhook.app import make_app
 from controller.webhook.listener import listen
+from controller.webhook.settings import Settings
 
 Serve = Callable[..., Any]
 

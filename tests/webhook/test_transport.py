@@ -15,7 +15,7 @@ from typing import Any
 
 from webhook.webhook_support import Certs, StartWebhook, Webhook, fixture
 
-from controller.settings import Settings
+from controller.webhook.settings import Settings
 
 HEAD = (
     "POST /validate?timeout=10s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
