@@ -46,6 +46,7 @@ class Descriptor:
     size: int
     platform: Platform | None = None
     annotations: Mapping[str, str] = field(default_factory=dict)
+    artifact_type: str = ""  # OCI 1.1: what a referrer is (in-toto statement, signature, SBOM)
 
     @property
     def is_attestation(self) -> bool:
@@ -106,6 +107,7 @@ def _descriptor(obj: Any) -> Descriptor:
         size=size if isinstance(size, int) else 0,
         platform=platform,
         annotations=_str_map(obj.get("annotations")),
+        artifact_type=str(obj.get("artifactType") or ""),
     )
 
 
