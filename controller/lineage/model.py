@@ -28,6 +28,7 @@ class Source(StrEnum):
     LABEL = "label"  # the same keys as image-config labels (may be inherited)
     BUILDPACKS = "buildpacks"  # io.buildpacks.lifecycle.metadata runImage
     BUILDINFO = "buildinfo"  # BuildKit's recorded sources (moby.buildkit.buildinfo.v1)
+    PROVENANCE = "provenance"  # SLSA provenance attestation (index attestation or OCI referrer)
     LAYERS = "layers"  # detected: longest diff_id prefix among catalog bases
 
 

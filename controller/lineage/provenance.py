@@ -32,7 +32,7 @@ import base64
 import binascii
 import json
 import urllib.parse
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -333,12 +333,3 @@ def referrer_manifests(index: ImageIndex) -> list[Descriptor]:
     ]
     return wanted[:MAX_REFERRERS]
 
-
-def fallback_tag(digest: str) -> str:
-    """The OCI 1.1 referrers tag schema: ``sha256:abc…`` → ``sha256-abc…``."""
-    algorithm, _, hexa = digest.partition(":")
-    return f"{algorithm}-{hexa}"[:128]
-
-
-def describe(images: Sequence[Reference]) -> str:
-    return ", ".join(r.without_digest().normalized if r.tag else r.normalized for r in images)

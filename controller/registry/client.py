@@ -42,8 +42,8 @@ from yarl import URL
 from controller import digests
 from controller.errors import LookupFailed
 from controller.reference import Reference
-from controller.registry import auth, media
-from controller.registry.cache import RegistryCache
+from controller.registry import auth, media, referrers
+from controller.registry.cache import RegistryCache, TTLMap
 from controller.registry.config import RegistryConfig, RegistryHost
 from controller.registry.media import ImageConfig, ImageIndex, ImageManifest
 from controller.registry.transport import (
@@ -116,6 +116,10 @@ class _Shared:
         self.tokens = auth.TokenCache(clock=cache.clock)
         self.challenges: dict[str, auth.Challenge] = {}
         self.transport = Transport(clock=cache.clock)
+        # Hosts that answered the referrers API with a bare 404: the fallback tag is read instead.
+        self.no_referrers_api: TTLMap[str, bool] = TTLMap(
+            ttl=referrers.NO_REFERRERS_API_TTL, clock=cache.clock, max_entries=10_000
+        )
 
 
 # ------------------------------------------------------------------ the client
@@ -238,6 +242,14 @@ class RegistryClient:
             ("config", ref.registry, ref.repository, desc.digest, self._fp(ref)),
             lambda: self._mirrored(ref, lambda entry: self._get_config(entry, ref, desc.digest)),
         )
+
+    async def fetch_blob(self, ref: Reference, digest: str, *, limit: int) -> bytes:
+        """A small blob (an in-toto statement): see :func:`controller.registry.referrers.fetch_blob`."""
+        return await referrers.fetch_blob(self, ref, digest, limit=limit)
+
+    async def fetch_referrers(self, ref: Reference, digest: str) -> ImageIndex:
+        """OCI 1.1 referrers of ``digest``: see :func:`controller.registry.referrers.fetch_referrers`."""
+        return await referrers.fetch_referrers(self, ref, digest)
 
     async def ping(self, registry: str) -> None:
         """``GET /v2/``: reachable when it answers 200 or 401 (auth comes per repository)."""

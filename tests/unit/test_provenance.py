@@ -15,13 +15,13 @@ from controller.lineage.provenance import (
     StatementError,
     attestation_manifests,
     candidates,
-    fallback_tag,
     parse_purl,
     parse_statement,
     referrer_manifests,
     statement_layers,
 )
 from controller.registry.media import Platform, parse_manifest
+from controller.registry.referrers import fallback_tag
 
 D1 = "sha256:" + "1" * 64
 D2 = "sha256:" + "2" * 64

@@ -1,0 +1,149 @@
+"""Reads for provenance: small blobs (in-toto statements) and OCI 1.1 referrers.
+
+Kept apart from the manifest/config operations of :mod:`controller.registry.client`
+(whose ``fetch_blob`` and ``fetch_referrers`` call these) because only the
+provenance claim source needs them. Both go through the client's one request path (auth, limits, SSRF
+guard, mirrors, negative cache, single-flight); nothing here opens a socket.
+
+Referrers: ``GET /v2/<name>/referrers/<digest>`` answers an OCI index of the
+manifests whose ``subject`` is that digest. A registry without the API
+answers a bare 404 (docker-registry 2.8 does); clients that push referrers to
+such a registry keep the same index under the tag ``<alg>-<hex>``, which is
+read instead. A host found without the API is remembered for
+:data:`NO_REFERRERS_API_TTL`, so it costs one request per image, not two.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from controller.errors import LookupFailed
+from controller.reference import Reference
+from controller.registry import media
+from controller.registry.config import RegistryHost
+from controller.registry.media import ImageIndex
+from controller.registry.transport import KIND_BLOB, error_detail
+
+if TYPE_CHECKING:
+    from controller.registry.client import RegistryClient
+
+KIND_REFERRERS = "referrers"
+#: How long a host that answered the referrers API with a bare 404 is taken to lack it.
+NO_REFERRERS_API_TTL = 600.0
+#: Statuses by which a registry says it has no referrers API at all.
+NO_API_STATUSES = frozenset({404, 405, 501})
+
+NO_REFERRERS = ImageIndex(media.OCI_INDEX, ())
+
+
+def fallback_tag(digest: str) -> str:
+    """The referrers tag schema: ``sha256:abc…`` → ``sha256-abc…`` (a tag is at most 128 characters)."""
+    algorithm, _, hexa = digest.partition(":")
+    return f"{algorithm}-{hexa}"[:128]
+
+
+async def fetch_blob(client: RegistryClient, ref: Reference, digest: str, *, limit: int) -> bytes:
+    """A small blob by digest: at most ``limit`` bytes, verified against the digest, cached.
+
+    Image layers never come through here: lineage reads configs and
+    statements, never filesystems.
+    """
+    from controller.registry.client import _valid_digest
+
+    if not _valid_digest(digest):
+        raise LookupFailed(f"blob of {ref.name} has a malformed digest {digest!r}")
+    cached = client.cache.get_content("blob", digest)
+    if isinstance(cached, bytes):
+        client._transport.stats.cache_hits += 1
+        return cached
+    return await client._flight(
+        ("blob", ref.registry, ref.repository, digest, client._fp(ref)),
+        lambda: client._mirrored(ref, lambda entry: _get_blob(client, entry, ref, digest, limit)),
+    )
+
+
+async def fetch_referrers(client: RegistryClient, ref: Reference, digest: str) -> ImageIndex:
+    """The manifests whose ``subject`` is ``digest``, as an index; empty when there are none.
+
+    The referrers API first, then the fallback tag. A missing fallback tag
+    means "no referrers", not a failure; any other registry trouble raises
+    :class:`LookupFailed`.
+    """
+    from controller.registry.client import _valid_digest
+
+    if not _valid_digest(digest):
+        raise LookupFailed(f"{ref.name}@{digest}: unsupported or malformed digest")
+    no_api = client._shared.no_referrers_api
+    if no_api.get(ref.registry) is None:
+        found = await client._flight(
+            ("referrers", ref.registry, ref.repository, digest, client._fp(ref)),
+            lambda: client._mirrored(ref, lambda entry: _get_referrers(client, entry, ref, digest)),
+        )
+        if found is not None:
+            return found
+        no_api.put(ref.registry, True)
+    tagged = Reference(ref.registry, ref.repository, fallback_tag(digest), None)
+    try:
+        fetched = await client.fetch_manifest(tagged)
+    except LookupFailed as exc:
+        if exc.context.get("status") == 404 or exc.context.get("code") == "MANIFEST_UNKNOWN":
+            return NO_REFERRERS
+        raise
+    if not isinstance(fetched.manifest, ImageIndex):
+        raise LookupFailed(
+            f"{tagged.normalized}: the referrers fallback tag names a manifest, not an index",
+            context={"registry": ref.registry, "code": "INVALID"},
+        )
+    return fetched.manifest
+
+
+async def _get_blob(
+    client: RegistryClient, entry: RegistryHost, ref: Reference, digest: str, limit: int
+) -> bytes:
+    from controller.registry.client import _hash
+
+    path = f"/v2/{ref.repository}/blobs/{digest}"
+    what = f"blob {digest} of {ref.name}"
+    reply = await client._call(entry, "GET", path, KIND_BLOB, ref.repository, what, accept=None)
+    if reply.status != 200:
+        raise client._transport.http_error(client.config, reply, "GET", path, what)
+    if len(reply.body) > limit:
+        raise LookupFailed(
+            f"{what} is over {limit} bytes: refused",
+            context={"registry": reply.host, "code": "TOO_LARGE"},
+        )
+    actual = _hash(reply.body, digest.partition(":")[0])
+    if actual != digest:
+        raise LookupFailed(
+            f"{what} does not match its digest (got {actual})",
+            context={"registry": reply.host, "code": "DIGEST_MISMATCH"},
+        )
+    client.cache.put_content("blob", digest, reply.body, len(reply.body))
+    return reply.body
+
+
+async def _get_referrers(
+    client: RegistryClient, entry: RegistryHost, ref: Reference, digest: str
+) -> ImageIndex | None:
+    """``None`` when the host has no referrers API (a 404 without a registry error code)."""
+    path = f"/v2/{ref.repository}/referrers/{digest}"
+    what = f"referrers of {ref.name}@{digest}"
+    reply = await client._call(
+        entry, "GET", path, KIND_REFERRERS, ref.repository, what, accept=media.OCI_INDEX
+    )
+    if reply.status in NO_API_STATUSES:
+        code, _ = error_detail(reply.body)
+        if reply.status == 404 and code is not None:
+            return NO_REFERRERS  # the API exists; the repository or the subject does not
+        return None
+    if reply.status != 200:
+        raise client._transport.http_error(client.config, reply, "GET", path, what)
+    try:
+        index = media.parse_manifest(reply.body, media.OCI_INDEX)
+    except LookupFailed as exc:
+        raise LookupFailed(
+            f"{what}: {exc.message}", context={"registry": reply.host, "code": "INVALID"}
+        ) from None
+    if not isinstance(index, ImageIndex):
+        raise LookupFailed(f"{what}: not an image index", context={"registry": reply.host, "code": "INVALID"})
+    return index
