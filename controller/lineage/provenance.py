@@ -46,9 +46,6 @@ DSSE = "application/vnd.dsse.envelope.v1+json"
 DOCKER_ATTESTATION = "application/vnd.docker.attestation.manifest.v1+json"
 STATEMENT_TYPES = frozenset({IN_TOTO, DSSE})
 PREDICATE_TYPE = "in-toto.io/predicate-type"  # layer annotation BuildKit writes
-REFERENCE_TYPE = "vnd.docker.reference.type"
-REFERENCE_DIGEST = "vnd.docker.reference.digest"
-ATTESTATION_MANIFEST = "attestation-manifest"
 SLSA_V02 = "https://slsa.dev/provenance/v0.2"
 SLSA_V1 = "https://slsa.dev/provenance/v1"
 PROVENANCE_TYPES = frozenset({SLSA_V02, SLSA_V1})
@@ -278,16 +275,6 @@ def candidates(statements: Iterable[Statement], digest: str) -> tuple[Reference,
 
 
 # --------------------------------------------------------------------------- where statements live
-
-
-def attestation_manifests(entries: Iterable[Descriptor], digest: str) -> list[Descriptor]:
-    """The index entries that are BuildKit attestation manifests *for* ``digest``."""
-    return [
-        d
-        for d in entries
-        if d.annotations.get(REFERENCE_TYPE) == ATTESTATION_MANIFEST
-        and d.annotations.get(REFERENCE_DIGEST) == digest
-    ]
 
 
 def statement_layers(manifest: ImageManifest) -> list[Descriptor]:

@@ -46,6 +46,7 @@ from controller.errors import LookupFailed
 from controller.lineage.catalog import Catalog, CatalogMatch, platform_key
 from controller.lineage.claims import (
     INHERITED_SOURCES,
+    READERS,
     Claim,
     check_layers,
     display,
@@ -62,6 +63,7 @@ from controller.lineage.images import (
 )
 from controller.lineage.model import DEFAULT_MAX_DEPTH, End, Level, Lineage, PlatformLineage, Source
 from controller.lineage.platforms import no_platform_message, platform_wanted
+from controller.lineage.sources import default_sources
 from controller.reference import Reference
 from controller.registry.media import ImageManifest
 
@@ -119,7 +121,9 @@ class LineageResolver:
 
     ``sources`` are claim sources that need the registry (see
     :class:`controller.lineage.claims.ClaimSource`), asked in order after the
-    pure readers of :mod:`controller.lineage.claims` found no claim.
+    pure readers of :mod:`controller.lineage.claims` found no claim; by
+    default BuildKit provenance (:mod:`controller.lineage.sources`), when the
+    client can fetch statements.
     """
 
     def __init__(
@@ -127,12 +131,12 @@ class LineageResolver:
         client: RegistryClient,
         *,
         catalog: Catalog | None = None,
-        sources: Sequence[ClaimSource] = (),
+        sources: Sequence[ClaimSource] | None = None,
     ) -> None:
         self.client = client
         self.images = Images(client)
         self.catalog = catalog if catalog is not None else Catalog()
-        self.sources = tuple(sources)
+        self.sources = tuple(default_sources(client) if sources is None else sources)
 
     async def claim_of(self, node: ImageNode) -> Claim | None:
         """The base ``node`` claims: the pure readers first, then the registry-backed sources."""
@@ -390,11 +394,45 @@ class LineageResolver:
                 claim = None
         if claim is not None and claim.candidates:
             step = await self._follow(node, claim, seen)
+            if step is not None and step.level is not None and step.level.verified is False:
+                step = await self._layers_decide(node, claim, step, seen)
             if step is not None:
                 return replace(step, note=_join(*notes, step.note))
             notes.append(f"claimed base {claim.described} is this image or one below it: ignored")
         step = await self._detect(node, seen)
         return replace(step, note=_join(*notes, step.note))
+
+    async def _layers_decide(
+        self, node: ImageNode, claim: Claim, contradicted: _Step, seen: set[str]
+    ) -> _Step:
+        """Two sources disagree and the layers contradict the first: a later claim they confirm wins.
+
+        The later places are read in the usual order (the remaining pure
+        readers, then the registry-backed sources); the first whose base the
+        layers confirm becomes the level, and its note names the claim it
+        overrules. When none is confirmed (or a source cannot be read), the
+        contradicted claim stays, as before.
+        """
+        overruled = ", ".join(display(c) for c in claim.candidates)
+        subject = node.subject
+        later = [c for c in (read(subject) for read in READERS) if c is not None and c != claim]
+        for index in range(len(later) + len(self.sources)):
+            if index < len(later):
+                other: Claim | None = later[index]
+            else:
+                try:
+                    other = await self.sources[index - len(later)].read(subject, self.client)
+                except LookupFailed:
+                    continue
+            if other is None or not other.candidates or (other.source == claim.source and (
+                set(other.candidates) == set(claim.candidates)
+            )):
+                continue
+            step = await self._follow(node, other, seen)
+            if step is not None and step.level is not None and step.level.verified:
+                note = f"the {claim.source}'s claim {overruled} is contradicted by the layers"
+                return replace(step, level=replace(step.level, note=_join(note, step.level.note)))
+        return contradicted
 
     async def _detect(self, node: ImageNode, seen: set[str]) -> _Step:
         """Nothing (usable) claimed: the longest catalog prefix of the layers, else the chain ends."""

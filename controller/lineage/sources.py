@@ -23,11 +23,14 @@ the one whose layers are the longest prefix of the image's.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
+from controller.errors import LookupFailed
 from controller.lineage import provenance
+from controller.lineage.claims import Claim, Subject
+from controller.lineage.model import Source
 from controller.lineage.provenance import Statement, StatementError
 from controller.reference import Reference
 from controller.registry.media import Descriptor, ImageIndex, ImageManifest
@@ -61,6 +64,32 @@ class Found:
         return provenance.candidates(self.statements, digest)
 
 
+T = TypeVar("T")
+U = TypeVar("U")
+
+
+async def _each(work: Callable[[T], Awaitable[U]], items: Sequence[T]) -> list[U]:
+    """``work`` on every item concurrently; the first :class:`LookupFailed` is raised as itself.
+
+    (A task group would raise an ``ExceptionGroup``, which the resolver's
+    ``except LookupFailed`` would not catch; failures travel as values instead.)
+    """
+
+    async def caught(item: T) -> U | LookupFailed:
+        try:
+            return await work(item)
+        except LookupFailed as exc:
+            return exc
+
+    async with asyncio.TaskGroup() as tg:
+        tasks = [tg.create_task(caught(i)) for i in items]
+    results = [t.result() for t in tasks]
+    for result in results:
+        if isinstance(result, LookupFailed):
+            raise result
+    return [r for r in results if not isinstance(r, LookupFailed)]
+
+
 async def _statements_in(
     client: ProvenanceClient, ref: Reference, digest: str, manifest_digest: str
 ) -> tuple[list[Statement], list[str]]:
@@ -78,12 +107,9 @@ async def _statements_in(
         except StatementError as exc:
             return f"statement {desc.digest}: {exc}"
 
-    async with asyncio.TaskGroup() as tg:
-        tasks = [tg.create_task(one(d)) for d in layers]
     statements: list[Statement] = []
     ignored: list[str] = []
-    for task in tasks:
-        result = task.result()
+    for result in await _each(one, layers):
         if isinstance(result, str):
             ignored.append(result)
         elif result is not None and not result.describes(digest):
@@ -99,12 +125,12 @@ async def _statements_in(
 async def _gather(
     client: ProvenanceClient, ref: Reference, digest: str, manifests: Sequence[str]
 ) -> tuple[list[Statement], list[str]]:
-    async with asyncio.TaskGroup() as tg:
-        tasks = [tg.create_task(_statements_in(client, ref, digest, m)) for m in manifests]
+    async def one(manifest: str) -> tuple[list[Statement], list[str]]:
+        return await _statements_in(client, ref, digest, manifest)
+
     statements: list[Statement] = []
     ignored: list[str] = []
-    for task in tasks:
-        found, why = task.result()
+    for found, why in await _each(one, manifests):
         statements += found
         ignored += why
     return statements, ignored
@@ -120,11 +146,11 @@ async def find_statements(
 ) -> Found:
     """The provenance statements about the platform manifest ``ref``/``digest``.
 
-    ``attestations`` are the index entries next to it (any: those for other
-    platform manifests are left alone). Registry trouble raises
+    ``attestations`` are the index's attestation entries that point at it
+    (:func:`controller.lineage.platforms.attestations_for`). Registry trouble raises
     :class:`LookupFailed`; a registry that has nothing answers ``Found()``.
     """
-    own = provenance.attestation_manifests(attestations, digest)
+    own = list(attestations)
     if len(own) > provenance.MAX_STATEMENTS:
         raise provenance.bound_exceeded(
             f"{len(own)} attestation manifests for one image",
@@ -146,7 +172,35 @@ async def find_statements(
     return Found(tuple(statements), "referrers" if statements else "", tuple(ignored + more))
 
 
-def supports(client: object) -> bool:
-    """Whether ``client`` can fetch blobs and referrers (test doubles of the resolver may not)."""
-    return isinstance(client, ProvenanceClient)
+class ProvenanceSource:
+    """BuildKit provenance as a claim source (:class:`controller.lineage.images.ClaimSource`).
+
+    The claim lists every image the build pulled (source ``provenance``); the
+    resolver keeps the one whose layers are the longest prefix of the image's.
+    ``referrers=False`` reads only attestation manifests in the index, for
+    callers that cannot afford a request per unclaimed image.
+    """
+
+    def __init__(self, *, referrers: bool = True) -> None:
+        self.referrers = referrers
+
+    async def read(self, subject: Subject, client: object) -> Claim | None:
+        if subject.reference is None or subject.digest is None:
+            return None
+        if not isinstance(client, ProvenanceClient):
+            return None  # a client that cannot fetch statements: nothing to read them with
+        found = await find_statements(
+            client,
+            subject.reference,
+            subject.digest,
+            subject.attestations,
+            referrers=self.referrers,
+        )
+        candidates = found.candidates(subject.digest)
+        return Claim(Source.PROVENANCE, candidates) if candidates else None
+
+
+def default_sources(client: object) -> tuple[ProvenanceSource, ...]:
+    """The registry-backed claim sources every resolver asks unless told otherwise."""
+    return (ProvenanceSource(),) if isinstance(client, ProvenanceClient) else ()
 

@@ -13,7 +13,6 @@ from controller.errors import LookupFailed
 from controller.lineage import provenance
 from controller.lineage.provenance import (
     StatementError,
-    attestation_manifests,
     candidates,
     parse_purl,
     parse_statement,
@@ -217,34 +216,6 @@ def _index(*entries: dict[str, Any]) -> Any:
         ).encode(),
         None,
     )
-
-
-def _attestation(subject: str) -> dict[str, Any]:
-    return {
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "digest": "sha256:" + subject[-1] * 64,
-        "size": 1,
-        "platform": {"os": "unknown", "architecture": "unknown"},
-        "annotations": {
-            "vnd.docker.reference.type": "attestation-manifest",
-            "vnd.docker.reference.digest": subject,
-        },
-    }
-
-
-def test_attestation_manifests_are_matched_to_their_platform_manifest() -> None:
-    index = _index(
-        {
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "digest": IMG,
-            "size": 1,
-            "platform": {"os": "linux", "architecture": "amd64"},
-        },
-        _attestation(IMG),
-        _attestation(ARM),
-    )
-    found = attestation_manifests(index.manifests, IMG)
-    assert [d.annotations["vnd.docker.reference.digest"] for d in found] == [IMG]
 
 
 def _manifest(layers: list[dict[str, Any]]) -> Any:

@@ -1,0 +1,235 @@
+"""Lineage from BuildKit provenance, against the real docker-registry 2.8.2.
+
+Each test pushes what ``docker buildx build --push`` leaves behind: a
+multi-stage build (a ``golang`` builder stage, a ``debian`` runtime stage, the
+``docker/dockerfile`` frontend), an index with one platform image per
+architecture and one attestation manifest per platform image, no annotation
+and no label. The base must come out of the provenance statement, verified by
+layers, per platform.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from support.images import Layer, Pushed, layer
+from support.provenance import (
+    SLSA_V02,
+    SLSA_V1,
+    material,
+    purl_name,
+    push_buildx_index,
+    push_referrer,
+    sbom,
+    statement,
+)
+from support.registry import RegistryProcess
+
+from controller.lineage import provenance
+from controller.lineage.model import End, Lineage, PlatformLineage
+from controller.lineage.resolve import LineageResolver
+from controller.reference import parse
+from controller.registry import media
+from controller.registry.client import RegistryClient
+
+ARCHES = {"amd64": "linux/amd64", "arm64": "linux/arm64/v8"}
+
+
+def chain(pl: PlatformLineage) -> list[tuple[str, str, bool | None]]:
+    return [
+        (lv.reference.without_digest().normalized if lv.reference else "scratch", str(lv.source), lv.verified)
+        for lv in pl.levels
+    ]
+
+
+@dataclass
+class Build:
+    root: str
+    debian: dict[str, Pushed]
+    debian_index: Pushed
+    golang_index: Pushed
+    frontend: Pushed
+    app: dict[str, Pushed]
+    layers: dict[str, Layer]
+
+    def materials(self, arch: str, *, pin: str = "index") -> list[dict[str, Any]]:
+        """What BuildKit records: the frontend, the builder stage (build platform), the runtime base."""
+        debian = self.debian_index.digest if pin == "index" else self.debian[arch].digest
+        return [
+            material(purl_name(self.frontend), "1", self.frontend.digest),
+            material(f"{self.root}/golang", "1.22", self.golang_index.digest),
+            material(f"{self.root}/debian", "12-slim", debian, ARCHES[arch]),
+        ]
+
+
+def push_build(registry: RegistryProcess, repo: str) -> Build:
+    """The bases and the app's platform images (the app index is each test's business)."""
+    debian: dict[str, Pushed] = {}
+    golang: dict[str, Pushed] = {}
+    app: dict[str, Pushed] = {}
+    layers: dict[str, Layer] = {}
+    for arch, platform in ARCHES.items():
+        variant = platform.split("/")[2] if platform.count("/") == 2 else None
+        os_layer = layer({"etc/os-release": f"debian {arch} {repo}"})
+        layers[arch] = os_layer
+        debian[arch] = registry.push_image(f"{repo}/debian", None, [os_layer], arch=arch, variant=variant)
+        golang[arch] = registry.push_image(
+            f"{repo}/golang", None, [layer({"usr/local/go": f"{arch} {repo}"})], arch=arch, variant=variant
+        )
+        app[arch] = registry.push_image(
+            f"{repo}/app", None, [os_layer, layer({"app": f"{arch} {repo}"})], arch=arch, variant=variant
+        )
+    debian_index = registry.push_index(
+        f"{repo}/debian", "12-slim", [(debian[a], p) for a, p in ARCHES.items()]
+    )
+    golang_index = registry.push_index(
+        f"{repo}/golang", "1.22", [(golang[a], p) for a, p in ARCHES.items()]
+    )
+    frontend = registry.push_image(f"{repo}/dockerfile", "1", [layer({"bin/frontend": repo})])
+    return Build(f"{registry.host}/{repo}", debian, debian_index, golang_index, frontend, app, layers)
+
+
+@pytest.fixture
+def resolver(registry_client: RegistryClient) -> LineageResolver:
+    return LineageResolver(registry_client)
+
+
+def platforms(lineage: Lineage) -> dict[str, PlatformLineage]:
+    assert lineage.failure is None, lineage.failure
+    return {p.platform: p for p in lineage.platforms}
+
+
+@pytest.mark.parametrize(
+    ("version", "pin"),
+    [(SLSA_V02, "index"), (SLSA_V1, "platform")],
+    ids=["slsa-v0.2-pins-the-index", "slsa-v1-pins-the-platform-manifest"],
+)
+async def test_multi_stage_build_base_comes_from_provenance_per_platform(
+    registry: RegistryProcess, unique_repo: str, resolver: LineageResolver, version: str, pin: str
+) -> None:
+    build = push_build(registry, unique_repo)
+    push_buildx_index(
+        registry.pusher,
+        f"{unique_repo}/app",
+        "1",
+        [
+            (build.app[a], p, [statement(build.app[a], build.materials(a, pin=pin), version=version), sbom(build.app[a])])
+            for a, p in ARCHES.items()
+        ],
+    )
+
+    found = platforms(await resolver.resolve(parse(f"{build.root}/app:1")))
+
+    assert sorted(found) == ["linux/amd64", "linux/arm64"]
+    for arch, key in (("amd64", "linux/amd64"), ("arm64", "linux/arm64")):
+        pl = found[key]
+        # golang (the builder stage) and the frontend were pulled too: layers rule them out
+        assert chain(pl) == [
+            (f"{build.root}/app:1", "image", None),
+            (f"{build.root}/debian:12-slim", "provenance", True),
+        ]
+        assert pl.levels[1].digest == build.debian[arch].digest
+        assert pl.end is End.UNCLAIMED
+
+
+async def test_a_statement_about_another_platform_is_not_used(
+    registry: RegistryProcess, unique_repo: str, resolver: LineageResolver
+) -> None:
+    build = push_build(registry, unique_repo)
+    # amd64's attestation manifest carries the arm64 statement (subject = the arm64 image)
+    push_buildx_index(
+        registry.pusher,
+        f"{unique_repo}/app",
+        "1",
+        [
+            (build.app["amd64"], "linux/amd64", [statement(build.app["arm64"], build.materials("arm64"))]),
+            (build.app["arm64"], "linux/arm64/v8", [statement(build.app["arm64"], build.materials("arm64"))]),
+        ],
+    )
+
+    found = platforms(await resolver.resolve(parse(f"{build.root}/app:1")))
+
+    assert chain(found["linux/amd64"]) == [(f"{build.root}/app:1", "image", None)]
+    assert found["linux/amd64"].end is End.UNCLAIMED
+    assert chain(found["linux/arm64"])[1] == (f"{build.root}/debian:12-slim", "provenance", True)
+
+
+async def test_statements_attached_as_referrers_with_the_fallback_tag(
+    registry: RegistryProcess, unique_repo: str, resolver: LineageResolver
+) -> None:
+    build = push_build(registry, unique_repo)
+    image = registry.push_image(
+        f"{unique_repo}/app", "solo", [build.layers["amd64"], layer({"solo": unique_repo})]
+    )
+    push_referrer(registry.pusher, f"{unique_repo}/app", image, [statement(image, build.materials("amd64"))])
+
+    found = platforms(await resolver.resolve(parse(image.tagged)))
+
+    pl = found["linux/amd64"]
+    assert chain(pl) == [
+        (image.tagged, "image", None),
+        (f"{build.root}/debian:12-slim", "provenance", True),
+    ]
+    assert pl.levels[1].digest == build.debian["amd64"].digest
+
+
+async def test_a_contradicted_label_gives_way_to_provenance_and_the_note_says_so(
+    registry: RegistryProcess, unique_repo: str, resolver: LineageResolver
+) -> None:
+    build = push_build(registry, unique_repo)
+    other = registry.push_image(f"{unique_repo}/other", "1", [layer({"other": unique_repo})])
+    lying = {media.BASE_NAME: other.tagged, media.BASE_DIGEST: other.digest}
+    image = registry.push_image(
+        f"{unique_repo}/app", "labelled", [build.layers["amd64"], layer({"l": unique_repo})], labels=lying
+    )
+    push_buildx_index(
+        registry.pusher,
+        f"{unique_repo}/app",
+        "2",
+        [(image, "linux/amd64", [statement(image, build.materials("amd64"))])],
+    )
+
+    pl = platforms(await resolver.resolve(parse(f"{build.root}/app:2")))["linux/amd64"]
+
+    assert chain(pl)[1] == (f"{build.root}/debian:12-slim", "provenance", True)
+    assert pl.levels[1].note == (
+        f"the label's claim {other.tagged} is contradicted by the layers"
+    )
+
+
+async def test_too_many_images_in_one_build_fails_the_lookup_naming_the_bound(
+    registry: RegistryProcess, unique_repo: str, resolver: LineageResolver
+) -> None:
+    build = push_build(registry, unique_repo)
+    many = [material(f"{build.root}/img{i}", "1", build.frontend.digest) for i in range(provenance.MAX_CANDIDATES + 1)]
+    push_buildx_index(
+        registry.pusher,
+        f"{unique_repo}/app",
+        "1",
+        [(build.app["amd64"], "linux/amd64", [statement(build.app["amd64"], many)])],
+    )
+
+    pl = platforms(await resolver.resolve(parse(f"{build.root}/app:1")))["linux/amd64"]
+
+    assert pl.end is End.LOOKUP_FAILED
+    assert pl.failure is not None and "MAX_CANDIDATES" in pl.failure
+
+
+async def test_an_unreadable_statement_is_no_claim(
+    registry: RegistryProcess, unique_repo: str, resolver: LineageResolver
+) -> None:
+    build = push_build(registry, unique_repo)
+    push_buildx_index(
+        registry.pusher,
+        f"{unique_repo}/app",
+        "1",
+        [(build.app["amd64"], "linux/amd64", [b"not json", json.dumps({"_type": "x"}).encode()])],
+    )
+
+    pl = platforms(await resolver.resolve(parse(f"{build.root}/app:1")))["linux/amd64"]
+
+    assert chain(pl) == [(f"{build.root}/app:1", "image", None)]
+    assert pl.end is End.UNCLAIMED
