@@ -185,6 +185,9 @@ class Subject:
     digest: str | None = None
     manifest: ImageManifest | None = None
     attestations: tuple[Descriptor, ...] = ()
+    #: Level 0, the image being judged (not one of its bases): speculative lookups
+    #: (OCI referrers) are made only for it.
+    top: bool = False
 
 
 #: A pure claim reader: one place an image may say what it was built on.

@@ -138,9 +138,12 @@ class LineageResolver:
         self.catalog = catalog if catalog is not None else Catalog()
         self.sources = tuple(default_sources(client) if sources is None else sources)
 
-    async def claim_of(self, node: ImageNode) -> Claim | None:
-        """The base ``node`` claims: the pure readers first, then the registry-backed sources."""
-        subject = node.subject
+    async def claim_of(self, node: ImageNode, *, top: bool = False) -> Claim | None:
+        """The base ``node`` claims: the pure readers first, then the registry-backed sources.
+
+        ``top``: ``node`` is the image being judged (level 0), not one of its bases.
+        """
+        subject = replace(node.subject, top=top)
         claim = first_claim(subject)
         for source in self.sources:
             if claim is not None:
@@ -299,7 +302,7 @@ class LineageResolver:
         failure: str | None = None
         while True:
             try:
-                claim = await self.claim_of(node)
+                claim = await self.claim_of(node, top=len(levels) == 1)
             except LookupFailed as exc:
                 end, failure = End.LOOKUP_FAILED, str(exc)
                 break
@@ -314,7 +317,7 @@ class LineageResolver:
             if len(levels) - 1 >= max_depth:
                 end = self._end_at_depth(node, claim, seen)
                 break
-            step = await self._step(node, claim, seen)
+            step = await self._step(node, claim, seen, top=len(levels) == 1)
             if step.note:
                 levels[-1] = replace(levels[-1], note=_join(levels[-1].note, step.note))
             if step.level is not None:
@@ -380,7 +383,9 @@ class LineageResolver:
         known = self.catalog.name_of(node.digest) or self.catalog.name_of(node.resolved)
         return End.KNOWN_BASE if known is not None else End.UNCLAIMED
 
-    async def _step(self, node: ImageNode, claim: Claim | None, seen: set[str]) -> _Step:
+    async def _step(
+        self, node: ImageNode, claim: Claim | None, seen: set[str], *, top: bool = False
+    ) -> _Step:
         notes: list[str] = []
         if claim is not None and not claim.candidates and claim.digest is not None:
             named = self.catalog.name_of(claim.digest)
@@ -395,7 +400,7 @@ class LineageResolver:
         if claim is not None and claim.candidates:
             step = await self._follow(node, claim, seen)
             if step is not None and step.level is not None and step.level.verified is False:
-                step = await self._layers_decide(node, claim, step, seen)
+                step = await self._layers_decide(node, claim, step, seen, top=top)
             if step is not None:
                 return replace(step, note=_join(*notes, step.note))
             notes.append(f"claimed base {claim.described} is this image or one below it: ignored")
@@ -403,7 +408,7 @@ class LineageResolver:
         return replace(step, note=_join(*notes, step.note))
 
     async def _layers_decide(
-        self, node: ImageNode, claim: Claim, contradicted: _Step, seen: set[str]
+        self, node: ImageNode, claim: Claim, contradicted: _Step, seen: set[str], *, top: bool
     ) -> _Step:
         """Two sources disagree and the layers contradict the first: a later claim they confirm wins.
 
@@ -414,7 +419,7 @@ class LineageResolver:
         contradicted claim stays, as before.
         """
         overruled = ", ".join(display(c) for c in claim.candidates)
-        subject = node.subject
+        subject = replace(node.subject, top=top)
         later = [c for c in (read(subject) for read in READERS) if c is not None and c != claim]
         for index in range(len(later) + len(self.sources)):
             if index < len(later):

@@ -164,7 +164,12 @@ async def find_statements(
             return Found(tuple(statements), "attestation manifest", tuple(ignored))
     if not referrers:
         return Found(ignored=tuple(ignored))
-    index = await client.fetch_referrers(ref, digest)
+    try:
+        index = await client.fetch_referrers(ref, digest)
+    except LookupFailed as exc:
+        # Asked on speculation (nothing says the image has referrers): a registry that
+        # cannot answer leaves the image unclaimed rather than failing its lookup.
+        return Found(ignored=(*ignored, f"referrers could not be read: {exc}"))
     wanted = provenance.referrer_manifests(index)
     if not wanted:
         return Found(ignored=tuple(ignored))
@@ -177,8 +182,11 @@ class ProvenanceSource:
 
     The claim lists every image the build pulled (source ``provenance``); the
     resolver keeps the one whose layers are the longest prefix of the image's.
-    ``referrers=False`` reads only attestation manifests in the index, for
-    callers that cannot afford a request per unclaimed image.
+    OCI referrers are asked only for the image being judged (``subject.top``):
+    nothing announces them, so asking costs a request (two the first time on a
+    registry without the API) for every image that claims nothing, and bases
+    (Docker Official Images, most of all) rarely have any; a base's provenance
+    is read from its index. ``referrers=False`` never asks.
     """
 
     def __init__(self, *, referrers: bool = True) -> None:
@@ -194,7 +202,7 @@ class ProvenanceSource:
             subject.reference,
             subject.digest,
             subject.attestations,
-            referrers=self.referrers,
+            referrers=self.referrers and subject.top,
         )
         candidates = found.candidates(subject.digest)
         return Claim(Source.PROVENANCE, candidates) if candidates else None

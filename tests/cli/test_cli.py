@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from support.images import layer
+from support.provenance import ARCHES, push_build, push_buildx_index, statement
 
 from controller.cli.main import main
 
@@ -409,6 +410,38 @@ def test_check_and_lineage_against_the_real_registry(
         "MANIFEST_UNKNOWN" in json.loads(out)["failure"]
         or "unknown" in json.loads(out)["failure"].lower()
     )
+
+
+def test_lineage_of_a_provenance_only_image_prints_its_verified_base_per_platform(
+    registry: Any, unique_repo: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    build = push_build(registry, unique_repo)
+    push_buildx_index(
+        registry.pusher,
+        f"{unique_repo}/app",
+        "1",
+        [(build.app[a], p, [statement(build.app[a], build.materials(a))]) for a, p in ARCHES.items()],
+    )
+    image = f"{build.root}/app:1"
+    config = registry_config(tmp_path, registry.host)
+
+    code, out, _ = run(capsys, "lineage", image, "--registry-config", str(config))
+
+    assert code == 0
+    for arch, platform in (("amd64", "linux/amd64"), ("arm64", "linux/arm64")):
+        section = out.split(f"  {platform}\n", 1)[1]
+        base_line = section.splitlines()[1]
+        assert f"└─ {build.root}/debian:12-slim@{build.debian_index.digest}" in base_line
+        assert "[provenance, verified]" in base_line
+        assert build.debian[arch].digest[:19] in base_line
+    assert "golang" not in out and "dockerfile" not in out
+
+    code, out, _ = run(capsys, "lineage", image, "--registry-config", str(config), "--format", "json")
+    platforms = {p["platform"]: p["levels"] for p in json.loads(out)["platforms"]}
+    assert {k: [(lv["source"], lv["verified"]) for lv in v] for k, v in platforms.items()} == {
+        "linux/amd64": [("image", None), ("provenance", True)],
+        "linux/arm64": [("image", None), ("provenance", True)],
+    }
 
 
 @pytest.mark.parametrize(

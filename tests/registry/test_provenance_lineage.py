@@ -11,16 +11,15 @@ layers, per platform.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Any
 
 import pytest
-from support.images import Layer, Pushed, layer
+from support.images import layer
 from support.provenance import (
+    ARCHES,
     SLSA_V02,
     SLSA_V1,
     material,
-    purl_name,
+    push_build,
     push_buildx_index,
     push_referrer,
     sbom,
@@ -35,61 +34,16 @@ from controller.reference import parse
 from controller.registry import media
 from controller.registry.client import RegistryClient
 
-ARCHES = {"amd64": "linux/amd64", "arm64": "linux/arm64/v8"}
-
 
 def chain(pl: PlatformLineage) -> list[tuple[str, str, bool | None]]:
     return [
-        (lv.reference.without_digest().normalized if lv.reference else "scratch", str(lv.source), lv.verified)
+        (
+            lv.reference.without_digest().normalized if lv.reference else "scratch",
+            str(lv.source),
+            lv.verified,
+        )
         for lv in pl.levels
     ]
-
-
-@dataclass
-class Build:
-    root: str
-    debian: dict[str, Pushed]
-    debian_index: Pushed
-    golang_index: Pushed
-    frontend: Pushed
-    app: dict[str, Pushed]
-    layers: dict[str, Layer]
-
-    def materials(self, arch: str, *, pin: str = "index") -> list[dict[str, Any]]:
-        """What BuildKit records: the frontend, the builder stage (build platform), the runtime base."""
-        debian = self.debian_index.digest if pin == "index" else self.debian[arch].digest
-        return [
-            material(purl_name(self.frontend), "1", self.frontend.digest),
-            material(f"{self.root}/golang", "1.22", self.golang_index.digest),
-            material(f"{self.root}/debian", "12-slim", debian, ARCHES[arch]),
-        ]
-
-
-def push_build(registry: RegistryProcess, repo: str) -> Build:
-    """The bases and the app's platform images (the app index is each test's business)."""
-    debian: dict[str, Pushed] = {}
-    golang: dict[str, Pushed] = {}
-    app: dict[str, Pushed] = {}
-    layers: dict[str, Layer] = {}
-    for arch, platform in ARCHES.items():
-        variant = platform.split("/")[2] if platform.count("/") == 2 else None
-        os_layer = layer({"etc/os-release": f"debian {arch} {repo}"})
-        layers[arch] = os_layer
-        debian[arch] = registry.push_image(f"{repo}/debian", None, [os_layer], arch=arch, variant=variant)
-        golang[arch] = registry.push_image(
-            f"{repo}/golang", None, [layer({"usr/local/go": f"{arch} {repo}"})], arch=arch, variant=variant
-        )
-        app[arch] = registry.push_image(
-            f"{repo}/app", None, [os_layer, layer({"app": f"{arch} {repo}"})], arch=arch, variant=variant
-        )
-    debian_index = registry.push_index(
-        f"{repo}/debian", "12-slim", [(debian[a], p) for a, p in ARCHES.items()]
-    )
-    golang_index = registry.push_index(
-        f"{repo}/golang", "1.22", [(golang[a], p) for a, p in ARCHES.items()]
-    )
-    frontend = registry.push_image(f"{repo}/dockerfile", "1", [layer({"bin/frontend": repo})])
-    return Build(f"{registry.host}/{repo}", debian, debian_index, golang_index, frontend, app, layers)
 
 
 @pytest.fixture
@@ -116,7 +70,14 @@ async def test_multi_stage_build_base_comes_from_provenance_per_platform(
         f"{unique_repo}/app",
         "1",
         [
-            (build.app[a], p, [statement(build.app[a], build.materials(a, pin=pin), version=version), sbom(build.app[a])])
+            (
+                build.app[a],
+                p,
+                [
+                    statement(build.app[a], build.materials(a, pin=pin), version=version),
+                    sbom(build.app[a]),
+                ],
+            )
             for a, p in ARCHES.items()
         ],
     )
@@ -145,8 +106,16 @@ async def test_a_statement_about_another_platform_is_not_used(
         f"{unique_repo}/app",
         "1",
         [
-            (build.app["amd64"], "linux/amd64", [statement(build.app["arm64"], build.materials("arm64"))]),
-            (build.app["arm64"], "linux/arm64/v8", [statement(build.app["arm64"], build.materials("arm64"))]),
+            (
+                build.app["amd64"],
+                "linux/amd64",
+                [statement(build.app["arm64"], build.materials("arm64"))],
+            ),
+            (
+                build.app["arm64"],
+                "linux/arm64/v8",
+                [statement(build.app["arm64"], build.materials("arm64"))],
+            ),
         ],
     )
 
@@ -164,7 +133,9 @@ async def test_statements_attached_as_referrers_with_the_fallback_tag(
     image = registry.push_image(
         f"{unique_repo}/app", "solo", [build.layers["amd64"], layer({"solo": unique_repo})]
     )
-    push_referrer(registry.pusher, f"{unique_repo}/app", image, [statement(image, build.materials("amd64"))])
+    push_referrer(
+        registry.pusher, f"{unique_repo}/app", image, [statement(image, build.materials("amd64"))]
+    )
 
     found = platforms(await resolver.resolve(parse(image.tagged)))
 
@@ -183,7 +154,10 @@ async def test_a_contradicted_label_gives_way_to_provenance_and_the_note_says_so
     other = registry.push_image(f"{unique_repo}/other", "1", [layer({"other": unique_repo})])
     lying = {media.BASE_NAME: other.tagged, media.BASE_DIGEST: other.digest}
     image = registry.push_image(
-        f"{unique_repo}/app", "labelled", [build.layers["amd64"], layer({"l": unique_repo})], labels=lying
+        f"{unique_repo}/app",
+        "labelled",
+        [build.layers["amd64"], layer({"l": unique_repo})],
+        labels=lying,
     )
     push_buildx_index(
         registry.pusher,
@@ -195,16 +169,17 @@ async def test_a_contradicted_label_gives_way_to_provenance_and_the_note_says_so
     pl = platforms(await resolver.resolve(parse(f"{build.root}/app:2")))["linux/amd64"]
 
     assert chain(pl)[1] == (f"{build.root}/debian:12-slim", "provenance", True)
-    assert pl.levels[1].note == (
-        f"the label's claim {other.tagged} is contradicted by the layers"
-    )
+    assert pl.levels[1].note == (f"the label's claim {other.tagged} is contradicted by the layers")
 
 
 async def test_too_many_images_in_one_build_fails_the_lookup_naming_the_bound(
     registry: RegistryProcess, unique_repo: str, resolver: LineageResolver
 ) -> None:
     build = push_build(registry, unique_repo)
-    many = [material(f"{build.root}/img{i}", "1", build.frontend.digest) for i in range(provenance.MAX_CANDIDATES + 1)]
+    many = [
+        material(f"{build.root}/img{i}", "1", build.frontend.digest)
+        for i in range(provenance.MAX_CANDIDATES + 1)
+    ]
     push_buildx_index(
         registry.pusher,
         f"{unique_repo}/app",

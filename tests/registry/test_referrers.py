@@ -34,7 +34,9 @@ async def test_fallback_tag_on_a_registry_without_the_api(
     img = registry.push_image(unique_repo, "v1", [layer({"app": unique_repo})])
     other = registry.push_image(unique_repo, "v2", [layer({"app": unique_repo + "2"})])
     ref = parse(img.tagged)
-    pushed = push_referrer(registry.pusher, unique_repo, img, [statement(img, [material("alpine", "3.19", D1)])])
+    pushed = push_referrer(
+        registry.pusher, unique_repo, img, [statement(img, [material("alpine", "3.19", D1)])]
+    )
 
     index = await registry_client.fetch_referrers(ref, img.digest)
     assert [d.digest for d in index.manifests] == [pushed["digest"]]
@@ -57,7 +59,9 @@ async def test_referrers_api_when_the_registry_has_it(
     client = make_client(front)  # type: ignore[operator]
     found = await find_statements(client, parse(img.tagged), img.digest)
     assert found.where == "referrers"
-    assert [r.normalized for r in found.candidates(img.digest)] == [f"docker.io/library/alpine:3.19@{D1}"]
+    assert [r.normalized for r in found.candidates(img.digest)] == [
+        f"docker.io/library/alpine:3.19@{D1}"
+    ]
     assert front.count(r"/referrers/", method="GET") == 1
     assert front.count(r"/manifests/sha256-") == 0  # the API answered: no fallback tag asked
     assert pushed["digest"] in {e["digest"] for e in front.referrers[(unique_repo, img.digest)]}
@@ -66,7 +70,9 @@ async def test_referrers_api_when_the_registry_has_it(
 async def test_statement_blob_is_capped_and_verified(
     registry: RegistryProcess, registry_client: RegistryClient, unique_repo: str
 ) -> None:
-    body = json.dumps({"_type": "https://in-toto.io/Statement/v0.1", "predicateType": SLSA_V02}).encode()
+    body = json.dumps(
+        {"_type": "https://in-toto.io/Statement/v0.1", "predicateType": SLSA_V02}
+    ).encode()
     blob = registry.push_blob(unique_repo, body)
     ref = parse(f"{registry.host}/{unique_repo}:x")
     assert await registry_client.fetch_blob(ref, blob["digest"], limit=len(body)) == body

@@ -23,9 +23,13 @@ from __future__ import annotations
 import json
 import urllib.parse
 from collections.abc import Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from support.images import IN_TOTO, OCI, OCI_CONFIG, OCI_INDEX, Pushed, Pusher, sha256
+from support.images import IN_TOTO, OCI, OCI_CONFIG, OCI_INDEX, Layer, Pushed, Pusher, layer, sha256
+
+if TYPE_CHECKING:
+    from support.registry import RegistryProcess
 
 SLSA_V02 = "https://slsa.dev/provenance/v0.2"
 SLSA_V1 = "https://slsa.dev/provenance/v1"
@@ -33,6 +37,7 @@ SPDX = "https://spdx.dev/Document"
 EMPTY_CONFIG = b"{}"
 OCI_EMPTY = "application/vnd.oci.empty.v1+json"
 DOCKER_ATTESTATION = "application/vnd.docker.attestation.manifest.v1+json"
+ARCHES = {"amd64": "linux/amd64", "arm64": "linux/arm64/v8"}
 
 
 def purl(name: str, version: str, platform: str | None = "linux/amd64", **qualifiers: str) -> str:
@@ -213,3 +218,69 @@ def push_referrer(
         index_body = json.dumps(index).encode()
         pusher.push_manifest(repository, tag, index_body, OCI_INDEX)
     return descriptor
+
+
+@dataclass
+class Build:
+    """A multi-stage ``docker buildx`` build's inputs and per-platform outputs, pushed for real.
+
+    ``debian`` is the runtime stage's base (its layer is each app image's
+    first), ``golang`` the builder stage's and ``dockerfile`` the frontend:
+    both pulled by the build, neither a layer prefix of the app.
+    """
+
+    root: str
+    debian: dict[str, Pushed]
+    debian_index: Pushed
+    golang_index: Pushed
+    frontend: Pushed
+    app: dict[str, Pushed]
+    layers: dict[str, Layer]
+
+    def materials(self, arch: str, *, pin: str = "index") -> list[dict[str, Any]]:
+        """What BuildKit records: the frontend, the builder stage (build platform), the runtime base."""
+        debian = self.debian_index.digest if pin == "index" else self.debian[arch].digest
+        return [
+            material(purl_name(self.frontend), "1", self.frontend.digest),
+            material(f"{self.root}/golang", "1.22", self.golang_index.digest),
+            material(f"{self.root}/debian", "12-slim", debian, ARCHES[arch]),
+        ]
+
+
+def push_build(registry: RegistryProcess, repo: str) -> Build:
+    """The bases and the app's platform images (the app index is each test's business)."""
+    debian: dict[str, Pushed] = {}
+    golang: dict[str, Pushed] = {}
+    app: dict[str, Pushed] = {}
+    layers: dict[str, Layer] = {}
+    for arch, platform in ARCHES.items():
+        variant = platform.split("/")[2] if platform.count("/") == 2 else None
+        os_layer = layer({"etc/os-release": f"debian {arch} {repo}"})
+        layers[arch] = os_layer
+        debian[arch] = registry.push_image(
+            f"{repo}/debian", None, [os_layer], arch=arch, variant=variant
+        )
+        golang[arch] = registry.push_image(
+            f"{repo}/golang",
+            None,
+            [layer({"usr/local/go": f"{arch} {repo}"})],
+            arch=arch,
+            variant=variant,
+        )
+        app[arch] = registry.push_image(
+            f"{repo}/app",
+            None,
+            [os_layer, layer({"app": f"{arch} {repo}"})],
+            arch=arch,
+            variant=variant,
+        )
+    debian_index = registry.push_index(
+        f"{repo}/debian", "12-slim", [(debian[a], p) for a, p in ARCHES.items()]
+    )
+    golang_index = registry.push_index(
+        f"{repo}/golang", "1.22", [(golang[a], p) for a, p in ARCHES.items()]
+    )
+    frontend = registry.push_image(f"{repo}/dockerfile", "1", [layer({"bin/frontend": repo})])
+    return Build(
+        f"{registry.host}/{repo}", debian, debian_index, golang_index, frontend, app, layers
+    )

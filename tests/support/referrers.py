@@ -63,7 +63,9 @@ class ReferrersFront(FaultyProxy):
         from support.faulty_proxy import Seen
 
         with self._lock:
-            self._seen.append(Seen(request.method, request.path_qs, request.host, dict(request.headers)))
+            self._seen.append(
+                Seen(request.method, request.path_qs, request.host, dict(request.headers))
+            )
 
     def _remember(self, name: str, subject: str, body: bytes, content_type: str) -> None:
         manifest = json.loads(body)
