@@ -10,7 +10,8 @@ first place that has statements about the image:
 1. the attestation manifests the index lists *for this platform manifest*
    (``vnd.docker.reference.digest``): one manifest GET, then one blob GET per
    provenance layer (SBOM layers are never fetched);
-2. else the referrers of the platform manifest: the referrers API, or, when
+2. else, for the image being judged only (not its bases), the referrers of the
+   platform manifest: the referrers API, or, when
    the registry lacks it, the ``sha256-<hex>`` fallback tag (the client
    remembers a host without the API, so that costs one request per image).
 
@@ -147,8 +148,10 @@ async def find_statements(
     """The provenance statements about the platform manifest ``ref``/``digest``.
 
     ``attestations`` are the index's attestation entries that point at it
-    (:func:`controller.lineage.platforms.attestations_for`). Registry trouble raises
-    :class:`LookupFailed`; a registry that has nothing answers ``Found()``.
+    (:func:`controller.lineage.platforms.attestations_for`). Trouble reading them (and
+    any bound passed) raises :class:`LookupFailed`: the index announced them. Referrers
+    are asked only when ``referrers`` is set and the index had no provenance; trouble
+    asking is recorded in ``ignored``. Nothing found answers ``Found()``.
     """
     own = list(attestations)
     if len(own) > provenance.MAX_STATEMENTS:

@@ -40,10 +40,11 @@ from typing import TypeVar
 from yarl import URL
 
 from controller import digests
+from controller.caching import TTLMap
 from controller.errors import LookupFailed
 from controller.reference import Reference
 from controller.registry import auth, media, referrers
-from controller.registry.cache import RegistryCache, TTLMap
+from controller.registry.cache import RegistryCache
 from controller.registry.config import RegistryConfig, RegistryHost
 from controller.registry.media import ImageConfig, ImageIndex, ImageManifest
 from controller.registry.transport import (
