@@ -27,6 +27,7 @@ test: install lint unit
 
 bench: install
 	$(PYTHON) bench/registry.py
+	$(PYTHON) bench/provenance.py
 	$(PYTHON) bench/webhook.py
 	$(PYTHON) bench/policies.py
 	$(PYTHON) bench/soak.py

@@ -59,11 +59,6 @@ def material(
     }
 
 
-def purl_name(pushed: Pushed) -> str:
-    """How BuildKit names an image from another registry in a purl: with its host."""
-    return f"{pushed.host}/{pushed.repository}"
-
-
 def statement(
     subject: Pushed | str,
     materials: Sequence[Mapping[str, Any]],
@@ -241,14 +236,18 @@ class Build:
         """What BuildKit records: the frontend, the builder stage (build platform), the runtime base."""
         debian = self.debian_index.digest if pin == "index" else self.debian[arch].digest
         return [
-            material(purl_name(self.frontend), "1", self.frontend.digest),
+            material(f"{self.root}/dockerfile", "1", self.frontend.digest),
             material(f"{self.root}/golang", "1.22", self.golang_index.digest),
             material(f"{self.root}/debian", "12-slim", debian, ARCHES[arch]),
         ]
 
 
-def push_build(registry: RegistryProcess, repo: str) -> Build:
-    """The bases and the app's platform images (the app index is each test's business)."""
+def push_build(registry: RegistryProcess, repo: str, *, host: str | None = None) -> Build:
+    """The bases and the app's platform images (the app index is each test's business).
+
+    ``host`` names the images (purls included) when they are read through another
+    host than the registry's own (a counting proxy).
+    """
     debian: dict[str, Pushed] = {}
     golang: dict[str, Pushed] = {}
     app: dict[str, Pushed] = {}
@@ -282,5 +281,5 @@ def push_build(registry: RegistryProcess, repo: str) -> Build:
     )
     frontend = registry.push_image(f"{repo}/dockerfile", "1", [layer({"bin/frontend": repo})])
     return Build(
-        f"{registry.host}/{repo}", debian, debian_index, golang_index, frontend, app, layers
+        f"{host or registry.host}/{repo}", debian, debian_index, golang_index, frontend, app, layers
     )
