@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 from controller.caching import Loader
 from controller.errors import InputError
+from controller.operator.kube import is_dns1123_label, is_dns1123_subdomain, object_path
 from controller.registry.config import Credentials, DockerCredentials
 
 log = logging.getLogger("baseguard.operator.credentials")
@@ -90,6 +91,29 @@ def credentials_from_secret(secret: Mapping[str, Any]) -> dict[str, Credentials]
     return dict(parsed.auths)
 
 
+def _valid(names: Sequence[str], namespace: str, where: str) -> list[str]:
+    """The names that can be object names; the others are dropped with a log line.
+
+    A name is the user's text: ``../../team-b/secrets/regcred`` must never
+    become a path (:func:`controller.operator.kube.object_path` refuses it
+    too). The kubelet could not pull with such a secret either, so dropping
+    it changes nothing for a pod that can run.
+    """
+    good = [n for n in names if is_dns1123_subdomain(n)]
+    if len(good) != len(names):
+        log.warning(
+            "ignored pull secret or service account names that are not object names",
+            extra={
+                "fields": {
+                    "namespace": namespace,
+                    "field": where,
+                    "names": [n[:80] for n in names if n not in good],
+                }
+            },
+        )
+    return good
+
+
 def merge(found: Sequence[Mapping[str, Credentials]]) -> dict[str, Credentials]:
     """First secret naming a host wins (the kubelet's order)."""
     out: dict[str, Credentials] = {}
@@ -129,14 +153,16 @@ class PullSecrets:
         self, namespace: str | None, pod_spec: Mapping[str, Any]
     ) -> dict[str, Credentials]:
         """Host → credentials for a pod spec in ``namespace`` (``{}`` when it has none)."""
-        if not namespace:
+        if not namespace or not is_dns1123_label(namespace):
             return {}
-        names = secret_names(pod_spec)
-        names += [
-            n
-            for n in await self._account_secrets(namespace, service_account_of(pod_spec))
-            if n not in names
-        ]
+        names = _valid(secret_names(pod_spec), namespace, "imagePullSecrets")
+        account = service_account_of(pod_spec)
+        if _valid([account], namespace, "serviceAccountName"):
+            names += [
+                n
+                for n in _valid(await self._account_secrets(namespace, account), namespace, account)
+                if n not in names
+            ]
         if not names:
             return {}
         found = await asyncio.gather(*(self._secret(namespace, name) for name in names))
@@ -146,7 +172,7 @@ class PullSecrets:
         async def load() -> tuple[list[str], float]:
             try:
                 obj = await self.kube.get(
-                    f"/api/v1/namespaces/{namespace}/serviceaccounts/{account}"
+                    object_path("serviceaccounts", account, namespace=namespace)
                 )
             except Exception as exc:
                 return [], (self.ttl if getattr(exc, "status", None) == 404 else FAILURE_TTL)
@@ -158,7 +184,7 @@ class PullSecrets:
     async def _secret(self, namespace: str, name: str) -> dict[str, Credentials]:
         async def load() -> tuple[dict[str, Credentials], float]:
             try:
-                obj = await self.kube.get(f"/api/v1/namespaces/{namespace}/secrets/{name}")
+                obj = await self.kube.get(object_path("secrets", name, namespace=namespace))
             except Exception as exc:
                 status = getattr(exc, "status", None)
                 if status != 404:

@@ -19,8 +19,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import quote
 
 from controller.errors import InputError
 
@@ -33,6 +35,50 @@ MERGE = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 DEFAULT_TIMEOUT = 15.0
 PAGE = 500
+
+
+_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_DNS1123_LABEL = re.compile(rf"^{_LABEL}$")
+_DNS1123_SUBDOMAIN = re.compile(rf"^{_LABEL}(\.{_LABEL})*$")
+
+
+class InvalidName(InputError):
+    """A name that cannot be a Kubernetes object's name, refused before it reaches a URL."""
+
+
+def is_dns1123_label(name: object) -> bool:
+    """A namespace's name: at most 63 of ``a-z0-9-``, starting and ending alphanumeric."""
+    return isinstance(name, str) and len(name) <= 63 and bool(_DNS1123_LABEL.match(name))
+
+
+def is_dns1123_subdomain(name: object) -> bool:
+    """A Secret's or ServiceAccount's name: labels joined by dots, at most 253 characters."""
+    return isinstance(name, str) and len(name) <= 253 and bool(_DNS1123_SUBDOMAIN.match(name))
+
+
+def object_path(
+    resource: str, name: str | None = None, *, namespace: str | None = None, api: str = "/api/v1"
+) -> str:
+    """The REST path of a collection or an object, built only from names that are names.
+
+    A name taken from a user's object (a pod's ``imagePullSecrets``) went into
+    the path as it was, so ``../../team-b/secrets/regcred`` read another
+    namespace's Secret. Each name must pass the apiserver's own grammar
+    (namespace: DNS-1123 label; object: DNS-1123 subdomain), or
+    :class:`InvalidName` is raised; the segments are then percent-quoted as
+    well, so no character of a name can ever act as a separator.
+    """
+    parts = [api.rstrip("/")]
+    if namespace is not None:
+        if not is_dns1123_label(namespace):
+            raise InvalidName(f"namespace {namespace[:80]!r} is not a DNS-1123 label")
+        parts += ["namespaces", quote(namespace, safe="")]
+    parts.append(resource)
+    if name is not None:
+        if not is_dns1123_subdomain(name):
+            raise InvalidName(f"{resource} name {name[:80]!r} is not a DNS-1123 subdomain")
+        parts.append(quote(name, safe=""))
+    return "/".join(parts)
 
 
 class KubeError(Exception):

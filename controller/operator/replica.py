@@ -69,7 +69,7 @@ class Operator:
         self.kube = kube
         self.store = store
         self.book = PolicyBook(store)
-        self.namespaces = Namespaces()
+        self.namespaces = Namespaces(kube)
         self.serving = serving
         self.clock = clock
         self.auditor = auditor

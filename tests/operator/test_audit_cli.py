@@ -222,3 +222,15 @@ def test_durations(text: str, seconds: float) -> None:
 def test_a_bad_duration_is_refused() -> None:
     with pytest.raises(argparse.ArgumentTypeError, match="not a duration"):
         run.duration("soon")
+
+
+def test_a_namespace_that_is_not_a_name_is_refused_before_any_request(
+    double: ApiDouble, kubeconfig: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = len(double.requests)
+    code, _, err = run_cli(
+        capsys, "--kubeconfig", str(kubeconfig), "--offline", "-n", "team-a/../../apis"
+    )
+    assert code == 2
+    assert "is not a namespace name" in err
+    assert double.requests[before:] == []

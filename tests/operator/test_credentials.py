@@ -14,7 +14,7 @@ from controller.operator.credentials import (
     secret_names,
     service_account_of,
 )
-from controller.operator.kube import Kube
+from controller.operator.kube import InvalidName, Kube, object_path
 from controller.registry.config import Credentials
 from tests.operator.apidouble import ApiDouble
 
@@ -122,3 +122,69 @@ async def test_no_namespace_or_no_secrets_means_no_credentials(
     secrets = PullSecrets(kube)
     assert await secrets.for_pod(None, {"imagePullSecrets": [{"name": "x"}]}) == {}
     assert await secrets.for_pod("team-b", {}) == {}  # default account, absent: nothing
+
+
+async def test_a_pull_secret_name_cannot_reach_another_namespace(
+    double: ApiDouble, kube: Kube
+) -> None:
+    """A pod in team-a naming ``../../team-b/secrets/regcred`` must not get team-b's credentials."""
+    double.apply(dockerconfigjson("regcred", "team-b", {"reg.example.com": basic("b", "secret")}))
+    double.apply(dockerconfigjson("own", "team-a", {"quay.io": basic("a", "mine")}))
+    secrets = PullSecrets(kube)
+    spec = {
+        "imagePullSecrets": [
+            {"name": "../../team-b/secrets/regcred"},
+            {"name": "..%2F..%2Fteam-b%2Fsecrets%2Fregcred"},
+            {"name": "regcred/../../../team-b/secrets/regcred"},
+            {"name": "own"},
+        ],
+        "serviceAccountName": "../../../team-b/serviceaccounts/default",
+    }
+    before = len(double.requests)
+    assert await secrets.for_pod("team-a", spec) == {"quay.io": Credentials("a", "mine")}
+    paths = [r.path for r in double.requests[before:]]
+    assert paths == ["/api/v1/namespaces/team-a/secrets/own"]  # nothing else was asked
+    assert not any("team-b" in p for p in paths)
+
+
+async def test_a_namespace_name_is_checked_too(double: ApiDouble, kube: Kube) -> None:
+    double.apply(dockerconfigjson("regcred", "team-b", {"reg.example.com": basic("b", "secret")}))
+    before = len(double.requests)
+    spec = {"imagePullSecrets": [{"name": "regcred"}]}
+    assert await PullSecrets(kube).for_pod("x/../team-b", spec) == {}
+    assert double.requests[before:] == []
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "expected"),
+    [
+        (("secrets", "regcred"), {"namespace": "team-a"}, "/api/v1/namespaces/team-a/secrets/regcred"),
+        (("namespaces", "team-a"), {}, "/api/v1/namespaces/team-a"),
+        (("secrets",), {"namespace": "team-a"}, "/api/v1/namespaces/team-a/secrets"),
+        (("secrets", "a.b-c"), {"namespace": "n"}, "/api/v1/namespaces/n/secrets/a.b-c"),
+    ],
+    ids=["object", "cluster-object", "collection", "dotted-name"],
+)
+def test_object_path_builds_paths_from_names(
+    args: tuple[str, ...], kwargs: dict[str, str], expected: str
+) -> None:
+    assert object_path(*args, **kwargs) == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "namespace"),
+    [
+        ("../../team-b/secrets/regcred", "team-a"),
+        ("a/b", "team-a"),
+        ("..", "team-a"),
+        ("Upper", "team-a"),
+        ("a" * 254, "team-a"),
+        ("ok", "team-a/../team-b"),
+        ("ok", "a.b"),  # a namespace is a label: no dots
+        ("ok", ""),
+    ],
+    ids=["traversal", "slash", "dotdot", "upper-case", "too-long", "ns-traversal", "ns-dot", "ns-empty"],
+)
+def test_object_path_refuses_what_is_not_a_name(name: str, namespace: str) -> None:
+    with pytest.raises(InvalidName):
+        object_path("secrets", name, namespace=namespace)

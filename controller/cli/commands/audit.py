@@ -247,10 +247,12 @@ def write_report(
 
 
 def run(args: argparse.Namespace) -> int:
-    from controller.operator.kube import Kube, KubeError
+    from controller.operator.kube import Kube, KubeError, is_dns1123_label
 
     try:
         now = parse_now(args.now)
+        if args.namespace is not None and not is_dns1123_label(args.namespace):
+            raise InputError(f"--namespace {args.namespace!r} is not a namespace name")
         pattern = args.uses
         if pattern is not None:
             from controller.operator.audit.uses import UsesPattern

@@ -32,7 +32,7 @@ from controller.operator.audit import events, plan, reports
 from controller.operator.audit.events import EventLedger
 from controller.operator.audit.plan import AUDITED, Audited, Pair
 from controller.operator.credentials import PullSecrets, fingerprint
-from controller.operator.kube import KubeLike
+from controller.operator.kube import KubeLike, object_path
 from controller.operator.policies import PolicyBook
 from controller.operator.status import AuditCounts, audit_patch
 from controller.policy.model import CompiledPolicy
@@ -183,7 +183,7 @@ class Auditor:
     async def namespace_labels(self) -> dict[str, Mapping[str, str]]:
         if self.namespace is not None:
             try:
-                ns = await self.kube.get(f"/api/v1/namespaces/{self.namespace}")
+                ns = await self.kube.get(object_path("namespaces", self.namespace))
             except Exception:
                 return {}
             return {self.namespace: dict((ns.get("metadata") or {}).get("labels") or {})}
