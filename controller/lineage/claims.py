@@ -52,6 +52,14 @@ class Claim:
     candidates: tuple[Reference, ...] = ()
     digest: str | None = None
     scratch: bool = False
+    #: What the source found but could not use (a provenance statement about another
+    #: image, say), for the claiming level's note. A claim with only a note claims nothing.
+    note: str = ""
+
+    @property
+    def usable(self) -> bool:
+        """Whether it names anything: a base, a digest, or scratch."""
+        return bool(self.candidates) or self.digest is not None or self.scratch
 
     @property
     def described(self) -> str:

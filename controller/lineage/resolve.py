@@ -142,14 +142,25 @@ class LineageResolver:
         """The base ``node`` claims: the pure readers first, then the registry-backed sources.
 
         ``top``: ``node`` is the image being judged (level 0), not one of its bases.
+        A source that found something it could not use answers a claim with only a
+        note; the next source is asked, and the note travels with the final answer.
         """
         subject = replace(node.subject, top=top)
         claim = first_claim(subject)
+        unusable: list[Claim] = []
         for source in self.sources:
             if claim is not None:
                 break
             claim = await source.read(subject, self.client)
-        return claim
+            if claim is not None and not claim.usable:
+                unusable.append(claim)
+                claim = None
+        if not unusable:
+            return claim
+        note = _join(*(c.note for c in unusable))
+        if claim is None:
+            return replace(unusable[0], note=note)
+        return replace(claim, note=_join(note, claim.note))
 
     # ---- catalog
 
@@ -373,7 +384,7 @@ class LineageResolver:
 
     def _end_at_depth(self, node: ImageNode, claim: Claim | None, seen: set[str]) -> End:
         """At ``maxDepth``: ``MAX_DEPTH`` only when there *was* more to follow (no lookup needed to tell)."""
-        if claim is not None:
+        if claim is not None and claim.usable:
             return End.MAX_DEPTH
         if self.catalog.longest_prefix(node.diff_ids, platform=node.platform, exclude=seen):
             return End.MAX_DEPTH
@@ -387,6 +398,10 @@ class LineageResolver:
         self, node: ImageNode, claim: Claim | None, seen: set[str], *, top: bool = False
     ) -> _Step:
         notes: list[str] = []
+        if claim is not None and claim.note:
+            notes.append(claim.note)
+        if claim is not None and not claim.usable:
+            claim = None
         if claim is not None and not claim.candidates and claim.digest is not None:
             named = self.catalog.name_of(claim.digest)
             if named is not None:

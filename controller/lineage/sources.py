@@ -208,7 +208,21 @@ class ProvenanceSource:
             referrers=self.referrers and subject.top,
         )
         candidates = found.candidates(subject.digest)
-        return Claim(Source.PROVENANCE, candidates) if candidates else None
+        note = _ignored_note(found)
+        if candidates or note:
+            return Claim(Source.PROVENANCE, candidates, note=note)
+        return None
+
+
+def _ignored_note(found: Found) -> str:
+    """What was found but not used, for the image's note (statements about another
+    image, unreadable statements, materials without a digest, referrers not readable)."""
+    skipped = [s for st in found.statements for s in st.skipped]
+    reasons = [*found.ignored, *skipped]
+    if not reasons:
+        return ""
+    more = f"; and {len(reasons) - 3} more" if len(reasons) > 3 else ""
+    return "provenance not used: " + "; ".join(reasons[:3]) + more
 
 
 def default_sources(client: object) -> tuple[ProvenanceSource, ...]:

@@ -123,6 +123,9 @@ async def test_a_statement_about_another_platform_is_not_used(
 
     assert chain(found["linux/amd64"]) == [(f"{build.root}/app:1", "image", None)]
     assert found["linux/amd64"].end is End.UNCLAIMED
+    note = found["linux/amd64"].levels[0].note
+    assert note.startswith("provenance not used: a statement in sha256:")
+    assert note.endswith(f"is about {build.app['arm64'].digest}, not {build.app['amd64'].digest}")
     assert chain(found["linux/arm64"])[1] == (f"{build.root}/debian:12-slim", "provenance", True)
 
 
@@ -208,3 +211,6 @@ async def test_an_unreadable_statement_is_no_claim(
 
     assert chain(pl) == [(f"{build.root}/app:1", "image", None)]
     assert pl.end is End.UNCLAIMED
+    assert "provenance not used: statement sha256:" in pl.levels[0].note
+    assert "statement is not JSON" in pl.levels[0].note
+    assert "not an in-toto statement" in pl.levels[0].note
