@@ -15,6 +15,7 @@ import pytest
 import pytest_asyncio
 from support.faulty_proxy import FaultyProxy
 from support.images import Pushed, layer
+from support.provenance import ARCHES, push_build, push_buildx_index, statement
 from support.registry import RegistryProcess, free_port
 from webhook.webhook_support import StartWebhook, Webhook, fixture, set_images
 
@@ -297,3 +298,42 @@ async def test_a_scratch_claim_over_a_catalog_base_is_a_lineage_mismatch(
             f"({layers}), so it was not built from scratch"
         ) in message
         assert "rule base-not-allowed" in message
+
+
+async def test_a_provenance_only_image_is_judged_by_its_verified_base_on_every_platform(
+    start_webhook: StartWebhook, client: RegistryClient, registry: RegistryProcess, unique_repo: str
+) -> None:
+    """``docker buildx`` output: no annotation, no label, only provenance attestations."""
+    build = push_build(registry, unique_repo)
+    push_buildx_index(
+        registry.pusher,
+        f"{unique_repo}/app",
+        "1",
+        [(build.app[a], p, [statement(build.app[a], build.materials(a))]) for a, p in ARCHES.items()],
+    )
+    debian = f"{build.root}/debian"
+    policy = {
+        "apiVersion": "baseguard.io/v1alpha1",
+        "kind": "ClusterBaseImagePolicy",
+        "metadata": {"name": "bases"},
+        "spec": {
+            "mode": "Enforce",
+            "match": {"namespaces": ["prod"]},
+            "bases": {
+                "allowed": [{"image": debian}],
+                "deprecated": [{"image": debian, "tags": ["12*"], "reason": "Debian 12 is on its way out"}],
+            },
+            "lineage": {"onLookupFailure": "Deny", "onUnknownBase": "Deny"},
+        },
+    }
+    hook = await online(start_webhook, client, policy)
+    image = f"{build.root}/app:1"
+
+    response = await hook.response(deployment(app=image, proxy=image))
+
+    # Allowed as built on debian (not unknown-base), and deprecated because of it: the warning
+    # can only come from the base that provenance named and the layers confirmed.
+    assert response["allowed"] is False
+    message = response["status"]["message"]
+    assert "rule deprecated-base" in message and "Debian 12 is on its way out" in message
+    assert "unknown-base" not in message and "base-not-allowed" not in message
