@@ -81,7 +81,7 @@ def _image_facts(workload: Workload) -> list[ImageFacts]:
             ref: Reference | None = parse(item.image)
             invalid = None
         except InvalidReference as exc:
-            ref, invalid = None, exc.message
+            ref, invalid = None, item.problem or exc.message
         out.append(
             ImageFacts(
                 image=item.image, container=item.container, role=item.role, reference=ref, invalid=invalid

@@ -21,8 +21,10 @@ What BuildKit does, and so what we do:
   (:attr:`ImageRole.BASE`). Every other external ``FROM`` only feeds a
   ``COPY --from`` (:attr:`ImageRole.BUILD`).
 - A variable that is unset after all that leaves the ``FROM`` unresolved: the
-  image is the literal text as written (``python:${PY}``), which the
-  ``invalid-reference`` rule then reports with the text the user wrote.
+  image is the literal text as written (``python:${PY}``). ``docker build``
+  refuses such a file, and so does :func:`dockerfile_workload` (an
+  :class:`InputError` naming the variable and ``--build-arg``): a base nobody
+  can name is not judged, nor reported as a malformed reference.
 """
 
 from __future__ import annotations
@@ -199,6 +201,16 @@ def dockerfile_workload(
         lines = parse_dockerfile(text, build_args=build_args, target=target)
     except InputError as exc:
         raise InputError(f"{source}: {exc.message}", context={"source": source}) from exc
+    for f in lines:
+        if f.unresolved and f.is_external:
+            names = ", ".join(f.unresolved)
+            hint = " ".join(f"--build-arg {n}=VALUE" for n in f.unresolved if n.isidentifier())
+            raise InputError(
+                f"{source}: line {f.line}: the base of FROM {f.image} is unresolved: {names} "
+                f"has no value (an ARG without a default, or not declared before the first FROM)"
+                + (f"; pass {hint}, as to docker build" if hint else ""),
+                context={"source": source},
+            )
     images = tuple(
         ContainerImage(
             container=f.stage_name,

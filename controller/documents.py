@@ -13,6 +13,18 @@ Conventions:
   ones included, so the number matches the ``---`` a reader counts.
 - YAML is read the way ``kubectl`` reads it: an unquoted ``2026-03-31`` stays
   the string the API server would store, not a ``datetime.date``.
+
+Bounds, because the walkers downstream (workload extraction, the JSON Schema
+validator, the policy compiler) visit data as a tree:
+
+- **YAML aliases** share one node; a walker visits it once per reference. Ten
+  levels of ten aliases are 10^10 visits from a 1 KB file, so the nodes that
+  aliases add to a document are counted on the node graph (linear time, before
+  anything is built) and capped at :data:`MAX_ALIAS_NODES`. A recursive alias
+  (``&a [*a]``) has no finite expansion and is refused.
+- **Nesting** deeper than :data:`MAX_DEPTH` is refused: Python walkers recurse,
+  and ``RecursionError`` is not a message. Kubernetes objects, CRD schemas
+  included, stay well under it.
 """
 
 from __future__ import annotations
@@ -35,13 +47,18 @@ STDIN = "-"
 # making a walk exponential.
 _MAX_LIST_DEPTH = 3
 
-try:  # the C loader is several times faster on large rendered charts
+#: Nodes that YAML aliases may add to one document, over the nodes written in it.
+MAX_ALIAS_NODES = 100_000
+#: Nesting of mappings and lists in one document.
+MAX_DEPTH = 100
+
+try:  # the C loader is several times faster on large rendered charts, and composes without recursion
     from yaml import CSafeLoader as _BaseLoader
 except ImportError:  # pragma: no cover - PyYAML built without libyaml
     from yaml import SafeLoader as _BaseLoader  # type: ignore[assignment]
 
 
-class _KubeLoader(_BaseLoader):
+class KubeLoader(_BaseLoader):
     """Safe YAML, with timestamps left as strings (as the Kubernetes API keeps them)."""
 
     yaml_constructors: ClassVar[dict[Any, Any]] = {
@@ -108,33 +125,173 @@ def _walk(
 
 def documents(path: str, text: str) -> Iterator[tuple[int, int, object]]:
     """``(index, first line, data)`` per non-empty document; JSON files hold one."""
+    for index, line, data, _ in documents_with_nodes(path, text):
+        yield index, line, data
+
+
+def documents_with_nodes(path: str, text: str) -> Iterator[tuple[int, int, object, yaml.Node | None]]:
+    """As :func:`documents`, with each document's node graph for :func:`line_of` (JSON too,
+    when YAML reads it the same way; else ``None``)."""
     if path.lower().endswith(".json"):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InputError(
-                f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}",
-                context={"source": path},
-            ) from exc
-        yield 0, 1, data
+        yield 0, 1, json_data(text, source=path), json_lines(text)
         return
-    loader = _KubeLoader(text)
+    yield from yaml_nodes(text, source=path)
+
+
+def yaml_documents(text: str, *, source: str) -> Iterator[tuple[int, int, object]]:
+    """``(index, first line, data)`` per non-empty document of a YAML stream.
+
+    ``index`` counts every document, empty ones included (0-based), so "document
+    N" in a message matches the ``---`` a reader counts.
+    """
+    for index, line, data, _ in yaml_nodes(text, source=source):
+        yield index, line, data
+
+
+def yaml_nodes(text: str, *, source: str) -> Iterator[tuple[int, int, object, yaml.Node]]:
+    """As :func:`yaml_documents`, with each document's node graph (for :func:`line_of`)."""
+    loader = KubeLoader(text)
     index = 0
     try:
         while loader.check_node():
             node = loader.get_node()
-            data = None if node is None else loader.construct_document(node)
-            if node is not None and data is not None:
-                yield index, node.start_mark.line + 1, data
+            if node is not None:
+                _check_node_graph(node, f"{source}: document {index + 1}")
+                data = loader.construct_document(node)
+                if data is not None:
+                    yield index, node.start_mark.line + 1, data, node
             index += 1
     except yaml.MarkedYAMLError as exc:
-        raise InputError(_yaml_message(path, index, exc), context={"source": path}) from exc
+        raise InputError(_yaml_message(source, index, exc), context={"source": source}) from exc
     except yaml.YAMLError as exc:
         raise InputError(
-            f"{path}: document {index + 1}: invalid YAML: {exc}", context={"source": path}
+            f"{source}: document {index + 1}: invalid YAML: {exc}", context={"source": source}
+        ) from exc
+    except RecursionError as exc:  # pragma: no cover - the pure-Python loader composes recursively
+        raise InputError(
+            f"{source}: document {index + 1}: nested too deeply to read", context={"source": source}
         ) from exc
     finally:
         loader.dispose()
+
+
+def json_lines(text: str) -> yaml.Node | None:
+    """The node graph of a JSON text, for line numbers only (JSON is YAML's flow style);
+    ``None`` when YAML 1.1 reads it differently and lines cannot be given."""
+    try:
+        return yaml.compose(text, Loader=KubeLoader)
+    except yaml.YAMLError:
+        return None
+
+
+def line_of(node: yaml.Node, pointer: str) -> int | None:
+    """The 1-based line of the value at a JSON Pointer (``/spec/containers/0/image``)."""
+    for raw in pointer.split("/")[1:]:
+        part = raw.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, yaml.MappingNode):
+            found = next(
+                (v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == part), None
+            )
+        elif isinstance(node, yaml.SequenceNode) and part.isdigit() and int(part) < len(node.value):
+            found = node.value[int(part)]
+        else:
+            found = None
+        if found is None:
+            return None
+        node = found
+    return int(node.start_mark.line) + 1
+
+
+def yaml_data(text: str, *, source: str) -> object:
+    """The one document of a YAML file (``None`` when it has none); a second one is an error."""
+    documents = list(yaml_documents(text, source=source))
+    if len(documents) > 1:
+        raise InputError(f"{source}: expected one YAML document, found {len(documents)}")
+    return documents[0][2] if documents else None
+
+
+def json_data(text: str, *, source: str) -> object:
+    """The value of a JSON file, nested at most :data:`MAX_DEPTH` deep."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(
+            f"{source}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}",
+            context={"source": source},
+        ) from exc
+    except RecursionError as exc:
+        raise InputError(_too_deep(source), context={"source": source}) from exc
+    if _depth(data) > MAX_DEPTH:
+        raise InputError(_too_deep(source), context={"source": source})
+    return data
+
+
+def _too_deep(where: str) -> str:
+    return f"{where}: nested more than {MAX_DEPTH} levels deep (lists and mappings); refused"
+
+
+def _depth(data: object) -> int:
+    """Nesting depth of JSON data, without recursion (stops counting past the bound)."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(data, 1)]
+    while stack:
+        value, level = stack.pop()
+        if isinstance(value, dict | list):
+            deepest = max(deepest, level)
+            if level > MAX_DEPTH:
+                return level
+            children = value.values() if isinstance(value, dict) else value
+            stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
+def _check_node_graph(root: yaml.Node, where: str) -> None:
+    """Refuse a document whose expansion is recursive, too deep, or mostly aliases.
+
+    One post-order pass over the distinct nodes: each node's expanded size and
+    height are computed once from its children's, so a bomb is measured in
+    time linear in the file, never expanded.
+    """
+    cap = MAX_ALIAS_NODES * 2 + 1  # sizes are clipped here: the exact number past it is moot
+    size: dict[int, int] = {}
+    height: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if done:
+            kids = _children(node)
+            size[key] = min(cap, 1 + sum(size[id(k)] for k in kids))
+            height[key] = 1 + max((height[id(k)] for k in kids), default=0)
+            on_path.discard(key)
+            if height[key] > MAX_DEPTH + 1:  # +1: the scalars at the bottom are not a level
+                raise InputError(_too_deep(where))
+            continue
+        if key in size:
+            continue
+        if key in on_path:
+            raise InputError(
+                f"{where}: a YAML alias refers to a node that contains it "
+                f"(line {node.start_mark.line + 1}); its expansion has no end"
+            )
+        on_path.add(key)
+        stack.append((node, True))
+        stack.extend((k, False) for k in _children(node) if id(k) not in size)
+    added = size[id(root)] - len(size)
+    if added > MAX_ALIAS_NODES:
+        raise InputError(
+            f"{where}: YAML aliases expand it by more than {MAX_ALIAS_NODES:,} nodes "
+            f"(written: {len(size):,}); refused as an alias bomb -- write the content out"
+        )
 
 
 def _yaml_message(path: str, index: int, exc: yaml.MarkedYAMLError) -> str:

@@ -20,6 +20,7 @@ class ContainerImage:
     path: str  # JSON Pointer to the image string, e.g. /spec/template/spec/containers/0/image
     section: str = "containers"  # containers | initContainers | ephemeralContainers | volumes
     role: ImageRole = ImageRole.CONTAINER  # Dockerfile FROMs are BASE (final ancestry) or BUILD
+    problem: str | None = None  # why ``image`` is "" when the object holds no usable string
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ _POD_SPEC_PATHS: Mapping[str, str] = {
 }
 
 WORKLOAD_KINDS: frozenset[str] = frozenset(_POD_SPEC_PATHS)
-"""Kinds that carry a pod spec (SPEC §6). Matched on ``kind`` alone, whatever the apiVersion."""
+"""Kinds that carry a pod spec (the kinds the webhook judges). Matched on ``kind`` alone, whatever the apiVersion."""
 
 # The same paths as segments, split once: the webhook extracts on every review.
 _POD_SPEC_PARTS: Mapping[str, tuple[str, ...]] = {
@@ -217,6 +218,7 @@ def pod_spec_images(spec: Mapping[str, Any], prefix: str) -> list[ContainerImage
                     image=image if isinstance(image, str) else "",
                     path=f"{base}{index}/image",
                     section=section,
+                    problem=None if isinstance(image, str) else _image_problem(container, image),
                 )
             )
     volumes = spec.get("volumes")
@@ -236,6 +238,27 @@ def pod_spec_images(spec: Mapping[str, Any], prefix: str) -> list[ContainerImage
                 )
             )
     return out
+
+
+def _image_problem(container: object, image: object) -> str:
+    """What is wrong with a non-string ``image``, in the words of the YAML the user wrote."""
+    if not _is_mapping(container):
+        return f"the container entry is {_kind_of(container)}, not a mapping with name and image"
+    if image is None:
+        return "the container has no image" if "image" not in container else "the image is null"
+    return f"the image is {_kind_of(image)} ({image!r}), not a string: quote it in YAML"
+
+
+def _kind_of(value: object) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, list):
+        return "a list"
+    if _is_mapping(value):
+        return "a mapping"
+    return "a string" if isinstance(value, str) else f"a {type(value).__name__}"
 
 
 def string_map(value: object) -> dict[str, str]:

@@ -9,6 +9,11 @@
 5. leaves the webhook running for you to try with curl, until Ctrl-C.
 
 Needs no internet: only loopback. Run from the repository root.
+
+A second ``make demo`` while one runs finds the ports taken and stops before it
+touches anything (the first one's registry data and certificates stay as they
+are). ``DEMO_EXIT=1`` sends the reviews and stops instead of waiting for Ctrl-C;
+``DEMO_DIR`` moves the working folder (default ``.demo/``).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -33,7 +39,7 @@ from controller.tls.serving import self_signed  # noqa: E402
 
 REGISTRY_PORT = 5055
 WEBHOOK_PORT = 8443
-WORK = ROOT / ".demo"
+WORK = Path(os.environ.get("DEMO_DIR") or ROOT / ".demo")
 BASE_NAME = "org.opencontainers.image.base.name"
 BASE_DIGEST = "org.opencontainers.image.base.digest"
 
@@ -112,7 +118,27 @@ def describe(name: str, answer: dict[str, object]) -> str:
     return f"ALLOW  {name}"
 
 
+def port_in_use(port: int) -> bool:
+    """Whether something listens on 127.0.0.1:``port`` (a bind fails; TIME_WAIT does not count)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
 def main() -> int:
+    taken = [p for p in (REGISTRY_PORT, WEBHOOK_PORT) if port_in_use(p)]
+    if taken:
+        ports = " and ".join(f"127.0.0.1:{p}" for p in taken)
+        print(
+            f"make demo: {ports} already in use -- is another `make demo` running? "
+            "Stop it with Ctrl-C (or free the port) and try again. Nothing was changed.",
+            file=sys.stderr,
+        )
+        return 2
     if registry_binary() is None:
         print("make demo needs Debian's docker-registry: apt-get install -y docker-registry", file=sys.stderr)
         return 2
@@ -140,6 +166,8 @@ def main() -> int:
         )
         context = ssl.create_default_context(cafile=str(ca))
         wait_ready(f"https://127.0.0.1:{WEBHOOK_PORT}/readyz", context)
+        if serve.poll() is not None:  # ready, but not ours: the port was taken meanwhile
+            raise SystemExit(f"baseguard serve exited ({serve.returncode}); see {WORK / 'serve.log'}")
         print("4. sample AdmissionReviews (demo/reviews/*.json):")
         for path in sorted((ROOT / "demo" / "reviews").glob("*.json")):
             print("   " + describe(path.stem, send(path, context)))

@@ -19,9 +19,11 @@ from controller.dockerfile import dockerfile_workload
 from controller.documents import (
     POLICY_KINDS,
     STDIN,
+    describe,
     discover,
-    documents,
+    documents_with_nodes,
     is_manifest,
+    line_of,
     objects,
     read_text,
     where,
@@ -41,14 +43,17 @@ class Loaded:
     ``kubernetes.io/metadata.name`` label the API server adds to every
     namespace, so a ``namespaceSelector`` sees what it would see in a cluster.
     ``skipped`` lists the objects that run no containers, as
-    ``"k8s/app.yaml#2 ConfigMap/settings"``. ``policies`` holds policy
-    documents met among the inputs as ``(file, document index, document)``.
+    ``"k8s/app.yaml#2 ConfigMap/settings"``, and (unless ``strict``) what is
+    not a Kubernetes object at all, each with the reason. ``policies`` holds
+    policy documents met among the inputs as ``(file, document index, document)``.
     """
 
     workloads: list[Workload] = field(default_factory=list)
     namespaces: dict[str, dict[str, str]] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
     policies: list[tuple[str, int, dict[str, Any]]] = field(default_factory=list)
+    lines: dict[tuple[str, int | None, str], int] = field(default_factory=dict)
+    """The line of each image in its manifest: ``(file, document, JSON Pointer) → line``."""
 
 
 def is_dockerfile(name: str) -> bool:
@@ -72,6 +77,7 @@ def load_inputs(
     default_namespace: str = "default",
     build_args: Mapping[str, str] | None = None,
     stdin: IO[str] | None = None,
+    strict: bool = False,
 ) -> Loaded:
     """Read every manifest and Dockerfile under ``paths``.
 
@@ -80,19 +86,34 @@ def load_inputs(
     (:func:`is_manifest`) are read. A file named explicitly must be one of the
     two. ``-`` reads YAML from ``stdin`` (default ``sys.stdin``), so a
     rendered chart can be piped in. A file reached twice is read once.
+
+    A real repository holds YAML that is not Kubernetes (``docker-compose.yml``,
+    CI files, a chart's ``values.yaml``): such documents, and Helm chart folders
+    (templates are not YAML until rendered), are listed in ``skipped`` with the
+    reason. ``strict`` makes them errors instead.
     """
     loaded = Loaded()
+    charts: set[str] = set()
     for path in discover(paths, wanted=lambda n: is_dockerfile(n) or is_manifest(n)):
         name = os.path.basename(path)
+        chart = None if path == STDIN or path in paths else _chart_of(path, paths)
+        if chart is not None:
+            if chart not in charts and not strict:
+                charts.add(chart)
+                loaded.skipped.append(
+                    f"{chart}{os.sep} (a Helm chart: its templates are YAML only once rendered; "
+                    f"helm template {chart} | baseguard check -)"
+                )
+            if not strict:
+                continue
         if path == STDIN:
             text = (stdin or sys.stdin).read()
-            _load_manifest("<stdin>", text, loaded, default_namespace=default_namespace)
+            _load_manifest("<stdin>", text, loaded, default_namespace=default_namespace, strict=strict)
         elif is_dockerfile(name):
-            loaded.workloads.append(
-                dockerfile_workload(read_text(path), source=path, build_args=build_args)
-            )
+            workload = dockerfile_workload(read_text(path), source=path, build_args=build_args)
+            loaded.workloads.append(workload)
         elif is_manifest(name):
-            _load_manifest(path, read_text(path), loaded, default_namespace=default_namespace)
+            _load_manifest(path, read_text(path), loaded, default_namespace=default_namespace, strict=strict)
         else:
             raise InputError(
                 f"{path}: not a Kubernetes manifest (.yaml, .yml, .json) "
@@ -101,9 +122,36 @@ def load_inputs(
     return loaded
 
 
-def _load_manifest(path: str, text: str, loaded: Loaded, *, default_namespace: str) -> None:
-    for index, line, doc in documents(path, text):
-        for item, kind, ptr in objects(doc, where(path, index, line)):
+def _chart_of(path: str, roots: Sequence[str]) -> str | None:
+    """The Helm chart folder (one holding ``Chart.yaml``) ``path`` lies in, below the folder walked."""
+    root = next((r for r in roots if r != STDIN and _is_under(path, r)), None)
+    if root is None:
+        return None
+    folder = os.path.dirname(path)
+    stop = os.path.normpath(root)
+    while True:
+        if os.path.isfile(os.path.join(folder, "Chart.yaml")):
+            return folder
+        if os.path.normpath(folder) == stop or not folder:
+            return None
+        folder = os.path.dirname(folder)
+
+
+def _is_under(path: str, root: str) -> bool:
+    return os.path.isdir(root) and os.path.commonpath(
+        [os.path.abspath(path), os.path.abspath(root)]
+    ) == os.path.abspath(root)
+
+
+def _load_manifest(
+    path: str, text: str, loaded: Loaded, *, default_namespace: str, strict: bool = False
+) -> None:
+    for index, line, doc, node in documents_with_nodes(path, text):
+        here = where(path, index, line)
+        if not strict and (reason := _not_kubernetes(doc)):
+            loaded.skipped.append(f"{path}#{index + 1} (not a Kubernetes object: {reason})")
+            continue
+        for item, kind, ptr in objects(doc, here):
             metadata = item.get("metadata")
             meta: Mapping[str, Any] = metadata if isinstance(metadata, Mapping) else {}
             name = meta.get("name") if isinstance(meta.get("name"), str) else None
@@ -114,14 +162,30 @@ def _load_manifest(path: str, text: str, loaded: Loaded, *, default_namespace: s
                 loaded.namespaces[name] = {"kubernetes.io/metadata.name": name, **labels}
             elif pod_spec_path(kind) is not None:
                 obj = item if item.get("kind") == kind else {**item, "kind": kind}
-                loaded.workloads.extend(
-                    extract(
-                        obj,
-                        source=path,
-                        document=index,
-                        default_namespace=default_namespace,
-                        prefix=ptr,
-                    )
-                )
+                for workload in extract(
+                    obj, source=path, document=index, default_namespace=default_namespace, prefix=ptr
+                ):
+                    if not workload.images:
+                        spec = str(pod_spec_path(kind)).strip("/").replace("/", ".")
+                        loaded.skipped.append(
+                            f"{path}#{index + 1} {kind}/{workload.name or '(no name)'} "
+                            f"(no containers: {spec}.containers is missing or not a list)"
+                        )
+                        continue
+                    loaded.workloads.append(workload)
+                    for image in workload.images:
+                        at = line_of(node, image.path) if node is not None else None
+                        if at is not None:
+                            loaded.lines[(path, index, image.path)] = at
             else:
                 loaded.skipped.append(f"{path}#{index + 1} {kind}/{name or '(no name)'}")
+
+
+def _not_kubernetes(doc: object) -> str | None:
+    """Why a document is plainly not a Kubernetes object (a compose file, a values file), or
+    ``None``. One with just one of apiVersion and kind is a broken object, not a stranger."""
+    if not isinstance(doc, Mapping):
+        return f"{describe(doc)}, not a mapping"
+    if "apiVersion" not in doc and "kind" not in doc:
+        return "no apiVersion and no kind"
+    return None

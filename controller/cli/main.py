@@ -27,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="baseguard",
         description="Base image policy for Kubernetes: admission webhook, CI checks, audit.",
+        epilog="`baseguard COMMAND --help` for a command's options. Documentation: README.md and "
+        "docs/ in the baseguard source tree (docs/cli.md: every command and option).",
     )
     parser.add_argument("--version", action="version", version=f"baseguard {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

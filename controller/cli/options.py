@@ -22,6 +22,11 @@ T = TypeVar("T")
 _Adder = argparse._ActionsContainer
 
 
+def docs(page: str) -> str:
+    """Where ``--help`` sends a reader for the rest (``baseguard`` is installed without its docs)."""
+    return f"Documentation: docs/{page} in the baseguard source tree."
+
+
 def add_registry_options(parser: _Adder, *, offline: bool = True) -> None:
     """``--registry-config``, ``--docker-config`` and (unless ``offline=False``) ``--offline``."""
     parser.add_argument(
@@ -83,7 +88,10 @@ def add_webhook_options(parser: _Adder) -> None:
         help=f"kept back from the apiserver's ?timeout= (default {defaults.safety_margin:g})",
     )
     parser.add_argument(
-        "--log-level", default=defaults.log_level, choices=("DEBUG", "INFO", "WARNING", "ERROR")
+        "--log-level",
+        default=defaults.log_level,
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help=f"JSON log lines on stderr from this level (default {defaults.log_level})",
     )
 
 

@@ -1,4 +1,4 @@
-"""Renderers for ``check`` and ``lineage``: a readable table, or the SPEC §8 JSON.
+"""Renderers for ``check`` and ``lineage``: a readable table, or the JSON of ``--format json`` (docs/cli.md).
 
 Colour only on a terminal (and never with ``NO_COLOR``), so CI logs stay clean.
 """
@@ -30,7 +30,7 @@ def _level_json(
 
 
 def lineage_json(facts: ImageFacts) -> list[dict[str, Any]]:
-    """The chain as SPEC §8 lists it; one entry per level, per platform when known."""
+    """The chain as ``--format json`` lists it (docs/cli.md); one entry per level, per platform when known."""
     if facts.reference is None:
         return []
     lineage = facts.lineage
@@ -75,6 +75,7 @@ def result_json(workload_result: WorkloadResult, result: ImageResult) -> dict[st
         "violations": violations,
         "lineage": lineage_json(facts),
     }
+    out["policies"] = list(result.policies)
     if result.not_evaluated:
         out["notEvaluated"] = [r.value for r in result.not_evaluated]
     return out
@@ -111,6 +112,19 @@ def _object_name(result: WorkloadResult) -> str:
     return f"{wl.kind}/{ns}{wl.name}"
 
 
+def _applied(wr: WorkloadResult) -> str:
+    """Which policies judged this input: an ALLOW that no policy gave must not read as a pass."""
+    names = list(dict.fromkeys(p for r in wr.results for p in r.policies))
+    if names:
+        return f"(policies: {', '.join(names)})"
+    if wr.workload.kind == "Dockerfile":
+        return (
+            "(no policy applies: a Dockerfile has no namespace, so only cluster-wide policies "
+            "without match.namespaces or namespaceSelector judge it)"
+        )
+    return "(no policy applies: every policy's match/exclude leaves it out)"
+
+
 def _grouped(violations: Sequence[Violation]) -> list[str]:
     """One line per (rule, message, waiver): the same finding from several policies is
     said once, naming them all, with the most severe action."""
@@ -120,7 +134,7 @@ def _grouped(violations: Sequence[Violation]) -> list[str]:
     lines = []
     for (rule, message, waived), items in groups.items():
         policies = ", ".join(v.policy for v in items)
-        tag = f"waived ({waived})" if waived else most_severe(v.action for v in items).value
+        tag = waived if waived else most_severe(v.action for v in items).value
         lines.append(f"{rule.value} [{policies}] {tag}: {message}")
     return lines
 
@@ -134,7 +148,7 @@ def write_check_text(
     for wr in results:
         if not wr.results:
             continue
-        out.write(f"{paint.verdict(wr.verdict)} {_object_name(wr)}\n")
+        out.write(f"{paint.verdict(wr.verdict)} {_object_name(wr)}  {paint.dim(_applied(wr))}\n")
         for r in wr.results:
             who = r.facts.container or "-"
             shown = r.facts.reference.normalized if r.facts.reference else r.facts.image
@@ -151,9 +165,31 @@ def write_check_text(
         out.write(f"; {len(skipped)} document(s) skipped (not workloads)")
     out.write("\n")
     if not_evaluated:
-        rules = ", ".join(sorted(r.value for r in not_evaluated))
-        why = "--offline" if offline else "no lookup"
-        out.write(paint.dim(f"not evaluated ({why}: these rules need the registry): {rules}\n"))
+        out.write(paint.dim(not_evaluated_note(not_evaluated, offline=offline) + "\n"))
+
+
+#: Rules that judge the image's own name without the registry, and its ancestors with it.
+_NAME_AND_ANCESTORS = (RuleCode.DEPRECATED_BASE, RuleCode.BASE_NOT_ALLOWED)
+
+
+def not_evaluated_note(codes: set[RuleCode], *, offline: bool) -> str:
+    """Precisely what was not judged: the ancestors for name-level rules, all of layer-level ones.
+
+    ``deprecated-base`` can be found on an image's own name offline, so listing
+    it as "not evaluated" beside a ``deprecated-base`` finding would read as a
+    contradiction; what was left out is the image's bases.
+    """
+    why = "--offline: no registry lookups" if offline else "the registry lookup did not happen"
+    partial = [c.value for c in _NAME_AND_ANCESTORS if c in codes]
+    whole = sorted(c.value for c in codes if c not in _NAME_AND_ANCESTORS)
+    parts = []
+    if partial:
+        parts.append(
+            f"{' and '.join(partial)} judged the image names only, not the bases they are built on (ancestors)"
+        )
+    if whole:
+        parts.append(f"{', '.join(whole)} not evaluated (they need the image's layers)")
+    return f"not evaluated ({why}): " + "; ".join(parts)
 
 
 def lineage_dict(lineage: Lineage) -> dict[str, Any]:
@@ -195,18 +231,28 @@ def write_lineage_text(lineage: Lineage, out: TextIO) -> None:
         out.write(f"  lookup failed: {lineage.failure}\n")
         return
     for platform in lineage.platforms:
-        _write_platform(platform, out)
+        _write_platform(platform, out, shown=lineage.digest)
 
 
-def _write_platform(platform: PlatformLineage, out: TextIO) -> None:
+def _short(digest: str) -> str:
+    """``sha256:0123456789ab…``: enough to tell digests apart; ``--format json`` has them whole."""
+    algorithm, _, hexpart = digest.partition(":")
+    return f"{algorithm}:{hexpart[:12]}…"
+
+
+def _write_platform(platform: PlatformLineage, out: TextIO, *, shown: str | None = None) -> None:
+    """One platform's chain; each digest said once (the header's full one is not repeated)."""
     out.write(f"  {platform.platform}\n")
     for depth, level in enumerate(platform.levels):
         indent = "    " + "   " * depth
         branch = "" if depth == 0 else "└─ "
         detail = level.source.value if depth == 0 else f"{level.source.value}, {_verified_mark(level.verified)}"
-        out.write(f"{indent}{branch}{level.name}  [{detail}]")
-        if level.digest:
-            out.write(f" {level.digest[:19]}…")
+        name = level.name
+        if level.digest and name.endswith(f"@{level.digest}"):
+            name = name[: -len(level.digest) - 1]
+        out.write(f"{indent}{branch}{name}  [{detail}]")
+        if level.digest and level.digest != shown:
+            out.write(f" {_short(level.digest)}")
         out.write("\n")
         if level.note:
             out.write(f"{indent}   note: {level.note}\n")

@@ -6,7 +6,7 @@ A test is a ``baseguard-test.yaml`` file (found recursively under each DIR)::
     policies: [../../eol-python.yaml]        # relative to this file
     resources: [deployment.yaml, Dockerfile]  # manifests and Dockerfiles
     now: "2026-11-23"                         # the clock for enforceAfter and exceptions
-    offline: true                             # default; false needs `registryConfig:`
+    offline: true                             # the default, and the only mode today
     results:
       - resource: Deployment/shop/api         # Kind/namespace/name; Dockerfile/<relative path>
         container: app                        # stage name for a Dockerfile (omit if unnamed)
@@ -15,7 +15,10 @@ A test is a ``baseguard-test.yaml`` file (found recursively under each DIR)::
         rules: [deprecated-base]              # exact set of (unwaived) rule codes
 
 Every expected result must match exactly one image; a result the test does not
-mention is not checked (so a test can focus on one container).
+mention is not checked (so a test can focus on one container). The file is
+validated first (:mod:`controller.cli.testfile`): a bad one is reported with
+field paths and exit 2, and the other tests still run. A test with no results
+fails: it asserts nothing. Documented for users in ``docs/policy-tests.md``.
 """
 
 from __future__ import annotations
@@ -24,24 +27,26 @@ import asyncio
 import datetime as dt
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-import yaml
-
+from controller.cli.testfile import TEST_FILE, TestSpec, read_test_file
 from controller.errors import BaseguardError, ExitCode, InputError
 
-TEST_FILE = "baseguard-test.yaml"
 
+@dataclass
+class Outcome:
+    """One test file's result: ``error`` when it could not run, else its failures (none: passed)."""
 
-@dataclass(frozen=True)
-class Expectation:
-    resource: str
-    container: str | None
-    image: str | None
-    verdict: str
-    rules: frozenset[str]
+    path: Path
+    failures: list[str] = field(default_factory=list)
+    error: str | None = None
+    checked: int = 0
+
+    @property
+    def status(self) -> str:
+        return "ERROR" if self.error else "FAIL" if self.failures else "PASS"
 
 
 def find_test_files(dirs: Sequence[str]) -> list[Path]:
@@ -57,56 +62,34 @@ def find_test_files(dirs: Sequence[str]) -> list[Path]:
     return found
 
 
-def _expectations(spec: dict[str, Any], path: Path) -> list[Expectation]:
-    out = []
-    for i, item in enumerate(spec.get("results") or []):
-        if not isinstance(item, dict) or "resource" not in item or "verdict" not in item:
-            raise InputError(f"{path}: results[{i}] needs 'resource' and 'verdict'")
-        verdict = str(item["verdict"]).lower()
-        if verdict not in ("deny", "warn", "audit", "allow"):
-            raise InputError(f"{path}: results[{i}].verdict {verdict!r} is not deny|warn|audit|allow")
-        out.append(
-            Expectation(
-                resource=str(item["resource"]),
-                container=item.get("container"),
-                image=item.get("image"),
-                verdict=verdict,
-                rules=frozenset(str(r) for r in item.get("rules") or []),
-            )
-        )
-    return out
-
-
 def _resource_id(workload: Any, base: Path) -> str:
     if workload.kind == "Dockerfile":
         return f"Dockerfile/{os.path.relpath(workload.source, base)}"
     return f"{workload.kind}/{workload.namespace or 'default'}/{workload.name}"
 
 
-def run_one(path: Path) -> list[str]:
-    """Run one test file; return the failures (empty when it passes)."""
+def run_spec(spec: TestSpec) -> list[str]:
+    """Run one validated test; return the failures (empty when it passes)."""
     from controller.assess import Assessor
     from controller.cli.loaders import load_inputs
     from controller.policyfiles import load_policies
     from controller.reference import parse
 
-    spec = yaml.safe_load(path.read_text())
-    if not isinstance(spec, dict):
-        raise InputError(f"{path}: a test file is a mapping with policies, resources and results")
-    base = path.parent
-    policies = load_policies([str(base / p) for p in spec.get("policies") or []])
-    loaded = load_inputs([str(base / r) for r in spec.get("resources") or []])
-    now_text = spec.get("now")
-    day = dt.date.fromisoformat(str(now_text)) if now_text else dt.date.today()
-    now = dt.datetime(day.year, day.month, day.day, 12, tzinfo=dt.UTC)
-    if spec.get("offline", True) is not True:
-        raise InputError(f"{path}: online tests are not supported yet; use offline: true")
-
+    policies = load_policies(list(spec.policies))
+    loaded = load_inputs(list(spec.resources))
     results = asyncio.run(
-        Assessor(None).assess(loaded.workloads, policies, now=now, namespace_labels=loaded.namespaces)
+        Assessor(None).assess(
+            loaded.workloads, policies, now=spec.now, namespace_labels=loaded.namespaces
+        )
     )
+    base = spec.path.parent
     failures = []
-    for exp in _expectations(spec, path):
+    if not spec.expectations:
+        failures.append(
+            "asserts nothing: results is empty; list the verdicts you expect "
+            f"(found {sum(len(wr.results) for wr in results)} image(s) to expect something of)"
+        )
+    for exp in spec.expectations:
         wanted_image = parse(exp.image).normalized if exp.image else None
         matches = [
             r
@@ -116,37 +99,62 @@ def run_one(path: Path) -> list[str]:
             if (exp.container is None or r.facts.container == exp.container)
             and (wanted_image is None or (r.facts.reference and r.facts.reference.normalized == wanted_image))
         ]
-        label = f"{exp.resource}" + (f" container {exp.container}" if exp.container else "")
         if len(matches) != 1:
-            failures.append(f"{label}: expected one image, found {len(matches)}")
+            failures.append(f"{exp.label}: expected one image, found {len(matches)}")
             continue
         got = matches[0]
         rules = frozenset(v.rule.value for v in got.violations if not v.waived)
         if got.verdict.value != exp.verdict or rules != exp.rules:
             detail = "; ".join(f"{v.rule.value} [{v.policy}] {v.action.value}: {v.message}" for v in got.violations)
             failures.append(
-                f"{label}: expected {exp.verdict} {sorted(exp.rules)}, got {got.verdict.value} "
+                f"{exp.label}: expected {exp.verdict} {sorted(exp.rules)}, got {got.verdict.value} "
                 f"{sorted(rules)}" + (f" ({detail})" if detail else "")
             )
     return failures
 
 
-def run_tests(dirs: Sequence[str], out: TextIO, *, colour: bool = False) -> int:
+def run_one(path: Path, *, today: dt.date | None = None) -> Outcome:
+    """Validate and run one test file. A bad file (or a policy or resource it names that
+    cannot be read) is an ``ERROR`` outcome, never an exception: the other tests still run."""
+    try:
+        spec = read_test_file(path, today=today or dt.date.today())
+        return Outcome(path, failures=run_spec(spec), checked=len(spec.expectations))
+    except BaseguardError as exc:
+        return Outcome(path, error=str(exc))
+
+
+def run_all(dirs: Sequence[str]) -> list[Outcome]:
     files = find_test_files(dirs)
     if not files:
         raise InputError(f"no {TEST_FILE} found under {', '.join(dirs)}")
-    failed = 0
-    for path in files:
-        try:
-            failures = run_one(path)
-        except BaseguardError as exc:
-            failures = [f"error: {exc}"]
-        mark = "PASS" if not failures else "FAIL"
+    return [run_one(path) for path in files]
+
+
+def exit_code(outcomes: Sequence[Outcome]) -> ExitCode:
+    """A bad test file outranks a failing test: the run could not say what it was asked."""
+    if any(o.error for o in outcomes):
+        return ExitCode.USAGE
+    return ExitCode.DENIED if any(o.failures for o in outcomes) else ExitCode.OK
+
+
+def write_text(outcomes: Sequence[Outcome], out: TextIO, *, colour: bool = False) -> None:
+    colours = {"PASS": "32", "FAIL": "31", "ERROR": "31"}
+    for o in outcomes:
+        mark = o.status
         if colour:
-            mark = f"\x1b[{'32' if not failures else '31'}m{mark}\x1b[0m"
-        out.write(f"{mark} {path}\n")
-        for f in failures:
-            out.write(f"     {f}\n")
-        failed += bool(failures)
-    out.write(f"{len(files) - failed} passed, {failed} failed\n")
-    return ExitCode.DENIED if failed else ExitCode.OK
+            mark = f"\x1b[{colours[mark]}m{mark}\x1b[0m"
+        out.write(f"{mark} {o.path}\n")
+        lines = o.error.splitlines() if o.error else o.failures
+        for line in lines:
+            out.write(f"     {line.strip()}\n" if o.error else f"     {line}\n")
+    passed = sum(o.status == "PASS" for o in outcomes)
+    failed = sum(o.status == "FAIL" for o in outcomes)
+    errors = sum(o.status == "ERROR" for o in outcomes)
+    out.write(f"{passed} passed, {failed} failed")
+    out.write(f", {errors} could not run (bad test file)\n" if errors else "\n")
+
+
+def run_tests(dirs: Sequence[str], out: TextIO, *, colour: bool = False) -> int:
+    outcomes = run_all(dirs)
+    write_text(outcomes, out, colour=colour)
+    return exit_code(outcomes)

@@ -1,6 +1,6 @@
 """The catalog of known bases: what each watched tag has pointed at, by layers.
 
-Layer detection (SPEC §4.4) needs the *historic* diff_id sets per tag, not only
+Layer detection (against ``lineage.catalog``) needs the *historic* diff_id sets per tag, not only
 the current digest: Docker Official Images re-push their tags often, and an
 image built last month sits on last month's ``python:3.12-slim``. So the
 catalog keeps every digest a catalog tag has had while the controller watched

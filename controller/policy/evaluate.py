@@ -1,9 +1,9 @@
-"""The evaluator: compiled policies + resolved facts → one result per image (SPEC §2, §5).
+"""The evaluator: compiled policies + resolved facts → one result per image.
 
 Pure and synchronous: the clock is the ``now`` parameter, lineage comes in
 :class:`~controller.policy.facts.ImageFacts`. Adapters call
 :func:`needs_lineage` first so the registry is only asked when some matching
-policy would use the answer (SPEC §9), then :func:`evaluate`.
+policy would use the answer (lookups are lazy), then :func:`evaluate`.
 
 Scope, in short:
 

@@ -232,12 +232,12 @@ class CompiledPolicy:
 
     @property
     def needs_lineage(self) -> bool:
-        """True when some rule of this policy needs the registry (SPEC §9: lazy lookups)."""
+        """True when some rule of this policy needs the registry (lookups are lazy: none without it)."""
         return self.judges_lineage or self.pinning.mutate_to_digest
 
     @property
     def judges_lineage(self) -> bool:
-        """True when the lineage rules (SPEC §5, :data:`LINEAGE_RULES`) apply under this policy."""
+        """True when the lineage rules (:data:`LINEAGE_RULES`) apply under this policy."""
         return (
             self.bases_allowed is not None or bool(self.bases_deprecated) or self.lineage_declared
         )

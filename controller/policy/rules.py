@@ -1,4 +1,4 @@
-"""One function per rule code (SPEC §5): facts in, violations out, no I/O.
+"""One function per rule code (docs/policy-reference.md): facts in, violations out, no I/O.
 
 Each function judges one rule of one policy for one image and returns what a
 developer needs to fix it: *what* is wrong, *why*, and *what to use instead*,

@@ -347,19 +347,33 @@ def validate_document(doc: Mapping[str, Any]) -> list[PolicyError]:
     if not isinstance(plain, dict):
         return [PolicyError("", f"a policy must be a mapping, got {_type_of(plain)}")]
     errors = _identity_errors(plain)
+    errors += [PolicyError(where, reason) for where, reason in schema_problems(plain, _validator())]
+    return errors
+
+
+def schema_problems(value: Any, validator: jsonschema.protocols.Validator) -> list[tuple[str, str]]:
+    """``(field path, reason)`` for every problem of plain data under a JSON Schema.
+
+    Shared by policies and policy test files, so both speak the same words:
+    types, enums, patterns, required and unknown fields (with a guess at the
+    intended name), in document order, one problem per field.
+    """
     # A wrong type is the root cause: it goes first, and one error per field is enough.
-    schema_errors = sorted(_validator().iter_errors(plain), key=lambda e: e.validator != "type")
+    schema_errors = sorted(validator.iter_errors(value), key=lambda e: e.validator != "type")
     found: list[tuple[Path, str]] = [_reason(e) for e in schema_errors]
-    found += list(_unknown_fields(plain, _schema(), ()))
+    schema = validator.schema
+    if isinstance(schema, Mapping):
+        found += list(_unknown_fields(value, schema, ()))
     order: dict[Path, int] = {}
-    _document_order(plain, (), order)
+    _document_order(value, (), order)
     seen: set[str] = set()
+    out: list[tuple[str, str]] = []
     for path, reason in sorted(found, key=lambda item: _position(order, item[0])):
         where = field_path(path)
         if where not in seen:
             seen.add(where)
-            errors.append(PolicyError(where, reason))
-    return errors
+            out.append((where, reason))
+    return out
 
 
 # --- the CRDs --------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Which addresses the client may contact without being told to: public ones only.
 
 An image name must not become a way to make the controller probe the
-cluster's network (SPEC §9). A host that is an IP literal, or a name resolving
+cluster's network (docs/threat-model.md). A host that is an IP literal, or a name resolving
 to a loopback, private, link-local, reserved or cloud-metadata address, is
 contacted only when the registry config names it. The client checks before
 each request; :class:`GuardedResolver` checks again at connect time, on the

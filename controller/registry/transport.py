@@ -12,7 +12,7 @@ the challenge it learnt; everything below it is here:
   (:mod:`controller.registry.limits`), and per-request timeouts, read from
   :meth:`RegistryConfig.concurrency_for` / :meth:`RegistryConfig.timeout_for`;
 - TLS contexts per CA file;
-- where a request may go (SPEC §9): only the image's registry, its configured
+- where a request may go (docs/threat-model.md): only the image's registry, its configured
   mirrors, the bearer realm that registry names, and, for blob GETs only, the
   storage host of a 307; manifests and tokens follow redirects on the same
   host only; ``http://`` only for hosts configured ``insecure``;
@@ -208,13 +208,21 @@ _ERROR_TABLE: tuple[_ErrorRow, ...] = (
 HANDLED = tuple(row[0] for row in _ERROR_TABLE)
 
 
+def explicit_hint(host: str) -> str:
+    """How to allow a registry on a private address: the words a user can act on."""
+    return (
+        "configure it explicitly to allow: an entry `- host: "
+        f"{host}` under `registries:` in --registry-config (in the chart: registryConfig)"
+    )
+
+
 def lookup_failure(exc: BaseException, *, host: str, where: str, budget: float) -> LookupFailed:
     """The :class:`LookupFailed` for a transport exception, by the table above."""
     os_error = getattr(exc, "os_error", None)
     if isinstance(exc, aiohttp.ClientConnectorError) and isinstance(os_error, PrivateAddressError):
         return LookupFailed(
             f"registry host {host} resolves to a {os_error.kind} address "
-            f"({os_error.address}); configure it explicitly to allow",
+            f"({os_error.address}); {explicit_hint(host)}",
             context={"registry": host, "code": "PRIVATE_ADDRESS"},
         )
     for kind, code, template, detail in _ERROR_TABLE:
@@ -311,7 +319,7 @@ class Transport:
             self.address_verdicts.put(host, verdict)
         if verdict:
             raise LookupFailed(
-                f"registry host {hp} {verdict}; configure it explicitly to allow",
+                f"registry host {hp} {verdict}; {explicit_hint(hp)}",
                 context={"registry": hp, "code": "PRIVATE_ADDRESS"},
             )
 

@@ -53,6 +53,20 @@ DISTROLESS = "*/distroless/"
 
 Cycle = dict[str, Any]
 
+#: Every copy, whatever its mode, judges only what it can establish. A deny-list
+#: must not deny every image while the registry cannot be read (the default
+#: ``onLookupFailure: Deny`` would, once a copy runs in Enforce mode, as
+#: ``--mode Enforce`` and the chart's ``policies.mode=Enforce`` make it), and an
+#: image with no known base is for an allowlist to refuse, not an EOL list.
+LINEAGE = (
+    "  lineage:",
+    "    # An end-of-life list judges the bases it can establish. A registry it cannot read",
+    "    # warns (even in Enforce mode) instead of denying every image; an image whose base",
+    "    # is unknown is left to allowlists (policies/allowlists).",
+    "    onLookupFailure: Warn",
+    "    onUnknownBase: Allow",
+)
+
 
 @dataclass
 class Entry:
@@ -361,6 +375,7 @@ def render(data: dict[str, Any], product: Product, *, mode: str, horizon: dt.dat
         f"  mode: {mode}",
         "  match:",
         f"    excludeNamespaces: {_flow(defaults['excludeNamespaces'])}",
+        *LINEAGE,
         "  bases:",
         "    deprecated:",
     ]

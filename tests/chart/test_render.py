@@ -1,4 +1,4 @@
-"""The rendered chart: valid Kubernetes objects that keep the invariants SPEC section 10 asks for.
+"""The rendered chart: valid Kubernetes objects that keep the invariants docs/install.md promises.
 
 Every object of every value set is validated against the Kubernetes OpenAPI schemas
 (``kubernetes-validate``, strict: unknown fields are errors, as ``kubectl apply

@@ -1,4 +1,4 @@
-"""The ``baseguard`` command line as a user runs it: exit codes, text, SPEC §8 JSON.
+"""The ``baseguard`` command line as a user runs it: exit codes, text, the JSON of docs/cli.md.
 
 Offline cases run the CLI in-process through ``main(argv)``; the online ones
 run it against the real registry fixture with images the test pushes.

@@ -199,7 +199,7 @@ def test_input_errors_say_where_and_what(
     else:
         path.write_text(content)
     with pytest.raises(InputError) as caught:
-        load_inputs([str(path)])
+        load_inputs([str(path)], strict=True)
     assert str(caught.value).startswith(message.format(path=path))
 
 
@@ -252,7 +252,8 @@ def test_a_directory_is_walked_sorted_skipping_hidden_and_unknown_files(tmp_path
     root = tmp_path / "repo"
     write(root / "k8s" / "b.yaml", DEPLOYMENT.format(name="b", image="b:1"))
     write(root / "k8s" / "a.yml", DEPLOYMENT.format(name="a", image="a:1"))
-    write(root / "k8s" / "c.json", '{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "c"}}')
+    write(root / "k8s" / "c.json", '{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "c"},\n"spec": {"containers": [{"name": "c", "image": "c:1"}]}}')
+    write(root / "k8s" / "d.json", '{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "d"}}')
     write(root / "Dockerfile", "FROM python:3.12-slim\n")
     write(root / "svc" / "api.Dockerfile", "FROM golang:1.22 AS b\nFROM alpine:3.20\n")
     write(root / "Dockerfile.dockerignore", "node_modules\n")
@@ -272,6 +273,10 @@ def test_a_directory_is_walked_sorted_skipping_hidden_and_unknown_files(tmp_path
         ("golang:1.22", ImageRole.BUILD, "line:1"),
         ("alpine:3.20", ImageRole.BASE, "line:2"),
     ]
+    assert loaded.skipped == [
+        f"{root / 'k8s' / 'd.json'}#1 Pod/d (no containers: spec.containers is missing or not a list)"
+    ]
+    assert loaded.lines[(str(root / "k8s" / "c.json"), 0, "/spec/containers/0/image")] == 2
 
 
 def test_a_file_reached_twice_is_read_once(tmp_path: Path) -> None:
@@ -286,7 +291,7 @@ def test_build_args_reach_dockerfiles() -> None:
 
 
 def test_the_fixture_folders_load_whole() -> None:
-    loaded = load_inputs([str(WORKLOADS), str(DOCKERFILES)])
+    loaded = load_inputs([str(WORKLOADS), str(DOCKERFILES)], build_args={"BASE": "alpine:3.20"})
     kinds = sorted({w.kind for w in loaded.workloads})
     assert kinds == sorted(
         [
@@ -359,3 +364,55 @@ def test_a_policy_file_with_bad_yaml_says_where(tmp_path: Path) -> None:
     path = write(tmp_path / "policy.yaml", "kind: ClusterBaseImagePolicy\nspec: [unclosed\n")
     with pytest.raises(InputError, match=r"policy.yaml: document 1: invalid YAML at line 3, column 1"):
         load_policy_documents([path])
+
+
+# --- a real repository: YAML that is not Kubernetes, charts, pods without containers -------
+
+
+def test_a_repository_s_other_yaml_is_skipped_with_a_note_and_strict_refuses_it(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    write(root / "docker-compose.yml", "services:\n  web: {image: 'nginx:1.27'}\n")
+    write(root / "deploy" / "app.yaml", DEPLOYMENT.format(name="app", image="app:1"))
+    write(root / "deploy" / "list.yaml", "- not\n- an object\n")
+    write(root / "chart" / "Chart.yaml", "apiVersion: v2\nname: shop\nversion: 1.0.0\n")
+    write(root / "chart" / "values.yaml", "image: {repository: shop, tag: latest}\n")
+    write(root / "chart" / "templates" / "deploy.yaml", "{{- if .Values.enabled }}\nkind: Deployment\n")
+    loaded = load_inputs([str(root)])
+    assert [w.name for w in loaded.workloads] == ["app"]
+    assert loaded.skipped == [
+        f"{root / 'docker-compose.yml'}#1 (not a Kubernetes object: no apiVersion and no kind)",
+        f"{root / 'chart'}/ (a Helm chart: its templates are YAML only once rendered; "
+        f"helm template {root / 'chart'} | baseguard check -)",
+        f"{root / 'deploy' / 'list.yaml'}#1 (not a Kubernetes object: a list, not a mapping)",
+    ]
+    with pytest.raises(InputError, match=r"docker-compose.yml: document 1 .line 1.: no apiVersion; every Kubernetes"):
+        load_inputs([str(root)], strict=True)
+
+
+def test_a_chart_folder_named_itself_is_read_as_given(tmp_path: Path) -> None:
+    """Only a walk skips charts: a rendered file named on the command line is read."""
+    path = write(tmp_path / "chart" / "rendered.yaml", DEPLOYMENT.format(name="app", image="app:1"))
+    write(tmp_path / "chart" / "Chart.yaml", "apiVersion: v2\nname: shop\nversion: 1.0.0\n")
+    assert [w.name for w in load_inputs([path]).workloads] == ["app"]
+
+
+@pytest.mark.parametrize(
+    ("spec", "where"),
+    [
+        ("", "spec.containers"),
+        ("spec: {containers: oops}\n", "spec.containers"),
+    ],
+    ids=["pod-without-spec", "containers-a-string"],
+)
+def test_a_pod_without_containers_is_counted_as_skipped(tmp_path: Path, spec: str, where: str) -> None:
+    path = write(tmp_path / "pod.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\n" + spec)
+    loaded = load_inputs([path])
+    assert loaded.workloads == []
+    assert loaded.skipped == [f"{path}#1 Pod/p (no containers: {where} is missing or not a list)"]
+
+
+def test_each_image_has_its_line() -> None:
+    text = "apiVersion: v1\nkind: List\nitems:\n- " + DEPLOYMENT.replace("\n", "\n  ").format(name="a", image="a:1")
+    loaded = load_inputs(["-"], stdin=io.StringIO(text))
+    assert loaded.lines == {("<stdin>", 0, "/items/0/spec/template/spec/containers/0/image"): 13}
+    assert text.splitlines()[12].strip() == "image: a:1"

@@ -1,4 +1,4 @@
-"""An image name must not make the webhook probe the cluster network (SPEC §9), end to end.
+"""An image name must not make the webhook probe the cluster network (docs/threat-model.md), end to end.
 
 Whoever may create a pod chooses its image names, and whoever controls a
 registry chooses what its manifests claim and where it redirects. None of it

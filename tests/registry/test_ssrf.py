@@ -1,4 +1,4 @@
-"""An image name must not make the controller probe the cluster network (SPEC §9)."""
+"""An image name must not make the controller probe the cluster network (docs/threat-model.md)."""
 
 from __future__ import annotations
 
@@ -57,7 +57,9 @@ async def test_private_hosts_are_refused_without_contact(
     with pytest.raises(LookupFailed) as info:
         await getattr(client, call)(parse(image))
 
-    expected = re.escape(f"{message}; configure it explicitly to allow").replace(r"127\.0\.0\.1", LOOPBACK)
+    host = message.split()[2]
+    hint = f"configure it explicitly to allow: an entry `- host: {host}` under `registries:` in --registry-config (in the chart: registryConfig)"
+    expected = re.escape(f"{message}; {hint}").replace(r"127\.0\.0\.1", LOOPBACK)
     assert re.fullmatch(expected, str(info.value)), str(info.value)
     assert info.value.context["code"] == "PRIVATE_ADDRESS"
     assert client.stats.total == 0
@@ -148,7 +150,10 @@ async def test_redirect_into_the_private_network_is_refused(
     assert re.fullmatch(
         re.escape(f"registry host {target} resolves to a loopback address (")
         + LOOPBACK
-        + re.escape("); configure it explicitly to allow"),
+        + re.escape(
+            f"); configure it explicitly to allow: an entry `- host: {target}` under `registries:` "
+            "in --registry-config (in the chart: registryConfig)"
+        ),
         str(info.value),
     ), str(info.value)
     assert proxy.count("^/_storage/") == 0

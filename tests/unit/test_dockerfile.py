@@ -251,9 +251,19 @@ def test_the_python_fixture_follows_aliases_and_ignores_the_heredoc() -> None:
     assert overridden[0].image == "mirror.example.com/library/python:3.13.0-slim"
 
 
-def test_an_unresolved_fixture_names_the_literal_base() -> None:
-    workload = dockerfile_workload((DATA / "Dockerfile.unresolved").read_text(), source="Dockerfile.unresolved")
-    assert [(i.image, i.path, i.role) for i in workload.images] == [("${BASE}", "line:2", BASE)]
+def test_an_unresolved_base_is_refused_naming_the_variable_and_the_build_arg() -> None:
+    """``docker build`` refuses it too; reporting ``invalid-reference '${BASE}'`` blamed the
+    user's syntax for what is a missing value."""
+    text = (DATA / "Dockerfile.unresolved").read_text()
+    with pytest.raises(InputError) as caught:
+        dockerfile_workload(text, source="Dockerfile.unresolved")
+    assert caught.value.message == (
+        "Dockerfile.unresolved: line 2: the base of FROM ${BASE} is unresolved: BASE has no value "
+        "(an ARG without a default, or not declared before the first FROM); "
+        "pass --build-arg BASE=VALUE, as to docker build"
+    )
+    workload = dockerfile_workload(text, source="Dockerfile.unresolved", build_args={"BASE": "python:3.12-slim"})
+    assert [(i.image, i.path, i.role) for i in workload.images] == [("python:3.12-slim", "line:2", BASE)]
 
 
 def test_windows_escape_directive() -> None:

@@ -124,7 +124,7 @@ matchExpressions:
 {{- end }}
 
 {{/*
-The kinds SPEC section 6 covers: pods (and the ephemeral containers subresource, which
+The kinds the webhook judges: pods (and the ephemeral containers subresource, which
 `kubectl debug` uses to add containers to a running pod) and every pod controller.
 */}}
 {{- define "baseguard.workloadRules" -}}

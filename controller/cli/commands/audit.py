@@ -24,7 +24,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
-from controller.cli.options import add_now_option, add_registry_options, colour, parse_now
+from controller.cli.options import add_now_option, add_registry_options, colour, docs, parse_now
 from controller.errors import BaseguardError, ExitCode, InputError
 
 if TYPE_CHECKING:
@@ -33,7 +33,9 @@ if TYPE_CHECKING:
 
 def register(sub: Any) -> None:
     parser = sub.add_parser(
-        "audit", help="evaluate what already runs in a cluster (dry run); --uses finds who runs on a base"
+        "audit",
+        help="evaluate what already runs in a cluster (dry run); --uses finds who runs on a base",
+        epilog=docs("rollout.md"),
     )
     add_arguments(parser)
     parser.set_defaults(func=run)
@@ -52,7 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="BASE-GLOB",
         help="list the workloads whose lineage includes this base, e.g. debian:buster or 'python:3.8*'",
     )
-    parser.add_argument("--format", choices=("text", "json"), default="text")
+    parser.add_argument(
+        "--format", choices=("text", "json"), default="text", help="text (default) or json"
+    )
     parser.add_argument(
         "-p",
         "--policy",

@@ -1,4 +1,9 @@
-"""``baseguard check``: manifests and Dockerfiles against policies, in CI or before a commit."""
+"""``baseguard check``: manifests and Dockerfiles against policies, in CI or before a commit.
+
+Never a green run that judged nothing: paths with nothing to judge are exit 2
+(unless ``--allow-empty``), every input says which policies applied, and what
+was skipped is listed with the reason.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import argparse
 import asyncio
 import json
 import sys
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from controller.cli.options import (
@@ -13,6 +19,7 @@ from controller.cli.options import (
     add_now_option,
     add_registry_options,
     colour,
+    docs,
     parse_now,
     with_assessor,
 )
@@ -21,10 +28,23 @@ from controller.errors import ExitCode, InputError
 if TYPE_CHECKING:
     from controller.assess import Assessor
 
+FORMATS = ("text", "json", "sarif", "junit")
+
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("check", help="check manifests and Dockerfiles against policies")
-    p.add_argument("paths", nargs="+", metavar="PATH", help="manifests, Dockerfiles or folders")
+    p = sub.add_parser(
+        "check",
+        help="check manifests and Dockerfiles against policies",
+        description="Check Kubernetes manifests and Dockerfiles against base image policies.",
+        epilog="Exit codes: 0 nothing denied, 1 something denied, 2 bad input. " + docs("cli.md"),
+    )
+    p.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="manifests (YAML/JSON), Dockerfiles or folders; - reads YAML from stdin "
+        "(helm template CHART | baseguard check - -p POLICY)",
+    )
     p.add_argument(
         "-p",
         "--policy",
@@ -38,32 +58,81 @@ def register(sub: Any) -> None:
         action="store_true",
         help="no registry lookups; the lineage rules are not evaluated (the output says so)",
     )
-    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="text",
+        help="text (default); json; sarif (SARIF 2.1.0, for code scanning); "
+        "junit (JUnit XML, for CI test reports)",
+    )
     add_now_option(p)
     p.add_argument(
         "--namespace",
         default="default",
         help="namespace for manifests that name none (default: default)",
     )
+    p.add_argument(
+        "--build-arg",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a Dockerfile build argument, as docker build takes it (repeatable)",
+    )
+    p.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="exit 0 when the paths hold nothing to judge (by default that is exit 2: "
+        "a mistyped path must not pass)",
+    )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="YAML that is not a Kubernetes object (docker-compose.yml, values.yaml) and Helm "
+        "chart folders are errors instead of being skipped",
+    )
     add_registry_options(p, offline=False)
     add_budget_option(p)
     p.set_defaults(func=run)
 
 
+def build_args(pairs: Sequence[str]) -> dict[str, str]:
+    """``--build-arg NAME=VALUE`` (as ``docker build`` takes it) → ``{NAME: VALUE}``."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.isidentifier():
+            raise InputError(
+                f"--build-arg {pair!r}: expected NAME=VALUE (e.g. --build-arg BASE=python:3.12-slim)"
+            )
+        out[name] = value
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     from controller.cli.loaders import load_inputs
-    from controller.cli.output import check_json, write_check_text
+    from controller.cli.output import check_json, not_evaluated_note, write_check_text
     from controller.policy.model import Action
     from controller.policyfiles import compile_documents, load_policies
 
     now = parse_now(args.now)
-    loaded = load_inputs(args.paths, default_namespace=args.namespace)
+    loaded = load_inputs(
+        args.paths,
+        default_namespace=args.namespace,
+        build_args=build_args(args.build_arg),
+        strict=args.strict,
+    )
     if args.policy:
         policies = load_policies(args.policy)
     elif loaded.policies:
         policies = compile_documents(loaded.policies)
     else:
         raise InputError("no policies: pass -p POLICY (a file or a folder, e.g. -p policies/)")
+    if not any(w.images for w in loaded.workloads) and not args.allow_empty:
+        skipped = "".join(f"\n  skipped: {s}" for s in loaded.skipped)
+        raise InputError(
+            f"nothing to judge in {', '.join(args.paths)}: no container image and no Dockerfile "
+            f"found (a mistyped path?); --allow-empty accepts that{skipped}"
+        )
 
     async def work(assessor: Assessor) -> Any:
         return await assessor.assess(
@@ -76,6 +145,18 @@ def run(args: argparse.Namespace) -> int:
             check_json(results, offline=args.offline, skipped=loaded.skipped), sys.stdout, indent=2
         )
         sys.stdout.write("\n")
+    elif args.format == "sarif":
+        from controller.cli.sarif import check_sarif
+
+        codes = {c for wr in results for r in wr.results for c in r.not_evaluated}
+        note = not_evaluated_note(codes, offline=args.offline) if codes else None
+        log = check_sarif(results, lines=loaded.lines, not_evaluated_note=note)
+        json.dump(log, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    elif args.format == "junit":
+        from controller.cli.junit import check_junit
+
+        sys.stdout.write(check_junit(results, skipped=loaded.skipped))
     else:
         write_check_text(
             results,

@@ -8,16 +8,31 @@ import json
 import sys
 from typing import Any
 
-from controller.cli.options import add_budget_option, add_registry_options
+from controller.cli.options import add_budget_option, add_registry_options, docs
 from controller.errors import ExitCode
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("lineage", help="print an image's base chain, verified against its layers")
-    p.add_argument("image")
-    p.add_argument("--format", choices=("text", "json"), default="text")
-    p.add_argument("--platform", metavar="OS/ARCH", help="only this platform of an index")
-    p.add_argument("--max-depth", type=int, default=4)
+    p = sub.add_parser(
+        "lineage",
+        help="print an image's base chain, verified against its layers",
+        epilog="Exit codes: 0 resolved, 1 the lookup failed, 2 bad input. " + docs("cli.md"),
+    )
+    p.add_argument("image", help="the image reference, e.g. docker.io/library/python:3.12-slim")
+    p.add_argument(
+        "--format", choices=("text", "json"), default="text", help="text (a tree, default) or json"
+    )
+    p.add_argument(
+        "--platform", metavar="OS/ARCH[/VARIANT]", help="only this platform of an index"
+    )
+    p.add_argument(
+        "--max-depth",
+        type=max_depth,
+        default=4,
+        metavar=f"0..{MAX_DEPTH}",
+        help=f"how many base levels to follow (default 4; at most {MAX_DEPTH}, as a policy's "
+        "lineage.maxDepth)",
+    )
     p.add_argument(
         "--catalog",
         action="append",
@@ -28,6 +43,23 @@ def register(sub: Any) -> None:
     add_registry_options(p, offline=False)
     add_budget_option(p)
     p.set_defaults(func=run)
+
+
+#: The policy schema's cap on ``lineage.maxDepth``: a deeper walk costs requests nobody asked for.
+MAX_DEPTH = 10
+
+
+def max_depth(text: str) -> int:
+    """``--max-depth``: an integer within what a policy may ask for."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 0 <= value <= MAX_DEPTH:
+        raise argparse.ArgumentTypeError(
+            f"{value} is out of range: 0..{MAX_DEPTH} (a policy's lineage.maxDepth has the same cap)"
+        )
+    return value
 
 
 def run(args: argparse.Namespace) -> int:

@@ -3,43 +3,115 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import sys
+from collections.abc import Mapping
 from typing import Any
 
+from controller.cli.options import add_now_option, docs, parse_now
 from controller.errors import ExitCode, InputError
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("policy", help="policy tools")
+    p = sub.add_parser("policy", help="policy tools: validate, crds", epilog=docs("policy-reference.md"))
     psub = p.add_subparsers(dest="policy_command", metavar="SUBCOMMAND", required=True)
     v = psub.add_parser(
-        "validate", help="validate policies against the CRD schema and semantically"
+        "validate",
+        help="validate policies against the CRD schema and semantically",
+        description="Validate policy files: schema and semantic errors with field paths, every "
+        "file reported (one that cannot be read does not hide the others), duplicate names, "
+        "exceptions that have expired.",
+        epilog="Exit codes: 0 all valid, 2 something invalid. " + docs("policy-reference.md"),
     )
-    v.add_argument("paths", nargs="+", metavar="PATH")
+    v.add_argument("paths", nargs="+", metavar="PATH", help="policy files or folders (tests/ left out)")
+    add_now_option(v)
     v.set_defaults(func=validate)
-    c = psub.add_parser("crds", help="print the CustomResourceDefinitions")
+    c = psub.add_parser(
+        "crds", help="print the CustomResourceDefinitions", epilog=docs("install.md")
+    )
     c.set_defaults(func=crds)
 
 
+def _identity(doc: Mapping[str, Any]) -> tuple[str, str | None, str] | None:
+    """(kind, namespace, name) as the apiserver keys a policy; ``None`` when it has no name."""
+    meta = doc.get("metadata")
+    name = meta.get("name") if isinstance(meta, Mapping) else None
+    if not isinstance(name, str) or not name:
+        return None
+    kind = str(doc.get("kind"))
+    namespace = None
+    if kind == "BaseImagePolicy":
+        ns = meta.get("namespace") if isinstance(meta, Mapping) else None
+        namespace = ns if isinstance(ns, str) and ns else "default"
+    return kind, namespace, name
+
+
+def _expired(doc: Mapping[str, Any], today: dt.date) -> list[str]:
+    """Exceptions whose ``until`` has passed: they waive nothing any more, and read as if they did."""
+    spec = doc.get("spec")
+    exceptions = spec.get("exceptions") if isinstance(spec, Mapping) else None
+    out = []
+    for index, item in enumerate(exceptions if isinstance(exceptions, list) else []):
+        until = item.get("until") if isinstance(item, Mapping) else None
+        try:
+            day = dt.date.fromisoformat(str(until))
+        except ValueError:
+            continue  # the schema check reports it
+        if day < today:
+            out.append(
+                f"spec.exceptions[{index}].until: expired on {day.isoformat()}: it waives "
+                "nothing now; remove it, or extend it if the work is still under way"
+            )
+    return out
+
+
 def validate(args: argparse.Namespace) -> int:
+    from controller.documents import discover, is_manifest
     from controller.policy.compile import check_policy
     from controller.policyfiles import load_policy_documents
 
-    documents = load_policy_documents(args.paths)
-    if not documents:
+    today = parse_now(args.now).date()
+    files = discover(args.paths, wanted=is_manifest, skip_dirs=frozenset({"tests"}))
+    documents: list[tuple[str, int, dict[str, Any]]] = []
+    unreadable = 0
+    for path in files:  # one at a time: a file that does not load must not hide the others
+        try:
+            documents += load_policy_documents([path])
+        except InputError as exc:
+            unreadable += 1
+            print(f"{exc}")
+    if not documents and not unreadable:
         raise InputError(f"no policies found in {', '.join(args.paths)}")
-    bad = 0
+    bad = warnings = 0
+    first: dict[tuple[str, str | None, str], str] = {}
     for path, index, doc in documents:
         name = (doc.get("metadata") or {}).get("name", "?") if isinstance(doc, dict) else "?"
-        errors = check_policy(doc)
-        if errors:
-            bad += 1
-            for err in errors:
-                print(f"{path} (document {index + 1}, {name}): {err}")
-        else:
-            print(f"{path} (document {index + 1}, {name}): ok")
-    print(f"{len(documents)} policies, {bad} invalid")
-    return ExitCode.USAGE if bad else ExitCode.OK
+        here = f"{path} (document {index + 1}, {name})"
+        errors = [str(e) for e in check_policy(doc)]
+        key = _identity(doc)
+        if key is not None and key in first:
+            errors.append(
+                f"metadata.name: {key[0]} {'/'.join(p for p in key[1:] if p)} is also defined in "
+                f"{first[key]}; the second would replace the first when applied"
+            )
+        elif key is not None:
+            first[key] = here
+        notes = _expired(doc, today)
+        bad += bool(errors)
+        warnings += len(notes)
+        for line in errors:
+            print(f"{here}: {line}")
+        for line in notes:
+            print(f"{here}: warning: {line}")
+        if not errors and not notes:
+            print(f"{here}: ok")
+    summary = f"{len(documents)} policies, {bad} invalid"
+    if unreadable:
+        summary += f", {unreadable} file(s) could not be read"
+    if warnings:
+        summary += f", {warnings} warning(s)"
+    print(summary)
+    return ExitCode.USAGE if bad or unreadable else ExitCode.OK
 
 
 def crds(args: argparse.Namespace) -> int:

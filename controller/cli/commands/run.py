@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 from controller.cli.options import (
     add_registry_options,
     add_webhook_options,
+    docs,
     duration,
     webhook_settings,
 )
@@ -60,6 +61,7 @@ def register(sub: Any) -> None:
     parser = sub.add_parser(
         "run",
         help="in-cluster: the operator (policies from CRDs, status, certificates, audit) and the webhook",
+        epilog=docs("install.md"),
     )
     add_arguments(parser)
     parser.set_defaults(func=run)

@@ -19,7 +19,7 @@ import sys
 import tempfile
 from typing import TYPE_CHECKING, Any, TextIO
 
-from controller.cli.options import add_registry_options, add_webhook_options, webhook_settings
+from controller.cli.options import add_registry_options, add_webhook_options, docs, webhook_settings
 from controller.errors import ExitCode, InputError
 
 if TYPE_CHECKING:
@@ -31,7 +31,11 @@ log = logging.getLogger("baseguard.webhook.serve")
 
 
 def register(sub: Any) -> None:
-    parser = sub.add_parser("serve", help="run the admission webhook with policies from files")
+    parser = sub.add_parser(
+        "serve",
+        help="run the admission webhook with policies from files",
+        epilog=docs("install.md"),
+    )
     add_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -54,7 +58,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tls-key", metavar="FILE", help="its private key (PEM)")
 
 
-def _tls(args: argparse.Namespace, settings: Settings, out: TextIO) -> CertReloader:
+def _tls(args: argparse.Namespace, settings: Settings, out: TextIO) -> tuple[CertReloader, bool]:
+    """The serving pair, and whether its files are worth watching (a throw-away pair is not).
+
+    Without ``--tls-cert``, a throw-away CA and certificate are made, loaded,
+    and their files removed at once: nothing with a private key is left in
+    /tmp by a ``serve`` (nor by a test run that starts many).
+    """
     from controller.tls.serving import CertReloader, self_signed
 
     if bool(args.tls_cert) != bool(args.tls_key):
@@ -63,23 +73,24 @@ def _tls(args: argparse.Namespace, settings: Settings, out: TextIO) -> CertReloa
         )
     if args.tls_cert:
         try:
-            return CertReloader(args.tls_cert, args.tls_key)
+            return CertReloader(args.tls_cert, args.tls_key), True
         except (OSError, ValueError) as exc:
             raise InputError(f"cannot load --tls-cert/--tls-key: {exc}") from None
     hosts = ["localhost", "127.0.0.1"]
     if settings.host not in ("0.0.0.0", "::", "", *hosts):
         hosts.append(settings.host)
     pair = self_signed(hosts)
-    directory = tempfile.mkdtemp(prefix="baseguard-tls-")
-    ca, cert, key = pair.write(directory)
+    with tempfile.TemporaryDirectory(prefix="baseguard-tls-") as directory:
+        _, cert, key = pair.write(directory)
+        reloader = CertReloader(cert, key)
     print(
         f"baseguard serve: no --tls-cert/--tls-key, so a self-signed certificate for "
-        f"{', '.join(hosts)} is in use (local use only). Trust this CA ({ca}):\n"
+        f"{', '.join(hosts)} is in use (local use only). Trust this CA:\n"
         f"{pair.ca_pem.decode()}",
         file=out,
         flush=True,
     )
-    return CertReloader(cert, key)
+    return reloader, False
 
 
 async def start(args: argparse.Namespace, settings: Settings, *, out: TextIO | None = None) -> Server:
@@ -96,7 +107,7 @@ async def start(args: argparse.Namespace, settings: Settings, *, out: TextIO | N
     if missing:
         raise InputError("; ".join(missing.values()))
     await asyncio.to_thread(files.load)
-    reloader = _tls(args, settings, out or sys.stdout)
+    reloader, watched = _tls(args, settings, out or sys.stdout)
 
     closers: list[Closer] = []
     stats: StatsSource | None = None
@@ -127,7 +138,7 @@ async def start(args: argparse.Namespace, settings: Settings, *, out: TextIO | N
         ssl_context=reloader.context,
         tasks=[
             lambda: files.watch(settings.policy_reload_interval),
-            lambda: reloader.watch(settings.cert_reload_interval),
+            *([lambda: reloader.watch(settings.cert_reload_interval)] if watched else []),
         ],
         closers=closers,
     )
