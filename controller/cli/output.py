@@ -188,7 +188,7 @@ def not_evaluated_note(codes: set[RuleCode], *, offline: bool) -> str:
             f"{' and '.join(partial)} judged the image names only, not the bases they are built on (ancestors)"
         )
     if whole:
-        parts.append(f"{', '.join(whole)} not evaluated (they need the image's layers)")
+        parts.append(f"{', '.join(whole)} not evaluated (they need the registry)")
     return f"not evaluated ({why}): " + "; ".join(parts)
 
 

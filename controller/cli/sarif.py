@@ -47,6 +47,12 @@ RULE_HELP: Mapping[str, tuple[str, str]] = {
         "With require: Digest, add @sha256:... to the image; with require: Version, use a tag "
         "holding a full version (three numeric parts, e.g. 3.12.7-slim) or a digest.",
     ),
+    RuleCode.TAG_MISMATCH: (
+        "The image's tag does not name the digest it is pinned to.",
+        "A runtime pulls the digest and ignores the tag, so the image is judged by the tags "
+        "known to name that digest. Write the tag that names the digest, or pin the digest of "
+        "the tag you mean.",
+    ),
     RuleCode.DEPRECATED_BASE: (
         "The image, or a base it is built on, is deprecated (e.g. end of life).",
         "Rebuild on the replacement the message names. Before enforceAfter the finding only "

@@ -209,7 +209,7 @@ def test_offline_says_the_ancestors_were_not_looked_at(capsys: pytest.CaptureFix
     assert out.splitlines()[-1] == (
         "not evaluated (--offline: no registry lookups): deprecated-base and base-not-allowed judged "
         "the image names only, not the bases they are built on (ancestors); lineage-mismatch, "
-        "stale-base, unknown-base not evaluated (they need the image's layers)"
+        "stale-base, tag-mismatch, unknown-base not evaluated (they need the registry)"
     )
 
 

@@ -12,7 +12,7 @@ import pytest
 from webhook.webhook_support import POLICIES
 
 from controller.cli.commands import serve
-from controller.settings import Settings
+from controller.webhook.settings import Settings
 
 
 async def test_a_self_signed_serve_leaves_no_tls_files(
@@ -29,9 +29,11 @@ async def test_a_self_signed_serve_leaves_no_tls_files(
         assert list(scratch.iterdir()) == []  # the pair is in memory only, from the start
         out = capsys.readouterr().out
         context = ssl.create_default_context(cadata=out[out.index("-----BEGIN CERTIFICATE-----") :])
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context)) as session:
-            async with session.get(f"https://localhost:{server.port}/healthz") as resp:
-                assert resp.status == 200
+        async with (
+            aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context)) as session,
+            session.get(f"https://localhost:{server.port}/healthz") as resp,
+        ):
+            assert resp.status == 200
     finally:
         await server.close()
     assert list(scratch.iterdir()) == []
