@@ -19,7 +19,8 @@ from urllib.parse import quote
 
 from controller import __version__
 from controller.assess import WorkloadResult
-from controller.policy.model import Action, RuleCode
+from controller.policy.model import Action, RuleCode, most_severe
+from controller.policy.verdict import Violation
 
 SCHEMA_URI = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
 
@@ -144,24 +145,34 @@ def check_sarif(
             if region:
                 physical["region"] = region
             where = _object_name(wr) + (f" container {image.container}" if image.container else "")
+            # The same finding from several policies (six EOL lists, one registry outage) is one
+            # alert, naming them all, at the most severe action: as the text output says it.
+            groups: dict[tuple[str, str, str | None], list[Violation]] = {}
             for v in result.violations:
-                if v.rule.value not in rule_ids:
-                    rule_ids.append(v.rule.value)
+                groups.setdefault((v.rule.value, v.message, v.waived), []).append(v)
+            for (rule, message, waived), found in groups.items():
+                if rule not in rule_ids:
+                    rule_ids.append(rule)
+                action = most_severe(v.action for v in found)
                 item: dict[str, Any] = {
-                    "ruleId": v.rule.value,
-                    "ruleIndex": rule_ids.index(v.rule.value),
-                    "level": _LEVELS[v.action],
-                    "message": {"text": f"{where}: {v.message}"},
+                    "ruleId": rule,
+                    "ruleIndex": rule_ids.index(rule),
+                    "level": _LEVELS[action],
+                    "message": {"text": f"{where}: {message}"},
                     "locations": [
                         {
                             "physicalLocation": physical,
                             "logicalLocations": [{"fullyQualifiedName": where, "kind": "resource"}],
                         }
                     ],
-                    "properties": {"policy": v.policy, "action": v.action.value, "image": image.image},
+                    "properties": {
+                        "policies": [v.policy for v in found],
+                        "action": action.value,
+                        "image": image.image,
+                    },
                 }
-                if v.waived:
-                    item["suppressions"] = [{"kind": "external", "justification": v.waived}]
+                if waived:
+                    item["suppressions"] = [{"kind": "external", "justification": waived}]
                 out.append(item)
     invocation: dict[str, Any] = {"executionSuccessful": True}
     if not_evaluated_note:

@@ -245,7 +245,7 @@ def test_sarif_of_the_examples_is_valid_with_rules_and_lines(
     assert all(r["help"]["text"] and r["shortDescription"]["text"] for r in rules)
     by_rule = {(r["ruleId"], r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]): r for r in run_["results"]}
     eol = by_rule[("deprecated-base", "examples/docker/legacy.Dockerfile")]
-    assert eol["level"] == "warning" and eol["properties"]["policy"] == "eol-node"
+    assert eol["level"] == "warning" and eol["properties"]["policies"] == ["eol-node"]
     line = eol["locations"][0]["physicalLocation"]["region"]["startLine"]
     assert (ROOT / "examples/docker/legacy.Dockerfile").read_text().splitlines()[line - 1].startswith("FROM node:16")
     unpinned = by_rule[("unpinned", "examples/k8s/legacy-api.yaml")]
@@ -348,3 +348,14 @@ def test_the_recipe_deny_unpinned_warn_on_old_bases_does_what_it_says(
         "b": ("warn", ["deprecated-base [warn-old-bases]"]),
         "c": ("allow", []),
     }
+
+
+def test_sarif_says_a_finding_of_several_policies_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Six EOL policies reporting one registry outage were six identical code-scanning alerts."""
+    policy = write(tmp_path / "p.yaml", PIN + "---\n" + PIN.replace("{name: pins}", "{name: pins-again}"))
+    manifest = write(tmp_path / "pod.yaml", pod("python:3.12-slim"))
+    log = sarif_of(capsys, manifest, "-p", policy, "--offline")
+    [result] = log["runs"][0]["results"]
+    assert result["properties"]["policies"] == ["pins", "pins-again"]
+    line = result["locations"][0]["physicalLocation"]["region"]["startLine"]
+    assert Path(manifest).read_text().splitlines()[line - 1].strip() == "image: python:3.12-slim"
