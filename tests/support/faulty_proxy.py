@@ -269,7 +269,9 @@ class FaultyProxy:
         else:
             resp.enable_chunked_encoding()
         await resp.prepare(request)
-        chunk = b" " * (64 * 1024)
+        # Large writes: the endless body must reach the client's 4 MiB cap in a few
+        # loop turns, or a loaded machine sees the client's timeout first.
+        chunk = b" " * MiB
         try:
             if fault.kind in ("oversized", "oversized_chunked"):
                 for _ in range(5 * MiB // len(chunk)):
