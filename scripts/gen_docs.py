@@ -192,6 +192,46 @@ def field_table(path: str, node: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+IDENTITY_TEXT = [
+    "A tag is a claim, a digest is a fact: with `name:tag@digest` the runtime pulls the digest",
+    "and ignores the tag. Rules that look at tags (`bases.allowed`, `bases.deprecated` by tag)",
+    "therefore judge a pinned digest by the tags known to name it, from an *identity index*:",
+    "for every repository a policy names literally in `bases.allowed`, `bases.deprecated`",
+    "(entries with `tags`) or `lineage.catalog`, baseguard lists the repository's tags",
+    "(`/v2/<name>/tags/list`, at most 10 pages of 1,000), keeps those matching the policies'",
+    "tag globs (at most 256 per repository, the last in the registry's order), resolves each",
+    "with a HEAD and records the index digest and every platform manifest digest as that tag's.",
+    "A listing is trusted for 5 minutes (30 s after a failure), and every digest a tag has",
+    "named while baseguard watched stays known as that tag's (32 per tag).",
+    "",
+    "- `python@<digest of 3.8-slim>` is judged as `python:3.8-slim`: deprecated if 3.8 is;",
+    "  `python@<digest of 3.12-slim>` is allowed by an allowlist of `3.12*`.",
+    "- `python:3.12-slim@<digest of 3.8-slim>` is judged as `3.8-slim`, and the tag it writes",
+    "  is `tag-mismatch`. A base claim is judged the same way: `base.name` carries the tag,",
+    "  `base.digest` is the fact.",
+    "- A digest pinned while its tag named it stays that tag's after the tag moves on:",
+    "  pinning is never a mismatch by itself. Before denying, a contradicted tag is resolved",
+    "  once more, in case it moved since the last listing.",
+    "",
+    "What is **not** known: a digest the index has never seen under a watched tag (pushed and",
+    "replaced before baseguard first listed the repository, or a tag outside the globs, or a",
+    "repository named only by a wildcard). Such an image is judged by the tag it writes and",
+    "by its lineage (layers against the catalog), and its lineage carries the note",
+    "`tag … unverified: the identity index has not seen …`. `pinning.require: Digest` with",
+    "`mutateToDigest` keeps new pins within what the index knows. Offline (`--offline`) there",
+    "is no index: a `tag@digest` a policy judges by tag lists `tag-mismatch` as not evaluated.",
+]
+
+
+def rule_rows() -> list[str]:
+    from controller.policy.model import RULE_DOCS, RuleCode
+
+    missing = [code.value for code in RuleCode if code not in RULE_DOCS]
+    if missing:
+        raise SystemExit("rule codes without a description in RULE_DOCS: " + ", ".join(missing))
+    return [f"| `{code.value}` | {_cell(RULE_DOCS[code])} |" for code in RuleCode]
+
+
 def policy_reference() -> str:
     _import_controller()
     from controller.policy.schema import crd_manifests, openapi_schema
@@ -257,6 +297,19 @@ def policy_reference() -> str:
         "`Ready=False` with its errors in `status.errors`, and the other policies keep working.",
         "The chart also registers a validating webhook for the two policy kinds",
         "(`webhook.policies`), so that such a policy can be refused before it is stored.",
+        "",
+        "## Rule codes",
+        "",
+        "Every violation names one rule; `baseguard test` expectations, the JSON output, the",
+        "webhook's messages and the `baseguard_admission_violations_total{rule=…}` metric use these codes.",
+        "",
+        "| Rule | Meaning |",
+        "| --- | --- |",
+        *rule_rows(),
+        "",
+        "## Tags and digests",
+        "",
+        *IDENTITY_TEXT,
         "",
         "## Fields",
     ]

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from controller.documents import yaml_data
 from controller.errors import InputError
+from controller.policy.model import RuleCode
 
 if TYPE_CHECKING:
     import jsonschema
@@ -49,7 +50,11 @@ SCHEMA: dict[str, Any] = {
                     "container": {"type": "string", "minLength": 1},
                     "image": {"type": "string", "minLength": 1},
                     "verdict": {"type": "string", "enum": list(VERDICTS)},
-                    "rules": _STRINGS,
+                    "rules": {
+                        "type": "array",
+                        "description": "the exact set of rule codes",
+                        "items": {"type": "string", "enum": [code.value for code in RuleCode]},
+                    },
                 },
             },
         },

@@ -95,6 +95,24 @@ class RuleCode(StrEnum):
     LOOKUP_FAILED = "lookup-failed"
 
 
+#: What each rule means, one line each: the policy reference's table of rule codes.
+RULE_DOCS: Mapping[RuleCode, str] = {
+    RuleCode.INVALID_REFERENCE: "The image string is not a valid reference (grammar, unknown digest algorithm, a 64-hex name).",
+    RuleCode.REGISTRY_NOT_ALLOWED: "The image's registry/repository matches no `registries.allowed` glob.",
+    RuleCode.DISALLOWED_TAG: "The image uses a tag in `pinning.disallowedTags` (by default `latest`), or none.",
+    RuleCode.UNPINNED: "The image is not pinned as `pinning.require` asks (a digest, or a full version tag).",
+    RuleCode.TAG_MISMATCH: (
+        "The image (or a base claim) writes a tag that its pinned digest does not have: the digest "
+        "is known under other tags, and is judged as those."
+    ),
+    RuleCode.DEPRECATED_BASE: "The image, or a base in its lineage, matches `bases.deprecated`.",
+    RuleCode.BASE_NOT_ALLOWED: "No base in the image's (verified) lineage matches `bases.allowed`.",
+    RuleCode.UNKNOWN_BASE: "No base could be established: nothing claimed, and no catalog base's layers match.",
+    RuleCode.LINEAGE_MISMATCH: "A claimed base's layers are not a prefix of the image's (`verify: Layers`).",
+    RuleCode.STALE_BASE: "The base tag has moved on since the build, or the base is older than `maxBaseAge`.",
+    RuleCode.LOOKUP_FAILED: "The registry could not answer (or a bound was reached); `onLookupFailure` decides.",
+}
+
 #: Rules that can only be fully judged with facts from the registry.
 LINEAGE_RULES = frozenset(
     {

@@ -463,3 +463,22 @@ def test_check_and_serve_never_load_kopf_or_the_kubernetes_client(argv: list[str
     )
     done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert "LOADED []" in done.stdout, done.stdout[-500:] + done.stderr[-500:]
+
+
+def test_policy_test_expectations_name_known_rule_codes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A misspelt rule code in an expectation fails its file with the reason, never a silent
+    mismatch; ``tag-mismatch`` is a code like the others."""
+    write(tmp_path, "pins.yaml", PIN_POLICY)
+    write(tmp_path, "t/app.yaml", deployment("api", "python:3.12.7-slim"))
+    spec = """\
+        policies: [../pins.yaml]
+        resources: [app.yaml]
+        results:
+          - {resource: Deployment/shop/api, verdict: allow, rules: [RULES]}
+        """
+    write(tmp_path, "t/baseguard-test.yaml", spec.replace("RULES", "tag-mistmatch"))
+    code, out, _ = run(capsys, "test", str(tmp_path))
+    assert code == 1
+    assert "unknown rule code 'tag-mistmatch'" in out and "tag-mismatch, deprecated-base" in out
