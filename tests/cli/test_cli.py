@@ -468,8 +468,8 @@ def test_check_and_serve_never_load_kopf_or_the_kubernetes_client(argv: list[str
 def test_policy_test_expectations_name_known_rule_codes(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A misspelt rule code in an expectation fails its file with the reason, never a silent
-    mismatch; ``tag-mismatch`` is a code like the others."""
+    """A misspelt rule code in an expectation is a bad test file (exit 2) with the reason,
+    never a silent mismatch; ``tag-mismatch`` is a code like the others."""
     write(tmp_path, "pins.yaml", PIN_POLICY)
     write(tmp_path, "t/app.yaml", deployment("api", "python:3.12.7-slim"))
     spec = """\
@@ -480,5 +480,6 @@ def test_policy_test_expectations_name_known_rule_codes(
         """
     write(tmp_path, "t/baseguard-test.yaml", spec.replace("RULES", "tag-mistmatch"))
     code, out, _ = run(capsys, "test", str(tmp_path))
-    assert code == 1
-    assert "unknown rule code 'tag-mistmatch'" in out and "tag-mismatch, deprecated-base" in out
+    assert code == 2
+    assert "results[0].rules[0]: unsupported value 'tag-mistmatch'" in out
+    assert "tag-mismatch, deprecated-base" in out
