@@ -80,7 +80,8 @@ class OperatorSettings:
     """A finding that persists refreshes its Event at most this often."""
 
     policy_reports: bool = True
-    """Write ``wgpolicyk8s.io/v1alpha2`` PolicyReports when that CRD is installed."""
+    """Write the audit as OpenReports (``openreports.io/v1alpha1``) and/or ``wgpolicyk8s.io/v1alpha2``
+    PolicyReports, whichever of the two CRDs is installed (both if both)."""
 
     catalog_refresh_interval: float = 300.0
     """Seconds between refreshes of the catalog bases' digests (every replica

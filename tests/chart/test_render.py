@@ -188,6 +188,8 @@ def test_cluster_role_grants_exactly_what_the_controller_uses(chart: Rendered) -
         ("batch", "cronjobs"): {"list", "watch"},
         ("", "events"): {"get", "create", "patch"},
         ("events.k8s.io", "events"): {"create", "patch"},
+        ("openreports.io", "reports"): {"get", "list", "create", "update", "patch", "delete"},
+        ("openreports.io", "clusterreports"): {"get", "list", "create", "update", "patch", "delete"},
         ("wgpolicyk8s.io", "policyreports"): {"get", "list", "create", "update", "patch", "delete"},
         ("wgpolicyk8s.io", "clusterpolicyreports"): {"get", "list", "create", "update", "patch", "delete"},
         ("apiextensions.k8s.io", "customresourcedefinitions"): {"get"},

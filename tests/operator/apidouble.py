@@ -120,6 +120,10 @@ POLICY_REPORTS: tuple[Resource, ...] = (
     Resource("wgpolicyk8s.io", "v1alpha2", "policyreports", "PolicyReport", True),
     Resource("wgpolicyk8s.io", "v1alpha2", "clusterpolicyreports", "ClusterPolicyReport", False),
 )
+OPEN_REPORTS: tuple[Resource, ...] = (
+    Resource("openreports.io", "v1alpha1", "reports", "Report", True),
+    Resource("openreports.io", "v1alpha1", "clusterreports", "ClusterReport", False),
+)
 
 
 @dataclass(frozen=True)
@@ -236,8 +240,12 @@ def _selector(query: Mapping[str, str]) -> Callable[[Mapping[str, Any]], bool]:
 class ApiDouble:
     """The server; start with :meth:`start`, stop with :meth:`stop`."""
 
-    def __init__(self, *, policy_reports: bool = True) -> None:
-        self.resources = RESOURCES + (POLICY_REPORTS if policy_reports else ())
+    def __init__(self, *, policy_reports: bool = True, open_reports: bool = False) -> None:
+        self.resources = (
+            RESOURCES
+            + (POLICY_REPORTS if policy_reports else ())
+            + (OPEN_REPORTS if open_reports else ())
+        )
         self._by_path = {(r.group, r.version, r.plural): r for r in self.resources}
         self._objects: dict[tuple[str, str, str, str, str], dict[str, Any]] = {}
         self._history: list[tuple[int, Resource, str, dict[str, Any]]] = []

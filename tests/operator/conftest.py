@@ -127,8 +127,16 @@ def review(
 
 @pytest.fixture
 def double(request: pytest.FixtureRequest) -> Iterator[ApiDouble]:
-    """The API double with four namespaces; ``indirect`` parameter False: no PolicyReport CRD."""
-    server = ApiDouble(policy_reports=getattr(request, "param", True)).start()
+    """The API double with four namespaces and the ``wgpolicyk8s.io`` report CRD.
+
+    ``indirect`` parameter: ``False`` for no report CRD, or a set of report API
+    groups (``{"openreports.io"}``, ``{"openreports.io", "wgpolicyk8s.io"}``).
+    """
+    param = getattr(request, "param", True)
+    groups = param if isinstance(param, (set, frozenset)) else ({"wgpolicyk8s.io"} if param else set())
+    server = ApiDouble(
+        policy_reports="wgpolicyk8s.io" in groups, open_reports="openreports.io" in groups
+    ).start()
     for ns in (
         namespace("default"),
         namespace(NAMESPACE),

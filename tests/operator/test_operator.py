@@ -475,3 +475,57 @@ async def test_no_policy_reports_without_their_crd(
     assert {r.path for r in touched} == {
         "/apis/wgpolicyk8s.io/v1alpha2"
     }  # only asked whether it exists
+
+
+@pytest.mark.parametrize(
+    ("double", "written"),
+    [
+        ({"openreports.io"}, ["openreports.io/v1alpha1"]),
+        ({"openreports.io", "wgpolicyk8s.io"}, ["openreports.io/v1alpha1", "wgpolicyk8s.io/v1alpha2"]),
+    ],
+    indirect=["double"],
+    ids=["openreports-only", "both"],
+)
+async def test_reports_go_to_every_installed_report_api_with_the_same_content(
+    double: ApiDouble, start_replica: StartReplica, written: list[str]
+) -> None:
+    double.apply(cluster_policy("no-latest", NO_LATEST))
+    for obj in workloads():
+        double.apply(obj)
+    await start_replica(audit_interval=0.3)
+    kinds = {"openreports.io/v1alpha1": "Report", "wgpolicyk8s.io/v1alpha2": "PolicyReport"}
+    found = {}
+    for api_version in written:
+        found[api_version] = await double.wait_for(
+            lambda api_version=api_version: double.get(
+                api_version, kinds[api_version], "baseguard-audit", "team-a"
+            ),
+            what=f"the {api_version} report",
+        )
+    for api_version, report in found.items():
+        assert (report["apiVersion"], report["kind"]) == (api_version, kinds[api_version])
+        assert report["metadata"]["labels"] == {"app.kubernetes.io/managed-by": "baseguard"}
+        (fail,) = [r for r in report["results"] if r["result"] == "fail"]
+        assert (fail["policy"], fail["rule"], fail["source"]) == (
+            "no-latest",
+            "disallowed-tag",
+            "baseguard",
+        )
+    first, *others = found.values()
+    for other in others:
+        assert other["results"] == first["results"] and other["summary"] == first["summary"]
+    if "wgpolicyk8s.io/v1alpha2" not in written:
+        touched = double.recorded(path="/apis/wgpolicyk8s.io", prefix=True)
+        assert {r.path for r in touched} <= {"/apis/wgpolicyk8s.io/v1alpha2"}  # asked, no more
+
+    double.apply(
+        cluster_policy("no-latest", {"mode": "Audit", "pinning": {"disallowedTags": ["edge"]}})
+    )
+    double.delete("apps/v1", "Deployment", "web", "team-a")
+    for api_version in written:
+        await double.wait_for(
+            lambda api_version=api_version: (
+                double.get(api_version, kinds[api_version], "baseguard-audit", "team-a") is None
+            ),
+            what=f"the stale {api_version} report to go",
+        )

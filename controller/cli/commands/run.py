@@ -212,7 +212,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-policy-reports",
         dest="policy_reports",
         action="store_false",
-        help="do not write wgpolicyk8s.io PolicyReports",
+        help="do not write PolicyReports (openreports.io Reports, wgpolicyk8s.io PolicyReports)",
     )
 
 

@@ -1,14 +1,17 @@
 """PolicyReports of the audit, without I/O.
 
-``wgpolicyk8s.io/v1alpha2``: one ``PolicyReport`` per namespace, one
-``ClusterPolicyReport`` for cluster-scoped objects (none of today's kinds
-are), each result naming policy, rule, result, message and resource.
+One report per namespace, one cluster-wide report for cluster-scoped objects
+(none of today's kinds are), each result naming policy, rule, result,
+message and resource; written as OpenReports (``openreports.io/v1alpha1``
+``Report``/``ClusterReport``) and/or ``wgpolicyk8s.io/v1alpha2``
+(``PolicyReport``/``ClusterPolicyReport``), whichever the cluster serves.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from controller.operator.audit.plan import (
@@ -23,8 +26,58 @@ from controller.operator.audit.plan import (
 from controller.policy.model import Action, RuleCode
 
 REPORT_NAME = "baseguard-audit"
-REPORT_API_VERSION = "wgpolicyk8s.io/v1alpha2"
 MAX_REPORT_RESULTS = 1000
+
+
+@dataclass(frozen=True)
+class ReportApi:
+    """One PolicyReport API: where its namespaced and cluster-wide kinds live.
+
+    Kyverno 1.15+ and Policy Reporter read OpenReports (``openreports.io``),
+    the successor of ``wgpolicyk8s.io``; older readers know only the latter.
+    The audit writes to whichever of the two is installed, both if both,
+    with the same content: only ``apiVersion`` and ``kind`` differ.
+    """
+
+    group: str
+    version: str
+    kind: str
+    plural: str
+    cluster_kind: str
+    cluster_plural: str
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}"
+
+    @property
+    def every_namespace(self) -> str:
+        """The namespaced kind's collection across all namespaces (to find stale reports)."""
+        return f"/apis/{self.group}/{self.version}/{self.plural}"
+
+    def path(self, namespace: str | None, name: str | None = None) -> str:
+        base = f"/apis/{self.group}/{self.version}"
+        path = (
+            f"{base}/namespaces/{namespace}/{self.plural}"
+            if namespace
+            else f"{base}/{self.cluster_plural}"
+        )
+        return f"{path}/{name}" if name else path
+
+
+WGPOLICY = ReportApi(
+    "wgpolicyk8s.io",
+    "v1alpha2",
+    "PolicyReport",
+    "policyreports",
+    "ClusterPolicyReport",
+    "clusterpolicyreports",
+)
+OPENREPORTS = ReportApi(
+    "openreports.io", "v1alpha1", "Report", "reports", "ClusterReport", "clusterreports"
+)
+#: Every API the audit can write, in the order it writes them.
+REPORT_APIS = (OPENREPORTS, WGPOLICY)
 
 _RESULT = {Action.DENY: "fail", Action.AUDIT: "fail", Action.WARN: "warn"}
 _SEVERITY = {Action.DENY: "high", Action.AUDIT: "medium", Action.WARN: "low"}
@@ -113,8 +166,11 @@ def _result(
     return entry
 
 
-def report_body(namespace: str | None, results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """A ``PolicyReport`` (or, for ``namespace=None``, a ``ClusterPolicyReport``) with a summary.
+def report_body(
+    namespace: str | None, results: Sequence[Mapping[str, Any]], *, api: ReportApi = WGPOLICY
+) -> dict[str, Any]:
+    """A ``PolicyReport`` (or, for ``namespace=None``, a ``ClusterPolicyReport``) with a summary;
+    ``api`` picks the API (``Report``/``ClusterReport`` for OpenReports), nothing else changes.
 
     Kept under :data:`MAX_REPORT_RESULTS` entries (an object must stay well
     under etcd's size limit): problems first, passes dropped first.
@@ -129,19 +185,15 @@ def report_body(namespace: str | None, results: Sequence[Mapping[str, Any]]) -> 
     if namespace is not None:
         meta["namespace"] = namespace
     return {
-        "apiVersion": REPORT_API_VERSION,
-        "kind": "PolicyReport" if namespace is not None else "ClusterPolicyReport",
+        "apiVersion": api.api_version,
+        "kind": api.kind if namespace is not None else api.cluster_kind,
         "metadata": meta,
         "summary": summary,
         "results": list(ordered),
     }
 
 
-def report_path(namespace: str | None, name: str | None = None) -> str:
-    base = "/apis/wgpolicyk8s.io/v1alpha2"
-    path = (
-        f"{base}/namespaces/{namespace}/policyreports"
-        if namespace
-        else f"{base}/clusterpolicyreports"
-    )
-    return f"{path}/{name}" if name else path
+def report_path(
+    namespace: str | None, name: str | None = None, *, api: ReportApi = WGPOLICY
+) -> str:
+    return api.path(namespace, name)

@@ -315,35 +315,51 @@ class Auditor:
             self.ledger.posted(key, first=first, now=now, count=count)
             posted += 1
 
+    async def report_apis(self) -> list[reports.ReportApi]:
+        """The report APIs this cluster serves (discovery needs no RBAC), in writing order."""
+        found: list[reports.ReportApi] = []
+        for api in reports.REPORT_APIS:
+            try:
+                listing = await self.kube.get(f"/apis/{api.group}/{api.version}")
+            except Exception:
+                continue
+            names = {
+                r.get("name") for r in listing.get("resources") or [] if isinstance(r, Mapping)
+            }
+            if api.plural in names:
+                found.append(api)
+        return found
+
     async def reports_installed(self) -> bool:
-        try:
-            found = await self.kube.get("/apis/wgpolicyk8s.io/v1alpha2")
-        except Exception:
-            return False
-        names = {r.get("name") for r in found.get("resources") or [] if isinstance(r, Mapping)}
-        return "policyreports" in names
+        return bool(await self.report_apis())
 
     async def _reports(self, run: AuditRun) -> None:
-        if not await self.reports_installed():
+        apis = await self.report_apis()
+        if not apis:
             return
         results = reports.report_results(run.pairs, now=run.started)
         wanted = {ns: r for ns, r in results.items() if r}
-        for namespace, entries in wanted.items():
-            body = reports.report_body(namespace, entries)
-            try:
-                await self._upsert(
-                    reports.report_path(namespace, reports.REPORT_NAME),
-                    reports.report_path(namespace),
-                    body,
-                )
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning(
-                    "cannot write a PolicyReport",
-                    extra={"fields": {"namespace": namespace, "error": str(exc)}},
-                )
-        await self._drop_stale_reports(set(wanted))
+        for api in apis:
+            for namespace, entries in wanted.items():
+                body = reports.report_body(namespace, entries, api=api)
+                try:
+                    await self._upsert(
+                        api.path(namespace, reports.REPORT_NAME), api.path(namespace), body
+                    )
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.warning(
+                        "cannot write a PolicyReport",
+                        extra={
+                            "fields": {
+                                "namespace": namespace,
+                                "api": api.api_version,
+                                "error": str(exc),
+                            }
+                        },
+                    )
+            await self._drop_stale_reports(api, set(wanted))
 
     async def _upsert(self, path: str, collection: str, body: dict[str, Any]) -> None:
         try:
@@ -358,26 +374,25 @@ class Auditor:
         )
         await self.kube.replace(path, body)
 
-    async def _drop_stale_reports(self, keep: set[str | None]) -> None:
+    async def _drop_stale_reports(self, api: reports.ReportApi, keep: set[str | None]) -> None:
         selector = {"labelSelector": "app.kubernetes.io/managed-by=baseguard"}
         stale: list[str] = []
         try:
             if self.namespace is None:
-                for item in await self.kube.list(
-                    "/apis/wgpolicyk8s.io/v1alpha2/policyreports", params=selector
-                ):
+                for item in await self.kube.list(api.every_namespace, params=selector):
                     meta = item.get("metadata") or {}
                     if meta.get("name") == reports.REPORT_NAME and meta.get("namespace") not in keep:
-                        stale.append(reports.report_path(meta.get("namespace"), reports.REPORT_NAME))
-                for item in await self.kube.list(
-                    "/apis/wgpolicyk8s.io/v1alpha2/clusterpolicyreports", params=selector
-                ):
+                        stale.append(api.path(meta.get("namespace"), reports.REPORT_NAME))
+                for item in await self.kube.list(api.path(None), params=selector):
                     meta = item.get("metadata") or {}
                     if meta.get("name") == reports.REPORT_NAME and None not in keep:
-                        stale.append(reports.report_path(None, reports.REPORT_NAME))
+                        stale.append(api.path(None, reports.REPORT_NAME))
             for path in stale:
                 await self.kube.delete(path)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.warning("cannot tidy old PolicyReports", extra={"fields": {"error": str(exc)}})
+            log.warning(
+                "cannot tidy old PolicyReports",
+                extra={"fields": {"api": api.api_version, "error": str(exc)}},
+            )
