@@ -1,12 +1,9 @@
 """Build an image's lineage from the registry: image → base → base's base, per platform.
 
 For every platform of the image (attestation entries skipped) the resolver
-reads the base *claim* — manifest annotations, then the index descriptor and
-index annotations, then config labels, then the Buildpacks run image, then
-BuildKit's recorded sources (the readers of :mod:`controller.lineage.claims`,
-then any registry-backed :class:`~controller.lineage.images.ClaimSource`) —
-and checks it by layers: the
-claimed base's ``rootfs.diff_ids`` must be a prefix of the child's. When nothing
+reads the base *claim* (the readers of :mod:`controller.lineage.claims` in §4
+order, then registry-backed sources such as BuildKit provenance) and checks it
+by layers: the claimed base's ``rootfs.diff_ids`` must prefix the child's. When nothing
 is claimed, the base is *detected* as the longest diff_id prefix among the
 catalog bases. Each level is recorded with how it was found and whether the
 layers confirmed it; whether a contradicted or unverifiable claim matters is
@@ -23,8 +20,9 @@ Decisions worth knowing (each documented where it is made):
   note goes on the claiming level and the base is detected by layers instead.
 - A label (or Buildpacks metadata, also a label) is inherited by child images,
   so it may name a grandparent: its claimed base is then a *strict* prefix, and
-  when the catalog knows a closer base, that base becomes the level (``layers``)
-  and the note says the label described an ancestor further up.
+  when the catalog (or a later source) knows a closer base, that base becomes the
+  level and the note says the label described an ancestor further up.
+- Two sources that disagree: the layers decide (:meth:`LineageResolver._layers_decide`).
 - A base that is gone from the registry is recorded unverified and ends the
   chain (``UNCLAIMED``); any other registry trouble ends it ``LOOKUP_FAILED``.
 - "Stale" is judged per platform image and by layers, never by index digest: a
@@ -414,7 +412,7 @@ class LineageResolver:
                 claim = None
         if claim is not None and claim.candidates:
             step = await self._follow(node, claim, seen)
-            if step is not None and step.level is not None and step.level.verified is False:
+            if step is not None:
                 step = await self._layers_decide(node, claim, step, seen, top=top)
             if step is not None:
                 return replace(step, note=_join(*notes, step.note))
@@ -423,17 +421,35 @@ class LineageResolver:
         return replace(step, note=_join(*notes, step.note))
 
     async def _layers_decide(
-        self, node: ImageNode, claim: Claim, contradicted: _Step, seen: set[str], *, top: bool
+        self, node: ImageNode, claim: Claim, step: _Step, seen: set[str], *, top: bool
     ) -> _Step:
-        """Two sources disagree and the layers contradict the first: a later claim they confirm wins.
+        """Where two sources disagree, the layers decide; the level's note says whose claim lost.
 
-        The later places are read in the usual order (the remaining pure
-        readers, then the registry-backed sources); the first whose base the
-        layers confirm becomes the level, and its note names the claim it
-        overrules. When none is confirmed (or a source cannot be read), the
-        contradicted claim stays, as before.
+        Contradicted: the first later claim the layers confirm wins. A label (inherited)
+        confirmed as an ancestor further up: a later claim confirmed with *more* of the
+        image's layers is the closer base, asked only of what is at hand (pure readers,
+        provenance the index lists), never speculatively. Otherwise ``step`` stands.
         """
+        level, base = step.level, step.node
         overruled = ", ".join(display(c) for c in claim.candidates)
+        if level is not None and level.verified is False:
+            better = await self._later_confirmed(node, claim, seen, top=top, longer_than=-1)
+            note = f"the {claim.source}'s claim {overruled} is contradicted by the layers"
+        elif level and level.verified and level.source in INHERITED_SOURCES and base and (
+            len(base.diff_ids) < len(node.diff_ids)
+        ):
+            better = await self._later_confirmed(node, claim, seen, top=False, longer_than=len(base.diff_ids))
+            note = f"the {claim.source} names {overruled}, an ancestor further up (labels are inherited from base images)"
+        else:
+            return step
+        if better is None or better.level is None:
+            return step
+        return replace(better, level=replace(better.level, note=_join(note, better.level.note)))
+
+    async def _later_confirmed(
+        self, node: ImageNode, claim: Claim, seen: set[str], *, top: bool, longer_than: int
+    ) -> _Step | None:
+        """The first later claim (§4 order) confirmed by more than ``longer_than`` layers."""
         subject = replace(node.subject, top=top)
         later = [c for c in (read(subject) for read in READERS) if c is not None and c != claim]
         for index in range(len(later) + len(self.sources)):
@@ -444,15 +460,14 @@ class LineageResolver:
                     other = await self.sources[index - len(later)].read(subject, self.client)
                 except LookupFailed:
                     continue
-            if other is None or not other.candidates or (other.source == claim.source and (
-                set(other.candidates) == set(claim.candidates)
-            )):
+            if other is None or not other.candidates or (
+                other.source == claim.source and set(other.candidates) == set(claim.candidates)
+            ):
                 continue
             step = await self._follow(node, other, seen)
-            if step is not None and step.level is not None and step.level.verified:
-                note = f"the {claim.source}'s claim {overruled} is contradicted by the layers"
-                return replace(step, level=replace(step.level, note=_join(note, step.level.note)))
-        return contradicted
+            if step and step.level and step.level.verified and step.node and len(step.node.diff_ids) > longer_than:
+                return step
+        return None
 
     async def _detect(self, node: ImageNode, seen: set[str]) -> _Step:
         """Nothing (usable) claimed: the longest catalog prefix of the layers, else the chain ends."""

@@ -214,3 +214,45 @@ async def test_an_unreadable_statement_is_no_claim(
     assert "provenance not used: statement sha256:" in pl.levels[0].note
     assert "statement is not JSON" in pl.levels[0].note
     assert "not an in-toto statement" in pl.levels[0].note
+
+
+async def test_an_inherited_label_gives_way_to_the_closer_base_provenance_names(
+    registry: RegistryProcess, unique_repo: str, resolver: LineageResolver
+) -> None:
+    """aspnet labels itself as built on debian (as .NET SDK images do); the app, built FROM
+    aspnet with buildx, inherits that label verbatim, and its provenance names aspnet."""
+    build = push_build(registry, unique_repo)
+    deb = build.debian["amd64"]
+    labels = {media.BASE_NAME: f"{build.root}/debian:12-slim", media.BASE_DIGEST: deb.digest}
+    aspnet_layer = layer({"usr/share/dotnet": unique_repo})
+    aspnet = registry.push_image(
+        f"{unique_repo}/aspnet", "8.0", [build.layers["amd64"], aspnet_layer], labels=labels
+    )
+    app = registry.push_image(
+        f"{unique_repo}/app",
+        None,
+        [build.layers["amd64"], aspnet_layer, layer({"app.dll": unique_repo})],
+        labels=labels,
+    )
+    materials = [
+        material(f"{build.root}/dockerfile", "1", build.frontend.digest),
+        material(f"{build.root}/aspnet", "8.0", aspnet.digest),
+    ]
+    push_buildx_index(
+        registry.pusher,
+        f"{unique_repo}/app",
+        "1",
+        [(app, "linux/amd64", [statement(app, materials)])],
+    )
+
+    pl = platforms(await resolver.resolve(parse(f"{build.root}/app:1")))["linux/amd64"]
+
+    assert chain(pl) == [
+        (f"{build.root}/app:1", "image", None),
+        (f"{build.root}/aspnet:8.0", "provenance", True),
+        (f"{build.root}/debian:12-slim", "label", True),
+    ]
+    assert pl.levels[1].note == (
+        f"the label names {build.root}/debian:12-slim, an ancestor further up "
+        "(labels are inherited from base images)"
+    )
