@@ -7,10 +7,11 @@ another's internals. PURE: no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from controller.policy.model import Action, RuleCode, most_severe
 from controller.policy.verdict import Violation
 from controller.workloads import ContainerImage
 
@@ -64,3 +65,47 @@ def not_evaluated(results: Iterable[WorkloadResult]) -> list[str]:
             for rule in image_result.not_evaluated:
                 seen.setdefault(rule.value, None)
     return list(seen)
+
+
+@dataclass(frozen=True)
+class Group:
+    """One finding said once: a rule broken with the same message (and waiver) by several policies.
+
+    Six end-of-life policies that cannot reach the registry find the same
+    ``lookup-failed`` six times; a reader needs it once, naming them all.
+    ``action`` is the most severe of theirs.
+    """
+
+    rule: RuleCode
+    message: str
+    waived: str | None
+    policies: tuple[str, ...]
+    action: Action
+
+
+def grouped(violations: Iterable[Violation]) -> list[Group]:
+    """Violations of one image merged by (rule, message, waiver), in first-seen order."""
+    groups: dict[tuple[RuleCode, str, str | None], list[Violation]] = {}
+    for v in violations:
+        groups.setdefault((v.rule, v.message, v.waived), []).append(v)
+    return [
+        Group(
+            rule=rule,
+            message=message,
+            waived=waived,
+            policies=tuple(dict.fromkeys(v.policy for v in items)),
+            action=most_severe(v.action for v in items),
+        )
+        for (rule, message, waived), items in groups.items()
+    ]
+
+
+def grouped_findings(found: Sequence[Finding]) -> list[tuple[Finding, Group]]:
+    """:func:`grouped` image by image: each group with the first finding it merged (for ``where``)."""
+    by_image: dict[ContainerImage, list[Finding]] = {}
+    for f in found:
+        by_image.setdefault(f.image, []).append(f)
+    out: list[tuple[Finding, Group]] = []
+    for items in by_image.values():
+        out.extend((items[0], group) for group in grouped(f.violation for f in items))
+    return out

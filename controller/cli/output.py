@@ -9,9 +9,10 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from controller.assess import WorkloadResult
+from controller.findings import grouped
 from controller.lineage.model import Lineage, PlatformLineage, Source
 from controller.policy.facts import ImageFacts
-from controller.policy.model import Action, RuleCode, most_severe
+from controller.policy.model import Action, RuleCode
 from controller.policy.verdict import ImageResult, Violation, summarize
 from controller.roles import ImageRole
 
@@ -127,15 +128,11 @@ def _applied(wr: WorkloadResult) -> str:
 
 def _grouped(violations: Sequence[Violation]) -> list[str]:
     """One line per (rule, message, waiver): the same finding from several policies is
-    said once, naming them all, with the most severe action."""
-    groups: dict[tuple[RuleCode, str, str | None], list[Violation]] = {}
-    for v in violations:
-        groups.setdefault((v.rule, v.message, v.waived), []).append(v)
+    said once, naming them all, with the most severe action (:func:`findings.grouped`)."""
     lines = []
-    for (rule, message, waived), items in groups.items():
-        policies = ", ".join(v.policy for v in items)
-        tag = waived if waived else most_severe(v.action for v in items).value
-        lines.append(f"{rule.value} [{policies}] {tag}: {message}")
+    for g in grouped(violations):
+        tag = g.waived if g.waived else g.action.value
+        lines.append(f"{g.rule.value} [{', '.join(g.policies)}] {tag}: {g.message}")
     return lines
 
 

@@ -464,7 +464,9 @@ def lookup_failed(
     if action is None:
         return []
     setting = f"lineage.onLookupFailure: {policy.lineage.on_lookup_failure.value}"
-    fix = "check that the registry is reachable and the pull credentials are valid, then retry"
+    if action.value != policy.lineage.on_lookup_failure.value.lower():  # say what is done
+        setting += f", a {action.value} under mode: {policy.mode.value}"
+    fix = "check the registry and the pull credentials, then retry"
     if lineage.failure is not None:
         return [
             _violation(

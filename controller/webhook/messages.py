@@ -12,7 +12,7 @@ import hashlib
 import re
 from collections.abc import Sequence
 
-from controller.findings import Finding
+from controller.findings import Finding, Group, grouped_findings
 from controller.policy.model import Action
 
 WARNING_MAX = 120
@@ -75,22 +75,29 @@ def clip(text: str, limit: int, *, ascii_only: bool = True) -> str:
     return cut.rstrip() + "..."
 
 
+def _policies(group: Group) -> str:
+    return "policy " + group.policies[0] if len(group.policies) == 1 else (
+        "policies " + ", ".join(group.policies)
+    )
+
+
 def deny_message(found: Sequence[Finding], *, uid: str = "") -> str:
-    """The ``status.message`` of a denial: one line per denying violation.
+    """The ``status.message`` of a denial: one line per denying finding.
 
     Each line: ``container "app" image "python:3.8": policy P, rule R: <what,
-    why and the fix>``. At most :data:`MESSAGE_LINES_MAX` lines of
-    :data:`MESSAGE_LINE_MAX` bytes; the rest is counted and left to the log.
+    why and the fix>``; the same finding from several policies is one line
+    naming them all (:func:`controller.findings.grouped_findings`). At most
+    :data:`MESSAGE_LINES_MAX` lines of :data:`MESSAGE_LINE_MAX` bytes; the rest
+    is counted and left to the log.
     """
     lines: dict[str, None] = {}
-    for f in found:
-        if f.violation.action is not Action.DENY:
+    for f, g in grouped_findings(found):
+        if g.action is not Action.DENY:
             continue
-        v = f.violation
         lines.setdefault(
             clip(
-                f'{f.where} image "{f.image.image}": policy {v.policy}, rule {v.rule.value}: '
-                f"{v.message}",
+                f'{f.where} image "{f.image.image}": {_policies(g)}, rule {g.rule.value}: '
+                f"{g.message}",
                 MESSAGE_LINE_MAX,
                 ascii_only=False,
             )
@@ -103,21 +110,84 @@ def deny_message(found: Sequence[Finding], *, uid: str = "") -> str:
     return "\n".join(shown)
 
 
-def warning_lines(found: Sequence[Finding], *, extra: Sequence[str] = ()) -> list[str]:
-    """``warnings``: warn-level violations, then waived ones, then ``extra`` notes.
+# --------------------------------------------------------------------------- warnings
 
+#: ``docker.io/library/python`` is written ``python`` in a warning (as ``docker pull`` takes it).
+_DOCKER_HUB = re.compile(r"\bdocker\.io/(?:library/)?")
+_ASIDE = re.compile(r" \(([^()]*)\)")
+
+
+def _split_fix(message: str) -> tuple[str, str]:
+    """``what (why; more); fix`` → (``what (why; more)``, ``fix``): the last ``; `` outside parentheses.
+
+    Every rule's message ends with its fix after such a ``; ``; a message
+    without one is all ``what``.
+    """
+    depth, cut = 0, -1
+    for i, char in enumerate(message):
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth = max(depth - 1, 0)
+        elif char == ";" and depth == 0 and message.startswith("; ", i):
+            cut = i
+    return (message[:cut], message[cut + 2 :]) if cut >= 0 else (message, "")
+
+
+def _brief(match: re.Match[str]) -> str:
+    """An aside cut to its first clause: ``(Python 3.8: end of life 2024-10-07; source: …)``."""
+    return f" ({match.group(1).split('; ')[0]})"
+
+
+def warning(where: str, group: Group, text: str, limit: int = WARNING_MAX) -> str:
+    """One warning of at most ``limit`` bytes that keeps the rule, the image's base and the fix.
+
+    Kubernetes asks for at most 120 characters per warning, and rule messages
+    are longer: cutting the end cut off the fix, which is what the reader
+    needs. So the message is shortened from the middle, in this order, until
+    it fits: Docker Hub names written short; the policy names left to the log;
+    asides ``(…)`` cut to their first clause, then dropped; then the ``what``
+    part cut, never the fix. The whole text is in the decision log.
+    """
+    text = _DOCKER_HUB.sub("", text)
+    what, fix = _split_fix(text)
+    tail = f"; {fix}" if fix else ""
+    named = f"{group.rule.value} ({group.policies[0]}"
+    named += f" +{len(group.policies) - 1})" if len(group.policies) > 1 else ")"
+    briefer = _ASIDE.sub(_brief, what)
+    bare = _ASIDE.sub("", what)
+    for label, body in (
+        (named, what),
+        (named, briefer),
+        (group.rule.value, briefer),
+        (group.rule.value, bare),
+    ):
+        line = clip(f"{label}, {where}: {body}{tail}", 10 * limit)
+        if len(line) <= limit:
+            return line
+    head = clip(f"{group.rule.value}, {where}:", limit) + " "
+    room = limit - len(head) - len(clip(tail, limit))
+    if room >= 24:  # enough of the what to name the image; the fix whole
+        return head + clip(bare, room) + clip(tail, limit)
+    return clip(f"{head}{bare}{tail}", limit)
+
+
+def warning_lines(found: Sequence[Finding], *, extra: Sequence[str] = ()) -> list[str]:
+    """``warnings``: warn-level findings, then waived ones, then ``extra`` notes.
+
+    The same finding from several policies is one warning
+    (:func:`controller.findings.grouped_findings`), written by :func:`warning`.
     Each at most :data:`WARNING_MAX` bytes; together at most
     :data:`WARNINGS_TOTAL_MAX`, the last line saying how many were left out.
     """
+    groups = grouped_findings(found)
     candidates: dict[str, None] = {}
-    for f in found:
-        v = f.violation
-        if v.action is Action.WARN:
-            candidates.setdefault(clip(f"{f.label}, {f.where}: {v.message}", WARNING_MAX))
-    for f in found:
-        v = f.violation
-        if v.waived is not None:
-            candidates.setdefault(clip(f"{f.label}, {f.where}: {v.waived}", WARNING_MAX))
+    for f, g in groups:
+        if g.action is Action.WARN and g.waived is None:
+            candidates.setdefault(warning(f.where, g, g.message))
+    for f, g in groups:
+        if g.waived is not None:
+            candidates.setdefault(warning(f.where, g, g.waived))
     for note in extra:
         candidates.setdefault(clip(note, WARNING_MAX))
     out: list[str] = []

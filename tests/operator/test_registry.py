@@ -132,5 +132,5 @@ async def test_every_replica_refreshes_the_catalog_so_a_moved_base_tag_is_still_
     response = await admit(replica, double, pod("app", "team-a", app.tagged))
     assert response["allowed"] is True  # its base is known, and allowed …
     assert response["warnings"][0].startswith(
-        'stale-base (bases), container "app"'
+        'stale-base, container "app"'
     )  # … and has moved on

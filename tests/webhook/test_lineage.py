@@ -227,9 +227,10 @@ async def test_an_unreachable_registry_falls_to_on_lookup_failure(
         assert "rule lookup-failed: the lineage of image " in response["status"]["message"]
         assert "lineage.onLookupFailure: Deny" in response["status"]["message"]
     elif on_failure == "Warn":
-        assert response["warnings"][0].startswith(
-            'lookup-failed (bases), container "app": the lineage of image'
-        )
+        app, proxy = response["warnings"]
+        assert app.startswith('lookup-failed, container "app": the lineage of image')
+        assert proxy.startswith('lookup-failed, container "proxy": ')
+        assert app.endswith("; check the registry and the pull credentials, then retry")
     else:
         assert "warnings" not in response
 
@@ -337,3 +338,26 @@ async def test_a_provenance_only_image_is_judged_by_its_verified_base_on_every_p
     message = response["status"]["message"]
     assert "rule deprecated-base" in message and "Debian 12 is on its way out" in message
     assert "unknown-base" not in message and "base-not-allowed" not in message
+
+
+async def test_six_policies_that_cannot_reach_the_registry_warn_once_each_in_full_words(
+    start_webhook: StartWebhook, client: RegistryClient, dead_host: str
+) -> None:
+    """The end-of-life library is six policies: one unreachable registry used to give six
+    identical warnings, each cut before its fix, saying ``Deny`` while it warned."""
+    docs = []
+    for i in range(6):
+        doc = lineage_policy(dead_host, "t", on_failure="Deny")
+        doc["metadata"]["name"] = f"eol-{i}"
+        doc["spec"]["mode"] = "Warn"
+        docs.append(doc)
+    hook = await online(start_webhook, client, *docs)
+    image = f"{dead_host}/t/app:1.0.0"
+    response = await hook.response(deployment(app=image, proxy=image))
+    assert response["allowed"] is True
+    app, proxy = response["warnings"]
+    assert app.startswith('lookup-failed, container "app": the lineage of image')
+    assert proxy.startswith('lookup-failed, container "proxy": ')
+    for warning in (app, proxy):
+        assert len(warning) <= 120
+        assert warning.endswith("; check the registry and the pull credentials, then retry")

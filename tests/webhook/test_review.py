@@ -349,11 +349,11 @@ def test_warnings_include_waivers_and_are_not_repeated() -> None:
         finding(Action.WARN),
         finding(Action.WARN),
         finding(Action.ALLOW, waived="waived until 2026-03-31: PAY-123 (exception #0)"),
-        finding(Action.DENY),
+        finding(Action.DENY, rule=RuleCode.UNPINNED, message="unpinned"),
     ]
     assert messages.warning_lines(found, extra=["a note"]) == [
-        'deprecated-base (prod-bases), container "app": image docker.io/library/python:3.8 is '
-        "deprecated (EOL); use...",
+        'deprecated-base (prod-bases), container "app": image python:3.8 is deprecated (EOL); '
+        "use python:3.12-slim",
         'deprecated-base (prod-bases), container "app": waived until 2026-03-31: PAY-123 (exception #0)',
         "a note",
     ]
@@ -608,3 +608,47 @@ def test_the_store_swaps_whole_snapshots_and_keeps_the_last_good_policy() -> Non
     store.remove("ClusterBaseImagePolicy//p")
     assert store.snapshot.policies == () and store.snapshot.generation == 5
     assert first.policies == () and first.generation == 0  # an old snapshot never changes
+
+
+def _finding(container: str, policy: str, rule: RuleCode, message: str, action: Action) -> Finding:
+    image = ContainerImage(
+        container=container, image="python:3.8-slim", section="containers",
+        path=f"/spec/containers/{container}/image",
+    )  # fmt: skip
+    return Finding(image, Violation(policy=policy, rule=rule, action=action, message=message))
+
+
+EOL = (
+    "image docker.io/library/python:3.8-slim is deprecated (Python 3.8: end of life 2024-10-07; "
+    "source: endoflife.date, snapshot 2026-08-22); use docker.io/library/python:3.13-slim"
+)
+
+
+def test_a_warning_keeps_the_base_and_the_fix_and_merges_policies() -> None:
+    found = [
+        _finding("app", f"eol-{i}", RuleCode.DEPRECATED_BASE, EOL, Action.WARN) for i in range(3)
+    ]
+    (line,) = messages.warning_lines(found)
+    assert line == (
+        'deprecated-base, container "app": image python:3.8-slim is deprecated; '
+        "use python:3.13-slim"
+    )
+    assert len(line) <= messages.WARNING_MAX
+
+
+def test_a_long_warning_is_cut_in_its_middle_never_in_its_fix() -> None:
+    what = "image registry.example/" + "a" * 150 + ":1.0 is deprecated"
+    found = [_finding("app", "p", RuleCode.DEPRECATED_BASE, f"{what}; use python:3.13", Action.WARN)]
+    (line,) = messages.warning_lines(found)
+    assert line.startswith('deprecated-base, container "app": image registry.example/')
+    assert line.endswith("...; use python:3.13") and len(line) <= messages.WARNING_MAX
+
+
+def test_a_denial_names_every_policy_once() -> None:
+    found = [
+        _finding("app", f"eol-{i}", RuleCode.DEPRECATED_BASE, EOL, Action.DENY) for i in range(2)
+    ]
+    assert messages.deny_message(found) == (
+        'container "app" image "python:3.8-slim": policies eol-0, eol-1, rule deprecated-base: '
+        + EOL
+    )
