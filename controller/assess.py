@@ -20,7 +20,7 @@ from controller.lineage.model import Lineage
 from controller.policy.evaluate import applicable_indexed, evaluate, needs_lineage
 from controller.policy.facts import ImageFacts, ObjectFacts
 from controller.policy.index import PolicyIndex
-from controller.policy.lookups import catalog_references, identity_targets
+from controller.policy.lookups import catalog_references, identity_targets, repositories_to_index
 from controller.policy.model import Action, CompiledPolicy, most_severe
 from controller.policy.verdict import ImageResult
 from controller.reference import Reference, parse
@@ -162,7 +162,7 @@ class Assessor:
                                         targets[name] = targets.get(name, frozenset()) | tags
             prepared.append((workload, obj, scoped, images))
 
-        found = await self._gather(
+        found, targets = await self._gather(
             lookups.values(), targets, self.budget if budget is None else budget
         )
         results = []
@@ -179,35 +179,45 @@ class Assessor:
         return results
 
     async def _gather(
-        self, lookups: Iterable[_Lookup], targets: Mapping[str, frozenset[str]], budget: float
-    ) -> dict[str, Lineage]:
+        self, lookups: Iterable[_Lookup], wanted: Mapping[str, frozenset[str]], budget: float
+    ) -> tuple[dict[str, Lineage], dict[str, frozenset[str]]]:
         """Lineages, and the identity index brought up to date, under one deadline.
 
-        After the lineages are in, every pinned tag the index contradicts is asked
-        about once more (it may just have moved), within what is left of the budget.
+        Only repositories where something is pinned by digest are indexed (``wanted``
+        maps the policies' repository globs to their tag globs): the images' own
+        repositories while their lineages resolve, then the base claims'. A pinned tag
+        the index contradicts is asked about once more (it may just have moved),
+        within what is left of the budget. Returns the lineages and the
+        repositories indexed, with their tag globs.
         """
+        todo = list(lookups)
         index = self.identities
-        if index is None or not targets:
-            return await self._resolve(lookups, budget)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + max(budget, 0.0)
+        if index is None or not wanted:
+            return await self._resolve(todo, budget), {}
+        deadline = asyncio.get_running_loop().time() + max(budget, 0.0)
+        targets = repositories_to_index(
+            wanted, {lk.reference.name for lk in todo if lk.reference.digest is not None}
+        )
         refreshing = asyncio.ensure_future(index.ensure(targets))
-        found = await self._resolve(lookups, budget)
-        claims = [
-            (name, tag, digest)
+        found = await self._resolve(todo, budget)
+        pinned = [
+            claim
             for lineage in found.values()
-            for name, tag, digest in identity.pinned(lineage.reference, lineage)
-            if tag is not None and name in targets
+            for claim in identity.pinned(lineage.reference, lineage)
+            if claim[1] is not None
         ]
+        more = repositories_to_index(wanted, {n for n, _, _ in pinned if n not in targets})
+        targets.update(more)
         try:
             async with asyncio.timeout_at(deadline):
                 await refreshing
-                await index.confirm(claims)
+                await index.ensure(more)
+                await index.confirm([(n, t, d) for n, t, d in pinned if n in targets and t])
         except TimeoutError:
-            pass  # what is known by now is judged; the rest is unverified
+            pass  # what is known by now is judged; the rest is judged by its tag, unverified
         finally:
             refreshing.cancel()
-        return found
+        return found, targets
 
     def _with_facts(
         self, facts: ImageFacts, lineage: Lineage | None, targets: Mapping[str, frozenset[str]]

@@ -8,8 +8,11 @@ identity index must know.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+
 from controller import reference
 from controller.errors import InvalidReference
+from controller.globs import GlobSet
 from controller.policy.model import BaseEntry, CompiledPolicy, DeprecatedEntry
 from controller.reference import Reference
 
@@ -48,21 +51,35 @@ def catalog_references(policy: CompiledPolicy) -> tuple[Reference, ...]:
 
 
 def identity_targets(policy: CompiledPolicy) -> dict[str, frozenset[str]]:
-    """The repositories whose tags the identity index must know for ``policy``, with tag globs.
+    """Repository globs whose tags ``policy`` judges, each with its tag globs.
 
-    Every base entry that names one literal repository and judges tags, and every
-    tagged ``lineage.catalog`` reference: the policy decides by those tags, so a
-    digest pinned in that repository must be told by the tags it really has.
+    Every base entry with ``tags`` (``*/library/python`` too: the end-of-life
+    library names mirrors by glob), and every tagged ``lineage.catalog``
+    reference. A digest pinned in a matching repository must be told by the tags
+    it really has; :func:`repositories_to_index` picks the concrete repositories.
     """
     out: dict[str, set[str]] = {}
     for entry in _entries(policy):
-        if len(entry.image.patterns) != 1 or not entry.tags:
+        if not entry.tags:
             continue
-        image = entry.image.patterns[0]
-        if _wild(image) or image == "scratch":
-            continue
-        out.setdefault(image, set()).update(entry.tags.patterns)
+        for image in entry.image.patterns:
+            if image != "scratch":
+                out.setdefault(image, set()).update(entry.tags.patterns)
     for ref in policy.lineage.catalog:
         if ref.tag is not None:
             out.setdefault(ref.name, set()).add(ref.tag)
     return {name: frozenset(tags) for name, tags in out.items()}
+
+
+def repositories_to_index(
+    targets: Mapping[str, frozenset[str]], names: Iterable[str]
+) -> dict[str, frozenset[str]]:
+    """The concrete repositories among ``names`` that some target glob matches, with the
+    union of those targets' tag globs: what the identity index lists, and nothing more."""
+    globs = [(GlobSet((pattern,)), tags) for pattern, tags in targets.items()]
+    out: dict[str, frozenset[str]] = {}
+    for name in names:
+        tags = frozenset().union(*(t for g, t in globs if g.matches(name)))
+        if tags:
+            out[name] = tags
+    return out

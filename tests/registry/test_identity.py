@@ -40,12 +40,14 @@ def _python(registry: RegistryProcess, repo: str, tag: str, py: Any, arm: Any = 
     return registry.push_index(f"{repo}/python", tag, [(amd, "linux/amd64"), (arm64, "linux/arm64")])
 
 
-def _doc(name: str, python: str, *, allowed: bool, deprecated: bool) -> dict[str, Any]:
+def _doc(
+    name: str, python: str, *, allowed: bool, deprecated: bool, pattern: str | None = None
+) -> dict[str, Any]:
     bases: dict[str, Any] = {}
     if deprecated:
         bases["deprecated"] = [
             {
-                "image": python,
+                "image": pattern or python,
                 "tags": ["3.8*"],
                 "reason": "Python 3.8 is end of life",
                 "replacement": f"{python}:3.12-slim",
@@ -61,9 +63,12 @@ def _doc(name: str, python: str, *, allowed: bool, deprecated: bool) -> dict[str
     }
 
 
-def _policy(tmp_path: Path, name: str, python: str, *, allowed: bool, deprecated: bool) -> Path:
+def _policy(
+    tmp_path: Path, name: str, python: str, *, allowed: bool, deprecated: bool, pattern: str | None = None
+) -> Path:
     path = tmp_path / f"{name}.yaml"
-    path.write_text(json.dumps(_doc(name, python, allowed=allowed, deprecated=deprecated)))
+    doc = _doc(name, python, allowed=allowed, deprecated=deprecated, pattern=pattern)
+    path.write_text(json.dumps(doc))
     return path
 
 
@@ -109,12 +114,19 @@ def test_a_tag_that_lies_is_judged_as_the_digest_it_pins(
     assert mismatch["action"] == "deny"
 
 
+@pytest.mark.parametrize("glob", [False, True], ids=["literal-repository", "repository-glob"])
 def test_pinning_by_digest_keeps_the_end_of_life_library_on(
-    registry: RegistryProcess, pythons: tuple[str, Pushed, Pushed], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    registry: RegistryProcess,
+    pythons: tuple[str, Pushed, Pushed],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    glob: bool,
 ) -> None:
-    """``python@<digest of 3.8-slim>`` (index or platform manifest) is deprecated."""
+    """``python@<digest of 3.8-slim>`` (index or platform manifest) is deprecated, also under
+    an entry that names the repository by glob, as the end-of-life library does (``*/library/python``)."""
     python, py38, _ = pythons
-    policy = _policy(tmp_path, "eol", python, allowed=False, deprecated=True)
+    pattern = f"{registry.host}/*/python" if glob else None
+    policy = _policy(tmp_path, "eol", python, allowed=False, deprecated=True, pattern=pattern)
     platform_digest = json.loads(py38.body)["manifests"][1]["digest"]
     for digest in (py38.digest, platform_digest):
         code, result = _check(tmp_path, capsys, registry.host, policy, f"{python}@{digest}")

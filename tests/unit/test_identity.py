@@ -10,7 +10,7 @@ from controller.globs import GlobSet
 from controller.lineage.identity import KnownTags, TagHistory, identity_key
 from controller.policy import evaluate as ev
 from controller.policy.facts import ImageFacts, ObjectFacts
-from controller.policy.lookups import identity_targets
+from controller.policy.lookups import identity_targets, repositories_to_index
 from controller.policy.model import (
     CLUSTER_KIND,
     BaseEntry,
@@ -98,12 +98,18 @@ def test_an_unverified_pin_is_not_evaluated_offline() -> None:
     assert RuleCode.TAG_MISMATCH in result.not_evaluated
 
 
-def test_identity_targets_are_the_literal_repositories_judged_by_tag() -> None:
+def test_identity_targets_are_the_repositories_judged_by_tag() -> None:
     policy = CompiledPolicy(
         kind=CLUSTER_KIND,
         name="p",
         bases_allowed=(ALLOW, BaseEntry(GlobSet(("docker.io/library/*",)), tags=GlobSet(("1",)))),
         bases_deprecated=(EOL, DeprecatedEntry(GlobSet(("docker.io/library/node",)))),
     )
-    assert identity_targets(policy) == {PY: frozenset({"3.8*", "3.12*"})}
+    targets = identity_targets(policy)
+    assert targets == {PY: frozenset({"3.8*", "3.12*"}), "docker.io/library/*": frozenset({"1"})}
+    # Only repositories where something is pinned are listed; globs pick them up too.
+    assert repositories_to_index(targets, [PY, "docker.io/library/node", "ghcr.io/x/y"]) == {
+        PY: frozenset({"3.8*", "3.12*", "1"}),
+        "docker.io/library/node": frozenset({"1"}),
+    }
     assert identity_key(PY, D38) == f"{PY}@{D38}"
