@@ -3,6 +3,12 @@
 workloads → images → facts (registry lookups under one deadline, only where a
 matching policy needs them) → evaluate. Transports only serialise what this
 returns, so ``check``, ``/validate`` and the audit can never disagree.
+
+One call of :meth:`Assessor.assess` is one review: it gets one
+:class:`~controller.lineage.budget.ReviewBudget` (the bounds on images judged,
+platforms, candidates and registry requests), shared by all its lookups, and
+every lookup it starts is cancelled when it returns — at the deadline, or when
+its caller is cancelled because the answer no longer matters.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from controller.errors import InvalidReference
 from controller.lineage import identity
+from controller.lineage.budget import Bounds, ReviewBudget
 from controller.lineage.indexer import IdentityIndex
 from controller.lineage.model import Lineage
 from controller.policy.evaluate import applicable_indexed, evaluate, needs_lineage
@@ -104,9 +111,11 @@ class Assessor:
         *,
         budget: float = 8.0,
         identities: IdentityIndex | None = None,
+        bounds: Bounds | None = None,
     ) -> None:
         self.resolver = resolver
         self.budget = budget
+        self.bounds = bounds or Bounds()
         self._index: PolicyIndex | None = None
         if identities is None and resolver is not None:
             identities = IdentityIndex(resolver.client, history=resolver.catalog.history)  # type: ignore[arg-type]
@@ -240,6 +249,16 @@ class Assessor:
         todo = list(lookups)
         if resolver is None or not todo:
             return {}
+        allowance = ReviewBudget(self.bounds)
+        limit = self.bounds.max_images
+        if len(todo) > limit:
+            # Over the bound, nothing is looked up: judging the first few would still be
+            # work the object's author chose, and the answer is lookup-failed either way.
+            failure = (
+                f"this review names {len(todo)} images that need a lookup, more than "
+                f"{limit} (max_images_per_review = {limit}); none was looked up"
+            )
+            return {lk.reference.normalized: Lineage(lk.reference, None, failure=failure) for lk in todo}
         tasks = {
             asyncio.ensure_future(
                 _as_tenant(
@@ -249,14 +268,19 @@ class Assessor:
                         max_depth=lk.max_depth,
                         platforms=None if lk.any_platform or not lk.platforms else sorted(lk.platforms),
                         catalog=sorted(lk.catalog or (), key=str),
+                        budget=allowance,
                     ),
                 )
             ): lk
             for lk in todo
         }
-        done, pending = await asyncio.wait(tasks, timeout=max(budget, 0.0))
-        for task in pending:
-            task.cancel()
+        try:
+            done, pending = await asyncio.wait(tasks, timeout=max(budget, 0.0))
+        finally:
+            # At the deadline, or when our caller is cancelled (the answer was sent or
+            # abandoned): no lookup of this review outlives it.
+            for task in tasks:
+                task.cancel()
         out: dict[str, Lineage] = {}
         for task, lk in tasks.items():
             key = lk.reference.normalized

@@ -55,8 +55,9 @@ from typing import TYPE_CHECKING
 
 from controller.assess import Assessor, WorkloadResult
 from controller.caching import Instances, SingleFlight, TTLMap
+from controller.lineage.budget import Bounds, ReviewBudget
 from controller.lineage.catalog import Catalog
-from controller.lineage.images import RegistryClient
+from controller.lineage.images import ClaimSource, RegistryClient
 from controller.lineage.model import DEFAULT_MAX_DEPTH, End, Lineage
 from controller.lineage.resolve import LineageKey, LineageResolver, lineage_key
 from controller.policy.facts import ObjectFacts
@@ -90,11 +91,12 @@ class MemoResolver(LineageResolver):
         client: RegistryClient,
         *,
         catalog: Catalog | None = None,
+        sources: Sequence[ClaimSource] | None = None,
         ttl: float = DEFAULT_TTL,
         max_entries: int = DEFAULT_ENTRIES,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        super().__init__(client, catalog=catalog)
+        super().__init__(client, catalog=catalog, sources=sources)
         self.memo: TTLMap[LineageKey, Lineage] = TTLMap(ttl=ttl, max_entries=max_entries, clock=clock)
         self._flights: SingleFlight[LineageKey, Lineage] = SingleFlight()
 
@@ -105,6 +107,7 @@ class MemoResolver(LineageResolver):
         max_depth: int = DEFAULT_MAX_DEPTH,
         platforms: Sequence[str] | None = None,
         catalog: Sequence[Reference] = (),
+        budget: ReviewBudget | None = None,
     ) -> Lineage:
         key = lineage_key(ref, max_depth=max_depth, platforms=platforms, catalog=catalog)
         found = self.memo.get(key)
@@ -113,7 +116,9 @@ class MemoResolver(LineageResolver):
         resolve = super().resolve
 
         async def resolved() -> Lineage:
-            lineage = await resolve(ref, max_depth=max_depth, platforms=platforms, catalog=catalog)
+            lineage = await resolve(
+                ref, max_depth=max_depth, platforms=platforms, catalog=catalog, budget=budget
+            )
             if lineage_ok(lineage):
                 self.memo.put(key, lineage)
             return lineage
@@ -152,12 +157,13 @@ class MemoAssessor(Assessor):
         resolver: LineageResolver | None = None,
         *,
         budget: float = 8.0,
+        bounds: Bounds | None = None,
         ttl: float = DEFAULT_TTL,
         max_entries: int = DEFAULT_ENTRIES,
         clock: Callable[[], float] = time.monotonic,
         max_credential_sets: int = DEFAULT_CREDENTIAL_SETS,
     ) -> None:
-        super().__init__(resolver, budget=budget)
+        super().__init__(resolver, budget=budget, bounds=bounds)
         self.ttl = ttl
         self.max_entries = max_entries
         self.clock = clock
@@ -233,6 +239,7 @@ class MemoAssessor(Assessor):
         bound = MemoResolver(
             client,
             catalog=resolver.catalog,  # what a base's layers are is no secret: shared
+            sources=resolver.sources,
             ttl=self.ttl,
             max_entries=self.max_entries,
             clock=self.clock,
@@ -240,6 +247,7 @@ class MemoAssessor(Assessor):
         return MemoAssessor(
             bound,
             budget=self.budget,
+            bounds=self.bounds,
             ttl=self.ttl,
             max_entries=self.max_entries,
             clock=self.clock,
@@ -294,7 +302,8 @@ def bind_credentials(assessor: Assessor, credentials: Mapping[str, Credentials])
     client = _client_with(resolver, credentials)
     if client is None or resolver is None:
         return assessor
-    return Assessor(LineageResolver(client, catalog=resolver.catalog), budget=assessor.budget)
+    bound = LineageResolver(client, catalog=resolver.catalog, sources=resolver.sources)
+    return Assessor(bound, budget=assessor.budget, bounds=assessor.bounds)
 
 
 def _client_with(

@@ -26,6 +26,7 @@ from types import MappingProxyType
 from typing import Any
 
 from controller.errors import InvalidReference
+from controller.lineage.budget import MAX_CANDIDATES
 from controller.lineage.catalog import is_prefix
 from controller.lineage.model import Source
 from controller.reference import Reference, parse
@@ -34,6 +35,9 @@ from controller.registry.media import Descriptor, ImageConfig, ImageManifest
 
 SCRATCH = "scratch"
 _EMPTY: Mapping[str, str] = MappingProxyType({})
+#: A BuildKit buildinfo record (base64) longer than this is not decoded: a real one
+#: names a handful of images in a few KiB, and decoding 4 MiB holds the event loop.
+MAX_BUILDINFO_BYTES = 64 * 1024
 #: Claim sources that live in config labels, which child images inherit.
 INHERITED_SOURCES = frozenset({Source.LABEL, Source.BUILDPACKS})
 
@@ -46,20 +50,29 @@ class Claim:
     given; there are several only for BuildKit buildinfo, which records every
     image a build pulled (multi-stage inputs too) and not which one was the
     final ``FROM``. ``digest`` alone (no candidates) is a digest without a name.
+    ``exceeded`` says which bound stopped the reading (too many candidates, a
+    record too large to decode): the resolver reports it as a lookup failure
+    rather than judge a claim it did not read in full.
     """
 
     source: Source
     candidates: tuple[Reference, ...] = ()
     digest: str | None = None
     scratch: bool = False
+    exceeded: str | None = None
     #: What the source found but could not use (a provenance statement about another
     #: image, say), for the claiming level's note. A claim with only a note claims nothing.
     note: str = ""
 
     @property
     def usable(self) -> bool:
-        """Whether it names anything: a base, a digest, or scratch."""
-        return bool(self.candidates) or self.digest is not None or self.scratch
+        """Whether it names anything: a base, a digest, or scratch (or went past a bound)."""
+        return (
+            bool(self.candidates)
+            or self.digest is not None
+            or self.scratch
+            or self.exceeded is not None
+        )
 
     @property
     def described(self) -> str:
@@ -145,15 +158,29 @@ def buildpacks_claim(labels: Mapping[str, str]) -> Claim | None:
     return None
 
 
-def buildinfo_claim(config: ImageConfig) -> Claim | None:
+def buildinfo_claim(config: ImageConfig, *, max_candidates: int = MAX_CANDIDATES) -> Claim | None:
     """BuildKit's ``moby.buildkit.buildinfo.v1`` (base64 JSON): its ``docker-image`` sources.
 
     Old images only (removed in Docker 23.1). It sits at the top of the config,
-    or as a label; every ``{type: docker-image, ref, pin}`` is a candidate.
+    or as a label; every distinct ``{type: docker-image, ref, pin}`` is a
+    candidate. Reading is bounded, because the record is the image author's to
+    write: a record over :data:`MAX_BUILDINFO_BYTES` is not decoded, and the
+    reading stops at the first candidate past ``max_candidates``; either way
+    the claim comes back ``exceeded``. Duplicates are dropped by a set of the
+    raw ``(ref, pin)`` strings before anything is parsed, so the work is linear
+    in what is read.
     """
     raw = config.raw.get(media.BUILDINFO) or config.labels.get(media.BUILDINFO)
     if not isinstance(raw, str) or not raw:
         return None
+    if len(raw) > MAX_BUILDINFO_BYTES:
+        return Claim(
+            Source.BUILDINFO,
+            exceeded=(
+                f"its BuildKit buildinfo record is {len(raw)} bytes, over the "
+                f"{MAX_BUILDINFO_BYTES} bytes baseguard reads"
+            ),
+        )
     try:
         info = json.loads(base64.b64decode(raw, validate=False))
     except (ValueError, binascii.Error):
@@ -161,18 +188,33 @@ def buildinfo_claim(config: ImageConfig) -> Claim | None:
     sources = info.get("sources") if isinstance(info, dict) else None
     if not isinstance(sources, list):
         return None
-    found: list[Reference] = []
+    seen: set[tuple[str, str | None]] = set()
+    found: dict[Reference, None] = {}
     for src in sources:
         if not isinstance(src, dict) or src.get("type") != "docker-image":
             continue
-        ref = _parse_name(src["ref"]) if isinstance(src.get("ref"), str) else None
+        name, pin = src.get("ref"), src.get("pin")
+        if not isinstance(name, str):
+            continue
+        raw_key = (name, pin if isinstance(pin, str) else None)
+        if raw_key in seen:
+            continue
+        seen.add(raw_key)
+        ref = _parse_name(name)
         if ref is None:
             continue
-        pin = src.get("pin")
         if isinstance(pin, str) and valid_digest(pin):
             ref = ref.with_digest(pin)
-        if ref not in found:
-            found.append(ref)
+        found[ref] = None
+        if len(found) > max_candidates:
+            return Claim(
+                Source.BUILDINFO,
+                tuple(found)[:max_candidates],
+                exceeded=(
+                    f"its BuildKit buildinfo records more than {max_candidates} candidate "
+                    f"base images (max_candidates_per_claim = {max_candidates})"
+                ),
+            )
     return Claim(Source.BUILDINFO, tuple(found)) if found else None
 
 
@@ -183,6 +225,7 @@ class Subject:
     ``reference``/``digest`` name the platform manifest, and ``attestations`` are
     the index entries that describe it (``vnd.docker.reference.digest`` = its
     digest): the pure readers ignore them; a provenance source needs them.
+    Readers stop past ``max_candidates`` candidates (the claim is then ``exceeded``).
     """
 
     manifest_annotations: Mapping[str, str] = field(default_factory=dict)
@@ -196,6 +239,7 @@ class Subject:
     #: Level 0, the image being judged (not one of its bases): speculative lookups
     #: (OCI referrers) are made only for it.
     top: bool = False
+    max_candidates: int = MAX_CANDIDATES
 
 
 #: A pure claim reader: one place an image may say what it was built on.
@@ -223,7 +267,9 @@ def _buildpacks(subject: Subject) -> Claim | None:
 
 
 def _buildinfo(subject: Subject) -> Claim | None:
-    return None if subject.config is None else buildinfo_claim(subject.config)
+    if subject.config is None:
+        return None
+    return buildinfo_claim(subject.config, max_candidates=subject.max_candidates)
 
 
 #: The pure readers, in the order claims are believed. Manifest annotations are

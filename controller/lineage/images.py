@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from controller.errors import LookupFailed
+from controller.lineage.budget import MAX_PLATFORMS, BoundExceeded, ReviewBudget
 from controller.lineage.catalog import platform_key
 from controller.lineage.claims import Claim, Subject, display
 from controller.lineage.platforms import attestations_for, platform_entries, select_child
@@ -115,14 +116,29 @@ class ClaimSource(Protocol):
 
 
 class Images:
-    """Fetches images through one registry client."""
+    """Fetches images through one registry client.
 
-    def __init__(self, client: RegistryClient) -> None:
+    ``max_platforms`` bounds the images one index may list (nested indexes
+    counted in): an index of thousands is refused before any of them is
+    fetched, with :class:`BoundExceeded` naming the bound.
+    """
+
+    def __init__(self, client: RegistryClient, *, max_platforms: int = MAX_PLATFORMS) -> None:
         self.client = client
+        self.max_platforms = max_platforms
+
+    def _count(self, ref: Reference, count: int) -> None:
+        if count > self.max_platforms:
+            limit = self.max_platforms
+            raise BoundExceeded(
+                f"{display(ref)} is an index of {count} images, more than the "
+                f"{limit} baseguard judges (max_platforms_per_index = {limit})"
+            )
 
     async def expand(self, ref: Reference, index: ImageIndex, depth: int = 0) -> list[Entry]:
         """Every platform manifest of an index (nested indexes followed), with the index listing it."""
         manifests, nested = platform_entries(index)
+        self._count(ref, len(manifests) + len(nested))
         out = [Entry(d, index) for d in manifests]
         if nested and depth >= MAX_INDEX_NESTING:
             raise LookupFailed(f"{display(ref)}: indexes nested more than {MAX_INDEX_NESTING} deep")
@@ -133,6 +149,7 @@ class Images:
                     f"{display(ref)}: {desc.digest} is not an index as its descriptor says"
                 )
             out.extend(await self.expand(ref, fetched.manifest, depth + 1))
+            self._count(ref, len(out))
         return out
 
     async def fetch_child(
@@ -170,4 +187,46 @@ class Images:
         entry = next(e for e in entries if e.descriptor is chosen)
         return await self.fetch_child(ref, fetched.digest, chosen, entry.index)
 
-    # ---- resolve
+
+class ChargedClient:
+    """A :class:`RegistryClient` whose every call is charged to one :class:`ReviewBudget`.
+
+    Every call counts, answered from the registry client's cache or not: the
+    bound is on the work a review asks for, and it stays the same whatever
+    the cache holds (so a test, or an incident, can be reproduced).
+    """
+
+    def __init__(self, client: RegistryClient, budget: ReviewBudget) -> None:
+        self.client = client
+        self.budget = budget
+
+    async def fetch_manifest(self, ref: Reference, digest: str | None = None) -> Fetched:
+        self.budget.charge()
+        return await self.client.fetch_manifest(ref, digest)
+
+    async def resolve_digest(self, ref: Reference) -> str:
+        self.budget.charge()
+        return await self.client.resolve_digest(ref)
+
+    async def fetch_config(self, ref: Reference, manifest: ImageManifest) -> ImageConfig:
+        self.budget.charge()
+        return await self.client.fetch_config(ref, manifest)
+
+
+class ChargedBlobClient(ChargedClient):
+    """A :class:`ChargedClient` over a client that also reads blobs and referrers (provenance)."""
+
+    async def fetch_blob(self, ref: Reference, digest: str, *, limit: int) -> bytes:
+        self.budget.charge()
+        return await self.client.fetch_blob(ref, digest, limit=limit)  # type: ignore[attr-defined, no-any-return]
+
+    async def fetch_referrers(self, ref: Reference, digest: str) -> ImageIndex:
+        self.budget.charge()
+        return await self.client.fetch_referrers(ref, digest)  # type: ignore[attr-defined, no-any-return]
+
+
+def charged(client: RegistryClient, budget: ReviewBudget) -> ChargedClient:
+    """``client`` with every call charged to ``budget``, offering what ``client`` offers."""
+    if hasattr(client, "fetch_blob") and hasattr(client, "fetch_referrers"):
+        return ChargedBlobClient(client, budget)
+    return ChargedClient(client, budget)

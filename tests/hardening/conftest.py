@@ -59,10 +59,11 @@ async def start_webhook(certs: Certs) -> AsyncIterator[Any]:
         store = PolicyStore()
         fill_store(store, list(docs))
         metrics = Metrics(snapshot=lambda: store.snapshot)
+        settings = settings or Settings(host="127.0.0.1", port=0)
         app = make_app(
             store=store,
-            assessor=Assessor(LineageResolver(client)),
-            settings=settings or Settings(host="127.0.0.1", port=0),
+            assessor=Assessor(LineageResolver(client), bounds=settings.bounds),
+            settings=settings,
             metrics=metrics,
         )
         reloader = CertReloader(certs.cert, certs.key)

@@ -598,3 +598,40 @@ def test_catalog_bounds_tags() -> None:
     assert [str(e.reference) for e in cat] == [f"docker.io/library/b:1@{D2}"]
     assert cat.name_of(D1) is None
     assert not cat.has(parse("a:1")) and cat.has(parse("b:1@" + D3))
+
+
+def _sources(count: int, *, distinct: bool = True) -> list[dict[str, str]]:
+    return [
+        {"type": "docker-image", "ref": f"docker.io/library/img{i if distinct else 0}:1", "pin": D1}
+        for i in range(count)
+    ]
+
+
+def test_buildinfo_reading_stops_at_the_first_candidate_past_the_bound() -> None:
+    claim = buildinfo_claim(config(**{"moby.buildkit.buildinfo.v1": _buildinfo(_sources(40))}))
+    assert claim is not None and len(claim.candidates) == 32
+    assert claim.exceeded == (
+        "its BuildKit buildinfo records more than 32 candidate base images "
+        "(max_candidates_per_claim = 32)"
+    )
+    small = buildinfo_claim(
+        config(**{"moby.buildkit.buildinfo.v1": _buildinfo(_sources(40))}), max_candidates=40
+    )
+    assert small is not None and small.exceeded is None and len(small.candidates) == 40
+
+
+def test_buildinfo_duplicates_are_one_candidate() -> None:
+    claim = buildinfo_claim(
+        config(**{"moby.buildkit.buildinfo.v1": _buildinfo(_sources(300, distinct=False))})
+    )
+    assert claim is not None and claim.exceeded is None
+    assert [c.normalized for c in claim.candidates] == [f"docker.io/library/img0:1@{D1}"]
+
+
+def test_a_buildinfo_record_too_large_to_read_is_not_decoded() -> None:
+    raw = _buildinfo(_sources(2_000))
+    claim = buildinfo_claim(config(**{"moby.buildkit.buildinfo.v1": raw}))
+    assert claim == Claim(
+        Source.BUILDINFO,
+        exceeded=f"its BuildKit buildinfo record is {len(raw)} bytes, over the 65536 bytes baseguard reads",
+    )

@@ -322,7 +322,9 @@ async def serve(
         client = RegistryClient(registry_config)
     catalog = Catalog()
     resolver = MemoResolver(client, catalog=catalog, ttl=settings.cache_ttl) if client else None
-    assessor = MemoAssessor(resolver, budget=settings.budget, ttl=settings.cache_ttl)
+    assessor = MemoAssessor(
+        resolver, budget=settings.budget, bounds=settings.bounds, ttl=settings.cache_ttl
+    )
     hosts = config.serving_hosts
     try:
         serving = (

@@ -127,7 +127,9 @@ async def start(args: argparse.Namespace, settings: Settings, *, out: TextIO | N
 
         stats = read_stats
         resolver = MemoResolver(client, ttl=settings.cache_ttl)
-        assessor = MemoAssessor(resolver, budget=settings.budget, ttl=settings.cache_ttl)
+        assessor = MemoAssessor(
+            resolver, budget=settings.budget, bounds=settings.bounds, ttl=settings.cache_ttl
+        )
 
     metrics = Metrics(snapshot=lambda: store.snapshot, registry_stats=stats)
     started = await server.start(

@@ -24,6 +24,7 @@ from typing import Any
 
 from controller.assess import Assessor
 from controller.caching import Instances
+from controller.lineage.budget import ReviewBudget
 from controller.lineage.catalog import Catalog
 from controller.lineage.model import DEFAULT_MAX_DEPTH, Lineage
 from controller.lineage.resolve import lineage_key
@@ -123,11 +124,14 @@ class AuditResolver(MemoResolver):
         max_depth: int = DEFAULT_MAX_DEPTH,
         platforms: Sequence[str] | None = None,
         catalog: Sequence[Reference] = (),
+        budget: ReviewBudget | None = None,
     ) -> Lineage:
         key = lineage_key(ref, max_depth=max_depth, platforms=platforms, catalog=catalog)
         if self.memo.get(key) is None:
             await self.throttle.take()
-        return await super().resolve(ref, max_depth=max_depth, platforms=platforms, catalog=catalog)
+        return await super().resolve(
+            ref, max_depth=max_depth, platforms=platforms, catalog=catalog, budget=budget
+        )
 
 
 @dataclass(frozen=True)

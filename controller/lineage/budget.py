@@ -1,0 +1,72 @@
+"""The bounds of one review's lookups, and the one object that counts them.
+
+Whatever an image, an index or a pod says, judging it must stay cheap for
+everyone else: a pod naming 5,000 images, an index of 5,000 platforms or a
+build record listing 20,000 source images must not turn into thousands of
+registry requests while honest reviews wait. :class:`Bounds` holds the limits
+(their defaults are documented where the webhook's settings are);
+:class:`ReviewBudget` is created once per review by the assessor and passed
+down to the resolver, which charges every registry call to it through
+:class:`controller.lineage.images.ChargedClient`. Past a bound the lookup fails with
+:class:`BoundExceeded`, a :class:`~controller.errors.LookupFailed` whose
+message names the bound, so the image is ``lookup-failed`` like any other
+registry trouble and ``onLookupFailure`` decides.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from controller.errors import LookupFailed
+
+#: Defaults, shared with :class:`controller.settings.Settings` (which documents them).
+MAX_IMAGES = 256
+MAX_PLATFORMS = 64
+MAX_CANDIDATES = 32
+MAX_REQUESTS = 4096
+
+
+@dataclass(frozen=True, kw_only=True)
+class Bounds:
+    """Limits on the work one review may cause (see :class:`controller.settings.Settings`)."""
+
+    max_images: int = MAX_IMAGES
+    max_platforms: int = MAX_PLATFORMS
+    max_candidates: int = MAX_CANDIDATES
+    max_requests: int = MAX_REQUESTS
+
+    def __post_init__(self) -> None:
+        for name in ("max_images", "max_platforms", "max_candidates", "max_requests"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
+
+
+class BoundExceeded(LookupFailed):
+    """A lookup stopped at one of the review's bounds; the message names it."""
+
+
+class ReviewBudget:
+    """What one review may still spend: registry requests, counted across all its images.
+
+    Shared by every lookup of the review (they run concurrently), so the
+    count is of the review as a whole. Once spent, every further request
+    fails at once: the lookups still running end quickly instead of queueing.
+    """
+
+    def __init__(self, bounds: Bounds | None = None) -> None:
+        self.bounds = bounds or Bounds()
+        self.requests = 0
+
+    @property
+    def spent(self) -> bool:
+        return self.requests >= self.bounds.max_requests
+
+    def charge(self) -> None:
+        """Count one registry request; :class:`BoundExceeded` once the review has made its last."""
+        if self.spent:
+            limit = self.bounds.max_requests
+            raise BoundExceeded(
+                f"this review reached its limit of {limit} registry requests "
+                f"(max_requests_per_review = {limit}); not looked up"
+            )
+        self.requests += 1

@@ -1,0 +1,240 @@
+"""Hostile inputs meet the bounds of one review, through the real webhook and a real registry.
+
+Each input was, before these bounds, a stall or a flood for everyone: a build
+record listing 20,000 source images (a quadratic dedupe holding the event loop
+for 25 s, then 20,016 registry requests), an index of 5,000 platforms (5 s of
+stall, 434 MB), a pod naming 5,000 images (5,000 lookups). Now each is one
+``lookup-failed`` denial whose message names the bound, the registry sees a
+handful of requests (counted by the proxy in front of it), and an unrelated
+review and ``/healthz`` are answered while it runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import json
+from typing import Any
+
+import pytest
+from controller.settings import Settings
+from hardening.harness import Family, bases_policy, deployment, pod, push_family
+from support.faulty_proxy import FaultyProxy
+from support.images import layer
+from support.registry import RegistryProcess
+
+from controller.assess import Assessor
+from controller.lineage.resolve import LineageResolver
+from controller.policy.compile import compile_policy
+from controller.registry import media
+from controller.registry.client import RegistryClient
+from controller.registry.config import RegistryConfig, RegistryHost
+from controller.workloads import extract
+
+QUERY = "?timeout=10s"
+NOW = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
+DIGEST = "sha256:" + "ab" * 32
+
+
+@pytest.fixture(scope="module")
+def family(registry: RegistryProcess, _proxy_server: FaultyProxy) -> Family:
+    return push_family(registry, "bounds/team", host=_proxy_server.host)
+
+
+@pytest.fixture(scope="module")
+def healthy(registry: RegistryProcess) -> Family:
+    return push_family(registry, "bounds/ok", host=registry.host)
+
+
+def buildinfo(sources: int) -> str:
+    """A ``moby.buildkit.buildinfo.v1`` value listing ``sources`` distinct images."""
+    record = {
+        "frontend": "dockerfile.v0",
+        "sources": [
+            {"type": "docker-image", "ref": f"docker.io/library/img{i}:1", "pin": DIGEST}
+            for i in range(sources)
+        ],
+    }
+    return base64.b64encode(json.dumps(record).encode()).decode()
+
+
+async def start(start_webhook: Any, proxy: FaultyProxy, registry: RegistryProcess, family: Family,
+                healthy: Family, **settings: Any) -> Any:
+    hook, _ = await start_webhook(
+        hosts=[RegistryHost(proxy.host, insecure=True), RegistryHost(registry.host, insecure=True)],
+        docs=[
+            bases_policy(
+                f"{proxy.host}/{family.repo}/python", f"{registry.host}/{healthy.repo}/python"
+            )
+        ],
+        client_timeout=5.0,
+        settings=Settings(host="127.0.0.1", port=0, **settings),
+    )
+    return hook
+
+
+async def judged_alongside(hook: Any, hostile: dict[str, Any], healthy: Family) -> dict[str, Any]:
+    """The hostile review's answer; an unrelated review and /healthz answered while it runs."""
+    good = deployment(app=healthy.image, proxy=healthy.image)
+    pending = asyncio.ensure_future(hook.response(hostile, query=QUERY))
+    await asyncio.sleep(0)
+    meanwhile = await asyncio.gather(hook.response(good, query=QUERY), hook.get("/healthz"))
+    answer: dict[str, Any] = await pending
+    assert meanwhile[0]["allowed"] is True and "warnings" not in meanwhile[0]
+    assert meanwhile[1] == (200, "ok\n")
+    return answer
+
+
+def denial(answer: dict[str, Any]) -> str:
+    assert answer["allowed"] is False
+    message: str = answer["status"]["message"]
+    assert "rule lookup-failed" in message and "internal error" not in message
+    return message
+
+
+async def test_a_buildinfo_record_of_20000_sources_is_not_read(
+    start_webhook: Any,
+    registry: RegistryProcess,
+    proxy: FaultyProxy,
+    family: Family,
+    healthy: Family,
+) -> None:
+    app = registry.push_image(
+        f"{family.repo}/buildinfo",
+        "20k",
+        [layer({"srv/app": "20k"})],
+        config_extra={media.BUILDINFO: buildinfo(20_000)},
+    )
+    hook = await start(start_webhook, proxy, registry, family, healthy)
+    image = f"{proxy.host}/{app.repository}:20k"
+    proxy.clear()
+
+    message = denial(await judged_alongside(hook, deployment(app=image, proxy=image), healthy))
+
+    assert f"its BuildKit buildinfo record is {len(buildinfo(20_000))} bytes, over the 65536 bytes" in message
+    assert proxy.count() <= 4  # the manifest and the config; not one request per source
+
+
+async def test_a_buildinfo_naming_more_candidates_than_the_bound_is_lookup_failed(
+    start_webhook: Any,
+    registry: RegistryProcess,
+    proxy: FaultyProxy,
+    family: Family,
+    healthy: Family,
+) -> None:
+    app = registry.push_image(
+        f"{family.repo}/buildinfo",
+        "40",
+        [layer({"srv/app": "40"})],
+        config_extra={media.BUILDINFO: buildinfo(40)},
+    )
+    hook = await start(start_webhook, proxy, registry, family, healthy, max_candidates_per_claim=8)
+    image = f"{proxy.host}/{app.repository}:40"
+    proxy.clear()
+
+    message = denial(await hook.response(deployment(app=image, proxy=image), query=QUERY))
+
+    assert (
+        "its BuildKit buildinfo records more than 8 candidate base images "
+        "(max_candidates_per_claim = 8)"
+    ) in message
+    assert proxy.count() <= 4
+
+
+async def test_an_index_of_5000_platforms_is_refused_before_any_is_fetched(
+    start_webhook: Any,
+    registry: RegistryProcess,
+    proxy: FaultyProxy,
+    family: Family,
+    healthy: Family,
+) -> None:
+    one = registry.push_image(f"{family.repo}/wide", None, [layer({"srv/app": "wide"})])
+    platforms = [
+        {"os": "linux", "architecture": "amd64", "variant": f"v{i}"} for i in range(5_000)
+    ]
+    registry.push_index(f"{family.repo}/wide", "5000", [(one, p) for p in platforms])
+    hook = await start(start_webhook, proxy, registry, family, healthy)
+    image = f"{proxy.host}/{family.repo}/wide:5000"
+    proxy.clear()
+
+    message = denial(await judged_alongside(hook, deployment(app=image, proxy=image), healthy))
+
+    assert (
+        f"{image} is an index of 5000 images, more than the 64 baseguard judges "
+        "(max_platforms_per_index = 64)"
+    ) in message
+    assert proxy.count() <= 2  # the index itself
+
+
+async def test_a_pod_of_5000_images_is_not_looked_up(
+    start_webhook: Any,
+    registry: RegistryProcess,
+    proxy: FaultyProxy,
+    family: Family,
+    healthy: Family,
+) -> None:
+    hook = await start(start_webhook, proxy, registry, family, healthy, max_images_per_review=16)
+    review = pod(family.image)
+    spec = review["request"]["object"]["spec"]
+    spec["containers"] = [
+        {"name": f"c{i}", "image": f"{proxy.host}/{family.repo}/gone{i}:1"} for i in range(5_000)
+    ]
+    proxy.clear()
+
+    message = denial(await judged_alongside(hook, review, healthy))
+
+    assert (
+        "this review names 5000 images that need a lookup, more than 16 "
+        "(max_images_per_review = 16); none was looked up"
+    ) in message
+    assert proxy.count() == 0  # over the bound, no image is looked up
+
+
+async def test_the_requests_of_one_review_are_bounded(
+    start_webhook: Any,
+    registry: RegistryProcess,
+    proxy: FaultyProxy,
+    family: Family,
+    healthy: Family,
+) -> None:
+    hook = await start(start_webhook, proxy, registry, family, healthy, max_requests_per_review=3)
+    proxy.clear()
+
+    message = denial(await hook.response(deployment(app=family.image, proxy=family.image), query=QUERY))
+
+    assert (
+        "this review reached its limit of 3 registry requests (max_requests_per_review = 3)"
+    ) in message
+    assert proxy.count() <= 3
+
+
+async def test_lookups_stop_when_the_review_is_abandoned(
+    registry: RegistryProcess, proxy: FaultyProxy, family: Family
+) -> None:
+    """A review whose caller goes away (answered, or the connection dropped) stops its lookups.
+
+    Every registry answer is slowed to 0.3 s, so the lineage app → python → base
+    takes several round trips one after another; the review is cancelled during
+    the first, and the registry sees nothing after that.
+    """
+    proxy.fault("delay", "", seconds=0.3)
+    policy = compile_policy(bases_policy(f"{proxy.host}/{family.repo}/python"))
+    review = deployment(app=family.image, proxy=family.image)
+    workloads = extract(review["request"]["object"])
+    config = RegistryConfig.of(RegistryHost(proxy.host, insecure=True), timeout=5.0)
+    async with RegistryClient(config) as client:
+        assessor = Assessor(LineageResolver(client))
+        judging = asyncio.ensure_future(
+            assessor.assess(workloads, (policy,), now=NOW, budget=30.0)
+        )
+        for _ in range(500):  # until the first request reaches the registry
+            if proxy.count():
+                break
+            await asyncio.sleep(0.01)
+        judging.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await judging
+        asked = proxy.count()
+        await asyncio.sleep(1.0)  # three more round trips' worth, had the lookup gone on
+        assert proxy.count() == asked
