@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from controller.lineage import budget as bounds_
-
 MIB = 1024 * 1024
+#: Defaults of the bounds of one review (documented on the fields below).
+MAX_IMAGES = 256
+MAX_PLATFORMS = 64
+MAX_CANDIDATES = 32
+MAX_REQUESTS = 4096
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -94,36 +97,26 @@ class Settings:
     # Bounds of one review. Past any of them the image is ``lookup-failed`` with a
     # message naming the bound, and ``lineage.onLookupFailure`` decides.
 
-    max_images_per_review: int = bounds_.MAX_IMAGES
+    max_images_per_review: int = MAX_IMAGES
     """Distinct images one review looks up in the registry (256). A pod naming
     5,000 images would otherwise be 5,000 lookups; a real pod has a few dozen
     containers at most. The images past the bound are not looked up at all."""
 
-    max_platforms_per_index: int = bounds_.MAX_PLATFORMS
+    max_platforms_per_index: int = MAX_PLATFORMS
     """Images one index may list, nested indexes counted in (64). The largest
     official images list about ten platforms and as many attestations; an index
     of thousands is refused before any of its images is fetched."""
 
-    max_candidates_per_claim: int = bounds_.MAX_CANDIDATES
+    max_candidates_per_claim: int = MAX_CANDIDATES
     """Candidate bases one claim may name (32): BuildKit's buildinfo lists every
     image a build pulled, which is a handful for a real multi-stage build. The
     reading of a longer list stops there, so the claim is never parsed in full."""
 
-    max_requests_per_review: int = bounds_.MAX_REQUESTS
+    max_requests_per_review: int = MAX_REQUESTS
     """Registry requests one review may make, all its images together (4,096).
     Every call to the registry client counts, answered from its cache or not, so
     the bound does not depend on what the cache holds. A fresh five-container
     Deployment with two platforms and four levels of bases makes about 250."""
-
-    @property
-    def bounds(self) -> bounds_.Bounds:
-        """The bounds above, as the assessor takes them."""
-        return bounds_.Bounds(
-            max_images=self.max_images_per_review,
-            max_platforms=self.max_platforms_per_index,
-            max_candidates=self.max_candidates_per_claim,
-            max_requests=self.max_requests_per_review,
-        )
 
     def budget_for(self, timeout: float | None) -> float:
         """Seconds a review may spend, given the apiserver's ``?timeout=`` (``None``: absent).
