@@ -18,33 +18,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from controller.errors import LookupFailed
-from controller.settings import (
-    MAX_CANDIDATES,
-    MAX_IMAGES,
-    MAX_PLATFORMS,
-    MAX_REQUESTS,
-    Settings,
-)
+
+#: Defaults of the bounds; the webhook's settings (``max_*_per_review`` and so on)
+#: document each and can change it.
+MAX_IMAGES = 256
+MAX_PLATFORMS = 64
+MAX_CANDIDATES = 32
+MAX_REQUESTS = 4096
 
 
 @dataclass(frozen=True, kw_only=True)
 class Bounds:
-    """Limits on the work one review may cause (see :class:`controller.settings.Settings`)."""
+    """Limits on the work one review may cause (see :class:`controller.webhook.settings.Settings`)."""
 
     max_images: int = MAX_IMAGES
     max_platforms: int = MAX_PLATFORMS
     max_candidates: int = MAX_CANDIDATES
     max_requests: int = MAX_REQUESTS
-
-    @classmethod
-    def of(cls, settings: Settings) -> Bounds:
-        """The bounds a server's settings set."""
-        return cls(
-            max_images=settings.max_images_per_review,
-            max_platforms=settings.max_platforms_per_index,
-            max_candidates=settings.max_candidates_per_claim,
-            max_requests=settings.max_requests_per_review,
-        )
 
     def __post_init__(self) -> None:
         for name in ("max_images", "max_platforms", "max_candidates", "max_requests"):

@@ -26,12 +26,12 @@ from types import MappingProxyType
 from typing import Any
 
 from controller.errors import InvalidReference
+from controller.lineage.budget import MAX_CANDIDATES
 from controller.lineage.catalog import is_prefix
 from controller.lineage.model import Source
 from controller.reference import Reference, parse
 from controller.registry import media
 from controller.registry.media import Descriptor, ImageConfig, ImageManifest
-from controller.settings import MAX_CANDIDATES
 
 SCRATCH = "scratch"
 _EMPTY: Mapping[str, str] = MappingProxyType({})

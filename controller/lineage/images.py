@@ -13,13 +13,12 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from controller.errors import LookupFailed
-from controller.lineage.budget import BoundExceeded, ReviewBudget
+from controller.lineage.budget import MAX_PLATFORMS, BoundExceeded, ReviewBudget
 from controller.lineage.catalog import platform_key
 from controller.lineage.claims import Claim, Subject, display
 from controller.lineage.platforms import attestations_for, platform_entries, select_child
 from controller.reference import Reference
 from controller.registry.media import Descriptor, ImageConfig, ImageIndex, ImageManifest, Platform
-from controller.settings import MAX_PLATFORMS
 
 #: Nested indexes deeper than this are refused (a loop of indexes naming each other).
 MAX_INDEX_NESTING = 3

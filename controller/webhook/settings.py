@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from controller.lineage.budget import (
+    MAX_CANDIDATES,
+    MAX_IMAGES,
+    MAX_PLATFORMS,
+    MAX_REQUESTS,
+    Bounds,
+)
+
 MIB = 1024 * 1024
-#: Defaults of the bounds of one review (documented on the fields below).
-MAX_IMAGES = 256
-MAX_PLATFORMS = 64
-MAX_CANDIDATES = 32
-MAX_REQUESTS = 4096
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -131,3 +134,13 @@ class Settings:
         if budget < self.min_budget:
             budget = min(self.min_budget, timeout / 2)
         return budget
+
+    @property
+    def bounds(self) -> Bounds:
+        """The bounds of one review above, as the assessor takes them."""
+        return Bounds(
+            max_images=self.max_images_per_review,
+            max_platforms=self.max_platforms_per_index,
+            max_candidates=self.max_candidates_per_claim,
+            max_requests=self.max_requests_per_review,
+        )

@@ -19,7 +19,6 @@ from hardening.harness import CLIENT_TIMEOUT, BlackHole, Listener, listen_on
 from webhook.webhook_support import Certs, Webhook, fill_store
 
 from controller.assess import Assessor
-from controller.lineage.budget import Bounds
 from controller.lineage.resolve import LineageResolver
 from controller.policy.store import PolicyStore
 from controller.registry.cache import RegistryCache
@@ -63,7 +62,7 @@ async def start_webhook(certs: Certs) -> AsyncIterator[Any]:
         settings = settings or Settings(host="127.0.0.1", port=0)
         app = make_app(
             store=store,
-            assessor=Assessor(LineageResolver(client), bounds=Bounds.of(settings)),
+            assessor=Assessor(LineageResolver(client), bounds=settings.bounds),
             settings=settings,
             metrics=metrics,
         )

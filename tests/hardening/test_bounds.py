@@ -18,7 +18,6 @@ import json
 from typing import Any
 
 import pytest
-from controller.settings import Settings
 from hardening.harness import Family, bases_policy, deployment, pod, push_family
 from support.faulty_proxy import FaultyProxy
 from support.images import layer
@@ -30,6 +29,7 @@ from controller.policy.compile import compile_policy
 from controller.registry import media
 from controller.registry.client import RegistryClient
 from controller.registry.config import RegistryConfig, RegistryHost
+from controller.webhook.settings import Settings
 from controller.workloads import extract
 
 QUERY = "?timeout=10s"

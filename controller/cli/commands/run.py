@@ -42,7 +42,6 @@ from controller.cli.options import (
     webhook_settings,
 )
 from controller.errors import ExitCode, InputError
-from controller.lineage.budget import Bounds
 
 if TYPE_CHECKING:
     from controller.operator.kube import Kube
@@ -324,7 +323,7 @@ async def serve(
     catalog = Catalog()
     resolver = MemoResolver(client, catalog=catalog, ttl=settings.cache_ttl) if client else None
     assessor = MemoAssessor(
-        resolver, budget=settings.budget, bounds=Bounds.of(settings), ttl=settings.cache_ttl
+        resolver, budget=settings.budget, bounds=settings.bounds, ttl=settings.cache_ttl
     )
     hosts = config.serving_hosts
     try:

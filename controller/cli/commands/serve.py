@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from controller.cli.options import add_registry_options, add_webhook_options, docs, webhook_settings
 from controller.errors import ExitCode, InputError
-from controller.lineage.budget import Bounds
 
 if TYPE_CHECKING:
     from controller.tls.serving import CertReloader
@@ -129,7 +128,7 @@ async def start(args: argparse.Namespace, settings: Settings, *, out: TextIO | N
         stats = read_stats
         resolver = MemoResolver(client, ttl=settings.cache_ttl)
         assessor = MemoAssessor(
-            resolver, budget=settings.budget, bounds=Bounds.of(settings), ttl=settings.cache_ttl
+            resolver, budget=settings.budget, bounds=settings.bounds, ttl=settings.cache_ttl
         )
 
     metrics = Metrics(snapshot=lambda: store.snapshot, registry_stats=stats)
