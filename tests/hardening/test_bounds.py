@@ -238,3 +238,22 @@ async def test_lookups_stop_when_the_review_is_abandoned(
         asked = proxy.count()
         await asyncio.sleep(1.0)  # three more round trips' worth, had the lookup gone on
         assert proxy.count() == asked
+
+
+async def test_indexes_nested_deeper_than_three_are_refused(
+    start_webhook: Any,
+    registry: RegistryProcess,
+    proxy: FaultyProxy,
+    family: Family,
+    healthy: Family,
+) -> None:
+    inner = registry.push_image(f"{family.repo}/nested", None, [layer({"srv/app": "nested"})])
+    for _ in range(5):
+        inner = registry.push_index(f"{family.repo}/nested", None, [(inner, "linux/amd64")])
+    registry.push_index(f"{family.repo}/nested", "deep", [(inner, "linux/amd64")])
+    hook = await start(start_webhook, proxy, registry, family, healthy)
+    image = f"{proxy.host}/{family.repo}/nested:deep"
+
+    message = denial(await hook.response(deployment(app=image, proxy=image), query=QUERY))
+
+    assert f"{image}: indexes nested more than 3 deep" in message
