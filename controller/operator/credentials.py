@@ -24,11 +24,11 @@ import json
 import logging
 import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from controller.caching import Loader
 from controller.errors import InputError
-from controller.operator.kube import is_dns1123_label, is_dns1123_subdomain, object_path
+from controller.operator.kube import KubeLike, is_dns1123_label, is_dns1123_subdomain, object_path
 from controller.registry.config import Credentials, DockerCredentials
 
 log = logging.getLogger("baseguard.operator.credentials")
@@ -128,18 +128,12 @@ def fingerprint(creds: HostCredentials) -> frozenset[tuple[str, Credentials]]:
     return frozenset(creds.items())
 
 
-class KubeGet(Protocol):
-    async def get(
-        self, path: str, *, params: Mapping[str, str] | None = None
-    ) -> dict[str, Any]: ...
-
-
 class PullSecrets:
     """Reads and caches the pull secrets of pods."""
 
     def __init__(
         self,
-        kube: KubeGet,
+        kube: KubeLike,
         *,
         ttl: float = 60.0,
         max_entries: int = 4096,
