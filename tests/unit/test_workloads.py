@@ -393,6 +393,8 @@ def resolve_loosely(doc: Any, ptr: str) -> Any:
     node = doc
     for part in ptr.split("/")[1:]:
         if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                return None  # e.g. a container entry that is a list: no image under it
             node = node[int(part)]
         elif isinstance(node, dict):
             node = node.get(part)
