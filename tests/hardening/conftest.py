@@ -16,7 +16,7 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 from hardening.harness import CLIENT_TIMEOUT, BlackHole, Listener, listen_on
-from webhook.webhook_support import Certs, Webhook, fill_store
+from support.webhook import Certs, Webhook, fill_store
 
 from controller.assess import Assessor
 from controller.lineage.resolve import LineageResolver

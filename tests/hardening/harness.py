@@ -15,7 +15,7 @@ from typing import Any
 from support.images import Pushed, layer
 from support.preconditions import unavailable
 from support.registry import RegistryProcess
-from webhook.webhook_support import fixture, set_images
+from support.webhook import fixture, set_images
 
 from controller.registry import media
 

@@ -28,7 +28,7 @@ import pytest
 from aiohttp import web
 from hypothesis import example, given
 from hypothesis import strategies as st
-from webhook.webhook_support import DATA, default_docs, fill_store
+from support.webhook import DATA, default_docs, fill_store
 
 from controller.assess import Assessor
 from controller.policy.store import PolicyStore

@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
-from webhook.webhook_support import Certs, StartWebhook, Webhook, default_docs, fill_store
+from support.webhook import Certs, StartWebhook, Webhook, default_docs, fill_store
 
 from controller.assess import Assessor
 from controller.policy.store import PolicyStore

@@ -13,7 +13,7 @@ import pytest_asyncio
 from support.faulty_proxy import FaultyProxy
 from support.images import layer
 from support.registry import RegistryProcess, free_port
-from webhook.webhook_support import DATA, default_docs, fixture, policy_doc, set_images
+from support.webhook import DATA, default_docs, fixture, policy_doc, set_images
 
 from controller.assess import Assessor, WorkloadResult
 from controller.memo import MemoAssessor, MemoResolver

@@ -18,7 +18,7 @@ import pytest_asyncio
 from support.credentials import TLS_USER
 from support.images import Pushed, layer
 from support.registry import RegistryProcess
-from webhook.webhook_support import StartWebhook, Webhook, fill_store, fixture
+from support.webhook import StartWebhook, Webhook, fill_store, fixture
 
 from controller.memo import MemoAssessor, MemoResolver
 from controller.policy.store import PolicyStore

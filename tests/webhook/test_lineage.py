@@ -17,7 +17,7 @@ from support.faulty_proxy import FaultyProxy
 from support.images import Pushed, layer
 from support.provenance import ARCHES, push_build, push_buildx_index, statement
 from support.registry import RegistryProcess, free_port
-from webhook.webhook_support import StartWebhook, Webhook, fixture, set_images
+from support.webhook import StartWebhook, Webhook, fixture, set_images
 
 from controller.assess import Assessor
 from controller.lineage.resolve import LineageResolver

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from webhook.webhook_support import StartWebhook, fixture
+from support.webhook import StartWebhook, fixture
 
 from controller import logs
 from controller.registry.config import Credentials

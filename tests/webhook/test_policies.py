@@ -6,7 +6,7 @@ import copy
 from typing import Any
 
 import pytest
-from webhook.webhook_support import StartWebhook, Webhook, fixture
+from support.webhook import StartWebhook, Webhook, fixture
 
 INVALID_LINES = [
     "spec.bases.allowed[0].tags[0]: bad glob '3.12/slim': '/' cannot occur in a tag pattern",

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from webhook.webhook_support import fixture
+from support.webhook import fixture
 
 from controller.assess import WorkloadResult
 from controller.errors import BadReview

@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
-from webhook.webhook_support import POLICIES, fixture
+from support.webhook import POLICIES, fixture
 
 from controller.cli.commands import serve
 from controller.errors import InputError

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from webhook.webhook_support import POLICIES
+from support.webhook import POLICIES
 
 from controller.cli.commands import serve
 from controller.webhook.settings import Settings

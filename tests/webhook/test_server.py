@@ -17,7 +17,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from webhook.webhook_support import Certs, StartWebhook, Webhook, fixture, policy_doc, set_images
+from support.webhook import Certs, StartWebhook, Webhook, fixture, policy_doc, set_images
 
 from controller.assess import Assessor, WorkloadResult
 from controller.policy.model import CompiledPolicy

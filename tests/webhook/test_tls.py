@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest_asyncio
-from webhook.webhook_support import Certs, default_docs, fill_store
+from support.webhook import Certs, default_docs, fill_store
 
 from controller.assess import Assessor
 from controller.policy.store import PolicyStore

@@ -13,7 +13,7 @@ import json
 import time
 from typing import Any
 
-from webhook.webhook_support import Certs, StartWebhook, Webhook, fixture
+from support.webhook import Certs, StartWebhook, Webhook, fixture
 
 from controller.webhook.settings import Settings
 
