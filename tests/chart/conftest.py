@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from chart.chart_support import VALUE_SETS, Rendered, rendered
+from support.chart import VALUE_SETS, Rendered, rendered
 
 
 @pytest.fixture(params=sorted(VALUE_SETS), ids=sorted(VALUE_SETS))

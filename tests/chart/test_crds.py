@@ -16,7 +16,7 @@ import celpy
 import kubernetes_validate
 import pytest
 import yaml
-from chart.chart_support import CHART, KUBE_VERSIONS, ROOT
+from support.chart import CHART, KUBE_VERSIONS, ROOT
 
 from controller.policy.compile import check_policy
 from controller.policy.schema import crd_manifests, openapi_schema

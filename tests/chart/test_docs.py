@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
-from chart.chart_support import CHART, ROOT
+from support.chart import CHART, ROOT
 
 from controller.policy.compile import check_policy
 from controller.policy.schema import openapi_schema

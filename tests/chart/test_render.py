@@ -17,7 +17,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
-from chart.chart_support import (
+from support.chart import (
     CA_BUNDLE,
     DIGEST,
     KUBE_VERSIONS,

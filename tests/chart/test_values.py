@@ -8,7 +8,7 @@ from typing import Any
 import helm_python
 import pytest
 import yaml
-from chart.chart_support import CA_BUNDLE, CHART, KUBE_VERSIONS, VALUE_SETS, render
+from support.chart import CA_BUNDLE, CHART, KUBE_VERSIONS, VALUE_SETS, render
 
 
 def schema_error(values: dict[str, Any]) -> str:
