@@ -2,7 +2,7 @@
 
 Each test starts its own webhook with its own :class:`RegistryClient` (so no
 cached answer or remembered failure crosses tests); helpers live in
-:mod:`hardening.harness`.
+:mod:`support.hardening`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 from aiohttp import web
-from hardening.harness import CLIENT_TIMEOUT, BlackHole, Listener, listen_on
+from support.hardening import CLIENT_TIMEOUT, BlackHole, Listener, listen_on
 from support.webhook import Certs, Webhook, fill_store
 
 from controller.assess import Assessor

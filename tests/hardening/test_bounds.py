@@ -18,8 +18,8 @@ import json
 from typing import Any
 
 import pytest
-from hardening.harness import Family, bases_policy, deployment, pod, push_family
 from support.faulty_proxy import FaultyProxy
+from support.hardening import Family, bases_policy, deployment, pod, push_family
 from support.images import layer
 from support.registry import RegistryProcess
 

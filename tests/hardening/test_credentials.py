@@ -18,8 +18,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from hardening.harness import QUERY, bases_policy, pod
 from support.faulty_proxy import FaultyProxy
+from support.hardening import QUERY, bases_policy, pod
 from support.images import Pushed, layer
 from support.registry import RegistryProcess
 

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from hardening.harness import (
+from support.faulty_proxy import FaultyProxy
+from support.hardening import (
     CLIENT_TIMEOUT,
     QUERY,
     TIMEOUT,
@@ -33,7 +34,6 @@ from hardening.harness import (
     deployment,
     push_family,
 )
-from support.faulty_proxy import FaultyProxy
 from support.registry import RegistryProcess
 
 from controller.registry.cache import RegistryCache

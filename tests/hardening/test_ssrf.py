@@ -16,8 +16,8 @@ import time
 from typing import Any
 
 import pytest
-from hardening.harness import QUERY, Listener, bases_policy, pod
 from support.faulty_proxy import FaultyProxy
+from support.hardening import QUERY, Listener, bases_policy, pod
 from support.images import layer
 from support.registry import RegistryProcess
 

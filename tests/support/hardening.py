@@ -12,12 +12,11 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from controller.registry import media
 from support.images import Pushed, layer
 from support.preconditions import unavailable
 from support.registry import RegistryProcess
 from support.webhook import fixture, set_images
-
-from controller.registry import media
 
 #: The apiserver's ``timeoutSeconds`` in these tests; the review budget is this minus
 #: ``Settings.safety_margin`` (1.5 s): 0.5 s for lookups.
