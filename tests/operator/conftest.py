@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
+from support.kube_api import ApiDouble
 
 from controller.cli.commands.run import Started, serve
 from controller.operator.kube import Kube, load_configuration
@@ -24,7 +25,6 @@ from controller.operator.settings import OperatorSettings
 from controller.registry.client import RegistryClient
 from controller.registry.config import RegistryConfig
 from controller.webhook.settings import Settings
-from tests.operator.apidouble import ApiDouble
 
 NAMESPACE = "baseguard"
 SERVICE_HOST = f"baseguard.{NAMESPACE}.svc"

@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.kube_api import ApiDouble
 
 from controller.cli.commands import audit as audit_cli
 from controller.cli.commands import run
 from controller.errors import InputError
-from tests.operator.apidouble import ApiDouble
 from tests.operator.conftest import NO_LATEST, cluster_policy, ns_policy, pod
 
 

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import pytest
+from support.kube_api import ApiDouble
 
 from controller.operator.credentials import (
     PullSecrets,
@@ -16,7 +17,6 @@ from controller.operator.credentials import (
 )
 from controller.operator.kube import InvalidName, Kube, object_path
 from controller.registry.config import Credentials
-from tests.operator.apidouble import ApiDouble
 
 
 def dockerconfigjson(

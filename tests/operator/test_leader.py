@@ -7,10 +7,10 @@ import datetime as dt
 from dataclasses import replace
 
 import pytest
+from support.kube_api import ApiDouble
 
 from controller.operator.kube import Kube
 from controller.operator.leader import Elector, LeaseRecord, Observer, Step, decide, micro_time
-from tests.operator.apidouble import ApiDouble
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, 0, tzinfo=dt.UTC)
 STAMP = micro_time(NOW)

@@ -9,6 +9,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from support.kube_api import ApiDouble
+
 from controller.assess import Assessor
 from controller.operator.kube import Kube
 from controller.operator.namespaces import Namespaces
@@ -16,7 +18,6 @@ from controller.policy.compile import compile_policy
 from controller.policy.store import PolicyStore
 from controller.webhook.handlers import Admission, Endpoint
 from controller.webhook.review import parse_review
-from tests.operator.apidouble import ApiDouble
 
 
 def new_namespace(name: str, labels: Mapping[str, str]) -> dict[str, Any]:

@@ -12,9 +12,9 @@ from typing import Any
 
 import aiohttp
 import pytest
+from support.kube_api import ApiDouble
 
 from controller.operator import rotation as certs
-from tests.operator.apidouble import ApiDouble
 from tests.operator.conftest import (
     NAMESPACE,
     NO_LATEST,

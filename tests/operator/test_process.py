@@ -13,9 +13,9 @@ import sys
 import time
 from pathlib import Path
 
+from support.kube_api import ApiDouble
 from support.registry import free_port
 
-from tests.operator.apidouble import ApiDouble
 from tests.operator.conftest import NAMESPACE, NO_LATEST, SERVICE_HOST, cluster_policy, secret_ca
 
 LAUNCH = (

@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from support.images import layer
+from support.kube_api import ApiDouble
 from support.registry import RegistryProcess
 
 from controller.reference import parse
@@ -15,7 +16,6 @@ from controller.registry import media
 from controller.registry.cache import RegistryCache
 from controller.registry.client import RegistryClient
 from controller.registry.config import RegistryConfig, RegistryHost
-from tests.operator.apidouble import ApiDouble
 from tests.operator.conftest import StartReplica, admit, cluster_policy, pod
 
 
