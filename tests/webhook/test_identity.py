@@ -9,7 +9,7 @@ from typing import Any
 import pytest_asyncio
 from support.images import layer
 from support.registry import RegistryProcess
-from webhook.webhook_support import StartWebhook, fixture, set_images
+from support.webhook import StartWebhook, fixture, set_images
 
 from controller.assess import Assessor
 from controller.lineage.resolve import LineageResolver
