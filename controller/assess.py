@@ -38,6 +38,12 @@ if TYPE_CHECKING:
     from controller.lineage.resolve import LineageResolver
 
 
+#: Images parsed or judged in one step of the event loop. A pod may name thousands of
+#: images (each costs a fraction of a millisecond to judge); between slices other
+#: reviews and the health probe are served, so no review holds the loop for long.
+SLICE = 32
+
+
 @dataclass(frozen=True)
 class WorkloadResult:
     workload: Workload
@@ -81,9 +87,11 @@ def _facts(workload: Workload, namespace_labels: Mapping[str, Mapping[str, str]]
     )
 
 
-def _image_facts(workload: Workload) -> list[ImageFacts]:
+async def _image_facts(workload: Workload) -> list[ImageFacts]:
     out = []
-    for item in workload.images:
+    for i, item in enumerate(workload.images):
+        if i and not i % SLICE:
+            await asyncio.sleep(0)
         try:
             ref: Reference | None = parse(item.image)
             invalid = None
@@ -155,7 +163,7 @@ class Assessor:
         for workload in workloads:
             obj = _facts(workload, labels)
             scoped = applicable_indexed(index, obj)
-            images = _image_facts(workload)
+            images = await _image_facts(workload)
             if self.resolver is not None:
                 for facts in images:
                     if facts.reference is not None and needs_lineage(scoped, obj, facts):
@@ -176,15 +184,18 @@ class Assessor:
         )
         results = []
         for workload, obj, scoped, images in prepared:
-            with_lineage = [
-                self._with_facts(f, found.get(f.reference.normalized), targets)
-                if f.reference
-                else f
-                for f in images
-            ]
-            results.append(
-                WorkloadResult(workload, obj, tuple(evaluate(scoped, obj, with_lineage, now=now)))
-            )
+            judged: list[ImageResult] = []
+            for start in range(0, len(images), SLICE):
+                if start:
+                    await asyncio.sleep(0)  # a big object is judged in slices: others run between
+                with_lineage = [
+                    self._with_facts(f, found.get(f.reference.normalized), targets)
+                    if f.reference
+                    else f
+                    for f in images[start : start + SLICE]
+                ]
+                judged.extend(evaluate(scoped, obj, with_lineage, now=now))
+            results.append(WorkloadResult(workload, obj, tuple(judged)))
         return results
 
     async def _gather(

@@ -137,6 +137,13 @@ class Images:
 
     async def expand(self, ref: Reference, index: ImageIndex, depth: int = 0) -> list[Entry]:
         """Every platform manifest of an index (nested indexes followed), with the index listing it."""
+        entries = len(index.manifests)
+        if entries > 2 * self.max_platforms:  # refused before even sorting the entries out
+            limit = self.max_platforms
+            raise BoundExceeded(
+                f"{display(ref)} is an index of {entries} entries, more than the {limit} images "
+                f"(and an attestation each) baseguard judges (max_platforms_per_index = {limit})"
+            )
         manifests, nested = platform_entries(index)
         self._count(ref, len(manifests) + len(nested))
         out = [Entry(d, index) for d in manifests]

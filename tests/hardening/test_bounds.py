@@ -161,8 +161,8 @@ async def test_an_index_of_5000_platforms_is_refused_before_any_is_fetched(
     message = denial(await judged_alongside(hook, deployment(app=image, proxy=image), healthy))
 
     assert (
-        f"{image} is an index of 5000 images, more than the 64 baseguard judges "
-        "(max_platforms_per_index = 64)"
+        f"{image} is an index of 5000 entries, more than the 64 images (and an attestation "
+        "each) baseguard judges (max_platforms_per_index = 64)"
     ) in message
     assert proxy.count() <= 2  # the index itself
 
@@ -257,3 +257,31 @@ async def test_indexes_nested_deeper_than_three_are_refused(
     message = denial(await hook.response(deployment(app=image, proxy=image), query=QUERY))
 
     assert f"{image}: indexes nested more than 3 deep" in message
+
+
+async def test_attestations_do_not_count_toward_the_platform_bound(
+    start_webhook: Any,
+    registry: RegistryProcess,
+    proxy: FaultyProxy,
+    family: Family,
+    healthy: Family,
+) -> None:
+    """Four platforms with an attestation each pass a bound of 4; six are refused, by count of images."""
+    one = registry.push_image(f"{family.repo}/four", None, [layer({"srv/app": "four"})])
+    four = [{"os": "linux", "architecture": "amd64", "variant": f"v{i}"} for i in range(4)]
+    registry.push_index(f"{family.repo}/four", "4", [(one, p) for p in four], attestations=True)
+    six = [{"os": "linux", "architecture": "amd64", "variant": f"v{i}"} for i in range(6)]
+    registry.push_index(f"{family.repo}/four", "6", [(one, p) for p in six])
+    hook = await start(
+        start_webhook, proxy, registry, family, healthy, max_platforms_per_index=4
+    )
+    fits, over = f"{proxy.host}/{family.repo}/four:4", f"{proxy.host}/{family.repo}/four:6"
+
+    fitting = await hook.response(deployment(app=fits, proxy=fits), query=QUERY)
+    assert "max_platforms_per_index" not in json.dumps(fitting)
+
+    message = denial(await hook.response(deployment(app=over, proxy=over), query=QUERY))
+    assert (
+        f"{over} is an index of 6 images, more than the 4 baseguard judges "
+        "(max_platforms_per_index = 4)"
+    ) in message
