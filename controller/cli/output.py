@@ -176,7 +176,7 @@ def not_evaluated_note(codes: set[RuleCode], *, offline: bool) -> str:
     it as "not evaluated" beside a ``deprecated-base`` finding would read as a
     contradiction; what was left out is the image's bases.
     """
-    why = "--offline: no registry lookups" if offline else "the registry lookup did not happen"
+    why = "--offline: no registry lookups" if offline else "a registry lookup failed"
     partial = [c.value for c in _NAME_AND_ANCESTORS if c in codes]
     whole = sorted(c.value for c in codes if c not in _NAME_AND_ANCESTORS)
     parts = []

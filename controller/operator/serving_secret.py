@@ -21,7 +21,9 @@ import base64
 import datetime as dt
 import logging
 import os
+import shutil
 import tempfile
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,11 +87,15 @@ class ServingPair:
         pair = self_signed(list(hosts), days=1)
         for name, data in (("tls.crt", pair.cert_pem), ("tls.key", pair.key_pem)):
             _write_private(directory / name, data)
-        return cls(
+        serving = cls(
             CertReloader(directory / "tls.crt", directory / "tls.key"),
             directory=directory,
             ready=False,
         )
+        # The directory holds a private key: it goes with the pair, or at the latest when the
+        # process exits, so neither a replica nor a test run leaves keys behind in /tmp.
+        weakref.finalize(serving, shutil.rmtree, directory, ignore_errors=True)
+        return serving
 
     @property
     def context(self) -> Any:

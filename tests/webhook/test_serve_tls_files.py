@@ -37,3 +37,4 @@ async def test_a_self_signed_serve_leaves_no_tls_files(
     finally:
         await server.close()
     assert list(scratch.iterdir()) == []
+
