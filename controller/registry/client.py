@@ -34,7 +34,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable, Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from yarl import URL
@@ -46,6 +46,7 @@ from controller.reference import Reference
 from controller.registry import auth, media, referrers
 from controller.registry.cache import RegistryCache
 from controller.registry.config import RegistryConfig, RegistryHost
+from controller.registry.helpers import ProgramCredentials
 from controller.registry.media import ImageConfig, ImageIndex, ImageManifest
 from controller.registry.transport import (
     KIND_BLOB,
@@ -112,7 +113,7 @@ _valid_digest = digests.is_digest
 class _Shared:
     """State a client shares with the views :meth:`RegistryClient.with_config` makes."""
 
-    def __init__(self, cache: RegistryCache) -> None:
+    def __init__(self, cache: RegistryCache, config: RegistryConfig) -> None:
         self.cache = cache
         self.tokens = auth.TokenCache(clock=cache.clock)
         self.challenges: dict[str, auth.Challenge] = {}
@@ -120,6 +121,13 @@ class _Shared:
         # Hosts that answered the referrers API with a bare 404: the fallback tag is read instead.
         self.no_referrers_api: TTLMap[str, bool] = TTLMap(
             ttl=referrers.NO_REFERRERS_API_TTL, clock=cache.clock, max_entries=10_000
+        )
+        docker = config.docker_config
+        self.programs = ProgramCredentials(
+            store=docker.store if docker is not None else None,
+            helpers=docker.helpers if docker is not None else None,
+            providers=config.credential_providers,
+            clock=cache.clock,
         )
 
 
@@ -136,7 +144,7 @@ class RegistryClient:
 
     def __init__(self, config: RegistryConfig, *, cache: RegistryCache | None = None) -> None:
         self._config = config
-        self._shared = _Shared(cache if cache is not None else RegistryCache())
+        self._shared = _Shared(cache if cache is not None else RegistryCache(), config)
         self._transport = self._shared.transport
         self._transport.register(config)
 
@@ -300,10 +308,30 @@ class RegistryClient:
         entry = self._config.host(ref.registry)
         for mirror in entry.mirrors:
             try:
-                return await op(self._config.host(mirror))
+                return await op(await self._with_program_credentials(mirror, ref))
             except LookupFailed as exc:
                 log.debug("mirror %s failed for %s: %s", mirror, ref.name, exc.message)
-        return await op(entry)
+        return await op(await self._with_program_credentials(ref.registry, ref))
+
+    async def _with_program_credentials(self, host: str, ref: Reference) -> RegistryHost:
+        """``host``'s settings, with a credential helper's or kubelet plugin's credentials
+        when nothing before them in the order had any (pull secrets, configured, ``auths``)."""
+        entry = self._config.host(host)
+        programs = self._shared.programs
+        if not entry.credentials.empty or programs.empty:
+            return entry
+        image = f"{host}/{ref.repository}" + (f":{ref.tag}" if ref.tag else "")
+        creds = await programs.for_image(host, image)
+        if creds.empty:
+            return entry
+        self._transport.remember_secrets(entry.api_host, creds)
+        return replace(
+            entry,
+            username=creds.username,
+            password=creds.password,
+            token=creds.token,
+            identity_token=creds.identity_token,
+        )
 
     # -- manifests ----------------------------------------------------------------------
 

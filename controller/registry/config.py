@@ -16,15 +16,19 @@ import base64
 import binascii
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from controller.errors import InputError
+
+if TYPE_CHECKING:
+    from controller.registry.helpers import CredentialProviders
 
 DOCKER_HUB = "docker.io"
 #: The API host behind ``docker.io`` image names.
@@ -32,6 +36,8 @@ DOCKER_HUB_API = "registry-1.docker.io"
 _DOCKER_HUB_ALIASES = frozenset(
     {"docker.io", "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com"}
 )
+#: A credential helper's name: it becomes part of a program name, so no paths.
+_HELPER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 DEFAULT_TIMEOUT = 5.0
 DEFAULT_MAX_CONCURRENCY = 8
 
@@ -75,14 +81,17 @@ def canonical_host(host: str) -> str:
 
 @dataclass(frozen=True)
 class DockerCredentials:
-    """The ``auths`` section of a Docker ``config.json``: canonical host → credentials.
+    """A Docker ``config.json``: ``auths`` (canonical host → credentials) and its helpers.
 
-    Credential helpers (``credsStore``, ``credHelpers``) run programs and are
-    not supported; configure those hosts in the registry config instead.
+    ``credsStore`` and ``credHelpers`` name credential helper programs
+    (``docker-credential-<name>``); they are run at lookup time by
+    :mod:`controller.registry.helpers`, not here.
     """
 
     auths: Mapping[str, Credentials] = field(default_factory=lambda: MappingProxyType({}))
     source: str = ""
+    store: str | None = None
+    helpers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     def get(self, host: str) -> Credentials | None:
         return self.auths.get(canonical_host(host))
@@ -104,7 +113,18 @@ class DockerCredentials:
             if not isinstance(entry, dict):
                 raise InputError(f"{source}: auths[{key!r}]: expected an object")
             out[canonical_host(str(key))] = _docker_entry(entry, f"{source}: auths[{key!r}]")
-        return cls(MappingProxyType(out), source)
+        store = obj.get("credsStore")
+        if store is not None and (not isinstance(store, str) or not _HELPER_NAME.fullmatch(store)):
+            raise InputError(f"{source}: credsStore: expected a helper name like 'desktop'")
+        raw_helpers = obj.get("credHelpers", {})
+        if not isinstance(raw_helpers, dict):
+            raise InputError(f"{source}: credHelpers: expected an object of host → helper name")
+        helpers: dict[str, str] = {}
+        for host, name in raw_helpers.items():
+            if not isinstance(name, str) or not _HELPER_NAME.fullmatch(name):
+                raise InputError(f"{source}: credHelpers[{host!r}]: expected a helper name like 'ecr-login'")
+            helpers[canonical_host(str(host))] = name
+        return cls(MappingProxyType(out), source, store or None, MappingProxyType(helpers))
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> DockerCredentials:
@@ -183,6 +203,8 @@ class RegistryConfig:
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY
     docker_config: DockerCredentials | None = None
     credentials: Mapping[str, Credentials] = field(default_factory=lambda: MappingProxyType({}))
+    #: Kubelet credential provider plugins (``credentialProviderConfig`` + ``credentialProviderBinDir``).
+    credential_providers: CredentialProviders | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.hosts, MappingProxyType):
@@ -267,7 +289,14 @@ _HOST_KEYS = {
     "maxConcurrency",
     "allowPrivate",
 }
-_TOP_KEYS = {"registries", "timeout", "maxConcurrency", "dockerConfig"}
+_TOP_KEYS = {
+    "registries",
+    "timeout",
+    "maxConcurrency",
+    "dockerConfig",
+    "credentialProviderConfig",
+    "credentialProviderBinDir",
+}
 
 
 def _positive_number(value: Any, where: str) -> float:
@@ -391,6 +420,18 @@ def parse_registry_config(
     if docker_config is None and "dockerConfig" in obj:
         path = Path(_string(obj["dockerConfig"], f"{source}: dockerConfig"))
         docker_config = DockerCredentials.load(path if path.is_absolute() else base / path)
+    providers = None
+    if "credentialProviderConfig" in obj or "credentialProviderBinDir" in obj:
+        from controller.registry.helpers import CredentialProviders
+
+        if not ("credentialProviderConfig" in obj and "credentialProviderBinDir" in obj):
+            raise InputError(f"{source}: credentialProviderConfig and credentialProviderBinDir go together")
+        paths = [
+            Path(_string(obj[k], f"{source}: {k}"))
+            for k in ("credentialProviderConfig", "credentialProviderBinDir")
+        ]
+        config_path, bin_dir = (p if p.is_absolute() else base / p for p in paths)
+        providers = CredentialProviders.load(config_path, bin_dir)
     return RegistryConfig(
         hosts=MappingProxyType(hosts),
         timeout=_positive_number(obj["timeout"], f"{source}: timeout") if "timeout" in obj else DEFAULT_TIMEOUT,
@@ -400,6 +441,7 @@ def parse_registry_config(
             else DEFAULT_MAX_CONCURRENCY
         ),
         docker_config=docker_config,
+        credential_providers=providers,
     )
 
 

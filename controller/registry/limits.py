@@ -27,8 +27,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
+import email.utils
+import re
+import time
 from collections import Counter, OrderedDict, deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 
@@ -134,6 +138,76 @@ class FairSlots:
             yield
         finally:
             self.release(tenant)
+
+
+#: How long a 429 without Retry-After or RateLimit-Reset keeps a host quiet.
+DEFAULT_HOLD = 30.0
+#: The longest a registry's answer may keep us from asking it (Docker Hub's window is 6 h).
+MAX_HOLD = 3600.0
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """What a 429 said: seconds until we may ask again (if it said), and the limit in words."""
+
+    reset_after: float | None
+    limit: str | None
+
+    @property
+    def hold(self) -> float:
+        return min(self.reset_after if self.reset_after is not None else DEFAULT_HOLD, MAX_HOLD)
+
+    def describe(self, *, wall: float | None = None) -> str:
+        """``limit 100 per 21600s, 0 left; resets at 2026-12-04T17:05:07Z``."""
+        parts = [self.limit] if self.limit else []
+        when = dt.datetime.fromtimestamp((wall or time.time()) + self.hold, tz=dt.UTC)
+        parts.append(f"resets at {when.strftime('%Y-%m-%dT%H:%M:%SZ')}")
+        return "; ".join(parts)
+
+
+def _seconds(value: str, *, wall: float) -> float | None:
+    """A delta in seconds, an epoch timestamp, or an HTTP date → seconds from now."""
+    text = value.strip().split(";", 1)[0].split(",", 1)[0].strip()
+    try:
+        number = float(text)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.UTC)
+        return max(when.timestamp() - wall, 0.0)
+    if number < 0:
+        return None
+    return max(number - wall, 0.0) if number > 1_000_000_000 else number
+
+
+_WINDOW = re.compile(r"\bw=(\d+)")
+
+
+def rate_limit_of(headers: Mapping[str, str], *, wall: float | None = None) -> RateLimit:
+    """Read ``Retry-After`` and the ``RateLimit-*`` headers (Docker Hub's ``100;w=21600``)."""
+    now = wall if wall is not None else time.time()
+    reset = None
+    for name in ("Retry-After", "RateLimit-Reset", "X-RateLimit-Reset"):
+        value = headers.get(name)
+        if value:
+            reset = _seconds(value, wall=now)
+            if reset is not None:
+                break
+    limit = None
+    raw = headers.get("RateLimit-Limit") or headers.get("X-RateLimit-Limit")
+    if raw:
+        count = raw.split(";", 1)[0].split(",", 1)[0].strip()
+        window = _WINDOW.search(raw)
+        if count.isdigit():
+            limit = f"limit {count}" + (f" per {window.group(1)}s" if window else "")
+            left = (headers.get("RateLimit-Remaining") or headers.get("X-RateLimit-Remaining") or "")
+            left = left.split(";", 1)[0].strip()
+            if left.isdigit():
+                limit += f", {left} left"
+    return RateLimit(reset, limit)
 
 
 @dataclass(frozen=True)

@@ -48,8 +48,14 @@ from controller.registry.addresses import (
     address_verdict,
     split_hostport,
 )
-from controller.registry.config import DOCKER_HUB, DOCKER_HUB_API, RegistryConfig, RegistryHost
-from controller.registry.limits import FairSlots, current_tenant
+from controller.registry.config import (
+    DOCKER_HUB,
+    DOCKER_HUB_API,
+    Credentials,
+    RegistryConfig,
+    RegistryHost,
+)
+from controller.registry.limits import FairSlots, HoldOffs, current_tenant, rate_limit_of
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +87,8 @@ class RequestStats:
     cache_hits: int = 0  # answered from cache (content, tag, or a remembered failure)
     cache_misses: int = 0  # had to ask (or join someone asking)
     coalesced: int = 0  # joined an identical request already in flight
+    rate_limited: Counter[str] = field(default_factory=Counter)  # 429 answers, by host
+    held_off: Counter[str] = field(default_factory=Counter)  # not sent: the host's 429 had not reset
 
     def count(self, method: str, kind: str, host: str) -> None:
         self.total += 1
@@ -138,13 +146,16 @@ def error_detail(body: bytes) -> tuple[str | None, str | None]:
     )
 
 
-def retry_after(headers: CIMultiDictProxy[str]) -> float | None:
-    value = headers.get("Retry-After", "")
-    try:
-        seconds = float(value)
-    except ValueError:
-        return None
-    return seconds if seconds >= 0 else None
+def rate_limited(reply: Reply) -> str:
+    """``registry H is rate-limiting requests (HTTP 429, retry after 7s); limit …; resets at …``."""
+    limit = rate_limit_of(reply.headers)
+    after = f", retry after {limit.reset_after:g}s" if limit.reset_after is not None else ""
+    return f"registry {reply.host} is rate-limiting requests (HTTP 429{after}); {limit.describe()}"
+
+
+def _limit_context(reply: Reply) -> dict[str, Any]:
+    limit = rate_limit_of(reply.headers)
+    return {"retry_after": limit.reset_after, "rate_limit": limit.limit}
 
 
 # ------------------------------------------------------------------ the error table
@@ -250,6 +261,9 @@ class Transport:
         self.stats = RequestStats()
         self.session: aiohttp.ClientSession | None = None
         self.slots: dict[str, FairSlots] = {}
+        self.holdoffs = HoldOffs(clock=clock)
+        #: Credentials that helper programs handed out, per API host: scrubbed like configured ones.
+        self.program_secrets: dict[str, list[Credentials]] = {}
         self.ssl_contexts: dict[str | None, ssl.SSLContext] = {}
         self.explicit_names: set[str] = set()
         self.address_verdicts: TTLMap[str, str] = TTLMap(
@@ -407,6 +421,11 @@ class Transport:
         if authorization:
             headers["Authorization"] = authorization
         where = f"{method} {url.path}"
+        try:
+            self.holdoffs.check(hp)  # a registry that rate-limited us is not asked before its reset
+        except LookupFailed:
+            self.stats.held_off[hp] += 1
+            raise
         self.stats.count(method, kind, hp)
         started = time.monotonic()
         session = self._session()
@@ -431,6 +450,10 @@ class Transport:
         except HANDLED as exc:
             raise lookup_failure(exc, host=hp, where=where, budget=budget) from None
         self.stats.by_status[reply.status] += 1
+        if reply.status == 429:
+            self.stats.rate_limited[hp] += 1
+            said = rate_limit_of(reply.headers)
+            self.holdoffs.hold(hp, said.hold, rate_limited(reply), said.limit)
         log.debug(
             "%s %s%s -> %d (%.0f ms)", method, hp, url.path, reply.status,
             (time.monotonic() - started) * 1000,
@@ -439,17 +462,22 @@ class Transport:
 
     # -- what a failed answer is called -----------------------------------------------
 
-    @staticmethod
-    def scrub(config: RegistryConfig, text: str, host: str) -> str:
+    def remember_secrets(self, host: str, creds: Credentials) -> None:
+        known = self.program_secrets.setdefault(host, [])
+        if creds not in known:
+            known.append(creds)
+            del known[:-4]  # rotated credentials: the last few are enough to scrub
+
+    def scrub(self, config: RegistryConfig, text: str, host: str) -> str:
         """Registry-provided text with this host's secrets masked: a registry that echoes
         the credential back must not put it into a denial (seen by pod authors) or the log."""
-        creds = config.host(host).credentials
-        for secret in (creds.password, creds.token, creds.identity_token):
-            if secret and len(secret) >= 4:
-                text = text.replace(secret, "***")
-        if creds.has_basic:
-            basic = base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode()
-            text = text.replace(basic, "***")
+        for creds in (config.host(host).credentials, *self.program_secrets.get(host, ())):
+            for secret in (creds.password, creds.token, creds.identity_token):
+                if secret and len(secret) >= 4:
+                    text = text.replace(secret, "***")
+            if creds.has_basic:
+                basic = base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode()
+                text = text.replace(basic, "***")
         return text
 
     def http_error(self, config: RegistryConfig, reply: Reply, method: str, path: str, what: str) -> LookupFailed:
@@ -462,13 +490,7 @@ class Transport:
             "registry": reply.host, "status": reply.status, "code": code, "method": method, "path": path,
         }
         if reply.status == 429:
-            after_s = retry_after(reply.headers)
-            context["retry_after"] = after_s
-            after = f", retry after {after_s:g}s" if after_s is not None else ""
-            return LookupFailed(
-                f"{what}: registry {reply.host} is rate-limiting requests (HTTP 429{after})",
-                context=context,
-            )
+            return LookupFailed(f"{what}: {rate_limited(reply)}", context={**context, **_limit_context(reply)})
         if reply.status == 401:
             return LookupFailed(
                 f"{what}: registry {reply.host} answered 401 without a usable challenge", context=context

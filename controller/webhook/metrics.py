@@ -56,6 +56,12 @@ class RegistryStats(Protocol):
     @property
     def by_kind(self) -> Mapping[tuple[str, str], int]: ...
 
+    @property
+    def rate_limited(self) -> Mapping[str, int]: ...
+
+    @property
+    def held_off(self) -> Mapping[str, int]: ...
+
 
 StatsSource = Callable[[], RegistryStats]
 
@@ -102,6 +108,18 @@ def _registry_metrics(stats: RegistryStats) -> Iterator[Metric]:
     for (method, kind), count in sorted(stats.by_kind.items()):
         requests.add_metric([method, kind], count)
     yield requests
+    for name, counts, text in (
+        ("rate_limited", stats.rate_limited, "Registry answers that were HTTP 429 (rate limit), by registry host."),
+        (
+            "rate_limit_holds",
+            stats.held_off,
+            "Requests not sent because the registry's rate limit had not reset yet, by registry host.",
+        ),
+    ):
+        family = CounterMetricFamily(f"baseguard_registry_{name}", text, labels=["registry"])
+        for host, count in sorted(counts.items()):
+            family.add_metric([host], count)
+        yield family
     for name, value, text in (
         ("cache_hits", stats.cache_hits, "Registry lookups answered from the client's cache."),
         (
