@@ -18,7 +18,11 @@ the challenge it learnt; everything below it is here:
   host only; ``http://`` only for hosts configured ``insecure``;
 - the error table: each aiohttp/OS failure becomes one
   :class:`~controller.errors.LookupFailed` with a ``code``;
-- scrubbing: registry-provided text never carries the credentials we sent.
+- scrubbing: registry-provided text never carries the credentials we sent;
+- ``HTTP_PROXY``/``HTTPS_PROXY``/``NO_PROXY``: honoured, and the address guard
+  still applies to the *registry* host before anything is sent (a proxy would
+  otherwise resolve a hostile name for us); the proxy itself is configuration
+  and may be private.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import json
 import logging
 import ssl
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
@@ -262,6 +267,7 @@ class Transport:
         self.session: aiohttp.ClientSession | None = None
         self.slots: dict[str, FairSlots] = {}
         self.holdoffs = HoldOffs(clock=clock)
+        self.proxies: dict[str, str] | None = None  # scheme → proxy URL, from the environment
         #: Credentials that helper programs handed out, per API host: scrubbed like configured ones.
         self.program_secrets: dict[str, list[Credentials]] = {}
         self.ssl_contexts: dict[str | None, ssl.SSLContext] = {}
@@ -284,6 +290,21 @@ class Transport:
         session, self.session = self.session, None
         if session is not None:
             await session.close()
+
+    def _proxy_for(self, url: URL) -> str | None:
+        """``HTTP(S)_PROXY`` for ``url`` unless ``NO_PROXY`` covers its host (read when the
+        session starts). aiohttp's ``trust_env`` would also read ``~/.netrc`` and send what it
+        finds; this reads the proxy variables only."""
+        if self.proxies is None:
+            self.proxies = urllib.request.getproxies_environment()
+            for scheme, value in self.proxies.items():
+                host = URL(value).host if scheme != "no" else None
+                if host:  # the proxy is configuration: it may live on a private address
+                    self.explicit_names.add(host)
+        chosen = self.proxies.get(url.scheme)
+        if not chosen or proxy_bypassed(url, self.proxies):
+            return None
+        return chosen
 
     def _session(self) -> aiohttp.ClientSession:
         session = self.session
@@ -438,6 +459,7 @@ class Transport:
                     data=dict(form) if form is not None else None,
                     allow_redirects=False,
                     ssl=self._ssl_for(config, hp) if url.scheme == "https" else True,
+                    proxy=self._proxy_for(url),
                     timeout=aiohttp.ClientTimeout(total=None, sock_connect=budget, sock_read=budget),
                 ) as resp:
                     if method == "HEAD":
@@ -501,6 +523,14 @@ class Transport:
         return LookupFailed(
             f"{what}: registry {reply.host} answered HTTP {reply.status} ({method} {path})", context=context
         )
+
+
+def proxy_bypassed(url: URL, proxies: Mapping[str, str]) -> bool:
+    """``NO_PROXY`` (``no`` in ``proxies``) covers ``url``'s host: names, suffixes, ``*``."""
+    host = url.host or ""
+    port = url.explicit_port
+    bypass = getattr(urllib.request, "proxy_bypass_environment")  # noqa: B009 - untyped in typeshed
+    return bool(bypass(f"{host}:{port}" if port else host, dict(proxies)))
 
 
 async def _read_capped(resp: aiohttp.ClientResponse, limit: int, kind: str, hp: str, where: str) -> bytes:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
@@ -514,6 +515,39 @@ def test_registry_configuration_is_mounted_and_parses() -> None:
     assert main["args"][-1] == "--budget=4"
 
 
+def test_credential_provider_plugins_are_mounted_and_the_config_parses(tmp_path: Path) -> None:
+    """The kubelet's CredentialProviderConfig and plugin dir, where the registry config says."""
+    chart = rendered("credential-providers")
+    main = container(chart)
+    args = flags(main["args"])
+    configmap = chart.one("ConfigMap")
+    mounts = {m["name"]: m for m in main["volumeMounts"]}
+    assert args["registry-config"] == f"{mounts['registries']['mountPath']}/registries.yaml"
+    registries = yaml.safe_load(configmap["data"]["registries.yaml"])
+    assert registries["credentialProviderConfig"] == mounts["credential-provider-config"]["mountPath"]
+    assert registries["credentialProviderBinDir"] == mounts["credential-provider-bin"]["mountPath"]
+    assert mounts["credential-provider-bin"]["readOnly"] is True
+    volumes = {v["name"]: v for v in chart.one("Deployment")["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["credential-provider-bin"]["hostPath"]["path"] == "/etc/eks/image-credential-provider"
+    # What the pod will read parses as the kubelet's file does (paths moved under tmp_path).
+    config = tmp_path / "config.yaml"
+    config.write_text(configmap["data"]["credential-provider.yaml"])
+    (tmp_path / "bin").mkdir()
+    text = yaml.safe_dump(
+        {**registries, "credentialProviderConfig": str(config), "credentialProviderBinDir": str(tmp_path / "bin")}
+    )
+    providers = parse_registry_config(text, source="chart").credential_providers
+    assert providers is not None
+    assert [p.name for p in providers.providers] == ["ecr-credential-provider"]
+    assert providers.provider_for("123456789012.dkr.ecr.eu-west-1.amazonaws.com/app:1") is not None
+
+
+def test_credential_provider_config_without_plugins_is_refused() -> None:
+    values = {"registryCredentials": {"credentialProviders": {"config": VALUE_SETS["credential-providers"]["registryCredentials"]["credentialProviders"]["config"]}}}
+    with pytest.raises(Exception, match="binDir"):
+        render(values)
+
+
 # --- optional objects ------------------------------------------------------------------
 
 
@@ -521,7 +555,10 @@ def test_optional_objects_only_when_asked(chart: Rendered) -> None:
     assert bool(chart.of_kind("ServiceMonitor")) == value(chart, "metrics", "serviceMonitor", "enabled")
     assert bool(chart.of_kind("NetworkPolicy")) == value(chart, "networkPolicy", "enabled")
     assert bool(chart.of_kind("ClusterBaseImagePolicy")) == value(chart, "policies", "enabled")
-    assert bool(chart.of_kind("ConfigMap")) == bool(value(chart, "registryConfig"))
+    assert bool(chart.of_kind("ConfigMap")) == bool(
+        value(chart, "registryConfig")
+        or value(chart, "registryCredentials", "credentialProviders", "config")
+    )
 
 
 def test_service_monitor_scrapes_the_service() -> None:

@@ -56,6 +56,27 @@ VALUE_SETS: Mapping[str, dict[str, Any]] = {
     # The webhook running outside the cluster (development, the control-plane tests):
     # the apiserver calls a URL, and the managed certificate names its host.
     "outside-cluster": {"webhook": {"url": "https://127.0.0.1:8443"}},
+    # EKS: the nodes' ECR plugin, run by baseguard with the same config (docs/install.md).
+    "credential-providers": {
+        "registryCredentials": {
+            "credentialProviders": {
+                "config": {
+                    "apiVersion": "kubelet.config.k8s.io/v1",
+                    "kind": "CredentialProviderConfig",
+                    "providers": [
+                        {
+                            "name": "ecr-credential-provider",
+                            "matchImages": ["*.dkr.ecr.*.amazonaws.com", "*.dkr.ecr.*.amazonaws.com.cn"],
+                            "defaultCacheDuration": "12h",
+                            "apiVersion": "credentialprovider.kubelet.k8s.io/v1",
+                        }
+                    ],
+                },
+                "binDir": {"hostPath": {"path": "/etc/eks/image-credential-provider", "type": "Directory"}},
+            }
+        },
+        "serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/baseguard-ecr"}},
+    },
     "strict": {
         "replicas": 3,
         "antiAffinity": "hard",

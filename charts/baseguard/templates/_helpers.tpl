@@ -175,7 +175,7 @@ otherwise the pair is a mounted Secret volume, read from files and reloaded on c
 - --tls-cert=/etc/baseguard/tls/tls.crt
 - --tls-key=/etc/baseguard/tls/tls.key
 {{- end }}
-{{- if .Values.registryConfig }}
+{{- if include "baseguard.registryConfig" . }}
 - --registry-config=/etc/baseguard/registries/registries.yaml
 {{- end }}
 {{- if .Values.registryCredentials.dockerConfigSecret }}
@@ -192,3 +192,18 @@ otherwise the pair is a mounted Secret volume, read from files and reloaded on c
 {{ toYaml . }}
 {{- end }}
 {{- end }}
+
+{{/*
+The --registry-config YAML: registryConfig, plus the credential provider paths when
+registryCredentials.credentialProviders.config is set. Empty when there is nothing to say.
+*/}}
+{{- define "baseguard.registryConfig" -}}
+{{- $config := deepCopy (.Values.registryConfig | default dict) -}}
+{{- if .Values.registryCredentials.credentialProviders.config -}}
+{{- $_ := set $config "credentialProviderConfig" "/etc/baseguard/credential-provider/config.yaml" -}}
+{{- $_ := set $config "credentialProviderBinDir" "/etc/baseguard/credential-provider/bin" -}}
+{{- end -}}
+{{- if $config -}}
+{{- toYaml $config -}}
+{{- end -}}
+{{- end -}}
