@@ -25,8 +25,9 @@ credentials to pull). Failures and tokens are kept per credential set, so an
 anonymous 401 never blocks a lookup that has credentials.
 
 How requests travel (session, limits, TLS, the address guard, redirects, the
-error table, scrubbing) is :mod:`controller.registry.transport`; this module
-keeps the operations, their caching and the authentication handshake.
+error table, scrubbing) is :mod:`controller.registry.transport`; the 401 →
+challenge → retry round is :mod:`controller.registry.handshake`; this module
+keeps the operations and their caching.
 """
 
 from __future__ import annotations
@@ -46,19 +47,17 @@ from controller.reference import Reference
 from controller.registry import auth, media, referrers
 from controller.registry.cache import RegistryCache
 from controller.registry.config import RegistryConfig, RegistryHost
+from controller.registry.handshake import Handshake
 from controller.registry.helpers import ProgramCredentials
 from controller.registry.media import ImageConfig, ImageIndex, ImageManifest
 from controller.registry.transport import (
     KIND_BLOB,
     KIND_MANIFEST,
     KIND_PING,
-    KIND_TOKEN,
     MAX_ERROR_BODY,
-    MAX_TOKEN_BODY,
     Reply,
     RequestStats,
     Transport,
-    hostport,
     mib,
 )
 
@@ -115,9 +114,10 @@ class _Shared:
 
     def __init__(self, cache: RegistryCache, config: RegistryConfig) -> None:
         self.cache = cache
-        self.tokens = auth.TokenCache(clock=cache.clock)
-        self.challenges: dict[str, auth.Challenge] = {}
         self.transport = Transport(clock=cache.clock)
+        self.handshake = Handshake(self.transport, cache)
+        self.tokens = self.handshake.tokens
+        self.challenges = self.handshake.challenges
         # Hosts that answered the referrers API with a bare 404: the fallback tag is read instead.
         self.no_referrers_api: TTLMap[str, bool] = TTLMap(
             ttl=referrers.NO_REFERRERS_API_TTL, clock=cache.clock, max_entries=10_000
@@ -473,19 +473,6 @@ class RegistryClient:
         scheme = "http" if entry.insecure else "https"
         return URL(f"{scheme}://{entry.api_host}{path}", encoded=True)
 
-    def _preemptive(self, entry: RegistryHost, repository: str) -> tuple[str | None, bool]:
-        """(Authorization to send up front, whether it is a cached bearer token)."""
-        creds = entry.credentials
-        if creds.token:
-            return f"Bearer {creds.token}", False
-        challenge = self._shared.challenges.get(entry.api_host)
-        if challenge is None:
-            return None, False
-        if challenge.scheme == "basic":
-            return (auth.basic_authorization(creds), False) if creds.has_basic else (None, False)
-        token = self._shared.tokens.get(auth.token_key(challenge, auth.pull_scope(repository), creds))
-        return (f"Bearer {token.value}", True) if token is not None else (None, False)
-
     async def _call(
         self,
         entry: RegistryHost,
@@ -497,137 +484,11 @@ class RegistryClient:
         *,
         accept: str | None,
     ) -> Reply:
-        """One request to a registry host with at most one authentication round.
-
-        401 → answer the challenge (fetch a token or use basic credentials) →
-        retry once. A second 401 is final: no loops.
-        """
-        creds = entry.credentials
-        url = self._url(entry, path)
-        async with self._transport.slot(self._config, entry):
-            authorization, cached_token = self._preemptive(entry, repository)
-            reply = await self._transport.send_hops(
-                self._config, entry, method, url, kind, authorization=authorization, accept=accept, limit=media.MAX_BODY
-            )
-            if reply.status != 401:
-                return reply
-            if creds.token:
-                raise LookupFailed(
-                    f"authentication refused by {entry.api_host} (401 with the configured token)",
-                    context={"registry": entry.api_host, "status": 401, "code": "UNAUTHORIZED"},
-                )
-            challenge = auth.pick_challenge(reply.headers.get("WWW-Authenticate"))
-            if challenge is None:
-                raise self._transport.http_error(self._config, reply, method, path, what)
-            self._shared.challenges[entry.api_host] = challenge
-            if challenge.scheme == "basic":
-                if not creds.has_basic:
-                    raise LookupFailed(
-                        f"registry {entry.api_host} requires credentials (Basic) and none are "
-                        f"configured for {entry.host} ({method} {path})",
-                        context={"registry": entry.api_host, "status": 401, "code": "UNAUTHORIZED"},
-                    )
-                if authorization is not None:
-                    raise LookupFailed(
-                        f"authentication refused by {entry.api_host} (401 with basic credentials)",
-                        context={"registry": entry.api_host, "status": 401, "code": "UNAUTHORIZED"},
-                    )
-                authorization = auth.basic_authorization(creds)
-                reply = await self._transport.send_hops(
-                    self._config, entry, method, url, kind, authorization=authorization, accept=accept, limit=media.MAX_BODY
-                )
-                if reply.status == 401:
-                    raise LookupFailed(
-                        f"authentication refused by {entry.api_host} (401 with basic credentials)",
-                        context={"registry": entry.api_host, "status": 401, "code": "UNAUTHORIZED"},
-                    )
-                return reply
-            # Bearer. A refused cached token (expired early, signer rotated) earns one fresh
-            # token; a refused fresh token is final.
-            scope = auth.pull_scope(repository)
-            key = auth.token_key(challenge, scope, creds)
-            if cached_token:
-                self._shared.tokens.discard(key)
-            token = await self._token(entry, challenge, scope)
-            reply = await self._transport.send_hops(
-                self._config, entry, method, url, kind, authorization=f"Bearer {token.value}", accept=accept,
-                limit=media.MAX_BODY,
-            )
-            if reply.status == 401:
-                self._shared.tokens.discard(key)
-                raise self._refused(entry, reply, scope)
-            return reply
-
-    def _refused(self, entry: RegistryHost, reply: Reply, scope: str) -> LookupFailed:
-        challenge = auth.pick_challenge(reply.headers.get("WWW-Authenticate"))
-        detail = f": {challenge.error} for {scope}" if challenge and challenge.error else ""
-        return LookupFailed(
-            f"authentication refused by {entry.api_host} (401 after token){detail}",
-            context={
-                "registry": entry.api_host,
-                "status": 401,
-                "code": "DENIED" if detail else "UNAUTHORIZED",
-            },
+        """One request with at most one authentication round (:mod:`controller.registry.handshake`)."""
+        return await self._shared.handshake.call(
+            self._config, entry, method, self._url(entry, path), path, kind, repository, what, accept=accept
         )
 
-    async def _token(self, entry: RegistryHost, challenge: auth.Challenge, scope: str) -> auth.Token:
-        creds = entry.credentials
-        key = auth.token_key(challenge, scope, creds)
-        cached = self._shared.tokens.get(key)
-        if cached is not None:
-            return cached
-
-        async def fetch() -> auth.Token:
-            token = await self._fetch_token(entry, challenge, scope)
-            self._shared.tokens.put(key, token)
-            return token
-
-        return await self.cache.single_flight(("token", key), fetch)
-
-    async def _fetch_token(self, entry: RegistryHost, challenge: auth.Challenge, scope: str) -> auth.Token:
-        creds = entry.credentials
-        scopes = tuple(dict.fromkeys(s for s in (scope, challenge.scope) if s))
-        request = auth.token_request(challenge, scopes, creds)
-        realm = URL(request.url)
-        if realm.scheme not in ("http", "https") or not realm.host:
-            raise LookupFailed(
-                f"registry {entry.api_host} named an unusable token realm {request.url!r}",
-                context={"registry": entry.api_host, "code": "TOKEN"},
-            )
-        realm_host = hostport(realm)
-        if realm.scheme == "http" and not (
-            self._config.host(realm_host).insecure or (realm_host == entry.api_host and entry.insecure)
-        ):
-            raise LookupFailed(
-                f"registry {entry.api_host} named a plain-http token realm on {realm_host}; "
-                f"refused (configure {realm_host} as insecure to allow)",
-                context={"registry": entry.api_host, "code": "TOKEN"},
-            )
-        if request.params:
-            realm = realm.extend_query(list(request.params))
-        reply = await self._transport.send_hops(
-            self._config,
-            entry,
-            request.method,
-            realm,
-            KIND_TOKEN,
-            authorization=request.authorization,
-            accept="application/json",
-            limit=MAX_TOKEN_BODY,
-            form=request.form,
-        )
-        if reply.status in (401, 403):
-            who = "the credentials" if not creds.empty else "an anonymous token"
-            raise LookupFailed(
-                f"token server {realm_host} refused {who} for {entry.host} ({scope}, HTTP {reply.status})",
-                context={"registry": entry.api_host, "status": reply.status, "code": "UNAUTHORIZED"},
-            )
-        if reply.status != 200:
-            raise LookupFailed(
-                f"token server {realm_host} answered HTTP {reply.status} for {entry.host}",
-                context={"registry": entry.api_host, "status": reply.status, "code": "TOKEN"},
-            )
-        return auth.parse_token_response(reply.body, now=self.cache.clock(), where=realm_host)
 
 @dataclass(frozen=True)
 class _CachedManifest:
