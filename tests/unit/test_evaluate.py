@@ -6,15 +6,25 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 import pytest
+from support.policy_builders import (
+    D_IMG,
+    D_NEW,
+    D_OLD,
+    NOW,
+    built_on,
+    g,
+    img,
+    lvl,
+    nspol,
+    plat,
+    pol,
+)
 
-from controller.errors import InvalidReference
 from controller.globs import GlobSet
-from controller.lineage.model import End, Level, Lineage, PlatformLineage, Source
+from controller.lineage.model import End, PlatformLineage, Source
 from controller.policy import evaluate as ev
 from controller.policy.facts import ImageFacts, ObjectFacts
 from controller.policy.model import (
-    CLUSTER_KIND,
-    NAMESPACED_KIND,
     Action,
     BaseEntry,
     CompiledPolicy,
@@ -33,13 +43,8 @@ from controller.policy.model import (
     most_severe,
 )
 from controller.policy.verdict import ImageResult
-from controller.reference import parse
 from controller.roles import ImageRole
 
-NOW = dt.datetime(2025, 6, 1, 12, 0, tzinfo=dt.UTC)
-D_IMG = "sha256:" + "c" * 64
-D_OLD = "sha256:" + "a" * 64
-D_NEW = "sha256:" + "b" * 64
 PROD = ObjectFacts(kind="Pod", name="web", namespace="prod-eu", labels={"app": "web"})
 CI = ObjectFacts(kind="Dockerfile", name="Dockerfile")
 
@@ -52,65 +57,6 @@ PY38 = DeprecatedEntry(
     replacement="docker.io/library/python:3.12-slim",
 )
 ALLOW_PY312 = BaseEntry(GlobSet(("docker.io/library/python",)), tags=GlobSet(("3.12*-slim*",)))
-
-
-def g(*patterns: str) -> GlobSet:
-    return GlobSet(patterns)
-
-
-def pol(name: str = "p", **kw: object) -> CompiledPolicy:
-    return CompiledPolicy(kind=CLUSTER_KIND, name=name, **kw)  # type: ignore[arg-type]
-
-
-def nspol(namespace: str, name: str = "np", **kw: object) -> CompiledPolicy:
-    return CompiledPolicy(kind=NAMESPACED_KIND, name=name, namespace=namespace, **kw)  # type: ignore[arg-type]
-
-
-def lvl(text: str | None, **kw: object) -> Level:
-    kw.setdefault("source", Source.ANNOTATION)
-    kw.setdefault("verified", True)
-    kw.setdefault("digest", None)
-    return Level(reference=None if text is None else parse(text), **kw)  # type: ignore[arg-type]
-
-
-def plat(
-    platform: str,
-    image: str,
-    *ancestors: Level,
-    end: End = End.KNOWN_BASE,
-    failure: str | None = None,
-) -> PlatformLineage:
-    return PlatformLineage(platform, (lvl(image, source=Source.IMAGE), *ancestors), end, failure)
-
-
-def img(
-    text: str,
-    *platforms: PlatformLineage,
-    role: ImageRole = ImageRole.CONTAINER,
-    offline: bool = False,
-    failure: str | None = None,
-) -> ImageFacts:
-    """An image; with no platforms given and not offline, a lineage of one unknown-base platform."""
-    try:
-        ref = parse(text)
-    except InvalidReference as exc:
-        return ImageFacts(image=text, container="app", role=role, invalid=str(exc))
-    lineage = None
-    if not offline:
-        lineage = Lineage(
-            reference=ref,
-            digest=None if failure else D_IMG,
-            platforms=platforms
-            if failure or platforms
-            else (plat("linux/amd64", text, end=End.UNCLAIMED),),
-            failure=failure,
-        )
-    return ImageFacts(image=text, container="app", role=role, reference=ref, lineage=lineage)
-
-
-def built_on(text: str, *ancestors: str, **kw: object) -> ImageFacts:
-    """An image whose amd64 lineage is the given chain of annotated, verified bases."""
-    return img(text, plat("linux/amd64", text, *(lvl(a) for a in ancestors)), **kw)  # type: ignore[arg-type]
 
 
 def one(policies: list[CompiledPolicy], image: ImageFacts, obj: ObjectFacts = PROD) -> ImageResult:

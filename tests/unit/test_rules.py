@@ -5,16 +5,14 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from support.policy_builders import D_IMG, D_NEW, D_OLD, NOW, g, lvl, plat, pol
 
-from controller.globs import GlobSet
 from controller.lineage.model import End, Level, Lineage, PlatformLineage, Source
 from controller.policy import rules
 from controller.policy.facts import ImageFacts
 from controller.policy.model import (
-    CLUSTER_KIND,
     Action,
     BaseEntry,
-    CompiledPolicy,
     DeprecatedEntry,
     LineageSettings,
     Mode,
@@ -27,36 +25,10 @@ from controller.policy.model import (
 from controller.reference import parse
 from controller.roles import ImageRole
 
-NOW = dt.datetime(2025, 6, 1, 12, 0, tzinfo=dt.UTC)
-D_OLD = "sha256:" + "a" * 64
-D_NEW = "sha256:" + "b" * 64
-D_IMG = "sha256:" + "c" * 64
-
-
-def g(*patterns: str) -> GlobSet:
-    return GlobSet(patterns)
-
-
-def pol(**kw: object) -> CompiledPolicy:
-    return CompiledPolicy(kind=CLUSTER_KIND, name=str(kw.pop("name", "p")), **kw)  # type: ignore[arg-type]
-
 
 def subject(text: str, role: ImageRole = ImageRole.CONTAINER) -> rules.Subject:
     ref = parse(text)
     return rules.Subject(ImageFacts(image=text, role=role, reference=ref), ref)
-
-
-def lvl(text: str | None, **kw: object) -> Level:
-    kw.setdefault("source", Source.ANNOTATION)
-    kw.setdefault("verified", True)
-    kw.setdefault("digest", None)
-    return Level(reference=None if text is None else parse(text), **kw)  # type: ignore[arg-type]
-
-
-def plat(
-    platform: str, image: str, *ancestors: Level, end: End = End.KNOWN_BASE
-) -> PlatformLineage:
-    return PlatformLineage(platform, (lvl(image, source=Source.IMAGE), *ancestors), end)
 
 
 def chain(
