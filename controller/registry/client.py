@@ -438,9 +438,10 @@ class RegistryClient:
             except (ValueError, AttributeError):
                 raise LookupFailed(f"{what}: the registry's tag list is not JSON") from None
             tags.extend(t for t in listed if isinstance(t, str))
-            following = _next_page(reply.headers.get("Link", ""), base)
-            if following is None:
-                return tags, True
+            link = reply.headers.get("Link", "")
+            following = _next_page(link, base)
+            if following is None:  # the end, or a next page elsewhere (not followed: incomplete)
+                return tags, "next" not in link
             path = following
         return tags, False
 

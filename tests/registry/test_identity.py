@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from support.images import Pushed, layer
 from support.registry import RegistryProcess
+from support.tag_pages import PagingFront
 
 from controller.assess import Assessor
 from controller.cli.main import main
@@ -201,3 +203,41 @@ async def test_a_digest_pinned_before_its_tag_moved_is_never_denied_for_it(
     assert after.results[0].violations == ()
     assert index.history.known(parse(python).name, first.digest) is not None
     assert index.history.current(parse(python).name, "3.12-slim") != frozenset({first.digest})
+
+
+@pytest.fixture
+def paging(registry: RegistryProcess) -> Iterator[PagingFront]:
+    front = PagingFront(registry.url).start()
+    yield front
+    front.stop()
+
+
+async def test_tag_lists_are_paginated_and_bounded(
+    registry: RegistryProcess, unique_repo: str, paging: PagingFront, make_client: Any
+) -> None:
+    """``tags/list`` pages (``n`` and ``Link: rel="next"``) are followed up to the bound; a
+    next link elsewhere is not followed; the index resolves at most ``max_tags`` matching tags."""
+    repo = f"{unique_repo}/python"
+    image = registry.push_image(repo, "3.12-slim", [OS, PY312])
+    for tag in ("3.12.1-slim", "3.12.2-slim", "3.12.3-slim", "3.8-slim"):
+        registry.push_manifest(repo, tag, image.body, image.media_type)
+    client = make_client(paging)
+    ref = parse(f"{paging.host}/{repo}")
+    tags, complete = await client.list_tags(ref, page_size=2, max_pages=10)
+    assert (tags, complete) == (
+        ["3.12-slim", "3.12.1-slim", "3.12.2-slim", "3.12.3-slim", "3.8-slim"],
+        True,
+    )
+    tags, complete = await client.list_tags(ref, page_size=2, max_pages=2)
+    assert (len(tags), complete) == (4, False)
+
+    paging.next_link = '<http://169.254.169.254/v2/x/tags/list?n=2>; rel="next"'
+    tags, complete = await client.list_tags(ref, page_size=2, max_pages=10)
+    assert (tags, complete) == (["3.12-slim", "3.12.1-slim"], False)  # a stray link: not followed
+    paging.next_link = None
+
+    index = IdentityIndex(client, settings=IndexSettings(page_size=2, max_pages=10, max_tags=2))
+    await index.ensure({ref.name: frozenset({"3.12*"})})
+    known = index.history.known(ref.name, image.digest)
+    assert known is not None and len(known.tags) == 2  # at most max_tags tags resolved
+    assert "3.8-slim" not in known.tags  # only tags matching the policies' globs
