@@ -27,10 +27,12 @@ What it does, all on 127.0.0.1:
    ``perf`` can count them, also the user-space instructions per request,
    which other processes on a shared machine do not disturb at all.
 
-``--log-level INFO`` measures ``serve`` writing its JSON decision line for
-every review (to a file), as it does by default in production.
+By default ``serve`` logs at INFO, as in production: a JSON decision line for
+every review (to a file); ``--log-level WARNING`` leaves the log out.
 
-Goal: serve at >= 0.8 of the floor's throughput, p99 < 5 ms at moderate load.
+Goals, with the log on: serve at >= 0.8 of the floor's throughput, its p99 at
+saturation <= 1.5x the floor's, p99 < 5 ms at moderate load. Both ratios and
+both p99s are printed.
 Without ``docker-registry`` it runs ``serve --offline`` (reference rules only)
 and says so. Not a test: it prints figures and never fails on them.
 """
@@ -279,9 +281,9 @@ def main() -> int:
     parser.add_argument("--offline", action="store_true", help="no registry: reference rules only")
     parser.add_argument(
         "--log-level",
-        default="WARNING",
+        default="INFO",
         choices=("INFO", "WARNING"),
-        help="serve's log level (default WARNING; INFO writes a decision line per review)",
+        help="serve's log level (default INFO, as in production: a decision line per review)",
     )
     parser.add_argument("--floor", nargs=3, metavar=("PORT", "CERT", "KEY"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -414,6 +416,12 @@ def main() -> int:
             print(
                 f"instructions per request, floor/serve: {instr_ratio:.2f} (not disturbed by load)"
             )
+        p99_serve = results["serve/saturated"]["p99_us"] / 1000
+        p99_floor = results["floor/saturated"]["p99_us"] / 1000
+        print(
+            f"p99 at saturation: serve {p99_serve:.2f} ms, floor {p99_floor:.2f} ms, "
+            f"ratio serve/floor {p99_serve / p99_floor:.2f} (goal <= 1.50)"
+        )
         print(f"serve p99 at moderate load: {p99:.2f} ms (goal < 5 ms)")
         return 0
     finally:
