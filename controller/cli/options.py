@@ -63,7 +63,8 @@ def parse_now(text: str | None) -> dt.datetime:
 
 
 def add_webhook_options(parser: _Adder) -> None:
-    """``--host``, ``--port``, ``--budget``, ``--safety-margin``, ``--log-level``: ``serve`` and ``run``."""
+    """``--host``, ``--port``, ``--budget``, ``--safety-margin``, ``--client-ca``,
+    ``--client-name``, ``--log-level``: ``serve`` and ``run``."""
     from controller.webhook.settings import Settings
 
     defaults = Settings()
@@ -88,6 +89,19 @@ def add_webhook_options(parser: _Adder) -> None:
         help=f"kept back from the apiserver's ?timeout= (default {defaults.safety_margin:g})",
     )
     parser.add_argument(
+        "--client-ca",
+        metavar="FILE",
+        help="mutual TLS: answer reviews only from clients with a certificate this CA signed "
+        "(the apiserver, via its AdmissionConfiguration kubeconfig); see docs/rollout.md",
+    )
+    parser.add_argument(
+        "--client-name",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="with --client-ca: a name (CN or DNS SAN) the client certificate must carry (repeatable)",
+    )
+    parser.add_argument(
         "--log-level",
         default=defaults.log_level,
         choices=("DEBUG", "INFO", "WARNING", "ERROR"),
@@ -105,6 +119,8 @@ def webhook_settings(args: argparse.Namespace) -> Settings:
         budget=args.budget,
         safety_margin=args.safety_margin,
         log_level=args.log_level,
+        client_ca=args.client_ca,
+        client_names=tuple(args.client_name),
     )
 
 

@@ -77,18 +77,20 @@ class ServingPair:
         self.on_ready: Callable[[], None] = lambda: None
 
     @classmethod
-    def from_files(cls, cert: str, key: str) -> ServingPair:
-        return cls(CertReloader(cert, key), ready=True)
+    def from_files(cls, cert: str, key: str, *, client_ca: str | None = None) -> ServingPair:
+        return cls(CertReloader(cert, key, client_ca=client_ca), ready=True)
 
     @classmethod
-    def placeholder(cls, hosts: Sequence[str] = ("localhost",)) -> ServingPair:
+    def placeholder(
+        cls, hosts: Sequence[str] = ("localhost",), *, client_ca: str | None = None
+    ) -> ServingPair:
         """A throw-away pair in a private directory, until the Secret is read."""
         directory = Path(tempfile.mkdtemp(prefix="baseguard-serving-"))
         pair = self_signed(list(hosts), days=1)
         for name, data in (("tls.crt", pair.cert_pem), ("tls.key", pair.key_pem)):
             _write_private(directory / name, data)
         serving = cls(
-            CertReloader(directory / "tls.crt", directory / "tls.key"),
+            CertReloader(directory / "tls.crt", directory / "tls.key", client_ca=client_ca),
             directory=directory,
             ready=False,
         )

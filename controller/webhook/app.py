@@ -12,6 +12,8 @@ Status codes, and why:
   ``request``, no ``uid``, another ``apiVersion``), 413 for a body over
   ``Settings.max_body``, 408 for a body that does not arrive within
   ``Settings.body_timeout``.
+* 401/403 with mutual TLS on (``Settings.client_ca``): a client without a
+  certificate from the client CA, or without one of ``Settings.client_names``.
 * 429 at once when ``Settings.max_in_flight`` reviews are being answered: a
   quick refusal, to which the apiserver applies the webhook's
   ``failurePolicy`` (``Fail``: the request is refused with our reason;
@@ -167,8 +169,39 @@ def _refuse(
     return _json(status_body(code, reason, message), status=code)
 
 
+def _client_refusal(request: web.Request, settings: Settings) -> tuple[int, str, str] | None:
+    """Mutual TLS: (status, reason, message) when the client may not send reviews, else ``None``.
+
+    The TLS layer asked for a certificate and verified any it got against
+    ``client_ca``; here a missing one is refused (401) and, with
+    ``client_names``, one that carries none of them (403).
+    """
+    transport = request.transport
+    cert = transport.get_extra_info("peercert") if transport is not None else None
+    if not cert:
+        return (
+            401,
+            "Unauthorized",
+            "a client certificate signed by the configured client CA is required "
+            "(mutual TLS: the apiserver presents one through its AdmissionConfiguration)",
+        )
+    if not settings.client_names:
+        return None
+    names = {value for rdn in cert.get("subject", ()) for key, value in rdn if key == "commonName"}
+    names |= {value for kind, value in cert.get("subjectAltName", ()) if kind == "DNS"}
+    if names & set(settings.client_names):
+        return None
+    shown = ", ".join(sorted(names)) or "no name"
+    return 403, "Forbidden", f"the client certificate ({shown}) is not one of the allowed names"
+
+
 async def _review(request: web.Request, endpoint: Endpoint) -> web.Response:
     """One review, counted in flight from its head to its answer (see :func:`_bounded_review`)."""
+    settings = request.app[SETTINGS]
+    if settings.client_ca is not None:
+        refusal = _client_refusal(request, settings)
+        if refusal is not None:
+            return _refuse(request, endpoint, *refusal, verdict="unauthorized")
     flight = request.app[IN_FLIGHT]
     limit = request.app[SETTINGS].max_in_flight
     if flight.count >= limit:

@@ -94,6 +94,17 @@ class Settings:
     backlog: int = 128
     """Connections the kernel queues before the process accepts them."""
 
+    client_ca: str | None = None
+    """Mutual TLS: a PEM file of the CA(s) that sign the apiserver's client certificate
+    (reloaded with the serving pair). With it, /validate and /mutate answer only a
+    client that presents a certificate it signed (HTTP 401 otherwise); the probes
+    and /metrics stay open to the kubelet and Prometheus."""
+
+    client_names: tuple[str, ...] = ()
+    """With :attr:`client_ca`: the names (subject CN or DNS SAN) a client certificate
+    must carry, e.g. the user name the apiserver's AdmissionConfiguration kubeconfig
+    presents. Empty: any certificate the CA signed (HTTP 403 otherwise)."""
+
     log_level: str = "INFO"
     """Level of the JSON-lines log on stderr."""
 

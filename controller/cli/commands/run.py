@@ -327,11 +327,14 @@ async def serve(
     )
     hosts = config.serving_hosts
     try:
+        ca = settings.client_ca
         serving = (
-            ServingPair.from_files(*tls_files) if tls_files else ServingPair.placeholder(hosts)
+            ServingPair.from_files(*tls_files, client_ca=ca)
+            if tls_files
+            else ServingPair.placeholder(hosts, client_ca=ca)
         )
     except (OSError, ValueError) as exc:
-        raise InputError(f"cannot load --tls-cert/--tls-key: {exc}") from None
+        raise InputError(f"cannot load --tls-cert/--tls-key/--client-ca: {exc}") from None
     operator = running.build(
         config,
         kube=kube,

@@ -73,16 +73,19 @@ def _tls(args: argparse.Namespace, settings: Settings, out: TextIO) -> tuple[Cer
         )
     if args.tls_cert:
         try:
-            return CertReloader(args.tls_cert, args.tls_key), True
+            return CertReloader(args.tls_cert, args.tls_key, client_ca=settings.client_ca), True
         except (OSError, ValueError) as exc:
-            raise InputError(f"cannot load --tls-cert/--tls-key: {exc}") from None
+            raise InputError(f"cannot load --tls-cert/--tls-key/--client-ca: {exc}") from None
     hosts = ["localhost", "127.0.0.1"]
     if settings.host not in ("0.0.0.0", "::", "", *hosts):
         hosts.append(settings.host)
     pair = self_signed(hosts)
     with tempfile.TemporaryDirectory(prefix="baseguard-tls-") as directory:
         _, cert, key = pair.write(directory)
-        reloader = CertReloader(cert, key)
+        try:
+            reloader = CertReloader(cert, key, client_ca=settings.client_ca)
+        except (OSError, ValueError) as exc:
+            raise InputError(f"cannot load --client-ca: {exc}") from None
     print(
         f"baseguard serve: no --tls-cert/--tls-key, so a self-signed certificate for "
         f"{', '.join(hosts)} is in use (local use only). Trust this CA:\n"
