@@ -661,3 +661,25 @@ def test_command_line_is_accepted_by_baseguard_run(chart: Rendered) -> None:
     url = value(chart, "webhook", "url")
     # Outside the cluster the serving certificate must also name the URL's host.
     assert parsed.cert_host == (["127.0.0.1"] if url and parsed.manage_certificates else [])
+
+
+def test_cert_manager_mode_leaves_cert_managers_namespace_out() -> None:
+    """With failurePolicy Fail, a webhook judging cert-manager's pods could keep cert-manager
+    from restarting to renew the webhook's own certificate."""
+    for value_set, judged in (("cert-manager", False), ("cert-manager-issuer", False), ("defaults", True)):
+        for _, hook in workload_webhooks(rendered(value_set)):
+            assert selector_matches(hook["namespaceSelector"], namespace_labels("cert-manager")) is judged
+            assert selector_matches(hook["namespaceSelector"], namespace_labels("apps"))
+
+
+def test_mutual_tls_mounts_the_client_ca_and_names_the_apiserver() -> None:
+    chart = rendered("mutual-tls")
+    main = container(chart)
+    given = flags(main["args"])
+    assert given["client-ca"] == "/etc/baseguard/client-ca/ca.crt"
+    assert given["client-name"] == "kube-apiserver"
+    mount = next(m for m in main["volumeMounts"] if m["name"] == "client-ca")
+    assert mount["mountPath"] == "/etc/baseguard/client-ca" and mount["readOnly"] is True
+    volumes = chart.one("Deployment")["spec"]["template"]["spec"]["volumes"]
+    assert next(v for v in volumes if v["name"] == "client-ca")["configMap"] == {"name": "apiserver-client-ca"}
+    assert "client-ca" not in flags(container(rendered("defaults"))["args"])

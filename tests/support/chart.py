@@ -38,6 +38,9 @@ VALUE_SETS: Mapping[str, dict[str, Any]] = {
             "certManager": {"issuerRef": {"name": "corp-ca", "kind": "ClusterIssuer"}},
         }
     },
+    "mutual-tls": {
+        "webhook": {"clientAuth": {"caConfigMap": "apiserver-client-ca", "names": ["kube-apiserver"]}}
+    },
     "given-secret": {
         "certificates": {"mode": "secret", "secretName": "my-webhook-tls", "caBundle": CA_BUNDLE}
     },

@@ -117,7 +117,8 @@ matchExpressions:
   - key: kubernetes.io/metadata.name
     operator: NotIn
     values:
-      {{- toYaml (concat (list "kube-system" .Release.Namespace) .Values.webhook.excludeNamespaces | uniq) | nindent 6 }}
+      {{- $certManager := ternary (list .Values.certificates.certManager.namespace) (list) (and (eq .Values.certificates.mode "cert-manager") (ne .Values.certificates.certManager.namespace "")) }}
+      {{- toYaml (concat (list "kube-system" .Release.Namespace) $certManager .Values.webhook.excludeNamespaces | uniq) | nindent 6 }}
   {{- with .Values.webhook.namespaceSelector.matchExpressions }}
   {{- toYaml . | nindent 2 }}
   {{- end }}
@@ -174,6 +175,12 @@ otherwise the pair is a mounted Secret volume, read from files and reloaded on c
 {{- else }}
 - --tls-cert=/etc/baseguard/tls/tls.crt
 - --tls-key=/etc/baseguard/tls/tls.key
+{{- end }}
+{{- if .Values.webhook.clientAuth.caConfigMap }}
+- --client-ca=/etc/baseguard/client-ca/ca.crt
+{{- range .Values.webhook.clientAuth.names }}
+- --client-name={{ . }}
+{{- end }}
 {{- end }}
 {{- if include "baseguard.registryConfig" . }}
 - --registry-config=/etc/baseguard/registries/registries.yaml
