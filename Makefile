@@ -60,4 +60,5 @@ bench: install
 	$(PYTHON) bench/provenance.py
 	$(PYTHON) bench/webhook.py
 	$(PYTHON) bench/policies.py
+	$(PYTHON) bench/hostile.py
 	$(PYTHON) bench/soak.py

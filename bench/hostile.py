@@ -15,7 +15,9 @@ an image built on an allowlisted base, ``--concurrency`` at a time) run for
 * ``index-5000``: an index of 5,000 platforms (a new index each time);
 * ``pod-5000-images``: a Pod naming 5,000 distinct images;
 * ``backtracking-glob``: a policy whose tag glob is ``*a*a*a*a*a*a*a*a*a*c``
-  (the review's image has a long tag of ``a``s), in force for every review.
+  (the review's image has a long tag of ``a``s), in force for every review;
+* ``slowloris-300``: 300 TLS connections sending their request head a byte
+  every half second (the listener closes them at its header timeout).
 
 It prints, per scenario: the honest reviews' p50/p99/max, the longest the event
 loop was held (a 1 ms ticker's worst lateness), the hostile reviews answered and
@@ -189,7 +191,7 @@ async def run(
     name: str,
     post: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]],
     honest: str,
-    hostile: Callable[[int], dict[str, Any]] | None,
+    hostile: Callable[[int], Any] | None,
     *,
     seconds: float,
     concurrency: int,
@@ -209,11 +211,13 @@ async def run(
         assert hostile is not None
         i = 0
         while not stop.is_set():
-            answer = await post(hostile(i))
+            made = hostile(i)
+            answer = await made if asyncio.iscoroutine(made) else await post(made)
             i += 1
             result.hostile += 1
             message = answer.get("status", {}).get("message", "") or "; ".join(answer.get("warnings", []))
-            result.hostile_says = ("denied: " if answer.get("allowed") is False else "allowed: ") + message
+            verdict = {False: "denied: ", True: "allowed: "}.get(answer.get("allowed"), "")
+            result.hostile_says = verdict + message
 
     tasks = [asyncio.ensure_future(honest_loop()) for _ in range(concurrency)]
     tasks.append(asyncio.ensure_future(ticker(stop, result)))
@@ -233,7 +237,6 @@ def quantile(values: Sequence[float], q: float) -> float:
 
 async def bench(args: argparse.Namespace, reg: Any, workdir: Path) -> list[Result]:
     import aiohttp
-    from aiohttp import web
 
     from controller.memo import MemoAssessor, MemoResolver
     from controller.policy.compile import compile_policy
@@ -242,6 +245,7 @@ async def bench(args: argparse.Namespace, reg: Any, workdir: Path) -> list[Resul
     from controller.registry.config import RegistryConfig, RegistryHost
     from controller.tls.serving import CertReloader, self_signed
     from controller.webhook.app import make_app
+    from controller.webhook.listener import listen
     from controller.webhook.metrics import Metrics
     from controller.webhook.settings import Settings
 
@@ -259,10 +263,8 @@ async def bench(args: argparse.Namespace, reg: Any, workdir: Path) -> list[Resul
     assessor = MemoAssessor(resolver, budget=settings.budget, bounds=settings.bounds, ttl=settings.cache_ttl)
     app = make_app(store=store, assessor=assessor, settings=settings, metrics=Metrics(snapshot=lambda: store.snapshot))
     ca, cert, key = self_signed(["127.0.0.1"]).write(workdir / "tls")
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=CertReloader(cert, key).context).start()
-    url = f"https://127.0.0.1:{runner.addresses[0][1]}/validate{QUERY}"
+    runner, port = await listen(app, settings, CertReloader(cert, key).context)
+    url = f"https://127.0.0.1:{port}/validate{QUERY}"
     session = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(ssl=ssl.create_default_context(cafile=str(ca)), limit=0)
     )
@@ -273,7 +275,31 @@ async def bench(args: argparse.Namespace, reg: Any, workdir: Path) -> list[Resul
             return answer
 
     gone = [f"{reg.host}/bench/gone{i}:1" for i in range(5_000)]
-    scenarios: list[tuple[str, Callable[[int], dict[str, Any]] | None, Callable[[], None] | None]] = [
+    client_tls = ssl.create_default_context(cafile=str(ca))
+
+    async def slowloris(i: int) -> dict[str, Any]:
+        """300 TLS connections sending their request head a byte every 0.5 s, until closed."""
+
+        async def trickle() -> None:
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client_tls)
+            except OSError:
+                return
+            try:
+                for byte in b"POST /validate HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 400:
+                    writer.write(bytes([byte]))
+                    await writer.drain()
+                    await asyncio.sleep(0.5)
+            except (OSError, ConnectionError):
+                return
+            finally:
+                writer.close()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(trickle() for _ in range(300)))
+        return {"allowed": None, "warnings": [f"300 slow connections closed after {time.perf_counter() - started:.1f} s"]}
+
+    scenarios: list[tuple[str, Callable[[int], Any] | None, Callable[[], None] | None]] = [
         ("baseline", None, None),
         ("buildinfo-20k", lambda i: deployment(images.buildinfo[i % len(images.buildinfo)]), None),
         ("index-5000", lambda i: deployment(images.indexes[i % len(images.indexes)]), None),
@@ -283,6 +309,7 @@ async def bench(args: argparse.Namespace, reg: Any, workdir: Path) -> list[Resul
             lambda i: deployment(images.long_tag),
             lambda: policies(bases_policy(reg.host), glob_policy()),
         ),
+        ("slowloris-300", slowloris, lambda: policies(bases_policy(reg.host))),
     ]
     results = []
     try:
