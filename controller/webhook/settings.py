@@ -129,8 +129,9 @@ class Settings:
     max_requests_per_review: int = MAX_REQUESTS
     """Registry requests one review may make, all its images together (4,096).
     Every call to the registry client counts, answered from its cache or not, so
-    the bound does not depend on what the cache holds. A fresh five-container
-    Deployment with two platforms and four levels of bases makes about 250."""
+    the bound does not depend on what the cache holds. An image of two platforms
+    on four levels of bases (each an index) costs 29, so a Deployment of five such
+    images about 150: the default leaves room for a review of dozens of them."""
 
     def budget_for(self, timeout: float | None) -> float:
         """Seconds a review may spend, given the apiserver's ``?timeout=`` (``None``: absent).
