@@ -224,7 +224,6 @@ class Assessor:
             claim
             for lineage in found.values()
             for claim in identity.pinned(lineage.reference, lineage)
-            if claim[1] is not None
         ]
         more = repositories_to_index(wanted, {n for n, _, _ in pinned if n not in targets})
         targets.update(more)
@@ -232,7 +231,8 @@ class Assessor:
             async with asyncio.timeout_at(deadline):
                 await refreshing
                 await index.ensure(more)
-                await index.confirm([(n, t, d) for n, t, d in pinned if n in targets and t])
+                await index.explain([(n, d) for n, _, d in pinned if n in targets])
+                await index.confirm([(n, t, d) for n, t, d in pinned if n in targets and t is not None])
         except TimeoutError:
             pass  # what is known by now is judged; the rest is judged by its tag, unverified
         finally:

@@ -201,8 +201,9 @@ IDENTITY_TEXT = [
     "`*/library/python`, and tagged `lineage.catalog` references), baseguard lists that",
     "repository's tags (`/v2/<name>/tags/list`, at most 10 pages of 1,000), keeps those",
     "matching the policies' tag globs (at most 256 per repository, the last in the registry's",
-    "order), resolves each with a HEAD and records the index digest and every platform",
-    "manifest digest as that tag's.",
+    "order) and resolves each with a HEAD: the digest it names is that tag's. When a pinned",
+    "digest is none of those (a platform manifest's digest, say), the indexes of the listed",
+    "tags are read once each and their platform manifests become their tags' too.",
     "A listing is trusted for 5 minutes (30 s after a failure), and every digest a tag has",
     "named while baseguard watched stays known as that tag's (32 per tag).",
     "",
@@ -222,9 +223,9 @@ IDENTITY_TEXT = [
     "`tag … unverified: the identity index has not seen …`. `pinning.require: Digest` with",
     "`mutateToDigest` keeps new pins within what the index knows. Offline (`--offline`) there",
     "is no index: a `tag@digest` a policy judges by tag lists `tag-mismatch` as not evaluated.",
-    "Cost: a HEAD per matching tag (not counted by Docker Hub's pull limit) and, once per new",
-    "index digest, a GET of the index (counted); give baseguard credentials or a mirror for",
-    "large public repositories.",
+    "Cost: a HEAD per matching tag (Docker Hub does not count HEADs against its pull limit);",
+    "a GET per index (counted) only when a platform manifest digest is pinned, once per index",
+    "digest. Give baseguard credentials or a mirror for large public repositories.",
 ]
 
 

@@ -89,6 +89,10 @@ class IdentityIndex:
     settings: IndexSettings = field(default_factory=IndexSettings)
     clock: Callable[[], float] = time.monotonic
     _listed: dict[str, _Listing] = field(default_factory=dict, repr=False)
+    #: index digest → its platform manifests' digests (content-addressed: never changes)
+    _children: dict[str, frozenset[str]] = field(default_factory=dict, repr=False)
+    #: repository → the tags its last listing resolved
+    _tags: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
     _refreshing: dict[str, asyncio.Task[None]] = field(default_factory=dict, repr=False)
 
     def fresh(self, name: str, patterns: frozenset[str]) -> bool:
@@ -149,25 +153,47 @@ class IdentityIndex:
             complete = False
             wanted = wanted[-self.settings.max_tags :]  # tags/list is sorted: keep the newest names
         await asyncio.gather(*(self.resolve(repo, tag) for tag in wanted), return_exceptions=True)
+        self._tags[name] = tuple(wanted)
         self._listed[name] = _Listing(started, patterns, complete=complete)
 
-    async def resolve(self, repo: Reference, tag: str) -> frozenset[str]:
-        """Resolve ``repo:tag`` now and record every digest it names; the digests, or empty."""
+    async def resolve(self, repo: Reference, tag: str, *, expand: bool = False) -> frozenset[str]:
+        """Resolve ``repo:tag`` now (a HEAD) and record the digests it names; them, or empty.
+
+        The platform manifests of an index need a GET of the index, which registries
+        such as Docker Hub count as a pull: they are read only with ``expand`` (a
+        pinned digest the index digests did not explain), then kept by index digest.
+        """
         ref = Reference(repo.registry, repo.repository, tag)
         try:
             digest = await self.client.resolve_digest(ref)
-            fetched = await self.client.fetch_manifest(ref, digest)
+            children = self._children.get(digest)
+            if children is None and expand:
+                fetched = await self.client.fetch_manifest(ref, digest)
+                manifest = fetched.manifest
+                children = frozenset(
+                    d.digest for d in manifest.manifests if not d.is_attestation
+                ) if isinstance(manifest, ImageIndex) else frozenset()
+                self._children[digest] = children
         except LookupFailed as exc:
             log.info("identity index: %s failed: %s", ref, exc)
             return frozenset()
-        digests = {digest, fetched.digest}
-        if isinstance(fetched.manifest, ImageIndex):
-            digests.update(
-                d.digest for d in fetched.manifest.manifests if not d.is_attestation
-            )
-        found = frozenset(digests)
+        found = frozenset({digest} | (children or frozenset()))
         self.history.record(repo.name, tag, found)
         return found
+
+    async def explain(self, pinned: Sequence[tuple[str, str]]) -> None:
+        """Read the platform manifests of the listed tags of each repository where a pinned
+        ``(name, digest)`` is not known: it may be a platform manifest's digest."""
+        names = {name for name, digest in pinned if self.history.known(name, digest) is None}
+        work = []
+        for name in names:
+            try:
+                repo = parse(name)
+            except InvalidReference:
+                continue
+            work += [self.resolve(repo, tag, expand=True) for tag in self._tags.get(name, ())]
+        if work:
+            await asyncio.gather(*work, return_exceptions=True)
 
     async def confirm(self, claims: Sequence[tuple[str, str, str]]) -> None:
         """Re-resolve the tags of ``(name, tag, digest)`` claims the history contradicts.
