@@ -11,7 +11,8 @@
   routed to a replica serving the throw-away one.
 * :class:`CertKeeper` (the leader, with ``--manage-certificates``): creates
   and rotates the Secret (:func:`controller.operator.rotation.plan`) and patches
-  the ``caBundle`` of the webhook configurations.
+  the ``caBundle`` of the webhook configurations, the ``caBundle`` first: the
+  apiserver trusts a CA before any replica can serve a pair it signed.
 """
 
 from __future__ import annotations
@@ -225,6 +226,17 @@ class CertKeeper:
             current, hosts=self.hosts, now=now, lifetimes=self.lifetimes, trusted=trusted
         )
         wrote = False
+        # Trust before serve: the caBundle takes the CA before the Secret holds a pair it signed.
+        # Every replica (this one too, through ServingPair.poll) serves what the Secret holds as
+        # soon as it reads it; written first, a replica could be ready with a certificate the
+        # apiserver does not trust yet.
+        bundle = rotation.trust_bundle(wanted, now)
+        for path_, config in configs:
+            ops = rotation.ca_bundle_patch(config, bundle)
+            if ops:
+                await self.kube.patch(path_, ops, content_type="application/json-patch+json")
+                log.info("caBundle patched", extra={"fields": {"configuration": path_}})
+                wrote = True
         if wanted != current:
             await self._write_secret(existing, wanted)
             wrote = True
@@ -238,13 +250,6 @@ class CertKeeper:
                     }
                 },
             )
-        bundle = rotation.trust_bundle(wanted, now)
-        for path_, config in configs:
-            ops = rotation.ca_bundle_patch(config, bundle)
-            if ops:
-                await self.kube.patch(path_, ops, content_type="application/json-patch+json")
-                log.info("caBundle patched", extra={"fields": {"configuration": path_}})
-                wrote = True
         if self.serving is not None and self.serving.directory is not None:
             self.serving.install(wanted.cert, wanted.key)
         return wrote
