@@ -215,3 +215,23 @@ async def test_mutual_tls_answers_reviews_only_to_the_apiserver(
         assert body["response"]["allowed"] is False  # judged: the fixture's image is denied
     # the kubelet's probes carry no client certificate and still get through
     assert (await call(port, trust(certs, clients, None), "/healthz"))[0] == 200
+
+
+@pytest.mark.parametrize("command", ["serve", "run"])
+def test_serve_and_run_take_the_mutual_tls_flags(command: str) -> None:
+    import argparse
+    import importlib
+
+    from controller.cli.options import webhook_settings
+
+    module = importlib.import_module(f"controller.cli.commands.{command}")
+    parser = argparse.ArgumentParser(exit_on_error=False)
+    module.add_arguments(parser)
+    required = ["-p", "policies/"] if command == "serve" else []
+    args = parser.parse_args(
+        [*required, "--client-ca", "/ca.crt", "--client-name", "a", "--client-name", "b"]
+    )
+    settings = webhook_settings(args)
+    assert (settings.client_ca, settings.client_names) == ("/ca.crt", ("a", "b"))
+    plain = webhook_settings(parser.parse_args(required))
+    assert (plain.client_ca, plain.client_names) == (None, ())
