@@ -90,20 +90,19 @@ def deny_message(found: Sequence[Finding], *, uid: str = "") -> str:
     :data:`MESSAGE_LINES_MAX` lines of :data:`MESSAGE_LINE_MAX` bytes; the rest
     is counted and left to the log.
     """
-    lines: dict[str, None] = {}
+    raw: dict[str, None] = {}
     for f, g in grouped_findings(found):
-        if g.action is not Action.DENY:
-            continue
-        lines.setdefault(
-            clip(
-                f'{f.where} image "{f.image.image}": {_policies(g)}, rule {g.rule.value}: '
-                f"{g.message}",
-                MESSAGE_LINE_MAX,
-                ascii_only=False,
+        if g.action is Action.DENY:
+            raw.setdefault(
+                f'{f.where} image "{f.image.image}": {_policies(g)}, rule {g.rule.value}: {g.message}'
             )
-        )
-    shown = list(lines)[:MESSAGE_LINES_MAX]
-    rest = len(lines) - len(shown)
+    # Only the lines shown are cleaned and clipped: a pod of thousands of images is
+    # counted, not written out, so the answer costs what ten lines cost.
+    lines = dict.fromkeys(
+        clip(line, MESSAGE_LINE_MAX, ascii_only=False) for line in list(raw)[:MESSAGE_LINES_MAX]
+    )
+    shown = list(lines)
+    rest = len(raw) - min(len(raw), MESSAGE_LINES_MAX)
     if rest:
         where = f" (uid {uid})" if uid else ""
         shown.append(f"... and {rest} more in the baseguard log{where}")
