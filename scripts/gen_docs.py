@@ -212,6 +212,8 @@ IDENTITY_TEXT = [
     "- `python:3.12-slim@<digest of 3.8-slim>` is judged as `3.8-slim`, and the tag it writes",
     "  is `tag-mismatch`. A base claim is judged the same way: `base.name` carries the tag,",
     "  `base.digest` is the fact.",
+    "- `exclude.images` and `exceptions[].images` globs with a tag match the tags the digest",
+    "  has: `python:3.12*` never excludes `python:3.12-slim@<digest of 3.8-slim>`.",
     "- A digest pinned while its tag named it stays that tag's after the tag moves on:",
     "  pinning is never a mismatch by itself. Before denying, a contradicted tag is resolved",
     "  once more, in case it moved since the last listing.",

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 from controller.globs import GlobSet
 from controller.lineage.identity import KnownTags
@@ -96,15 +97,42 @@ def _covers(policy: CompiledPolicy, obj: ObjectFacts) -> bool:
 
 
 def _image_matches(globs: GlobSet, image: ImageFacts) -> bool:
+    """``exclude.images``/waiver ``images``: the repository, or the reference as what it is.
+
+    A tag is a claim: when the identity index knows the pinned digest, the
+    reference is matched under the tags that name it, so ``python:3.12*`` in an
+    exclusion never covers ``python:3.12-slim@<digest of 3.8-slim>``.
+    """
     ref = image.reference
     if ref is None:
         return globs.matches(image.image)
-    return globs.matches(ref.name) or globs.matches(ref.normalized)
+    if globs.matches(ref.name):
+        return True
+    if ref.digest is None or not image.identities:
+        return globs.matches(ref.normalized)
+    tags, contradicted, _ = rules.identify(
+        ref.name, ref.effective_tag, (ref.digest,), image.identities
+    )
+    if contradicted is None and globs.matches(ref.normalized):
+        return True
+    return any(globs.matches(replace(ref, tag=tag).normalized) for tag in tags)
 
 
 def _excluded(policy: CompiledPolicy, image: ImageFacts) -> bool:
     globs = policy.exclude_images
     return bool(globs) and globs is not None and _image_matches(globs, image)
+
+
+def _excluded_by_tag(policy: CompiledPolicy, image: ImageFacts) -> bool:
+    """Excluded only through the written tag of a pinned digest, which the lookup may refute."""
+    ref = image.reference
+    globs = policy.exclude_images
+    return (
+        ref is not None
+        and ref.digest is not None
+        and globs is not None
+        and not globs.matches(ref.name)
+    )
 
 
 def needs_lineage(policies: Sequence[CompiledPolicy], obj: ObjectFacts, image: ImageFacts) -> bool:
@@ -118,7 +146,7 @@ def needs_lineage(policies: Sequence[CompiledPolicy], obj: ObjectFacts, image: I
     if ref is None or image.role is ImageRole.BUILD:
         return False
     for policy in applicable(policies, obj):
-        if _excluded(policy, image):
+        if _excluded(policy, image) and not _excluded_by_tag(policy, image):
             continue
         if policy.judges_lineage:
             return True

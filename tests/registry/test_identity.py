@@ -137,6 +137,21 @@ def test_pinning_by_digest_keeps_the_end_of_life_library_on(
         assert "is deprecated (Python 3.8 is end of life)" in result["violations"][0]["message"]
 
 
+def test_an_exclusion_by_tag_does_not_cover_a_lying_tag(
+    registry: RegistryProcess, pythons: tuple[str, Pushed, Pushed], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``exclude.images: [python:3.12*]`` covers 3.12 images, not a 3.8 digest written as 3.12."""
+    python, py38, py312 = pythons
+    doc = _doc("eol", python, allowed=False, deprecated=True)
+    doc["spec"]["exclude"] = {"images": [f"{python}:3.12*"]}
+    policy = tmp_path / "eol.yaml"
+    policy.write_text(json.dumps(doc))
+    code, result = _check(tmp_path, capsys, registry.host, policy, f"{python}:3.12-slim@{py38.digest}")
+    assert (code, _rules(result)) == (1, {"tag-mismatch", "deprecated-base"})
+    code, result = _check(tmp_path, capsys, registry.host, policy, f"{python}:3.12-slim@{py312.digest}")
+    assert (code, result["violations"]) == (0, [])
+
+
 def test_pinning_an_allowed_tag_by_digest_stays_allowed(
     registry: RegistryProcess, pythons: tuple[str, Pushed, Pushed], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -113,3 +113,29 @@ def test_identity_targets_are_the_repositories_judged_by_tag() -> None:
         "docker.io/library/node": frozenset({"1"}),
     }
     assert identity_key(PY, D38) == f"{PY}@{D38}"
+
+
+@pytest.mark.parametrize(
+    ("image", "excluded"),
+    [
+        (f"python:3.12-slim@{D38}", False),  # the lying tag does not buy the exclusion
+        (f"python:3.12-slim@{D312}", True),
+        (f"python@{D312}", True),  # a digest-only pin is excluded as the tag it is
+        (f"python:3.12-slim@{DNEW}", True),  # never seen: judged by its written tag
+    ],
+    ids=["lying-tag", "honest", "digest-only", "unknown"],
+)
+def test_exclusions_by_tag_judge_what_the_digest_is(image: str, excluded: bool) -> None:
+    policy = CompiledPolicy(
+        kind=CLUSTER_KIND,
+        name="p",
+        bases_deprecated=(EOL,),
+        bases_allowed=(ALLOW,),
+        exclude_images=GlobSet((f"{PY}:3.12*",)),
+    )
+    ref = parse(image)
+    facts = ImageFacts(
+        image=image, reference=ref, identities=_history().facts([(ref.name, ref.digest or "")])
+    )
+    [result] = ev.evaluate([policy], POD, [facts], now=NOW)
+    assert (result.policies == ()) is excluded
