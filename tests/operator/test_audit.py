@@ -6,6 +6,7 @@ import datetime as dt
 from typing import Any
 
 import pytest
+from support.kube_objects import cluster_policy, ns_policy
 
 from controller.assess import Assessor, WorkloadResult
 from controller.lineage.model import End, Level, Lineage, PlatformLineage, Source
@@ -19,7 +20,6 @@ from controller.policy.model import Action, RuleCode
 from controller.policy.verdict import ImageResult, Violation
 from controller.reference import parse
 from controller.workloads import Workload
-from tests.operator.conftest import cluster_policy, ns_policy
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 RESOURCES = {r.kind: r for r in AUDITED}

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 from support.kube_api import ApiDouble
+from support.kube_objects import NO_LATEST, cluster_policy, ns_policy, pod
 
 from controller.cli.commands import audit as audit_cli
 from controller.cli.commands import run
 from controller.errors import InputError
-from tests.operator.conftest import NO_LATEST, cluster_policy, ns_policy, pod
 
 
 def cli(*argv: str) -> argparse.Namespace:

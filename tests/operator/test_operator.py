@@ -14,23 +14,20 @@ from typing import Any
 import aiohttp
 import pytest
 from support.kube_api import ApiDouble
-
-from controller.operator import rotation as certs
-from tests.operator.conftest import (
+from support.kube_objects import (
     NAMESPACE,
     NO_LATEST,
     SERVICE_HOST,
-    StartReplica,
-    admit,
-    call,
     cluster_policy,
     namespace,
     ns_policy,
     pod,
     review,
-    secret_ca,
     webhook_configurations,
 )
+from support.replicas import StartReplica, admit, call, secret_ca
+
+from controller.operator import rotation as certs
 
 POLICIES = "/apis/baseguard.io/v1alpha1"
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from support.kube_objects import cluster_policy, ns_policy
+
 from controller.operator.policies import PolicyBook, document, key_of, read_policy
 from controller.policy.model import Mode
 from controller.policy.store import PolicyStore
-from tests.operator.conftest import cluster_policy, ns_policy
 
 VALID = cluster_policy("prod-bases", {"mode": "Warn", "pinning": {"disallowedTags": ["latest"]}})
 BROKEN = cluster_policy(

@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 
 from support.kube_api import ApiDouble
+from support.kube_objects import NAMESPACE, NO_LATEST, SERVICE_HOST, cluster_policy
 from support.registry import free_port
-
-from tests.operator.conftest import NAMESPACE, NO_LATEST, SERVICE_HOST, cluster_policy, secret_ca
+from support.replicas import secret_ca
 
 LAUNCH = (
     "import argparse, sys\n"

@@ -9,14 +9,15 @@ from typing import Any
 
 from support.images import layer
 from support.kube_api import ApiDouble
+from support.kube_objects import cluster_policy, pod
 from support.registry import RegistryProcess
+from support.replicas import StartReplica, admit
 
 from controller.reference import parse
 from controller.registry import media
 from controller.registry.cache import RegistryCache
 from controller.registry.client import RegistryClient
 from controller.registry.config import RegistryConfig, RegistryHost
-from tests.operator.conftest import StartReplica, admit, cluster_policy, pod
 
 
 def push_private(registry: RegistryProcess, repo: str) -> tuple[str, str]:

@@ -6,6 +6,8 @@ import copy
 import datetime as dt
 from typing import Any
 
+from support.kube_objects import cluster_policy
+
 from controller.operator.policies import PolicyRecord, read_policy
 from controller.operator.status import (
     AuditCounts,
@@ -15,7 +17,6 @@ from controller.operator.status import (
     status_patch,
 )
 from controller.policy.compile import compile_policy
-from tests.operator.conftest import cluster_policy
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 GOOD = cluster_policy("prod-bases", {"mode": "Audit", "pinning": {}})
