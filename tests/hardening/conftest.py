@@ -14,7 +14,6 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
-from aiohttp import web
 from support.hardening import CLIENT_TIMEOUT, BlackHole, Listener, listen_on
 from support.webhook import Certs, Webhook, fill_store
 
@@ -26,6 +25,7 @@ from controller.registry.client import RegistryClient
 from controller.registry.config import RegistryConfig, RegistryHost
 from controller.tls.serving import CertReloader, self_signed
 from controller.webhook.app import make_app
+from controller.webhook.listener import listen
 from controller.webhook.metrics import Metrics
 from controller.webhook.settings import Settings
 
@@ -67,9 +67,7 @@ async def start_webhook(certs: Certs) -> AsyncIterator[Any]:
             metrics=metrics,
         )
         reloader = CertReloader(certs.cert, certs.key)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=reloader.context).start()
+        runner, _ = await listen(app, settings, reloader.context)  # the bounded listener, as served
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=certs.client_context(), limit=0))
         port = runner.addresses[0][1]
         hook = Webhook(f"https://127.0.0.1:{port}", session, store, metrics, reloader, runner)

@@ -34,6 +34,7 @@ from controller.assess import Assessor
 from controller.policy.store import PolicyStore
 from controller.tls.serving import CertReloader, self_signed
 from controller.webhook.app import make_app
+from controller.webhook.listener import listen
 from controller.webhook.settings import Settings
 
 FIXTURES = sorted(p.name for p in DATA.glob("*.json"))
@@ -89,12 +90,10 @@ class ThreadedWebhook:
     async def _serve(self) -> None:
         store = PolicyStore()
         fill_store(store, default_docs())
-        app = make_app(store=store, assessor=Assessor(None), settings=Settings(host="127.0.0.1", port=0))
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=CertReloader(self.cert, self.key).context)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
+        settings = Settings(host="127.0.0.1", port=0)
+        app = make_app(store=store, assessor=Assessor(None), settings=settings)
+        context = CertReloader(self.cert, self.key).context
+        self._runner, self.port = await listen(app, settings, context)  # the bounded listener
 
     def stop(self) -> None:
         logging.getLogger("baseguard").removeHandler(self.errors)
