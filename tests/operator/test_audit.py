@@ -19,7 +19,7 @@ from controller.policy.facts import ImageFacts, ObjectFacts
 from controller.policy.model import Action, RuleCode
 from controller.policy.verdict import ImageResult, Violation
 from controller.reference import parse
-from controller.workloads import Workload
+from controller.workloads import ContainerImage, Workload
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 RESOURCES = {r.kind: r for r in AUDITED}
@@ -132,7 +132,7 @@ def test_policy_counts(pairs: list[Pair]) -> None:
 
 def test_one_event_per_finding_on_the_offending_object(pairs: list[Pair]) -> None:
     found = events.event_findings(pairs)
-    assert sorted((f.ref.name, f.policy, f.rule.value) for f in found) == [
+    assert sorted((f.ref.name, f.violation.policy, f.violation.rule.value) for f in found) == [
         ("api", "hub-only", "registry-not-allowed"),
         ("db", "hub-only", "registry-not-allowed"),
         ("web", "no-latest", "disallowed-tag"),
@@ -211,7 +211,8 @@ def test_a_failed_lookup_is_an_error_result() -> None:
         (Violation("bases", RuleCode.LOOKUP_FAILED, Action.DENY, "registry did not answer"),),
         policies=("bases",),
     )
-    workload = Workload("Pod", "p", "team-a")
+    image = ContainerImage("app", "reg.example.com/app:1", "/spec/containers/0/image")
+    workload = Workload("Pod", "p", "team-a", images=(image,))
     pair = (
         Audited(ref, workload),
         WorkloadResult(workload, ObjectFacts("Pod", "p", "team-a"), (result,)),

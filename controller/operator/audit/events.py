@@ -29,8 +29,16 @@ EVENT_MESSAGE_MAX = 1024
 
 def event_key(f: Finding) -> str:
     """Identity of a finding for de-duplication: same object, policy, rule, container and message."""
+    v = f.violation
     text = "\x00".join(
-        (f.ref.uid or f.ref.title, f.policy, f.rule.value, f.container or "", f.image, f.message)
+        (
+            f.ref.uid or f.ref.title,
+            v.policy,
+            v.rule.value,
+            f.image.container or "",
+            f.image.image,
+            v.message,
+        )
     )
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
@@ -41,8 +49,9 @@ def event_name(f: Finding) -> str:
 
 
 def event_message(f: Finding) -> str:
-    who = f"container {f.container}" if f.container else "image"
-    text = f"{f.policy} {f.rule.value} ({f.action.value}): {who} {f.image}: {f.message}"
+    v = f.violation
+    who = f"container {f.image.container}" if f.image.container else "image"
+    text = f"{v.policy} {v.rule.value} ({v.action.value}): {who} {f.image.image}: {v.message}"
     return text if len(text) <= EVENT_MESSAGE_MAX else text[: EVENT_MESSAGE_MAX - 3] + "..."
 
 

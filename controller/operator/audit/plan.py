@@ -16,9 +16,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from controller import findings as findings_
 from controller.assess import WorkloadResult
 from controller.operator.status import AuditCounts
-from controller.policy.model import Action, CompiledPolicy, RuleCode
+from controller.policy.model import Action, CompiledPolicy
 from controller.policy.store import policy_key
 from controller.workloads import Workload, extract, pod_spec
 
@@ -134,44 +135,29 @@ def audited_objects(
 
 
 @dataclass(frozen=True)
-class Finding:
-    """One violation of one policy by one image of one audited object."""
+class Finding(findings_.Finding):
+    """A shared finding (image, where it sits, violation) of one audited object.
+
+    The audit says what it found the way the webhook and ``check`` do; all it
+    adds is which object, for Events and reports.
+    """
 
     ref: ObjectRef
-    container: str | None
-    image: str
-    policy: str  # the policy's display key: ``name`` or ``namespace/name``
-    rule: RuleCode
-    action: Action
-    message: str
-    waived: str | None = None
 
 
 Pair = tuple[Audited, WorkloadResult]
 
 
 def findings(pairs: Sequence[Pair]) -> list[Finding]:
-    out = []
-    for audited, result in pairs:
-        for image in result.results:
-            for v in image.violations:
-                out.append(
-                    Finding(
-                        ref=audited.ref,
-                        container=image.facts.container,
-                        image=image.facts.image,
-                        policy=v.policy,
-                        rule=v.rule,
-                        action=v.action,
-                        message=v.message,
-                        waived=v.waived,
-                    )
-                )
-    return out
+    return [
+        Finding(image=f.image, violation=f.violation, ref=audited.ref)
+        for audited, result in pairs
+        for f in findings_.findings([result])
+    ]
 
 
 def breaks(f: Finding) -> bool:
-    return f.waived is None and f.action is not Action.ALLOW
+    return f.violation.waived is None and f.violation.action is not Action.ALLOW
 
 
 def policy_counts(
@@ -188,7 +174,7 @@ def policy_counts(
                 if key is not None:
                     objects[key].add(audited.ref)
     for f in findings(pairs):
-        key = by_display.get(f.policy)
+        key = by_display.get(f.violation.policy)
         if key is not None and breaks(f):
             broken[key].add(f.ref)
     return {k: AuditCounts(objects=len(objects[k]), violations=len(broken[k])) for k in objects}

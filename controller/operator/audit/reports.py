@@ -106,7 +106,7 @@ def report_results(
         for image in result.results:
             applied.update(dict.fromkeys(image.policies))
         for f in findings([(audited, result)]):
-            grouped.setdefault((f.policy, f.rule), []).append(f)
+            grouped.setdefault((f.violation.policy, f.violation.rule), []).append(f)
         entries = out.setdefault(audited.ref.namespace, [])
         for (policy, rule), found in grouped.items():
             entries.append(_result(audited.ref, policy, rule, found, stamp))
@@ -138,10 +138,12 @@ def _result(
     elif rule is RuleCode.LOOKUP_FAILED:
         result, severity = "error", None
     else:
-        worst = max(breaking, key=lambda f: f.action.severity)
-        result, severity = _RESULT[worst.action], _SEVERITY[worst.action]
+        worst = max(breaking, key=lambda f: f.violation.action.severity)
+        result, severity = _RESULT[worst.violation.action], _SEVERITY[worst.violation.action]
     shown = breaking or found
-    messages = list(dict.fromkeys(f"{f.container or f.image}: {f.message}" for f in shown))
+    messages = list(
+        dict.fromkeys(f"{f.image.container or f.image.image}: {f.violation.message}" for f in shown)
+    )
     message = "; ".join(messages)
     entry: dict[str, Any] = {
         "policy": policy,
@@ -154,15 +156,15 @@ def _result(
         "category": "Base images",
         "timestamp": stamp,
         "properties": {
-            "containers": ",".join(dict.fromkeys(f.container or "" for f in shown)),
-            "images": ",".join(dict.fromkeys(f.image for f in shown)),
-            "action": max((f.action for f in shown), key=lambda a: a.severity).value,
+            "containers": ",".join(dict.fromkeys(f.image.container or "" for f in shown)),
+            "images": ",".join(dict.fromkeys(f.image.image for f in shown)),
+            "action": max((f.violation.action for f in shown), key=lambda a: a.severity).value,
         },
     }
     if severity:
         entry["severity"] = severity
-    if not breaking and found[0].waived:
-        entry["properties"]["waived"] = found[0].waived
+    if not breaking and found[0].violation.waived:
+        entry["properties"]["waived"] = found[0].violation.waived
     return entry
 
 
