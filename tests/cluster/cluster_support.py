@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from chart.chart_support import CHART, NAMESPACE, RELEASE, render
+from support.chart import CHART, NAMESPACE, RELEASE, render
 from support.controlplane import ControlPlane, wait_for
 
 _TOKENS = itertools.count(1)

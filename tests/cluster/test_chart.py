@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 import pytest
-from chart.chart_support import VALUE_SETS, render
+from support.chart import VALUE_SETS, render
 from cluster.cluster_support import CRDS, DATA, Baseguard, Installation, load_documents
 from support.controlplane import ControlPlane
 
