@@ -12,8 +12,8 @@ import json
 from typing import Any
 
 import pytest
-from support.chart import VALUE_SETS, render
 from cluster.cluster_support import CRDS, DATA, Baseguard, Installation, load_documents
+from support.chart import VALUE_SETS, render
 from support.controlplane import ControlPlane
 
 THIRD_PARTY_CRDS = [
