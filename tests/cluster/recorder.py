@@ -21,7 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from controller.certificates import issue_ca, issue_serving
+from controller.tls.issuing import issue_ca, issue_serving
 
 Mutate = Callable[[dict[str, Any]], "list[dict[str, Any]] | None"]
 

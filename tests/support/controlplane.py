@@ -33,12 +33,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from controller.certificates import issue_ca, load_cert, load_key, pem_key
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from controller.tls.issuing import issue_ca, load_cert, load_key, pem_key
 from support.registry import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
