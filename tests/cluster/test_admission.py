@@ -55,7 +55,7 @@ def test_a_warning_is_printed_by_kubectl_and_the_pod_is_created(
     image = f"{registry.host}/cluster/app:1.2"
     result = control_plane.kubectl("run", "web", f"--image={image}", "-n", ns)
     assert "Warning:" in result.stderr, result.stderr
-    assert f"{ns}/versions" in result.stderr and image in result.stderr, result.stderr
+    assert "unpinned" in result.stderr and image in result.stderr, result.stderr
     assert control_plane.get_json("pod", "web", "-n", ns)["spec"]["containers"][0]["image"] == image
 
 
@@ -179,8 +179,12 @@ def test_kubectl_debug_ephemeral_container_is_judged(
         )
     )
     assert DENIED_BY in printed and "dbg" in printed, printed
-    review = decisions(baseguard, namespace=ns, kind="Pod", sub_resource="ephemeralcontainers")
-    assert review and review[-1]["verdict"] == "deny", review
+    review = wait_for(
+        "the ephemeralcontainers decision in the log",
+        lambda: decisions(baseguard, namespace=ns, kind="Pod", sub_resource="ephemeralcontainers"),
+        timeout=15,
+    )
+    assert review[-1]["verdict"] == "deny", review
     allowed = control_plane.kubectl(
         "debug", "web", "-n", ns, f"--image={registry.host}/cluster/debug:1.0.0", "--container=dbg2"
     )
@@ -206,7 +210,12 @@ def test_a_cronjob_is_judged(
         )
     )
     assert DENIED_BY in printed and "nightly" in printed
-    assert decisions(baseguard, namespace=ns, kind="CronJob")[-1]["verdict"] == "deny"
+    logged = wait_for(
+        "the CronJob decision in the log",
+        lambda: decisions(baseguard, namespace=ns, kind="CronJob", endpoint="validate"),
+        timeout=15,
+    )
+    assert logged[-1]["verdict"] == "deny", logged
 
 
 def test_mutation_pins_digests_and_records_them(

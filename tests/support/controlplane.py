@@ -95,11 +95,11 @@ def binaries_dir() -> tuple[Path, bool]:
 def wait_for(
     what: str, check: Callable[[], T | None], *, timeout: float, interval: float = 0.1
 ) -> T:
-    """Poll ``check`` until it returns something other than None/False; fail naming ``what``."""
+    """Poll ``check`` until it returns something truthy; fail naming ``what``."""
     deadline = time.monotonic() + timeout
     while True:
         result = check()
-        if result is not None and result is not False:
+        if result:  # None, False and empty collections mean "not yet"
             return result
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
