@@ -318,7 +318,15 @@ def test_a_sidecar_injected_after_baseguard_is_pinned_on_reinvocation(
         }
         checked = json.loads(live["metadata"]["annotations"]["baseguard.io/checked-digests"])
         assert checked == {"web": app.digest, "sidecar": sidecar.digest}
-        reinvoked = decisions(baseguard, namespace=ns, kind="Pod", endpoint="mutate", name="web")
+        reinvoked = wait_for(
+            "baseguard's first call and its reinvocation in the log",
+            lambda: (
+                found := decisions(baseguard, namespace=ns, kind="Pod", endpoint="mutate", name="web")
+            )
+            and len(found) >= 2
+            and found,
+            timeout=15,
+        )
         assert len(reinvoked) >= 2, reinvoked
     finally:
         control_plane.kubectl(
