@@ -258,7 +258,7 @@ class Walk:
 
         async def one(entry: Entry) -> PlatformLineage:
             desc = entry.descriptor
-            label = platform_key(str(desc.platform)) if desc.platform else "unknown"
+            label = str(desc.platform) if desc.platform else "unknown"
             try:
                 node = await self.images.fetch_child(ref, fetched.digest, desc, entry.index)
             except LookupFailed as exc:
@@ -321,7 +321,7 @@ class Walk:
             for i, task in moved.items():
                 moved_to, note = task.result()
                 levels[i] = replace(levels[i], moved_to=moved_to, note=_join(levels[i].note, note))
-        return PlatformLineage(image.platform, tuple(levels), end, failure)
+        return PlatformLineage(str(image.config.platform), tuple(levels), end, failure)
 
     def _exceeded(self, claim: Claim | None) -> str | None:
         """The bound a claim goes past, if any: it is then not followed at all.

@@ -428,7 +428,7 @@ def test_lineage_of_a_provenance_only_image_prints_its_verified_base_per_platfor
     code, out, _ = run(capsys, "lineage", image, "--registry-config", str(config))
 
     assert code == 0
-    for arch, platform in (("amd64", "linux/amd64"), ("arm64", "linux/arm64")):
+    for arch, platform in (("amd64", "linux/amd64"), ("arm64", "linux/arm64/v8")):
         section = out.split(f"  {platform}\n", 1)[1]
         base_line = section.splitlines()[1]
         assert f"└─ {build.root}/debian:12-slim@{build.debian_index.digest}" in base_line
@@ -440,7 +440,7 @@ def test_lineage_of_a_provenance_only_image_prints_its_verified_base_per_platfor
     platforms = {p["platform"]: p["levels"] for p in json.loads(out)["platforms"]}
     assert {k: [(lv["source"], lv["verified"]) for lv in v] for k, v in platforms.items()} == {
         "linux/amd64": [("image", None), ("provenance", True)],
-        "linux/arm64": [("image", None), ("provenance", True)],
+        "linux/arm64/v8": [("image", None), ("provenance", True)],
     }
 
 

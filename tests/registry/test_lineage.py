@@ -463,7 +463,7 @@ async def test_multi_arch_index_every_platform_with_its_own_chain(
     lineage = await resolver.resolve(parse(f"{fam.root}/app:1"))
 
     assert lineage.failure is None and lineage.digest == fam.app_index.digest
-    assert [p.platform for p in lineage.platforms] == ["linux/amd64", "linux/arm64"]
+    assert [p.platform for p in lineage.platforms] == ["linux/amd64", "linux/arm64/v8"]
     for pl, arch in zip(lineage.platforms, ["amd64", "arm64"], strict=True):
         assert chain(pl) == [
             (f"{fam.root}/app:1", "image", None),
@@ -482,8 +482,8 @@ async def test_multi_arch_index_every_platform_with_its_own_chain(
 @pytest.mark.parametrize(
     ("platforms", "expected"),
     [
-        (["linux/arm64"], ["linux/arm64"]),
-        (["linux/arm64/v8", "linux/amd64"], ["linux/amd64", "linux/arm64"]),
+        (["linux/arm64"], ["linux/arm64/v8"]),
+        (["linux/arm64/v8", "linux/amd64"], ["linux/amd64", "linux/arm64/v8"]),
         (["linux/amd64", "linux/s390x"], ["linux/amd64"]),
     ],
     ids=["arm64-matches-v8", "both-in-index-order", "missing-platform-ignored"],

@@ -88,8 +88,8 @@ async def test_docker_official_images_short_names_per_platform(
 
     assert lineage.failure is None, lineage.failure
     found = {p.platform: p for p in lineage.platforms}
-    assert sorted(found) == ["linux/amd64", "linux/arm64"]
-    for arch, key in (("amd64", "linux/amd64"), ("arm64", "linux/arm64")):
+    assert sorted(found) == ["linux/amd64", "linux/arm64/v8"]
+    for arch, key in ARCHES.items():
         pl = found[key]
         assert chain(pl) == [
             (f"docker.io/library/python:{python_tag}", "image", None),
@@ -167,7 +167,7 @@ async def test_inherited_labels_through_docker_v2_manifest_lists(
 
     assert lineage.failure is None, lineage.failure
     found = {p.platform: p for p in lineage.platforms}
-    for arch, key in (("amd64", "linux/amd64"), ("arm64", "linux/arm64")):
+    for arch, key in ARCHES.items():
         pl = found[key]
         assert chain(pl) == [
             (f"{root}/app:1", "image", None),

@@ -84,8 +84,8 @@ async def test_multi_stage_build_base_comes_from_provenance_per_platform(
 
     found = platforms(await resolver.resolve(parse(f"{build.root}/app:1")))
 
-    assert sorted(found) == ["linux/amd64", "linux/arm64"]
-    for arch, key in (("amd64", "linux/amd64"), ("arm64", "linux/arm64")):
+    assert sorted(found) == ["linux/amd64", "linux/arm64/v8"]
+    for arch, key in (("amd64", "linux/amd64"), ("arm64", "linux/arm64/v8")):
         pl = found[key]
         # golang (the builder stage) and the frontend were pulled too: layers rule them out
         assert chain(pl) == [
@@ -126,7 +126,7 @@ async def test_a_statement_about_another_platform_is_not_used(
     note = found["linux/amd64"].levels[0].note
     assert note.startswith("provenance not used: a statement in sha256:")
     assert note.endswith(f"is about {build.app['arm64'].digest}, not {build.app['amd64'].digest}")
-    assert chain(found["linux/arm64"])[1] == (f"{build.root}/debian:12-slim", "provenance", True)
+    assert chain(found["linux/arm64/v8"])[1] == (f"{build.root}/debian:12-slim", "provenance", True)
 
 
 async def test_statements_attached_as_referrers_with_the_fallback_tag(
