@@ -235,13 +235,13 @@ class Metrics:
         """Count one connection closed by the listener's bounds."""
         self.connections_closed.labels(reason).inc()
 
-    def violated(self, policy: str, rule: str, action: str) -> None:
-        """Count one violation in an admitted review."""
+    def violated(self, policy: str, rule: str, action: str, count: int = 1) -> None:
+        """Count ``count`` violations in an admitted review."""
         key = (policy, rule, action)
         counter = self._violations.get(key)
         if counter is None:
             counter = self._violations[key] = self.violations.labels(policy, rule, action)
-        counter.inc()
+        counter.inc(count)
 
     def patched(self, kind: str) -> None:
         """Count one JSONPatch operation returned by /mutate."""
