@@ -251,15 +251,25 @@ class Pusher:
             platform=plat,
         )
 
-    def push_attestation(self, repository: str, subject: Pushed) -> dict[str, Any]:
-        """A BuildKit-style attestation manifest for ``subject``: its index descriptor."""
-        statement = json.dumps({"_type": "https://in-toto.io/Statement/v0.1"}).encode()
-        config = b"{}"
+    def push_attestation(
+        self,
+        repository: str,
+        subject: Pushed,
+        layers: Sequence[Mapping[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        """A BuildKit-style attestation manifest for ``subject``: its index descriptor.
+
+        ``layers``: the in-toto statement layers (already pushed); by default one
+        empty statement, for tests that only need an attestation entry to exist.
+        """
+        if layers is None:
+            statement = json.dumps({"_type": "https://in-toto.io/Statement/v0.1"}).encode()
+            layers = [{"mediaType": IN_TOTO, **self.push_blob(repository, statement)}]
         manifest = {
             "schemaVersion": 2,
             "mediaType": OCI,
-            "config": {"mediaType": OCI_CONFIG, **self.push_blob(repository, config)},
-            "layers": [{"mediaType": IN_TOTO, **self.push_blob(repository, statement)}],
+            "config": {"mediaType": OCI_CONFIG, **self.push_blob(repository, b"{}")},
+            "layers": list(layers),
         }
         body = json.dumps(manifest).encode()
         digest = self.push_manifest(repository, sha256(body), body, OCI)

@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from support.images import IN_TOTO, OCI, OCI_CONFIG, OCI_INDEX, Layer, Pushed, Pusher, layer, sha256
+from support.images import IN_TOTO, OCI, OCI_INDEX, Layer, Pushed, Pusher, layer, sha256
 
 if TYPE_CHECKING:
     from support.registry import RegistryProcess
@@ -135,24 +135,9 @@ def push_attestation(
     statements: Sequence[Mapping[str, Any] | bytes],
 ) -> dict[str, Any]:
     """Push a BuildKit attestation manifest; return its index descriptor (``unknown/unknown``)."""
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": OCI,
-        "config": {"mediaType": OCI_CONFIG, **pusher.push_blob(repository, EMPTY_CONFIG)},
-        "layers": _statement_layers(pusher, repository, statements),
-    }
-    body = json.dumps(manifest).encode()
-    digest = pusher.push_manifest(repository, sha256(body), body, OCI)
-    return {
-        "mediaType": OCI,
-        "digest": digest,
-        "size": len(body),
-        "platform": {"architecture": "unknown", "os": "unknown"},
-        "annotations": {
-            "vnd.docker.reference.type": "attestation-manifest",
-            "vnd.docker.reference.digest": subject.digest,
-        },
-    }
+    return pusher.push_attestation(
+        repository, subject, _statement_layers(pusher, repository, statements)
+    )
 
 
 def push_buildx_index(
