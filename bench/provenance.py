@@ -24,7 +24,6 @@ status is non-zero only when the lineage is not the expected one.
 from __future__ import annotations
 
 import asyncio
-import re
 import shutil
 import sys
 import tempfile
@@ -32,21 +31,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from registry import classify  # bench/registry.py: the one request classifier
+
 ROOT = Path(__file__).resolve().parents[1]
-_PATH = re.compile(r"^/v2/(?P<repo>.+?)/(?P<what>manifests|blobs|referrers)/(?P<ref>[^/?]+)")
 KINDS = ("HEAD tag", "GET tag", "GET digest", "GET blob", "GET referrers")
-
-
-def classify(method: str, path: str) -> tuple[str, str]:
-    """(repository, kind): a manifest by tag or by digest, a blob, a referrers call."""
-    m = _PATH.match(path)
-    if m is None:
-        return "", f"{method} {path}"
-    if m["what"] == "blobs":
-        return m["repo"], f"{method} blob"
-    if m["what"] == "referrers":
-        return m["repo"], f"{method} referrers"
-    return m["repo"], f"{method} {'digest' if ':' in m['ref'] else 'tag'}"
 
 
 def table(seen: Counter[tuple[str, str]], levels: list[tuple[str, str]]) -> None:

@@ -55,7 +55,7 @@ PLATFORMS = ("linux/amd64", "linux/arm64")
 # "manifest"/"blob"; the path tells a tag from a digest).
 HEAD_TAG, GET_TAG, GET_DIGEST, GET_BLOB = "HEAD tag", "GET tag", "GET digest", "GET blob"
 KINDS = (HEAD_TAG, GET_TAG, GET_DIGEST, GET_BLOB)
-_PATH = re.compile(r"^/v2/(?P<repo>.+?)/(?P<what>manifests|blobs)/(?P<ref>[^/?]+)")
+_PATH = re.compile(r"^/v2/(?P<repo>.+?)/(?P<what>manifests|blobs|referrers)/(?P<ref>[^/?]+)")
 
 
 class BenchError(Exception):
@@ -283,11 +283,14 @@ class Count:
 
 
 def classify(method: str, path: str) -> tuple[str, str]:
+    """(repository, kind): a manifest by tag or by digest, a blob, a referrers call."""
     m = _PATH.match(path)
     if m is None:
         return "", f"{method} {path.split('?')[0]}"
     if m["what"] == "blobs":
         return m["repo"], f"{method} blob"
+    if m["what"] == "referrers":
+        return m["repo"], f"{method} referrers"
     by = "digest" if ":" in m["ref"] else "tag"
     return m["repo"], f"{method} {by}"
 
