@@ -12,7 +12,7 @@ import hashlib
 import re
 from collections.abc import Sequence
 
-from controller.findings import Finding, Group, grouped_findings
+from controller.findings import Finding, Group
 from controller.policy.model import Action
 
 WARNING_MAX = 120
@@ -81,17 +81,19 @@ def _policies(group: Group) -> str:
     )
 
 
-def deny_message(found: Sequence[Finding], *, uid: str = "") -> str:
+def deny_message(groups: Sequence[tuple[Finding, Group]], *, uid: str = "") -> str:
     """The ``status.message`` of a denial: one line per denying finding.
 
     Each line: ``container "app" image "python:3.8": policy P, rule R: <what,
-    why and the fix>``; the same finding from several policies is one line
-    naming them all (:func:`controller.findings.grouped_findings`). At most
+    why and the fix>``; ``groups`` come from
+    :func:`controller.findings.grouped_findings` (the caller groups once for the
+    denial and the warnings), so the same finding from several policies is one
+    line naming them all. At most
     :data:`MESSAGE_LINES_MAX` lines of :data:`MESSAGE_LINE_MAX` bytes; the rest
     is counted and left to the log.
     """
     raw: dict[str, None] = {}
-    for f, g in grouped_findings(found):
+    for f, g in groups:
         if g.action is Action.DENY:
             raw.setdefault(
                 f'{f.where} image "{f.image.image}": {_policies(g)}, rule {g.rule.value}: {g.message}'
@@ -171,15 +173,16 @@ def warning(where: str, group: Group, text: str, limit: int = WARNING_MAX) -> st
     return clip(f"{head}{bare}{tail}", limit)
 
 
-def warning_lines(found: Sequence[Finding], *, extra: Sequence[str] = ()) -> list[str]:
+def warning_lines(
+    groups: Sequence[tuple[Finding, Group]], *, extra: Sequence[str] = ()
+) -> list[str]:
     """``warnings``: warn-level findings, then waived ones, then ``extra`` notes.
 
-    The same finding from several policies is one warning
-    (:func:`controller.findings.grouped_findings`), written by :func:`warning`.
+    ``groups`` as for :func:`deny_message`: the same finding from several
+    policies is one warning, written by :func:`warning`.
     Each at most :data:`WARNING_MAX` bytes; together at most
     :data:`WARNINGS_TOTAL_MAX`, the last line saying how many were left out.
     """
-    groups = grouped_findings(found)
     candidates: dict[str, None] = {}
     for f, g in groups:
         if g.action is Action.WARN and g.waived is None:

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from controller.errors import BadReview, PolicyError
-from controller.findings import Finding, findings, not_evaluated
+from controller.findings import Finding, findings, grouped_findings, not_evaluated
 from controller.policy import model as policy_model
 from controller.policy.model import Action
 from controller.webhook.messages import (
@@ -438,11 +438,12 @@ def validation_response(
             verdict = result.verdict
     extra = [f"baseguard is offline: not evaluated: {', '.join(skipped)}"] if skipped else []
     denied = verdict is Action.DENY
+    groups = grouped_findings(found)  # once: the denial and the warnings both say them
     body = build_response(
         review.uid,
         allowed=not denied,
-        message=deny_message(found, uid=review.uid) if denied else "",
-        warnings=warning_lines(found, extra=extra),
+        message=deny_message(groups, uid=review.uid) if denied else "",
+        warnings=warning_lines(groups, extra=extra),
         audit=audit_annotations(found),
     )
     return body, verdict, found

@@ -14,7 +14,7 @@ from support.webhook import fixture
 
 from controller.assess import WorkloadResult
 from controller.errors import BadReview
-from controller.findings import Finding
+from controller.findings import Finding, grouped_findings
 from controller.lineage.model import Lineage
 from controller.policy.compile import compile_policy
 from controller.policy.facts import ImageFacts, ObjectFacts
@@ -300,7 +300,9 @@ def finding(
 
 
 def test_a_denial_names_container_image_policy_rule_and_fix() -> None:
-    message = messages.deny_message([finding(Action.DENY), finding(Action.WARN, container="side")])
+    message = messages.deny_message(
+        grouped_findings([finding(Action.DENY), finding(Action.WARN, container="side")])
+    )
     assert message == (
         'container "app" image "python:3.8": policy prod-bases, rule deprecated-base: '
         "image docker.io/library/python:3.8 is deprecated (EOL); use docker.io/library/python:3.12-slim"
@@ -309,7 +311,7 @@ def test_a_denial_names_container_image_policy_rule_and_fix() -> None:
 
 def test_a_denial_with_many_problems_is_capped_and_points_at_the_log() -> None:
     found = [finding(Action.DENY, container=f"c{i}", message="x" * 2000) for i in range(25)]
-    message = messages.deny_message(found, uid="u-9")
+    message = messages.deny_message(grouped_findings(found), uid="u-9")
     lines = message.split("\n")
     assert len(lines) == messages.MESSAGE_LINES_MAX + 1
     assert all(len(line) <= messages.MESSAGE_LINE_MAX for line in lines)
@@ -336,7 +338,7 @@ def test_warnings_are_short_and_their_total_bounded() -> None:
         finding(Action.WARN, container=f"container-{i}", message=f"problem {i} " + "é" * 300)
         for i in range(200)
     ]
-    warnings = messages.warning_lines(found)
+    warnings = messages.warning_lines(grouped_findings(found))
     assert all(len(w.encode()) <= messages.WARNING_MAX for w in warnings)
     assert all(w.isascii() and w.isprintable() for w in warnings)
     assert sum(len(w) for w in warnings) <= messages.WARNINGS_TOTAL_MAX
@@ -354,7 +356,7 @@ def test_warnings_include_waivers_and_are_not_repeated() -> None:
         finding(Action.ALLOW, waived="waived until 2026-03-31: PAY-123 (exception #0)"),
         finding(Action.DENY, rule=RuleCode.UNPINNED, message="unpinned"),
     ]
-    assert messages.warning_lines(found, extra=["a note"]) == [
+    assert messages.warning_lines(grouped_findings(found), extra=["a note"]) == [
         'deprecated-base (prod-bases), container "app": image python:3.8 is deprecated (EOL); '
         "use python:3.12-slim",
         'deprecated-base (prod-bases), container "app": waived until 2026-03-31: PAY-123 (exception #0)',
@@ -631,7 +633,7 @@ def test_a_warning_keeps_the_base_and_the_fix_and_merges_policies() -> None:
     found = [
         _finding("app", f"eol-{i}", RuleCode.DEPRECATED_BASE, EOL, Action.WARN) for i in range(3)
     ]
-    (line,) = messages.warning_lines(found)
+    (line,) = messages.warning_lines(grouped_findings(found))
     assert line == (
         'deprecated-base, container "app": image python:3.8-slim is deprecated; '
         "use python:3.13-slim"
@@ -642,7 +644,7 @@ def test_a_warning_keeps_the_base_and_the_fix_and_merges_policies() -> None:
 def test_a_long_warning_is_cut_in_its_middle_never_in_its_fix() -> None:
     what = "image registry.example/" + "a" * 150 + ":1.0 is deprecated"
     found = [_finding("app", "p", RuleCode.DEPRECATED_BASE, f"{what}; use python:3.13", Action.WARN)]
-    (line,) = messages.warning_lines(found)
+    (line,) = messages.warning_lines(grouped_findings(found))
     assert line.startswith('deprecated-base, container "app": image registry.example/')
     assert line.endswith("...; use python:3.13") and len(line) <= messages.WARNING_MAX
 
@@ -651,7 +653,7 @@ def test_a_denial_names_every_policy_once() -> None:
     found = [
         _finding("app", f"eol-{i}", RuleCode.DEPRECATED_BASE, EOL, Action.DENY) for i in range(2)
     ]
-    assert messages.deny_message(found) == (
+    assert messages.deny_message(grouped_findings(found)) == (
         'container "app" image "python:3.8-slim": policies eol-0, eol-1, rule deprecated-base: '
         + EOL
     )
