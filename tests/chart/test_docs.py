@@ -141,3 +141,55 @@ def test_test_files_named_in_the_docs_exist() -> None:
     for page in PAGES:
         for path in re.findall(r"`(tests/[\w/]+\.py)`", page.read_text()):
             assert (ROOT / path).exists(), f"{page.name}: {path}"
+
+
+# --- metric names --------------------------------------------------------------------
+
+METRIC = re.compile(r"\bbaseguard_[a-z_]*[a-z]\b\*?")
+
+
+def exposed_metric_names() -> set[str]:
+    """Every family name ``/metrics`` exposes, with each counter and gauge given a sample
+    (a family with no sample is not written), as Prometheus users query them (``_total``)."""
+    from prometheus_client import generate_latest
+
+    from controller.policy.store import PolicyStore
+    from controller.registry.client import RegistryClient
+    from controller.registry.config import RegistryConfig
+    from controller.webhook.metrics import Metrics
+
+    store = PolicyStore()
+    client = RegistryClient(RegistryConfig())
+    stats = client.stats
+    stats.rate_limited["r.example"] = stats.held_off["r.example"] = 1
+    stats.by_kind[("GET", "manifest")] = 1
+    metrics = Metrics(snapshot=lambda: store.snapshot, registry_stats=lambda: stats)
+    metrics.answered("validate", "Pod", "allow", 0.01)
+    metrics.refused("validate")
+    metrics.connection_closed("slow-headers")
+    metrics.violated("p", "unpinned", "deny")
+    metrics.patched("pin")
+    names = set()
+    for line in generate_latest(metrics.registry).decode().splitlines():
+        name = line.split("{")[0].split()[0] if line.startswith("baseguard_") else ""
+        if name and not name.endswith("_created"):  # prometheus_client's creation-time series
+            names.add(re.sub(r"_(bucket|count|sum)$", "", name))
+    return names
+
+
+def test_every_metric_the_docs_name_is_one_metrics_exposes() -> None:
+    """Names as a dashboard queries them: counters end in ``_total``; ``baseguard_registry_*``
+    stands for a family prefix."""
+    exposed = exposed_metric_names()
+    assert "baseguard_admission_requests_total" in exposed  # the scrape is real
+    wrong = set()
+    for page in [*PAGES, ROOT / "README.md", *sorted((CHART / "templates").glob("*"))]:
+        for name in METRIC.findall(page.read_text()):
+            if name.endswith("*"):
+                ok = any(e.startswith(name[:-1]) for e in exposed)
+            else:
+                ok = name in exposed or not name.startswith(("baseguard_admission", "baseguard_registry",
+                                                              "baseguard_polic", "baseguard_connections"))
+            if not ok:
+                wrong.add(f"{page.relative_to(ROOT)}: {name}")
+    assert not wrong, sorted(wrong)
