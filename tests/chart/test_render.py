@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import helm_python
 import kubernetes_validate
 import pytest
 import yaml
@@ -611,6 +612,25 @@ def test_bundled_policies_keep_their_mode_unless_told() -> None:
     assert doc["metadata"]["name"] == "require-version-tags"
 
 
+def test_one_bundled_policy_moves_to_its_own_mode_by_value() -> None:
+    """The bundled policies are the release's (re-created on upgrade), so each one's mode is a value."""
+    chart = render(
+        {
+            "policies": {
+                "enabled": True,
+                "include": ["pinning/require-version-tags.yaml", "eol/eol-python.yaml"],
+                "mode": "Audit",
+                "modes": {"require-version-tags": "Warn"},
+            }
+        }
+    )
+    modes = {doc["metadata"]["name"]: doc["spec"]["mode"] for doc in chart.of_kind("ClusterBaseImagePolicy")}
+    assert modes.pop("require-version-tags") == "Warn"
+    assert set(modes.values()) == {"Audit"}
+    with pytest.raises(helm_python.HelmValuesError, match="/policies/modes/require-version-tags"):
+        render({"policies": {"enabled": True, "modes": {"require-version-tags": "Block"}}})
+
+
 def test_notes_say_what_to_do_next(chart: Rendered) -> None:
     deployment = chart.one("Deployment")["metadata"]["name"]
     assert f"rollout status deployment/{deployment}" in chart.notes
@@ -619,6 +639,11 @@ def test_notes_say_what_to_do_next(chart: Rendered) -> None:
     assert f"failurePolicy={value(chart, 'webhook', 'failurePolicy')}" in chart.notes
     if value(chart, "webhook", "failurePolicy") == "Ignore":
         assert "admitted UNCHECKED" in chart.notes
+    assert "ImagePullBackOff" in chart.notes
+    unpublished = value(chart, "image", "repository") == "ghcr.io/baseguard/baseguard"
+    assert ("no\nimage is published there" in chart.notes) is unpublished
+    if value(chart, "webhook", "policies", "enabled") and value(chart, "webhook", "policies", "failurePolicy") == "Fail":
+        assert "refuses EVERY\n   create and edit of a ClusterBaseImagePolicy" in chart.notes
 
 
 def test_the_chart_passes_baseguards_own_policies(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:

@@ -94,6 +94,12 @@ def test_a_disruption_budget_that_blocks_every_drain_is_refused() -> None:
         render({"replicas": 2, "podDisruptionBudget": {"minAvailable": 2}})
 
 
+def test_one_replica_says_to_disable_the_disruption_budget() -> None:
+    with pytest.raises(helm_python.HelmRenderError, match=r"replicas=1 .* set podDisruptionBudget.enabled=false"):
+        render({"replicas": 1})
+    assert render({"replicas": 1, "podDisruptionBudget": {"enabled": False}}).one("Deployment")["spec"]["replicas"] == 1
+
+
 def test_secret_mode_with_everything_given_renders() -> None:
     rendered = render({"certificates": {"mode": "secret", "secretName": "tls", "caBundle": CA_BUNDLE}})
     assert rendered.one("Deployment")
