@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from controller.assess import WorkloadResult
+from controller.cli.unjudged import could_not_judge
 from controller.findings import grouped
 from controller.lineage.model import Lineage, PlatformLineage, Source
 from controller.policy.facts import ImageFacts
@@ -77,6 +78,7 @@ def result_json(workload_result: WorkloadResult, result: ImageResult) -> dict[st
         "lineage": lineage_json(facts),
     }
     out["policies"] = list(result.policies)
+    out["judged"] = not could_not_judge(result)
     if result.not_evaluated:
         out["notEvaluated"] = [r.value for r in result.not_evaluated]
     return out
@@ -149,7 +151,8 @@ def write_check_text(
         for r in wr.results:
             who = r.facts.container or "-"
             shown = r.facts.reference.normalized if r.facts.reference else r.facts.image
-            out.write(f"  {paint.verdict(r.verdict)} {who}: {shown}\n")
+            mark = " (not judged: see lookup-failed)" if could_not_judge(r) else ""
+            out.write(f"  {paint.verdict(r.verdict)} {who}: {shown}{mark}\n")
             for line in _grouped(r.violations):
                 out.write(f"      {line}\n")
             not_evaluated.update(r.not_evaluated)

@@ -56,7 +56,14 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--offline",
         action="store_true",
-        help="no registry lookups; the lineage rules are not evaluated (the output says so)",
+        help="no registry lookups: rules that need the registry are not evaluated, and each "
+        "policy's lineage.onLookupFailure decides what that means (Deny by default)",
+    )
+    p.add_argument(
+        "--allow-unevaluated",
+        action="store_true",
+        help="with --offline: list the rules not evaluated without counting them against the "
+        "verdict (an allowlist then enforces nothing offline)",
     )
     p.add_argument(
         "--format",
@@ -115,6 +122,11 @@ def run(args: argparse.Namespace) -> int:
     from controller.policyfiles import compile_documents, load_policies
 
     now = parse_now(args.now)
+    if args.allow_unevaluated and not args.offline:
+        raise InputError(
+            "--allow-unevaluated needs --offline: online, a rule the registry could not answer "
+            "for is decided by the policy's lineage.onLookupFailure"
+        )
     loaded = load_inputs(
         args.paths,
         default_namespace=args.namespace,
@@ -140,6 +152,10 @@ def run(args: argparse.Namespace) -> int:
         )
 
     results = asyncio.run(with_assessor(args, work))
+    if args.offline and not args.allow_unevaluated:
+        from controller.cli.unjudged import judge_unevaluated
+
+        results = judge_unevaluated(results, policies, now=now)
     if args.format == "json":
         json.dump(
             check_json(results, offline=args.offline, skipped=loaded.skipped), sys.stdout, indent=2
