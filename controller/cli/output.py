@@ -161,6 +161,9 @@ def write_check_text(
         f"\n{len(flat)} image(s): {counts['deny']} deny, {counts['warn']} warn, "
         f"{counts['audit']} audit, {counts['allow']} allow"
     )
+    unjudged = sum(1 for r in flat if could_not_judge(r))
+    if unjudged:
+        out.write(f" ({unjudged} of them not judged)")
     if skipped:
         out.write(f"; {len(skipped)} document(s) skipped (not workloads)")
     out.write("\n")

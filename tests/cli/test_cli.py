@@ -140,7 +140,7 @@ def test_check_json_follows_spec_section_8(
     doc = json.loads(out)
     assert code == 1
     assert set(doc) >= {"results", "summary"}
-    assert doc["summary"] == {"deny": 2, "warn": 0, "audit": 0, "allow": 1}
+    assert doc["summary"] == {"deny": 2, "warn": 0, "audit": 0, "allow": 1, "notJudged": 0}
     keys = {
         "source",
         "kind",

@@ -162,3 +162,76 @@ def test_reference_rules_still_deny_offline_and_an_allowed_judged_image_stays_al
     code, out, _ = run(capsys, "check", manifest, "-p", pins, "--offline", *NOW)
     assert code == 0
     assert "ALLOW app: docker.io/library/python:3.12.7-slim" in out.replace("  ", " ")
+
+
+# --- exit codes: denied (1), could not judge (3), warned (--warn-exit-code) -----------------
+
+
+def closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_an_unreachable_registry_is_exit_3_not_a_denial(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An allowed, pinned image whose registry does not answer: could not judge, not denied."""
+    host = f"127.0.0.1:{closed_port()}"
+    config = write(tmp_path / "registries.yaml", f'registries:\n  - {{host: "{host}", insecure: true}}\n')
+    policy = write(
+        tmp_path / "p.yaml",
+        ALLOWLIST.replace("docker.io/library/python", f"{host}/shop/python"),
+    )
+    manifest = write(
+        tmp_path / "pod.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: a, namespace: shop}\n"
+        f"spec: {{containers: [{{name: app, image: '{host}/shop/python:3.12-slim'}}]}}\n",
+    )
+    code, out, _ = run(capsys, "check", manifest, "-p", policy, "--registry-config", config, "--budget", "5", *NOW)
+    assert code == 3, out
+    assert "lookup-failed [allowed-bases] deny" in out
+    assert "(1 of them not judged)" in out
+
+
+def test_a_real_denial_wins_over_could_not_judge(
+    ubuntu: tuple[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dockerfile, policy = ubuntu
+    assert run(capsys, "check", dockerfile, "-p", policy, "--offline", *NOW)[0] == 3
+    latest = write(tmp_path / "latest.Dockerfile", "FROM python:latest\n")
+    pins = write(
+        tmp_path / "pins.yaml",
+        "apiVersion: baseguard.io/v1alpha1\nkind: ClusterBaseImagePolicy\nmetadata: {name: pins}\n"
+        "spec: {mode: Enforce, pinning: {}}\n",
+    )
+    code, _, _ = run(capsys, "check", dockerfile, latest, "-p", policy, "-p", pins, "--offline", *NOW)
+    assert code == 1
+
+
+def test_warn_exit_code(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    dockerfile = write(tmp_path / "Dockerfile", "FROM python:latest\n")
+    warn = write(
+        tmp_path / "warn.yaml",
+        "apiVersion: baseguard.io/v1alpha1\nkind: ClusterBaseImagePolicy\nmetadata: {name: w}\n"
+        "spec: {mode: Warn, pinning: {}}\n",
+    )
+    assert run(capsys, "check", dockerfile, "-p", warn, "--offline", *NOW)[0] == 0
+    assert run(capsys, "check", dockerfile, "-p", warn, "--offline", "--warn-exit-code", "78", *NOW)[0] == 78
+    assert run(capsys, "check", dockerfile, "-p", warn, "--offline", "--warn-exit-code", "1", *NOW)[0] == 1
+    with pytest.raises(SystemExit) as exited:
+        main(["check", dockerfile, "-p", warn, "--warn-exit-code", "3"])
+    assert exited.value.code == 2
+    assert "3 already means could not judge" in capsys.readouterr().err
+
+
+def test_help_and_docs_state_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["check", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "3 nothing denied, but an image could not be judged" in out
+    assert "--warn-exit-code N" in out
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "cli.md").read_text()
+    assert "| 3 | `check`: nothing was denied, but an image could not be judged" in docs

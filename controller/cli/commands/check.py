@@ -26,7 +26,7 @@ from controller.cli.options import (
 from controller.errors import ExitCode, InputError
 
 if TYPE_CHECKING:
-    from controller.assess import Assessor
+    from controller.assess import Assessor, WorkloadResult
 
 FORMATS = ("text", "json", "sarif", "junit")
 
@@ -36,7 +36,10 @@ def register(sub: Any) -> None:
         "check",
         help="check manifests and Dockerfiles against policies",
         description="Check Kubernetes manifests and Dockerfiles against base image policies.",
-        epilog="Exit codes: 0 nothing denied, 1 something denied, 2 bad input. " + docs("cli.md"),
+        epilog="Exit codes (stable): 0 nothing denied (warnings pass, unless --warn-exit-code); "
+        "1 a policy denied an image; 2 bad input, bad policy or usage; 3 nothing denied, but an "
+        "image could not be judged (a registry lookup failed, or --offline) and its policy's "
+        "lineage.onLookupFailure denies that. " + docs("cli.md"),
     )
     p.add_argument(
         "paths",
@@ -97,9 +100,53 @@ def register(sub: Any) -> None:
         help="YAML that is not a Kubernetes object (docker-compose.yml, values.yaml) and Helm "
         "chart folders are errors instead of being skipped",
     )
+    p.add_argument(
+        "--warn-exit-code",
+        type=warn_exit_code,
+        default=ExitCode.OK,
+        metavar="N",
+        help="exit N when the worst verdict is warn (default 0: warnings do not fail a build; "
+        "1 fails on them too); not 2 or 3, which mean bad input and could not judge",
+    )
     add_registry_options(p, offline=False)
     add_budget_option(p)
     p.set_defaults(func=run)
+
+
+def warn_exit_code(text: str) -> int:
+    """``--warn-exit-code``: 0..125, and never a code that already means something else."""
+    try:
+        code = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number (0..125)") from None
+    if not 0 <= code <= 125:
+        raise argparse.ArgumentTypeError(f"{code} is out of range: use 0..125")
+    if code in (ExitCode.USAGE, ExitCode.UNJUDGED):
+        raise argparse.ArgumentTypeError(
+            f"{code} already means {'bad input' if code == ExitCode.USAGE else 'could not judge'}; "
+            "use 1 to fail on warnings, or a code of your own from 4 to 125"
+        )
+    return code
+
+
+def exit_code(results: Sequence[WorkloadResult], *, warn_code: int) -> int:
+    """Denied (1) over could not judge (3) over warned (``--warn-exit-code``) over OK (0).
+
+    An image denied by a rule is denied, even if another of its rules could not be
+    judged; one denied only because it could not be judged is :attr:`ExitCode.UNJUDGED`.
+    """
+    from controller.cli.unjudged import could_not_judge
+    from controller.policy.model import Action
+
+    images = [r for wr in results for r in wr.results]
+    denied = [r for r in images if r.verdict is Action.DENY]
+    if any(not could_not_judge(r) for r in denied):
+        return ExitCode.DENIED
+    if denied:
+        return ExitCode.UNJUDGED
+    if any(r.verdict is Action.WARN for r in images):
+        return warn_code
+    return ExitCode.OK
 
 
 def build_args(pairs: Sequence[str]) -> dict[str, str]:
@@ -118,7 +165,6 @@ def build_args(pairs: Sequence[str]) -> dict[str, str]:
 def run(args: argparse.Namespace) -> int:
     from controller.cli.loaders import load_inputs
     from controller.cli.output import check_json, not_evaluated_note, write_check_text
-    from controller.policy.model import Action
     from controller.policyfiles import compile_documents, load_policies
 
     now = parse_now(args.now)
@@ -157,9 +203,11 @@ def run(args: argparse.Namespace) -> int:
 
         results = judge_unevaluated(results, policies, now=now)
     if args.format == "json":
-        json.dump(
-            check_json(results, offline=args.offline, skipped=loaded.skipped), sys.stdout, indent=2
-        )
+        from controller.cli.unjudged import could_not_judge
+
+        doc = check_json(results, offline=args.offline, skipped=loaded.skipped)
+        doc["summary"]["notJudged"] = sum(1 for wr in results for r in wr.results if could_not_judge(r))
+        json.dump(doc, sys.stdout, indent=2)
         sys.stdout.write("\n")
     elif args.format == "sarif":
         from controller.cli.sarif import check_sarif
@@ -181,5 +229,4 @@ def run(args: argparse.Namespace) -> int:
             skipped=loaded.skipped,
             colour=colour(sys.stdout),
         )
-    denied = any(r.verdict is Action.DENY for r in results)
-    return ExitCode.DENIED if denied else ExitCode.OK
+    return exit_code(results, warn_code=args.warn_exit_code)
