@@ -5,13 +5,13 @@ Colour only on a terminal (and never with ``NO_COLOR``), so CI logs stay clean.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
 
 from controller.assess import WorkloadResult
 from controller.cli.unjudged import could_not_judge
 from controller.findings import grouped
-from controller.lineage.model import Lineage, PlatformLineage, Source
+from controller.lineage.model import End, Lineage, PlatformLineage, Source
 from controller.policy.facts import ImageFacts
 from controller.policy.model import Action, RuleCode
 from controller.policy.verdict import ImageResult, Violation, summarize
@@ -142,7 +142,6 @@ def write_check_text(
     results: Sequence[WorkloadResult], out: TextIO, *, offline: bool, skipped: Sequence[str], colour: bool
 ) -> None:
     paint = Painter(out, colour=colour)
-    not_evaluated: set[RuleCode] = set()
     flat = [r for w in results for r in w.results]
     for wr in results:
         if not wr.results:
@@ -155,7 +154,6 @@ def write_check_text(
             out.write(f"  {paint.verdict(r.verdict)} {who}: {shown}{mark}\n")
             for line in _grouped(r.violations):
                 out.write(f"      {line}\n")
-            not_evaluated.update(r.not_evaluated)
     counts = summarize(flat)
     out.write(
         f"\n{len(flat)} image(s): {counts['deny']} deny, {counts['warn']} warn, "
@@ -167,22 +165,59 @@ def write_check_text(
     if skipped:
         out.write(f"; {len(skipped)} document(s) skipped (not workloads)")
     out.write("\n")
-    if not_evaluated:
-        out.write(paint.dim(not_evaluated_note(not_evaluated, offline=offline) + "\n"))
+    for note in not_evaluated_notes(flat, offline=offline):
+        out.write(paint.dim(note + "\n"))
 
 
 #: Rules that judge the image's own name without the registry, and its ancestors with it.
 _NAME_AND_ANCESTORS = (RuleCode.DEPRECATED_BASE, RuleCode.BASE_NOT_ALLOWED)
 
 
-def not_evaluated_note(codes: set[RuleCode], *, offline: bool) -> str:
+_OFFLINE = "--offline: no registry lookups"
+_FAILED = "a registry lookup failed, see lookup-failed"
+_UNKNOWN = "no base could be established, so unknown-base decides instead"
+
+
+def why_not_evaluated(result: ImageResult, *, offline: bool) -> str:
+    """Why ``result`` has rules not evaluated, in the words the footer uses.
+
+    Offline nothing was asked; a lineage that failed (whole, or on some platform) is a
+    failed lookup; otherwise every lookup answered and the allowlist could not be decided
+    because no base was established: that is ``unknown-base``'s to judge, not a registry
+    problem, and saying "a lookup failed" would send the reader to the wrong place.
+    """
+    lineage = result.facts.lineage
+    if offline or lineage is None:
+        return _OFFLINE
+    if lineage.failure is not None or any(p.end is End.LOOKUP_FAILED for p in lineage.platforms):
+        return _FAILED
+    return _UNKNOWN
+
+
+def not_evaluated_notes(results: Iterable[ImageResult], *, offline: bool) -> list[str]:
+    """One line per reason, naming the rules each left open (see :func:`not_evaluated_note`)."""
+    by_reason: dict[str, set[RuleCode]] = {}
+    for r in results:
+        if r.not_evaluated:
+            by_reason.setdefault(why_not_evaluated(r, offline=offline), set()).update(r.not_evaluated)
+    return [
+        not_evaluated_note(codes, why=why)
+        for why in (_OFFLINE, _FAILED, _UNKNOWN)
+        if (codes := by_reason.get(why))
+    ]
+
+
+def not_evaluated_note(codes: set[RuleCode], *, why: str) -> str:
     """Precisely what was not judged: the ancestors for name-level rules, all of layer-level ones.
 
     ``deprecated-base`` can be found on an image's own name offline, so listing
     it as "not evaluated" beside a ``deprecated-base`` finding would read as a
-    contradiction; what was left out is the image's bases.
+    contradiction; what was left out is the image's bases. With every lookup
+    answered, the only open rule is ``base-not-allowed`` of an image with no
+    established base, which ``unknown-base`` judges: it is named, nothing more.
     """
-    why = "--offline: no registry lookups" if offline else "a registry lookup failed"
+    if why == _UNKNOWN:
+        return f"not evaluated ({why}): " + ", ".join(sorted(c.value for c in codes))
     partial = [c.value for c in _NAME_AND_ANCESTORS if c in codes]
     whole = sorted(c.value for c in codes if c not in _NAME_AND_ANCESTORS)
     parts = []

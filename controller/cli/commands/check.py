@@ -164,7 +164,7 @@ def build_args(pairs: Sequence[str]) -> dict[str, str]:
 
 def run(args: argparse.Namespace) -> int:
     from controller.cli.loaders import load_inputs
-    from controller.cli.output import check_json, not_evaluated_note, write_check_text
+    from controller.cli.output import check_json, not_evaluated_notes, write_check_text
     from controller.policyfiles import compile_documents, load_policies
 
     now = parse_now(args.now)
@@ -212,8 +212,8 @@ def run(args: argparse.Namespace) -> int:
     elif args.format == "sarif":
         from controller.cli.sarif import check_sarif
 
-        codes = {c for wr in results for r in wr.results for c in r.not_evaluated}
-        note = not_evaluated_note(codes, offline=args.offline) if codes else None
+        notes = not_evaluated_notes((r for wr in results for r in wr.results), offline=args.offline)
+        note = "; ".join(notes) or None
         log = check_sarif(results, lines=loaded.lines, not_evaluated_note=note)
         json.dump(log, sys.stdout, indent=2)
         sys.stdout.write("\n")
