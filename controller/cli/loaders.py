@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import IO, Any
 
 from controller.dockerfile import dockerfile_workload
@@ -75,6 +75,7 @@ def load_inputs(
     paths: Sequence[str],
     *,
     default_namespace: str = "default",
+    dockerfile_namespace: str | None = None,
     build_args: Mapping[str, str] | None = None,
     stdin: IO[str] | None = None,
     strict: bool = False,
@@ -91,6 +92,10 @@ def load_inputs(
     CI files, a chart's ``values.yaml``): such documents, and Helm chart folders
     (templates are not YAML until rendered), are listed in ``skipped`` with the
     reason. ``strict`` makes them errors instead.
+
+    A Dockerfile has no namespace, so only cluster-wide policies judge it, unless
+    ``dockerfile_namespace`` places it in one (``check --namespace NS``): then that
+    namespace's ``BaseImagePolicy``s judge it too, as they would its pods.
     """
     loaded = Loaded()
     charts: set[str] = set()
@@ -111,6 +116,8 @@ def load_inputs(
             _load_manifest("<stdin>", text, loaded, default_namespace=default_namespace, strict=strict)
         elif is_dockerfile(name):
             workload = dockerfile_workload(read_text(path), source=path, build_args=build_args)
+            if dockerfile_namespace is not None:
+                workload = replace(workload, namespace=dockerfile_namespace)
             loaded.workloads.append(workload)
         elif is_manifest(name):
             _load_manifest(path, read_text(path), loaded, default_namespace=default_namespace, strict=strict)

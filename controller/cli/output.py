@@ -110,7 +110,7 @@ class Painter:
 def _object_name(result: WorkloadResult) -> str:
     wl = result.workload
     if wl.kind == "Dockerfile":
-        return wl.source
+        return f"{wl.source} (as in namespace {wl.namespace})" if wl.namespace else wl.source
     ns = f"{wl.namespace}/" if wl.namespace else ""
     return f"{wl.kind}/{ns}{wl.name}"
 
@@ -120,10 +120,11 @@ def _applied(wr: WorkloadResult) -> str:
     names = list(dict.fromkeys(p for r in wr.results for p in r.policies))
     if names:
         return f"(policies: {', '.join(names)})"
-    if wr.workload.kind == "Dockerfile":
+    if wr.workload.kind == "Dockerfile" and wr.workload.namespace is None:
         return (
             "(no policy applies: a Dockerfile has no namespace, so only cluster-wide policies "
-            "without match.namespaces or namespaceSelector judge it)"
+            "without match.namespaces or namespaceSelector judge it; --namespace NS judges it "
+            "as in NS)"
         )
     return "(no policy applies: every policy's match/exclude leaves it out)"
 

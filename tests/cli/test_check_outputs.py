@@ -118,7 +118,8 @@ def test_each_input_says_which_policies_applied_or_that_none_did(
     code, out, _ = run(capsys, "check", dockerfile, "-p", only_namespaced, "--offline")
     assert (
         f"ALLOW {dockerfile}  (no policy applies: a Dockerfile has no namespace, so only "
-        "cluster-wide policies without match.namespaces or namespaceSelector judge it)"
+        "cluster-wide policies without match.namespaces or namespaceSelector judge it; "
+        "--namespace NS judges it as in NS)"
     ) in out
 
 

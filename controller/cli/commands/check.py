@@ -21,6 +21,7 @@ from controller.cli.options import (
     colour,
     docs,
     parse_now,
+    refuse_with_offline,
     with_assessor,
 )
 from controller.errors import ExitCode, InputError
@@ -78,8 +79,10 @@ def register(sub: Any) -> None:
     add_now_option(p)
     p.add_argument(
         "--namespace",
-        default="default",
-        help="namespace for manifests that name none (default: default)",
+        metavar="NS",
+        help="judge what names no namespace as if in NS: manifests without metadata.namespace "
+        "(default: default) and Dockerfiles (default: none, so only cluster-wide policies "
+        "judge them), so NS's BaseImagePolicies apply",
     )
     p.add_argument(
         "--build-arg",
@@ -110,7 +113,7 @@ def register(sub: Any) -> None:
     )
     add_registry_options(p, offline=False)
     add_budget_option(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, budget=None)  # None: not given (refused with --offline)
 
 
 def warn_exit_code(text: str) -> int:
@@ -173,9 +176,11 @@ def run(args: argparse.Namespace) -> int:
             "--allow-unevaluated needs --offline: online, a rule the registry could not answer "
             "for is decided by the policy's lineage.onLookupFailure"
         )
+    refuse_with_offline(args, "registry_config", "docker_config", "budget")
     loaded = load_inputs(
         args.paths,
-        default_namespace=args.namespace,
+        default_namespace=args.namespace or "default",
+        dockerfile_namespace=args.namespace,
         build_args=build_args(args.build_arg),
         strict=args.strict,
     )
