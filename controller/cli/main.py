@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 from controller import __version__
 from controller.cli.commands import audit, check, lineage, policy, run, serve, test
+from controller.cli.options import missing_operator_extra
 from controller.errors import BaseguardError, ExitCode
 
 #: In the order ``--help`` lists them.
@@ -48,6 +49,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     except BaseguardError as exc:
         print(f"baseguard: {exc}", file=sys.stderr)
+        return ExitCode.USAGE
+    except ModuleNotFoundError as exc:
+        missing = missing_operator_extra(exc, args.command)
+        if missing is None:
+            raise
+        print(f"baseguard {args.command}: {missing}", file=sys.stderr)
         return ExitCode.USAGE
     except KeyboardInterrupt:
         return ExitCode.INTERRUPTED

@@ -63,6 +63,27 @@ def refuse_with_offline(args: argparse.Namespace, *names: str) -> None:
         )
 
 
+#: What ``audit`` and ``run`` need beyond ``check``: kopf and the Kubernetes client.
+OPERATOR_MODULES = frozenset({"kopf", "kubernetes"})
+OPERATOR_EXTRA = "pip install 'baseguard[operator]'"
+
+
+def missing_operator_extra(exc: ModuleNotFoundError, command: str) -> str | None:
+    """The message for ``exc`` when it is the operator extra that is missing, else ``None``.
+
+    ``pip install baseguard`` gives ``check``, ``lineage``, ``serve``, ``policy`` and
+    ``test``; ``audit`` and ``run`` talk to a cluster and need the extra. A traceback
+    (exit 1, which means "denied") would say neither.
+    """
+    root = (exc.name or "").partition(".")[0]
+    if root not in OPERATOR_MODULES:
+        return None
+    return (
+        f"{command} needs the operator extra, and {root} is not installed: {OPERATOR_EXTRA} "
+        "(check, lineage, policy, test and serve work without it)"
+    )
+
+
 def add_now_option(parser: _Adder) -> None:
     parser.add_argument(
         "--now", metavar="YYYY-MM-DD", help="judge dates (exceptions, enforceAfter) as of this day"
