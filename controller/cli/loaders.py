@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import IO, Any
 
-from controller.dockerfile import dockerfile_workload
+from controller.dockerfile import DEFAULT_PLATFORM, dockerfile_workload
 from controller.documents import (
     POLICY_KINDS,
     STDIN,
@@ -56,8 +56,14 @@ class Loaded:
     """The line of each image in its manifest: ``(file, document, JSON Pointer) → line``."""
 
 
+#: How :func:`is_dockerfile` names them, for messages.
+DOCKERFILE_NAMES = "Dockerfile*, Containerfile*, *.Dockerfile, *.dockerfile, *.Containerfile"
+
+
 def is_dockerfile(name: str) -> bool:
-    """``Dockerfile``, ``Dockerfile.prod``, ``api.Dockerfile`` (and Podman's ``Containerfile``s).
+    """The names BuildKit and Podman users give Dockerfiles: ``Dockerfile``, ``Dockerfile.prod``,
+    ``dockerfile``, ``api.Dockerfile``, ``amd64-mqtt.dockerfile``, ``Containerfile``,
+    ``Containerfile.arm64``, ``worker.containerfile``.
 
     ``Dockerfile.dockerignore`` is BuildKit's per-Dockerfile ignore file, not a
     Dockerfile.
@@ -65,9 +71,9 @@ def is_dockerfile(name: str) -> bool:
     if name.endswith(".dockerignore"):
         return False
     return (
-        name == "dockerfile"
+        name in ("dockerfile", "containerfile")
         or name.startswith(("Dockerfile", "Containerfile"))
-        or name.endswith((".Dockerfile", ".Containerfile"))
+        or name.endswith((".Dockerfile", ".Containerfile", ".dockerfile", ".containerfile"))
     )
 
 
@@ -77,6 +83,7 @@ def load_inputs(
     default_namespace: str = "default",
     dockerfile_namespace: str | None = None,
     build_args: Mapping[str, str] | None = None,
+    platforms: Sequence[str] = (DEFAULT_PLATFORM,),
     stdin: IO[str] | None = None,
     strict: bool = False,
 ) -> Loaded:
@@ -95,7 +102,8 @@ def load_inputs(
 
     A Dockerfile has no namespace, so only cluster-wide policies judge it, unless
     ``dockerfile_namespace`` places it in one (``check --namespace NS``): then that
-    namespace's ``BaseImagePolicy``s judge it too, as they would its pods.
+    namespace's ``BaseImagePolicy``s judge it too, as they would its pods. A
+    Dockerfile is read for each of ``platforms`` (BuildKit's platform ARGs differ).
     """
     loaded = Loaded()
     charts: set[str] = set()
@@ -115,7 +123,9 @@ def load_inputs(
             text = (stdin or sys.stdin).read()
             _load_manifest("<stdin>", text, loaded, default_namespace=default_namespace, strict=strict)
         elif is_dockerfile(name):
-            workload = dockerfile_workload(read_text(path), source=path, build_args=build_args)
+            workload = dockerfile_workload(
+                read_text(path), source=path, build_args=build_args, platforms=platforms
+            )
             if dockerfile_namespace is not None:
                 workload = replace(workload, namespace=dockerfile_namespace)
             loaded.workloads.append(workload)
@@ -124,7 +134,7 @@ def load_inputs(
         else:
             raise InputError(
                 f"{path}: not a Kubernetes manifest (.yaml, .yml, .json) "
-                "nor a Dockerfile (Dockerfile*, *.Dockerfile)"
+                f"nor a Dockerfile ({DOCKERFILE_NAMES})"
             )
     return loaded
 

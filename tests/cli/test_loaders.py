@@ -307,7 +307,7 @@ def test_the_fixture_folders_load_whole() -> None:
             "StatefulSet",
         ]
     )
-    assert len([w for w in loaded.workloads if w.kind == "Dockerfile"]) == 4
+    assert len([w for w in loaded.workloads if w.kind == "Dockerfile"]) == 5
     assert sorted(s.split(" ", 1)[1] for s in loaded.skipped) == [
         "ConfigMap/settings",
         "ConfigMap/settings",

@@ -28,6 +28,8 @@ from controller.errors import ExitCode, InputError
 
 if TYPE_CHECKING:
     from controller.assess import Assessor, WorkloadResult
+    from controller.cli.loaders import Loaded
+    from controller.policy.model import CompiledPolicy
 
 FORMATS = ("text", "json", "sarif", "junit")
 
@@ -152,6 +154,17 @@ def exit_code(results: Sequence[WorkloadResult], *, warn_code: int) -> int:
     return ExitCode.OK
 
 
+def judged_platforms(policies: Sequence[CompiledPolicy]) -> tuple[str, ...]:
+    """The platforms a Dockerfile is read for: those the policies' ``lineage.platforms`` name,
+    and the default (``linux/amd64``) when a policy names none (it judges every platform)."""
+    from controller.dockerfile import DEFAULT_PLATFORM
+    from controller.platforms import key
+
+    named = [key(p) for policy in policies for p in policy.lineage.platforms or ()]
+    every = not named or any(policy.lineage.platforms is None for policy in policies)
+    return tuple(dict.fromkeys([DEFAULT_PLATFORM] if every else []) | dict.fromkeys(named))
+
+
 def build_args(pairs: Sequence[str]) -> dict[str, str]:
     """``--build-arg NAME=VALUE`` (as ``docker build`` takes it) → ``{NAME: VALUE}``."""
     out: dict[str, str] = {}
@@ -177,17 +190,26 @@ def run(args: argparse.Namespace) -> int:
             "for is decided by the policy's lineage.onLookupFailure"
         )
     refuse_with_offline(args, "registry_config", "docker_config", "budget")
-    loaded = load_inputs(
-        args.paths,
-        default_namespace=args.namespace or "default",
-        dockerfile_namespace=args.namespace,
-        build_args=build_args(args.build_arg),
-        strict=args.strict,
-    )
-    if args.policy:
-        policies = load_policies(args.policy)
+    given = load_policies(args.policy) if args.policy else None
+
+    def load(platforms: Sequence[str]) -> Loaded:
+        return load_inputs(
+            args.paths,
+            default_namespace=args.namespace or "default",
+            dockerfile_namespace=args.namespace,
+            build_args=build_args(args.build_arg),
+            strict=args.strict,
+            platforms=platforms,
+        )
+
+    platforms = judged_platforms(given or ())
+    loaded = load(platforms)
+    if given is not None:
+        policies = given
     elif loaded.policies:
         policies = compile_documents(loaded.policies)
+        if judged_platforms(policies) != platforms:  # policies among the inputs name others
+            loaded = load(judged_platforms(policies))
     else:
         raise InputError("no policies: pass -p POLICY (a file or a folder, e.g. -p policies/)")
     if not any(w.images for w in loaded.workloads) and not args.allow_empty:
