@@ -96,9 +96,9 @@ def load_inputs(
     rendered chart can be piped in. A file reached twice is read once.
 
     A real repository holds YAML that is not Kubernetes (``docker-compose.yml``,
-    CI files, a chart's ``values.yaml``): such documents, and Helm chart folders
-    (templates are not YAML until rendered), are listed in ``skipped`` with the
-    reason. ``strict`` makes them errors instead.
+    CI files, a chart's ``values.yaml``): such documents, and the files of Helm
+    charts (templates are not YAML until rendered; :func:`chart_of`), are listed
+    in ``skipped`` with the reason. ``strict`` makes them errors instead.
 
     A Dockerfile has no namespace, so only cluster-wide policies judge it, unless
     ``dockerfile_namespace`` places it in one (``check --namespace NS``): then that
@@ -109,7 +109,8 @@ def load_inputs(
     charts: set[str] = set()
     for path in discover(paths, wanted=lambda n: is_dockerfile(n) or is_manifest(n)):
         name = os.path.basename(path)
-        chart = None if path == STDIN or path in paths else _chart_of(path, paths)
+        # Dockerfiles are never templated: one beside a Chart.yaml is read.
+        chart = None if path == STDIN or is_dockerfile(name) else chart_of(path)
         if chart is not None:
             if chart not in charts and not strict:
                 charts.add(chart)
@@ -139,25 +140,24 @@ def load_inputs(
     return loaded
 
 
-def _chart_of(path: str, roots: Sequence[str]) -> str | None:
-    """The Helm chart folder (one holding ``Chart.yaml``) ``path`` lies in, below the folder walked."""
-    root = next((r for r in roots if r != STDIN and _is_under(path, r)), None)
-    if root is None:
-        return None
+def chart_of(path: str) -> str | None:
+    """The Helm chart folder (one holding ``Chart.yaml``) ``path`` lies in, else ``None``.
+
+    Whichever way a file arrives, found by a folder walk or named one by one (as the
+    pre-commit hook names changed files), a file inside a chart is skipped the same
+    way: ``Chart.yaml``, ``values.yaml`` and templates are not Kubernetes YAML until
+    ``helm template`` renders them. A relative path is looked at up to the current
+    folder (the repository a hook runs in), an absolute one up to the root.
+    """
     folder = os.path.dirname(path)
-    stop = os.path.normpath(root)
     while True:
-        if os.path.isfile(os.path.join(folder, "Chart.yaml")):
-            return folder
-        if os.path.normpath(folder) == stop or not folder:
+        here = folder or "."
+        if os.path.isfile(os.path.join(here, "Chart.yaml")):
+            return here
+        parent = os.path.dirname(folder)
+        if not folder or folder in (".", os.sep) or parent == folder:
             return None
-        folder = os.path.dirname(folder)
-
-
-def _is_under(path: str, root: str) -> bool:
-    return os.path.isdir(root) and os.path.commonpath(
-        [os.path.abspath(path), os.path.abspath(root)]
-    ) == os.path.abspath(root)
+        folder = parent
 
 
 def _load_manifest(
@@ -195,7 +195,9 @@ def _load_manifest(
                         if at is not None:
                             loaded.lines[(path, index, image.path)] = at
             else:
-                loaded.skipped.append(f"{path}#{index + 1} {kind}/{name or '(no name)'}")
+                loaded.skipped.append(
+                    f"{path}#{index + 1} {kind}/{name or '(no name)'} (not a workload: runs no containers)"
+                )
 
 
 def _not_kubernetes(doc: object) -> str | None:

@@ -5,7 +5,8 @@ Colour only on a terminal (and never with ``NO_COLOR``), so CI logs stay clean.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any, TextIO
 
 from controller.assess import WorkloadResult
@@ -140,21 +141,48 @@ def _grouped(violations: Sequence[Violation]) -> list[str]:
 
 
 def write_check_text(
-    results: Sequence[WorkloadResult], out: TextIO, *, offline: bool, skipped: Sequence[str], colour: bool
+    results: Sequence[WorkloadResult],
+    out: TextIO,
+    *,
+    offline: bool,
+    skipped: Sequence[str],
+    colour: bool,
+    failing: Collection[Action] | None = None,
 ) -> None:
+    """The table of ``check`` (and ``audit``): each input, its images, their findings; a summary.
+
+    ``failing`` (``--quiet``) shows only the images whose verdict is in it, and not the
+    skipped inputs (the summary still counts them). An image whose findings are exactly
+    those of one shown before (the same image in six Deployments) gets one line pointing
+    there instead of repeating them: the first says how many share them.
+    """
     paint = Painter(out, colour=colour)
     flat = [r for w in results for r in w.results]
-    for wr in results:
-        if not wr.results:
+    shown_results = [
+        (wr, [r for r in wr.results if failing is None or r.verdict in failing]) for wr in results
+    ]
+    keys = [tuple(_grouped(r.violations)) for wr, rs in shown_results for r in rs]
+    repeats = Counter(k for k in keys if k)
+    first: dict[tuple[str, ...], str] = {}
+    for wr, images in shown_results:
+        if not images:
             continue
         out.write(f"{paint.verdict(wr.verdict)} {_object_name(wr)}  {paint.dim(_applied(wr))}\n")
-        for r in wr.results:
+        for r in images:
             who = r.facts.container or "-"
             shown = r.facts.reference.normalized if r.facts.reference else r.facts.image
             mark = " (not judged: see lookup-failed)" if could_not_judge(r) else ""
             out.write(f"  {paint.verdict(r.verdict)} {who}: {shown}{mark}\n")
-            for line in _grouped(r.violations):
+            lines = tuple(_grouped(r.violations))
+            if lines and lines in first:
+                out.write(paint.dim(f"      the same {_findings(len(lines))} as {first[lines]}\n"))
+                continue
+            for line in lines:
                 out.write(f"      {line}\n")
+            if lines and repeats[lines] > 1:
+                first[lines] = f"{_object_name(wr)} {who}"
+                more = repeats[lines] - 1
+                out.write(paint.dim(f"      (and for {more} more image(s) below: said once)\n"))
     counts = summarize(flat)
     out.write(
         f"\n{len(flat)} image(s): {counts['deny']} deny, {counts['warn']} warn, "
@@ -164,10 +192,18 @@ def write_check_text(
     if unjudged:
         out.write(f" ({unjudged} of them not judged)")
     if skipped:
-        out.write(f"; {len(skipped)} document(s) skipped (not workloads)")
+        out.write(f"; {len(skipped)} skipped")
     out.write("\n")
+    if skipped and failing is None:
+        out.write("skipped (not judged):\n")
+        for item in skipped:
+            out.write(f"  {item}\n")
     for note in not_evaluated_notes(flat, offline=offline):
         out.write(paint.dim(note + "\n"))
+
+
+def _findings(n: int) -> str:
+    return "finding" if n == 1 else f"{n} findings"
 
 
 #: Rules that judge the image's own name without the registry, and its ancestors with it.

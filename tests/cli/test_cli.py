@@ -223,7 +223,8 @@ def test_check_skips_and_counts_other_kinds(
         "--offline",
     )
     assert code == 0
-    assert "1 document(s) skipped" in out
+    assert "1 image(s): 0 deny, 0 warn, 0 audit, 1 allow; 1 skipped\n" in out
+    assert f"skipped (not judged):\n  {manifest}#2 ConfigMap/settings (not a workload: runs no containers)\n" in out
 
 
 @pytest.mark.parametrize(

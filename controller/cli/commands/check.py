@@ -106,6 +106,13 @@ def register(sub: Any) -> None:
         "chart folders are errors instead of being skipped",
     )
     p.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="text: only what fails (denied and not judged images; warned ones too with a "
+        "nonzero --warn-exit-code) and the summary",
+    )
+    p.add_argument(
         "--warn-exit-code",
         type=warn_exit_code,
         default=ExitCode.OK,
@@ -181,9 +188,14 @@ def build_args(pairs: Sequence[str]) -> dict[str, str]:
 def run(args: argparse.Namespace) -> int:
     from controller.cli.loaders import load_inputs
     from controller.cli.output import check_json, not_evaluated_notes, write_check_text
+    from controller.policy.model import Action
     from controller.policyfiles import compile_documents, load_policies
 
     now = parse_now(args.now)
+    if args.quiet and args.format != "text":
+        raise InputError(
+            f"--quiet shapes the text output; --format {args.format} always holds every result"
+        )
     if args.allow_unevaluated and not args.offline:
         raise InputError(
             "--allow-unevaluated needs --offline: online, a rule the registry could not answer "
@@ -249,11 +261,13 @@ def run(args: argparse.Namespace) -> int:
 
         sys.stdout.write(check_junit(results, skipped=loaded.skipped))
     else:
+        failing = {Action.DENY} | ({Action.WARN} if args.warn_exit_code else set())
         write_check_text(
             results,
             sys.stdout,
             offline=args.offline,
             skipped=loaded.skipped,
             colour=colour(sys.stdout),
+            failing=failing if args.quiet else None,
         )
     return exit_code(results, warn_code=args.warn_exit_code)
