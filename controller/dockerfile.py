@@ -11,7 +11,10 @@ What BuildKit does, and so what we do:
 - Only ARGs declared before the first ``FROM`` (the "meta args") are visible to
   ``FROM`` lines; ARGs inside a stage are not. A build arg overrides the
   default of a declared meta arg; an undeclared one is invisible, except the
-  automatic platform args (``TARGETARCH`` …), which exist without a declaration.
+  automatic platform args (``TARGETARCH`` …), which exist without a declaration
+  and have the values BuildKit gives them for the platform being built
+  (:func:`platform_args`; :func:`dockerfile_workload` reads the file once per
+  platform the policies judge).
 - ``FROM <name>`` where ``<name>`` is an earlier stage's alias (compared
   lower-cased, as Docker lower-cases stage names) continues that stage: it is
   not an image. ``scratch`` is the empty image. ``--platform=…`` and any other
@@ -20,6 +23,11 @@ What BuildKit does, and so what we do:
   ``FROM <alias>`` make the image: their external ``FROM``s are its bases
   (:attr:`ImageRole.BASE`). Every other external ``FROM`` only feeds a
   ``COPY --from`` (:attr:`ImageRole.BUILD`).
+- ``COPY --from=<image>`` naming neither a stage (by name or index) nor
+  ``scratch`` pulls that image as a build input: it is reported too
+  (:attr:`ImageRole.BUILD`), so a pinning or registry rule sees it. Its
+  variables are the stage's ARGs (declared in the stage, or redeclared meta
+  args), as BuildKit expands them.
 - A variable that is unset after all that leaves the ``FROM`` unresolved: the
   image is the literal text as written (``python:${PY}``). ``docker build``
   refuses such a file, and so does :func:`dockerfile_workload` (an
@@ -31,20 +39,20 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from dockerfile_parse import DockerfileParser
 
 from controller.errors import InputError
+from controller.platforms import Platform
 from controller.roles import ImageRole
 from controller.workloads import ContainerImage, Workload
 
 SCRATCH = "scratch"
 
-# BuildKit defines these in the global scope without an ARG (they depend on the
-# platform being built, which a static check does not know): usable only when
-# the caller passes them as build args.
+# BuildKit defines these in the global scope without an ARG; their values depend on
+# the platform being built (:func:`platform_args`). A build arg of the same name wins.
 AUTOMATIC_ARGS = frozenset(
     {
         "BUILDPLATFORM",
@@ -57,6 +65,28 @@ AUTOMATIC_ARGS = frozenset(
         "TARGETVARIANT",
     }
 )
+
+#: The platform judged when no policy names one (``lineage.platforms``), as ``docker build``
+#: on the usual CI runner builds it.
+DEFAULT_PLATFORM = "linux/amd64"
+
+
+def platform_args(platform: str) -> dict[str, str]:
+    """The automatic platform ARGs BuildKit sets when building ``platform`` natively.
+
+    ``TARGETPLATFORM`` is the normalized ``os/arch[/variant]`` (``linux/arm`` is
+    ``linux/arm/v7``, ``linux/arm64/v8`` is ``linux/arm64``), ``TARGETVARIANT`` is empty
+    without a variant. A static check knows no build host, so the ``BUILD*`` args are
+    those of a native build on the same platform (pass ``--build-arg BUILDPLATFORM=…``
+    for a cross build). Raises :class:`InputError` for text that is not a platform.
+    """
+    try:
+        p = Platform.parse(platform).normalized
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    values = {"PLATFORM": str(p), "OS": p.os, "ARCH": p.architecture, "VARIANT": p.variant or ""}
+    return {f"{side}{name}": value for side in ("TARGET", "BUILD") for name, value in values.items()}
+
 
 _ESCAPE_DIRECTIVE = re.compile(r"^\s*#\s*escape\s*=\s*([\\`])\s*$", re.IGNORECASE)
 _DIRECTIVE = re.compile(r"^\s*#\s*[a-zA-Z][a-zA-Z0-9_-]*\s*=")
@@ -92,6 +122,29 @@ class FromLine:
 
 
 @dataclass(frozen=True)
+class CopyFrom:
+    """A ``COPY --from=<image>`` that names an image, not a stage: a build input.
+
+    ``stage_index``/``stage_name`` are the stage the ``COPY`` is in; ``unresolved``
+    names the variables that could not be substituted (then ``image`` is the raw text).
+    """
+
+    stage_index: int
+    stage_name: str | None
+    image: str
+    line: int
+    unresolved: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Build:
+    """What a Dockerfile pulls: its ``FROM`` lines and its ``COPY --from`` images."""
+
+    froms: list[FromLine]
+    copies: list[CopyFrom]
+
+
+@dataclass(frozen=True)
 class _Instruction:
     keyword: str  # upper case
     value: str  # continuation lines joined
@@ -112,15 +165,39 @@ def parse_dockerfile(
     itself refuses: no ``FROM`` at all, a ``FROM`` without an image or with
     extra words, two stages with one name, an unknown ``target``.
     """
+    return parse_build(text, build_args=build_args, target=target).froms
+
+
+def parse_build(
+    text: str,
+    *,
+    build_args: Mapping[str, str] | None = None,
+    target: str | None = None,
+) -> Build:
+    """:func:`parse_dockerfile`'s ``FROM`` lines, and the images ``COPY --from`` pulls."""
     escape = _escape_char(text)
     args = dict(build_args or {})
     meta: dict[str, str | None] = {name: args[name] for name in AUTOMATIC_ARGS if name in args}
     tainted: set[str] = set()  # meta args whose default used an unset variable
     stages: list[tuple[str | None, int | None, _Instruction, str, tuple[str, ...], bool]] = []
     aliases: dict[str, int] = {}
+    stage_env: dict[str, str | None] = {}  # the current stage's ARGs
+    copies: list[tuple[int, str, int, dict[str, str | None]]] = []  # stage, raw, line, env
 
     for ins in _instructions(text):
-        if ins.keyword == "ARG" and not stages:
+        if ins.keyword == "ARG" and stages:
+            for name, default in _arg_pairs(ins.value, escape):
+                if name in args:
+                    stage_env[name] = args[name]
+                elif default is not None:
+                    stage_env[name] = _expand(default, stage_env, set(), escape)[0]
+                else:  # a redeclared meta arg keeps its value; another is unset
+                    stage_env[name] = meta.get(name)
+        elif ins.keyword == "COPY" and stages:
+            source = _copy_from(ins.value)
+            if source is not None:
+                copies.append((len(stages) - 1, source, ins.line, dict(stage_env)))
+        elif ins.keyword == "ARG" and not stages:
             for name, default in _arg_pairs(ins.value, escape):
                 if name in args:
                     meta[name] = args[name]
@@ -153,6 +230,7 @@ def parse_dockerfile(
                     )
                 aliases[key] = index
             stages.append((alias, ref, ins, image, missing, scratch))
+            stage_env = {}
 
     if not stages:
         raise InputError("no FROM instruction: not a Dockerfile, or an empty one")
@@ -168,7 +246,7 @@ def parse_dockerfile(
         ancestry.add(cursor)
         cursor = stages[cursor][1]
 
-    return [
+    froms = [
         FromLine(
             stage_index=index,
             stage_name=alias,
@@ -181,6 +259,27 @@ def parse_dockerfile(
         )
         for index, (alias, ref, ins, image, missing, scratch) in enumerate(stages)
     ]
+    pulled = []
+    for stage, raw, line, env in copies:
+        value, missing = _expand(raw, env, set(), escape)
+        image = raw if missing else value
+        if not missing and (
+            image.lower() in aliases or image.isdigit() or image == SCRATCH or not image
+        ):
+            continue  # a stage (by name or index), or nothing to pull
+        pulled.append(CopyFrom(stage, stages[stage][0], image, line, missing))
+    return Build(froms, pulled)
+
+
+def _copy_from(value: str) -> str | None:
+    """The ``--from=`` of a ``COPY`` (quotes removed by the expansion), else ``None``."""
+    for word in value.split():
+        if not word.startswith("--"):
+            return None  # flags come first; the rest are sources and the destination
+        name, sep, given = word[2:].partition("=")
+        if name.lower() == "from" and sep:
+            return given
+    return None
 
 
 def dockerfile_workload(
@@ -189,40 +288,74 @@ def dockerfile_workload(
     source: str,
     build_args: Mapping[str, str] | None = None,
     target: str | None = None,
+    platforms: Sequence[str] = (DEFAULT_PLATFORM,),
 ) -> Workload:
-    """A Dockerfile as a :class:`Workload`: one image per external ``FROM``.
+    """A Dockerfile as a :class:`Workload`: one image per external ``FROM`` and ``COPY --from``.
 
-    ``container`` is the stage name (or ``None``), ``path`` is ``line:N``,
-    ``section`` is ``"FROM"`` and ``role`` says whether the image is a base of
-    the final image or a build-only stage. ``scratch`` and stage references
-    are not images and are left out. Errors name ``source``.
+    ``container`` is the stage name (or ``None``; ``(COPY --from)`` is added for a
+    ``COPY --from`` image), ``path`` is ``line:N``,
+    ``section`` is ``"FROM"`` or ``"COPY --from"`` and ``role`` says whether the
+    image is a base of the final image or a build input. ``scratch`` and stage
+    references are not images and are left out. Errors name ``source``.
+
+    The file is read once per platform in ``platforms`` (those the policies judge),
+    with BuildKit's automatic platform ARGs set for it (:func:`platform_args`); an
+    image all of them name is listed once, one that only some name carries them in
+    its ``container`` (``build (linux/arm64)``).
     """
-    try:
-        lines = parse_dockerfile(text, build_args=build_args, target=target)
-    except InputError as exc:
-        raise InputError(f"{source}: {exc.message}", context={"source": source}) from exc
-    for f in lines:
-        if f.unresolved and f.is_external:
-            names = ", ".join(f.unresolved)
-            hint = " ".join(f"--build-arg {n}=VALUE" for n in f.unresolved if n.isidentifier())
-            raise InputError(
-                f"{source}: line {f.line}: the base of FROM {f.image} is unresolved: {names} "
-                f"has no value (an ARG without a default, or not declared before the first FROM)"
-                + (f"; pass {hint}, as to docker build" if hint else ""),
-                context={"source": source},
-            )
+    wanted = list(dict.fromkeys(platforms)) or [DEFAULT_PLATFORM]
+    found: dict[tuple[int, str, str, ImageRole, str | None], list[str]] = {}
+    for platform in wanted:
+        try:
+            args = {**platform_args(platform), **(build_args or {})}
+            build = parse_build(text, build_args=args, target=target)
+        except InputError as exc:
+            raise InputError(f"{source}: {exc.message}", context={"source": source}) from exc
+        entries = [
+            (f.line, f.image, f.unresolved, "FROM", f.role, f.stage_name)
+            for f in build.froms
+            if f.is_external
+        ] + [(c.line, c.image, c.unresolved, "COPY --from", ImageRole.BUILD, c.stage_name) for c in build.copies]
+        for line, image, unresolved, section, role, stage in entries:
+            if unresolved:
+                raise _unresolved(source, line, section, image, unresolved)
+            found.setdefault((line, image, section, role, stage), []).append(platform)
     images = tuple(
         ContainerImage(
-            container=f.stage_name,
-            image=f.image,
-            path=f"line:{f.line}",
-            section="FROM",
-            role=f.role,
+            container=_label(stage, on, wanted, copy=section != "FROM"),
+            image=image,
+            path=f"line:{line}",
+            section=section,
+            role=role,
         )
-        for f in lines
-        if f.is_external
+        for (line, image, section, role, stage), on in sorted(found.items(), key=lambda kv: kv[0][0])
     )
     return Workload(kind="Dockerfile", name=source, namespace=None, images=images, source=source)
+
+
+def _label(stage: str | None, on: Sequence[str], wanted: Sequence[str], *, copy: bool) -> str | None:
+    """The stage name, plus what tells the image apart: ``COPY --from``, the platforms."""
+    notes = (["COPY --from"] if copy else []) + ([", ".join(on)] if len(on) < len(wanted) else [])
+    if not notes:
+        return stage
+    said = " ".join(f"({n})" for n in notes)
+    return f"{stage} {said}" if stage else said
+
+
+def _unresolved(
+    source: str, line: int, section: str, image: str, names: Sequence[str]
+) -> InputError:
+    listed = ", ".join(names)
+    hint = " ".join(f"--build-arg {n}=VALUE" for n in names if n.isidentifier())
+    if section == "FROM":
+        what, scope = f"the base of FROM {image}", "an ARG without a default, or not declared before the first FROM"
+    else:
+        what, scope = f"the image of COPY --from={image}", "an ARG without a default, or not declared in this stage"
+    return InputError(
+        f"{source}: line {line}: {what} is unresolved: {listed} has no value ({scope})"
+        + (f"; pass {hint}, as to docker build" if hint else ""),
+        context={"source": source},
+    )
 
 
 def _escape_char(text: str) -> str:

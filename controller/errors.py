@@ -19,12 +19,17 @@ class ExitCode(IntEnum):
     denied / a test failed / a workload uses the base"; ``run`` answers it when
     the operator itself failed (``FAILED``, the same number). USAGE (2) is always the user's input: bad
     arguments, an unreadable file, a bad policy, an unreachable cluster.
+    UNJUDGED (3) is ``check``'s "could not judge": nothing was denied by a rule, but
+    an image could not be judged (a lookup failed, or did not happen ``--offline``)
+    and its policy's ``onLookupFailure`` denies that; CI can retry it instead of
+    sending the author to fix the image.
     """
 
     OK = 0
     DENIED = 1
     FAILED = 1  # ``run``: the operator itself failed (the same number, another reading)
     USAGE = 2
+    UNJUDGED = 3
     INTERRUPTED = 130
 
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import IO, Any
 
-from controller.dockerfile import dockerfile_workload
+from controller.dockerfile import DEFAULT_PLATFORM, dockerfile_workload
 from controller.documents import (
     POLICY_KINDS,
     STDIN,
@@ -56,8 +56,14 @@ class Loaded:
     """The line of each image in its manifest: ``(file, document, JSON Pointer) → line``."""
 
 
+#: How :func:`is_dockerfile` names them, for messages.
+DOCKERFILE_NAMES = "Dockerfile*, Containerfile*, *.Dockerfile, *.dockerfile, *.Containerfile"
+
+
 def is_dockerfile(name: str) -> bool:
-    """``Dockerfile``, ``Dockerfile.prod``, ``api.Dockerfile`` (and Podman's ``Containerfile``s).
+    """The names BuildKit and Podman users give Dockerfiles: ``Dockerfile``, ``Dockerfile.prod``,
+    ``dockerfile``, ``api.Dockerfile``, ``amd64-mqtt.dockerfile``, ``Containerfile``,
+    ``Containerfile.arm64``, ``worker.containerfile``.
 
     ``Dockerfile.dockerignore`` is BuildKit's per-Dockerfile ignore file, not a
     Dockerfile.
@@ -65,9 +71,9 @@ def is_dockerfile(name: str) -> bool:
     if name.endswith(".dockerignore"):
         return False
     return (
-        name == "dockerfile"
+        name in ("dockerfile", "containerfile")
         or name.startswith(("Dockerfile", "Containerfile"))
-        or name.endswith((".Dockerfile", ".Containerfile"))
+        or name.endswith((".Dockerfile", ".Containerfile", ".dockerfile", ".containerfile"))
     )
 
 
@@ -75,7 +81,9 @@ def load_inputs(
     paths: Sequence[str],
     *,
     default_namespace: str = "default",
+    dockerfile_namespace: str | None = None,
     build_args: Mapping[str, str] | None = None,
+    platforms: Sequence[str] = (DEFAULT_PLATFORM,),
     stdin: IO[str] | None = None,
     strict: bool = False,
 ) -> Loaded:
@@ -88,15 +96,21 @@ def load_inputs(
     rendered chart can be piped in. A file reached twice is read once.
 
     A real repository holds YAML that is not Kubernetes (``docker-compose.yml``,
-    CI files, a chart's ``values.yaml``): such documents, and Helm chart folders
-    (templates are not YAML until rendered), are listed in ``skipped`` with the
-    reason. ``strict`` makes them errors instead.
+    CI files, a chart's ``values.yaml``): such documents, and the files of Helm
+    charts (templates are not YAML until rendered; :func:`chart_of`), are listed
+    in ``skipped`` with the reason. ``strict`` makes them errors instead.
+
+    A Dockerfile has no namespace, so only cluster-wide policies judge it, unless
+    ``dockerfile_namespace`` places it in one (``check --namespace NS``): then that
+    namespace's ``BaseImagePolicy``s judge it too, as they would its pods. A
+    Dockerfile is read for each of ``platforms`` (BuildKit's platform ARGs differ).
     """
     loaded = Loaded()
     charts: set[str] = set()
     for path in discover(paths, wanted=lambda n: is_dockerfile(n) or is_manifest(n)):
         name = os.path.basename(path)
-        chart = None if path == STDIN or path in paths else _chart_of(path, paths)
+        # Dockerfiles are never templated: one beside a Chart.yaml is read.
+        chart = None if path == STDIN or is_dockerfile(name) else chart_of(path)
         if chart is not None:
             if chart not in charts and not strict:
                 charts.add(chart)
@@ -110,37 +124,40 @@ def load_inputs(
             text = (stdin or sys.stdin).read()
             _load_manifest("<stdin>", text, loaded, default_namespace=default_namespace, strict=strict)
         elif is_dockerfile(name):
-            workload = dockerfile_workload(read_text(path), source=path, build_args=build_args)
+            workload = dockerfile_workload(
+                read_text(path), source=path, build_args=build_args, platforms=platforms
+            )
+            if dockerfile_namespace is not None:
+                workload = replace(workload, namespace=dockerfile_namespace)
             loaded.workloads.append(workload)
         elif is_manifest(name):
             _load_manifest(path, read_text(path), loaded, default_namespace=default_namespace, strict=strict)
         else:
             raise InputError(
                 f"{path}: not a Kubernetes manifest (.yaml, .yml, .json) "
-                "nor a Dockerfile (Dockerfile*, *.Dockerfile)"
+                f"nor a Dockerfile ({DOCKERFILE_NAMES})"
             )
     return loaded
 
 
-def _chart_of(path: str, roots: Sequence[str]) -> str | None:
-    """The Helm chart folder (one holding ``Chart.yaml``) ``path`` lies in, below the folder walked."""
-    root = next((r for r in roots if r != STDIN and _is_under(path, r)), None)
-    if root is None:
-        return None
+def chart_of(path: str) -> str | None:
+    """The Helm chart folder (one holding ``Chart.yaml``) ``path`` lies in, else ``None``.
+
+    Whichever way a file arrives, found by a folder walk or named one by one (as the
+    pre-commit hook names changed files), a file inside a chart is skipped the same
+    way: ``Chart.yaml``, ``values.yaml`` and templates are not Kubernetes YAML until
+    ``helm template`` renders them. A relative path is looked at up to the current
+    folder (the repository a hook runs in), an absolute one up to the root.
+    """
     folder = os.path.dirname(path)
-    stop = os.path.normpath(root)
     while True:
-        if os.path.isfile(os.path.join(folder, "Chart.yaml")):
-            return folder
-        if os.path.normpath(folder) == stop or not folder:
+        here = folder or "."
+        if os.path.isfile(os.path.join(here, "Chart.yaml")):
+            return here
+        parent = os.path.dirname(folder)
+        if not folder or folder in (".", os.sep) or parent == folder:
             return None
-        folder = os.path.dirname(folder)
-
-
-def _is_under(path: str, root: str) -> bool:
-    return os.path.isdir(root) and os.path.commonpath(
-        [os.path.abspath(path), os.path.abspath(root)]
-    ) == os.path.abspath(root)
+        folder = parent
 
 
 def _load_manifest(
@@ -178,7 +195,9 @@ def _load_manifest(
                         if at is not None:
                             loaded.lines[(path, index, image.path)] = at
             else:
-                loaded.skipped.append(f"{path}#{index + 1} {kind}/{name or '(no name)'}")
+                loaded.skipped.append(
+                    f"{path}#{index + 1} {kind}/{name or '(no name)'} (not a workload: runs no containers)"
+                )
 
 
 def _not_kubernetes(doc: object) -> str | None:

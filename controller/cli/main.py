@@ -5,7 +5,8 @@ the registry client, the webhook) are imported inside the command that needs
 them, and kopf/kubernetes never by ``check``/``serve``.
 
 Exit codes (:class:`controller.errors.ExitCode`): 0 nothing denied; 1
-something denied (or a policy test failed); 2 bad input, bad policy or usage.
+something denied (or a policy test failed); 2 bad input, bad policy or usage;
+3 (``check``) nothing denied, but something could not be judged.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Sequence
 
 from controller import __version__
 from controller.cli.commands import audit, check, lineage, policy, run, serve, test
+from controller.cli.options import missing_operator_extra
 from controller.errors import BaseguardError, ExitCode
 
 #: In the order ``--help`` lists them.
@@ -28,7 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="baseguard",
         description="Base image policy for Kubernetes: admission webhook, CI checks, audit.",
         epilog="`baseguard COMMAND --help` for a command's options. Documentation: README.md and "
-        "docs/ in the baseguard source tree (docs/cli.md: every command and option).",
+        "docs/ in the baseguard source tree (docs/cli.md: every command and option). Exit codes: "
+        "0 nothing denied, 1 denied (or a test failed), 2 bad input or usage, 3 could not judge "
+        "(check: a lookup failed or --offline, and the policy denies that).",
     )
     parser.add_argument("--version", action="version", version=f"baseguard {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -45,6 +49,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     except BaseguardError as exc:
         print(f"baseguard: {exc}", file=sys.stderr)
+        return ExitCode.USAGE
+    except ModuleNotFoundError as exc:
+        missing = missing_operator_extra(exc, args.command)
+        if missing is None:
+            raise
+        print(f"baseguard {args.command}: {missing}", file=sys.stderr)
         return ExitCode.USAGE
     except KeyboardInterrupt:
         return ExitCode.INTERRUPTED

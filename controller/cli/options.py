@@ -45,6 +45,45 @@ def add_registry_options(parser: _Adder, *, offline: bool = True) -> None:
         )
 
 
+def refuse_with_offline(args: argparse.Namespace, *names: str) -> None:
+    """Refuse options that do nothing under ``--offline`` (exit 2), instead of ignoring them.
+
+    ``--offline --registry-config ci.yaml`` in a CI file reads as "use this registry":
+    silence would let the reader believe it was used. ``names`` are the ``args``
+    attributes; each counts as given when it is not ``None`` (their defaults).
+    """
+    if not getattr(args, "offline", False):
+        return
+    given = [f"--{n.replace('_', '-')}" for n in names if getattr(args, n, None) is not None]
+    if given:
+        verb, them = ("does", "it") if len(given) == 1 else ("do", "them")
+        raise InputError(
+            f"{' and '.join(given)} {verb} nothing with --offline (no registry is asked): "
+            f"drop {them}, or drop --offline"
+        )
+
+
+#: What ``audit`` and ``run`` need beyond ``check``: kopf and the Kubernetes client.
+OPERATOR_MODULES = frozenset({"kopf", "kubernetes"})
+OPERATOR_EXTRA = "pip install 'baseguard[operator]'"
+
+
+def missing_operator_extra(exc: ModuleNotFoundError, command: str) -> str | None:
+    """The message for ``exc`` when it is the operator extra that is missing, else ``None``.
+
+    ``pip install baseguard`` gives ``check``, ``lineage``, ``serve``, ``policy`` and
+    ``test``; ``audit`` and ``run`` talk to a cluster and need the extra. A traceback
+    (exit 1, which means "denied") would say neither.
+    """
+    root = (exc.name or "").partition(".")[0]
+    if root not in OPERATOR_MODULES:
+        return None
+    return (
+        f"{command} needs the operator extra, and {root} is not installed: {OPERATOR_EXTRA} "
+        "(check, lineage, policy, test and serve work without it)"
+    )
+
+
 def add_now_option(parser: _Adder) -> None:
     parser.add_argument(
         "--now", metavar="YYYY-MM-DD", help="judge dates (exceptions, enforceAfter) as of this day"
@@ -141,14 +180,24 @@ def colour(stream: object) -> bool:
     return bool(getattr(stream, "isatty", lambda: False)()) and "NO_COLOR" not in os.environ
 
 
+#: ``--budget`` of ``check`` and ``lineage`` when not given.
+DEFAULT_BUDGET = 10.0
+
+
 def add_budget_option(parser: _Adder) -> None:
     parser.add_argument(
         "--budget",
         type=float,
-        default=10.0,
+        default=DEFAULT_BUDGET,
         metavar="SECONDS",
-        help="time for all registry lookups (default 10)",
+        help=f"time for all registry lookups (default {DEFAULT_BUDGET:g})",
     )
+
+
+def budget_of(args: argparse.Namespace) -> float:
+    """``--budget``, or its default where a command records "not given" as ``None``."""
+    budget = getattr(args, "budget", None)
+    return DEFAULT_BUDGET if budget is None else float(budget)
 
 
 async def with_assessor(args: argparse.Namespace, work: Callable[[Assessor], Awaitable[T]]) -> T:
@@ -156,11 +205,11 @@ async def with_assessor(args: argparse.Namespace, work: Callable[[Assessor], Awa
     from controller.assess import Assessor
 
     if getattr(args, "offline", False):
-        return await work(Assessor(None, budget=args.budget))
+        return await work(Assessor(None, budget=budget_of(args)))
     from controller.lineage.resolve import LineageResolver
     from controller.registry.client import RegistryClient
     from controller.registry.config import load_registry_config
 
     config = load_registry_config(args.registry_config, docker_config=args.docker_config)
     async with RegistryClient(config) as client:
-        return await work(Assessor(LineageResolver(client), budget=args.budget))
+        return await work(Assessor(LineageResolver(client), budget=budget_of(args)))

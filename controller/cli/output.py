@@ -5,12 +5,14 @@ Colour only on a terminal (and never with ``NO_COLOR``), so CI logs stay clean.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any, TextIO
 
 from controller.assess import WorkloadResult
+from controller.cli.unjudged import could_not_judge
 from controller.findings import grouped
-from controller.lineage.model import Lineage, PlatformLineage, Source
+from controller.lineage.model import End, Lineage, PlatformLineage, Source
 from controller.policy.facts import ImageFacts
 from controller.policy.model import Action, RuleCode
 from controller.policy.verdict import ImageResult, Violation, summarize
@@ -77,6 +79,7 @@ def result_json(workload_result: WorkloadResult, result: ImageResult) -> dict[st
         "lineage": lineage_json(facts),
     }
     out["policies"] = list(result.policies)
+    out["judged"] = not could_not_judge(result)
     if result.not_evaluated:
         out["notEvaluated"] = [r.value for r in result.not_evaluated]
     return out
@@ -108,7 +111,7 @@ class Painter:
 def _object_name(result: WorkloadResult) -> str:
     wl = result.workload
     if wl.kind == "Dockerfile":
-        return wl.source
+        return f"{wl.source} (as in namespace {wl.namespace})" if wl.namespace else wl.source
     ns = f"{wl.namespace}/" if wl.namespace else ""
     return f"{wl.kind}/{ns}{wl.name}"
 
@@ -118,10 +121,11 @@ def _applied(wr: WorkloadResult) -> str:
     names = list(dict.fromkeys(p for r in wr.results for p in r.policies))
     if names:
         return f"(policies: {', '.join(names)})"
-    if wr.workload.kind == "Dockerfile":
+    if wr.workload.kind == "Dockerfile" and wr.workload.namespace is None:
         return (
             "(no policy applies: a Dockerfile has no namespace, so only cluster-wide policies "
-            "without match.namespaces or namespaceSelector judge it)"
+            "without match.namespaces or namespaceSelector judge it; --namespace NS judges it "
+            "as in NS)"
         )
     return "(no policy applies: every policy's match/exclude leaves it out)"
 
@@ -137,46 +141,120 @@ def _grouped(violations: Sequence[Violation]) -> list[str]:
 
 
 def write_check_text(
-    results: Sequence[WorkloadResult], out: TextIO, *, offline: bool, skipped: Sequence[str], colour: bool
+    results: Sequence[WorkloadResult],
+    out: TextIO,
+    *,
+    offline: bool,
+    skipped: Sequence[str],
+    colour: bool,
+    failing: Collection[Action] | None = None,
 ) -> None:
+    """The table of ``check`` (and ``audit``): each input, its images, their findings; a summary.
+
+    ``failing`` (``--quiet``) shows only the images whose verdict is in it, and not the
+    skipped inputs (the summary still counts them). An image whose findings are exactly
+    those of one shown before (the same image in six Deployments) gets one line pointing
+    there instead of repeating them: the first says how many share them.
+    """
     paint = Painter(out, colour=colour)
-    not_evaluated: set[RuleCode] = set()
     flat = [r for w in results for r in w.results]
-    for wr in results:
-        if not wr.results:
+    shown_results = [
+        (wr, [r for r in wr.results if failing is None or r.verdict in failing]) for wr in results
+    ]
+    keys = [tuple(_grouped(r.violations)) for wr, rs in shown_results for r in rs]
+    repeats = Counter(k for k in keys if k)
+    first: dict[tuple[str, ...], str] = {}
+    for wr, images in shown_results:
+        if not images:
             continue
         out.write(f"{paint.verdict(wr.verdict)} {_object_name(wr)}  {paint.dim(_applied(wr))}\n")
-        for r in wr.results:
+        for r in images:
             who = r.facts.container or "-"
             shown = r.facts.reference.normalized if r.facts.reference else r.facts.image
-            out.write(f"  {paint.verdict(r.verdict)} {who}: {shown}\n")
-            for line in _grouped(r.violations):
+            mark = " (not judged: see lookup-failed)" if could_not_judge(r) else ""
+            out.write(f"  {paint.verdict(r.verdict)} {who}: {shown}{mark}\n")
+            lines = tuple(_grouped(r.violations))
+            if lines and lines in first:
+                out.write(paint.dim(f"      the same {_findings(len(lines))} as {first[lines]}\n"))
+                continue
+            for line in lines:
                 out.write(f"      {line}\n")
-            not_evaluated.update(r.not_evaluated)
+            if lines and repeats[lines] > 1:
+                first[lines] = f"{_object_name(wr)} {who}"
+                more = repeats[lines] - 1
+                out.write(paint.dim(f"      (and for {more} more image(s) below: said once)\n"))
     counts = summarize(flat)
     out.write(
         f"\n{len(flat)} image(s): {counts['deny']} deny, {counts['warn']} warn, "
         f"{counts['audit']} audit, {counts['allow']} allow"
     )
+    unjudged = sum(1 for r in flat if could_not_judge(r))
+    if unjudged:
+        out.write(f" ({unjudged} of them not judged)")
     if skipped:
-        out.write(f"; {len(skipped)} document(s) skipped (not workloads)")
+        out.write(f"; {len(skipped)} skipped")
     out.write("\n")
-    if not_evaluated:
-        out.write(paint.dim(not_evaluated_note(not_evaluated, offline=offline) + "\n"))
+    if skipped and failing is None:
+        out.write("skipped (not judged):\n")
+        for item in skipped:
+            out.write(f"  {item}\n")
+    for note in not_evaluated_notes(flat, offline=offline):
+        out.write(paint.dim(note + "\n"))
+
+
+def _findings(n: int) -> str:
+    return "finding" if n == 1 else f"{n} findings"
 
 
 #: Rules that judge the image's own name without the registry, and its ancestors with it.
 _NAME_AND_ANCESTORS = (RuleCode.DEPRECATED_BASE, RuleCode.BASE_NOT_ALLOWED)
 
 
-def not_evaluated_note(codes: set[RuleCode], *, offline: bool) -> str:
+_OFFLINE = "--offline: no registry lookups"
+_FAILED = "a registry lookup failed, see lookup-failed"
+_UNKNOWN = "no base could be established, so unknown-base decides instead"
+
+
+def why_not_evaluated(result: ImageResult, *, offline: bool) -> str:
+    """Why ``result`` has rules not evaluated, in the words the footer uses.
+
+    Offline nothing was asked; a lineage that failed (whole, or on some platform) is a
+    failed lookup; otherwise every lookup answered and the allowlist could not be decided
+    because no base was established: that is ``unknown-base``'s to judge, not a registry
+    problem, and saying "a lookup failed" would send the reader to the wrong place.
+    """
+    lineage = result.facts.lineage
+    if offline or lineage is None:
+        return _OFFLINE
+    if lineage.failure is not None or any(p.end is End.LOOKUP_FAILED for p in lineage.platforms):
+        return _FAILED
+    return _UNKNOWN
+
+
+def not_evaluated_notes(results: Iterable[ImageResult], *, offline: bool) -> list[str]:
+    """One line per reason, naming the rules each left open (see :func:`not_evaluated_note`)."""
+    by_reason: dict[str, set[RuleCode]] = {}
+    for r in results:
+        if r.not_evaluated:
+            by_reason.setdefault(why_not_evaluated(r, offline=offline), set()).update(r.not_evaluated)
+    return [
+        not_evaluated_note(codes, why=why)
+        for why in (_OFFLINE, _FAILED, _UNKNOWN)
+        if (codes := by_reason.get(why))
+    ]
+
+
+def not_evaluated_note(codes: set[RuleCode], *, why: str) -> str:
     """Precisely what was not judged: the ancestors for name-level rules, all of layer-level ones.
 
     ``deprecated-base`` can be found on an image's own name offline, so listing
     it as "not evaluated" beside a ``deprecated-base`` finding would read as a
-    contradiction; what was left out is the image's bases.
+    contradiction; what was left out is the image's bases. With every lookup
+    answered, the only open rule is ``base-not-allowed`` of an image with no
+    established base, which ``unknown-base`` judges: it is named, nothing more.
     """
-    why = "--offline: no registry lookups" if offline else "a registry lookup failed"
+    if why == _UNKNOWN:
+        return f"not evaluated ({why}): " + ", ".join(sorted(c.value for c in codes))
     partial = [c.value for c in _NAME_AND_ANCESTORS if c in codes]
     whole = sorted(c.value for c in codes if c not in _NAME_AND_ANCESTORS)
     parts = []

@@ -63,7 +63,7 @@ def test_a_multi_document_file() -> None:
     assert loaded.namespaces == {
         "shop": {"kubernetes.io/metadata.name": "shop", "env": "prod", "team": "storefront"}
     }
-    assert loaded.skipped == [f"{path}#3 ConfigMap/settings"]
+    assert loaded.skipped == [f"{path}#3 ConfigMap/settings (not a workload: runs no containers)"]
     [(policy_file, index, policy)] = loaded.policies
     assert (policy_file, index, policy["metadata"]["name"]) == (path, 4, "no-latest")
 
@@ -79,7 +79,10 @@ def test_a_list_yields_workloads_and_counts_the_rest_as_skipped() -> None:
     assert [(w.kind, w.name, w.images[0].path) for w in loaded.workloads] == [
         ("Deployment", "cart", "/items/1/spec/template/spec/containers/0/image")
     ]
-    assert loaded.skipped == [f"{path}#1 ConfigMap/settings", f"{path}#1 Service/cart"]
+    assert loaded.skipped == [
+        f"{path}#1 ConfigMap/settings (not a workload: runs no containers)",
+        f"{path}#1 Service/cart (not a workload: runs no containers)",
+    ]
 
 
 def test_a_typed_json_list_without_item_kinds() -> None:
@@ -307,12 +310,12 @@ def test_the_fixture_folders_load_whole() -> None:
             "StatefulSet",
         ]
     )
-    assert len([w for w in loaded.workloads if w.kind == "Dockerfile"]) == 4
+    assert len([w for w in loaded.workloads if w.kind == "Dockerfile"]) == 5
     assert sorted(s.split(" ", 1)[1] for s in loaded.skipped) == [
-        "ConfigMap/settings",
-        "ConfigMap/settings",
-        "ConfigMap/settings",
-        "Service/cart",
+        "ConfigMap/settings (not a workload: runs no containers)",
+        "ConfigMap/settings (not a workload: runs no containers)",
+        "ConfigMap/settings (not a workload: runs no containers)",
+        "Service/cart (not a workload: runs no containers)",
     ]
 
 
@@ -389,11 +392,28 @@ def test_a_repository_s_other_yaml_is_skipped_with_a_note_and_strict_refuses_it(
         load_inputs([str(root)], strict=True)
 
 
-def test_a_chart_folder_named_itself_is_read_as_given(tmp_path: Path) -> None:
-    """Only a walk skips charts: a rendered file named on the command line is read."""
-    path = write(tmp_path / "chart" / "rendered.yaml", DEPLOYMENT.format(name="app", image="app:1"))
-    write(tmp_path / "chart" / "Chart.yaml", "apiVersion: v2\nname: shop\nversion: 1.0.0\n")
-    assert [w.name for w in load_inputs([path]).workloads] == ["app"]
+def test_a_chart_s_files_named_one_by_one_are_skipped_as_a_walk_skips_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pre-commit hook names changed files one by one: `chart/Chart.yaml: … no kind` and
+    template errors (exit 2) failed every commit of a repository holding a chart."""
+    root = tmp_path / "repo"
+    write(root / "chart" / "Chart.yaml", "apiVersion: v2\nname: shop\nversion: 1.0.0\n")
+    write(root / "chart" / "values.yaml", "image: {repository: shop, tag: latest}\n")
+    write(root / "chart" / "templates" / "deploy.yaml", "{{- if .Values.enabled }}\nkind: Deployment\n")
+    write(root / "chart" / "Dockerfile", "FROM python:3.12.7-slim\n")
+    write(root / "app.yaml", DEPLOYMENT.format(name="app", image="app:1"))
+    monkeypatch.chdir(root)
+    named = ["chart/Chart.yaml", "chart/values.yaml", "chart/templates/deploy.yaml", "chart/Dockerfile", "app.yaml"]
+    by_name = load_inputs(named)
+    walked = load_inputs(["."])
+    note = "(a Helm chart: its templates are YAML only once rendered; helm template {0} | baseguard check -)"
+    assert by_name.skipped == [f"chart/ {note.format('chart')}"]
+    assert walked.skipped == [f"./chart/ {note.format('./chart')}"]
+    for loaded in (by_name, walked):
+        assert sorted(w.kind for w in loaded.workloads) == ["Deployment", "Dockerfile"]  # never templated
+    with pytest.raises(InputError):
+        load_inputs(named, strict=True)
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,14 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
-from controller.cli.options import add_now_option, add_registry_options, colour, docs, parse_now
+from controller.cli.options import (
+    add_now_option,
+    add_registry_options,
+    colour,
+    docs,
+    parse_now,
+    refuse_with_offline,
+)
 from controller.errors import BaseguardError, ExitCode, InputError
 
 if TYPE_CHECKING:
@@ -254,6 +261,7 @@ def run(args: argparse.Namespace) -> int:
     from controller.operator.kube import Kube, KubeError, is_dns1123_label
 
     try:
+        refuse_with_offline(args, "registry_config", "docker_config")
         now = parse_now(args.now)
         if args.namespace is not None and not is_dns1123_label(args.namespace):
             raise InputError(f"--namespace {args.namespace!r} is not a namespace name")

@@ -21,12 +21,15 @@ from controller.cli.options import (
     colour,
     docs,
     parse_now,
+    refuse_with_offline,
     with_assessor,
 )
 from controller.errors import ExitCode, InputError
 
 if TYPE_CHECKING:
-    from controller.assess import Assessor
+    from controller.assess import Assessor, WorkloadResult
+    from controller.cli.loaders import Loaded
+    from controller.policy.model import CompiledPolicy
 
 FORMATS = ("text", "json", "sarif", "junit")
 
@@ -36,7 +39,10 @@ def register(sub: Any) -> None:
         "check",
         help="check manifests and Dockerfiles against policies",
         description="Check Kubernetes manifests and Dockerfiles against base image policies.",
-        epilog="Exit codes: 0 nothing denied, 1 something denied, 2 bad input. " + docs("cli.md"),
+        epilog="Exit codes (stable): 0 nothing denied (warnings pass, unless --warn-exit-code); "
+        "1 a policy denied an image; 2 bad input, bad policy or usage; 3 nothing denied, but an "
+        "image could not be judged (a registry lookup failed, or --offline) and its policy's "
+        "lineage.onLookupFailure denies that. " + docs("cli.md"),
     )
     p.add_argument(
         "paths",
@@ -56,7 +62,14 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--offline",
         action="store_true",
-        help="no registry lookups; the lineage rules are not evaluated (the output says so)",
+        help="no registry lookups: rules that need the registry are not evaluated, and each "
+        "policy's lineage.onLookupFailure decides what that means (Deny by default)",
+    )
+    p.add_argument(
+        "--allow-unevaluated",
+        action="store_true",
+        help="with --offline: list the rules not evaluated without counting them against the "
+        "verdict (an allowlist then enforces nothing offline)",
     )
     p.add_argument(
         "--format",
@@ -68,8 +81,10 @@ def register(sub: Any) -> None:
     add_now_option(p)
     p.add_argument(
         "--namespace",
-        default="default",
-        help="namespace for manifests that name none (default: default)",
+        metavar="NS",
+        help="judge what names no namespace as if in NS: manifests without metadata.namespace "
+        "(default: default) and Dockerfiles (default: none, so only cluster-wide policies "
+        "judge them), so NS's BaseImagePolicies apply",
     )
     p.add_argument(
         "--build-arg",
@@ -90,9 +105,71 @@ def register(sub: Any) -> None:
         help="YAML that is not a Kubernetes object (docker-compose.yml, values.yaml) and Helm "
         "chart folders are errors instead of being skipped",
     )
+    p.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="text: only what fails (denied and not judged images; warned ones too with a "
+        "nonzero --warn-exit-code) and the summary",
+    )
+    p.add_argument(
+        "--warn-exit-code",
+        type=warn_exit_code,
+        default=ExitCode.OK,
+        metavar="N",
+        help="exit N when the worst verdict is warn (default 0: warnings do not fail a build; "
+        "1 fails on them too); not 2 or 3, which mean bad input and could not judge",
+    )
     add_registry_options(p, offline=False)
     add_budget_option(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, budget=None)  # None: not given (refused with --offline)
+
+
+def warn_exit_code(text: str) -> int:
+    """``--warn-exit-code``: 0..125, and never a code that already means something else."""
+    try:
+        code = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number (0..125)") from None
+    if not 0 <= code <= 125:
+        raise argparse.ArgumentTypeError(f"{code} is out of range: use 0..125")
+    if code in (ExitCode.USAGE, ExitCode.UNJUDGED):
+        raise argparse.ArgumentTypeError(
+            f"{code} already means {'bad input' if code == ExitCode.USAGE else 'could not judge'}; "
+            "use 1 to fail on warnings, or a code of your own from 4 to 125"
+        )
+    return code
+
+
+def exit_code(results: Sequence[WorkloadResult], *, warn_code: int) -> int:
+    """Denied (1) over could not judge (3) over warned (``--warn-exit-code``) over OK (0).
+
+    An image denied by a rule is denied, even if another of its rules could not be
+    judged; one denied only because it could not be judged is :attr:`ExitCode.UNJUDGED`.
+    """
+    from controller.cli.unjudged import could_not_judge
+    from controller.policy.model import Action
+
+    images = [r for wr in results for r in wr.results]
+    denied = [r for r in images if r.verdict is Action.DENY]
+    if any(not could_not_judge(r) for r in denied):
+        return ExitCode.DENIED
+    if denied:
+        return ExitCode.UNJUDGED
+    if any(r.verdict is Action.WARN for r in images):
+        return warn_code
+    return ExitCode.OK
+
+
+def judged_platforms(policies: Sequence[CompiledPolicy]) -> tuple[str, ...]:
+    """The platforms a Dockerfile is read for: those the policies' ``lineage.platforms`` name,
+    and the default (``linux/amd64``) when a policy names none (it judges every platform)."""
+    from controller.dockerfile import DEFAULT_PLATFORM
+    from controller.platforms import key
+
+    named = [key(p) for policy in policies for p in policy.lineage.platforms or ()]
+    every = not named or any(policy.lineage.platforms is None for policy in policies)
+    return tuple(dict.fromkeys([DEFAULT_PLATFORM] if every else []) | dict.fromkeys(named))
 
 
 def build_args(pairs: Sequence[str]) -> dict[str, str]:
@@ -110,21 +187,41 @@ def build_args(pairs: Sequence[str]) -> dict[str, str]:
 
 def run(args: argparse.Namespace) -> int:
     from controller.cli.loaders import load_inputs
-    from controller.cli.output import check_json, not_evaluated_note, write_check_text
+    from controller.cli.output import check_json, not_evaluated_notes, write_check_text
     from controller.policy.model import Action
     from controller.policyfiles import compile_documents, load_policies
 
     now = parse_now(args.now)
-    loaded = load_inputs(
-        args.paths,
-        default_namespace=args.namespace,
-        build_args=build_args(args.build_arg),
-        strict=args.strict,
-    )
-    if args.policy:
-        policies = load_policies(args.policy)
+    if args.quiet and args.format != "text":
+        raise InputError(
+            f"--quiet shapes the text output; --format {args.format} always holds every result"
+        )
+    if args.allow_unevaluated and not args.offline:
+        raise InputError(
+            "--allow-unevaluated needs --offline: online, a rule the registry could not answer "
+            "for is decided by the policy's lineage.onLookupFailure"
+        )
+    refuse_with_offline(args, "registry_config", "docker_config", "budget")
+    given = load_policies(args.policy) if args.policy else None
+
+    def load(platforms: Sequence[str]) -> Loaded:
+        return load_inputs(
+            args.paths,
+            default_namespace=args.namespace or "default",
+            dockerfile_namespace=args.namespace,
+            build_args=build_args(args.build_arg),
+            strict=args.strict,
+            platforms=platforms,
+        )
+
+    platforms = judged_platforms(given or ())
+    loaded = load(platforms)
+    if given is not None:
+        policies = given
     elif loaded.policies:
         policies = compile_documents(loaded.policies)
+        if judged_platforms(policies) != platforms:  # policies among the inputs name others
+            loaded = load(judged_platforms(policies))
     else:
         raise InputError("no policies: pass -p POLICY (a file or a folder, e.g. -p policies/)")
     if not any(w.images for w in loaded.workloads) and not args.allow_empty:
@@ -140,16 +237,22 @@ def run(args: argparse.Namespace) -> int:
         )
 
     results = asyncio.run(with_assessor(args, work))
+    if args.offline and not args.allow_unevaluated:
+        from controller.cli.unjudged import judge_unevaluated
+
+        results = judge_unevaluated(results, policies, now=now)
     if args.format == "json":
-        json.dump(
-            check_json(results, offline=args.offline, skipped=loaded.skipped), sys.stdout, indent=2
-        )
+        from controller.cli.unjudged import could_not_judge
+
+        doc = check_json(results, offline=args.offline, skipped=loaded.skipped)
+        doc["summary"]["notJudged"] = sum(1 for wr in results for r in wr.results if could_not_judge(r))
+        json.dump(doc, sys.stdout, indent=2)
         sys.stdout.write("\n")
     elif args.format == "sarif":
         from controller.cli.sarif import check_sarif
 
-        codes = {c for wr in results for r in wr.results for c in r.not_evaluated}
-        note = not_evaluated_note(codes, offline=args.offline) if codes else None
+        notes = not_evaluated_notes((r for wr in results for r in wr.results), offline=args.offline)
+        note = "; ".join(notes) or None
         log = check_sarif(results, lines=loaded.lines, not_evaluated_note=note)
         json.dump(log, sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -158,12 +261,13 @@ def run(args: argparse.Namespace) -> int:
 
         sys.stdout.write(check_junit(results, skipped=loaded.skipped))
     else:
+        failing = {Action.DENY} | ({Action.WARN} if args.warn_exit_code else set())
         write_check_text(
             results,
             sys.stdout,
             offline=args.offline,
             skipped=loaded.skipped,
             colour=colour(sys.stdout),
+            failing=failing if args.quiet else None,
         )
-    denied = any(r.verdict is Action.DENY for r in results)
-    return ExitCode.DENIED if denied else ExitCode.OK
+    return exit_code(results, warn_code=args.warn_exit_code)

@@ -39,6 +39,7 @@ from controller.cli.options import (
     add_webhook_options,
     docs,
     duration,
+    missing_operator_extra,
     webhook_settings,
 )
 from controller.errors import ExitCode, InputError
@@ -440,6 +441,13 @@ def run(args: argparse.Namespace) -> int:
     except InputError as exc:
         log.error("cannot start", extra={"fields": {"error": exc.message}})
         print(f"baseguard run: {exc.message}", file=sys.stderr)
+        return ExitCode.USAGE
+    except ModuleNotFoundError as exc:
+        missing = missing_operator_extra(exc, "run")
+        if missing is None:
+            raise
+        log.error("cannot start", extra={"fields": {"error": missing}})
+        print(f"baseguard run: {missing}", file=sys.stderr)
         return ExitCode.USAGE
     except Exception:
         log.exception("the operator failed")

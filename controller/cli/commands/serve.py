@@ -19,7 +19,13 @@ import sys
 import tempfile
 from typing import TYPE_CHECKING, Any, TextIO
 
-from controller.cli.options import add_registry_options, add_webhook_options, docs, webhook_settings
+from controller.cli.options import (
+    add_registry_options,
+    add_webhook_options,
+    docs,
+    refuse_with_offline,
+    webhook_settings,
+)
 from controller.errors import ExitCode, InputError
 
 if TYPE_CHECKING:
@@ -185,6 +191,7 @@ def run(args: argparse.Namespace) -> int:
     settings = webhook_settings(args)
     handler = logs.configure(level=settings.log_level, batched=True)
     try:
+        refuse_with_offline(args, "registry_config", "docker_config")
         return asyncio.run(_serve(args, settings))
     except InputError as exc:
         log.error("cannot start", extra={"fields": {"error": exc.message}})
