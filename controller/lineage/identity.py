@@ -28,6 +28,7 @@ from collections import OrderedDict
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
 
+from controller.globs import GlobSet
 from controller.lineage.model import Lineage
 from controller.reference import Reference
 
@@ -136,14 +137,37 @@ class TagHistory:
         """Every (repository, tag) known to name ``digest``, in any repository."""
         return sorted(self._digests.get(digest, {}))
 
-    def facts(self, keys: Iterable[tuple[str, str]]) -> Mapping[str, KnownTags]:
-        """The frozen answers for the given (name, digest) pairs, as the evaluator takes them."""
+    def facts(
+        self,
+        keys: Iterable[tuple[str, str]],
+        within: Mapping[str, frozenset[str]] | None = None,
+    ) -> Mapping[str, KnownTags]:
+        """The frozen answers for the given (name, digest) pairs, as the evaluator takes them.
+
+        ``within`` (repository → tag globs) is what the policies of the review's own
+        namespace asked the index to watch: the history is filled for every policy of
+        the process, and a tag another tenant's globs had listed must not change what
+        this review is told (``None``: everything, for callers judging for nobody).
+        """
         out: dict[str, KnownTags] = {}
         for name, digest in keys:
             found = self.known(name, digest)
+            if found is not None and within is not None:
+                found = _within(found, within.get(name))
             if found is not None:
                 out[identity_key(name, digest)] = found
         return out
+
+
+def _within(found: KnownTags, patterns: frozenset[str] | None) -> KnownTags | None:
+    """``found`` with only the tags that ``patterns`` match; ``None`` when none is left."""
+    if not patterns:
+        return None
+    globs = GlobSet(tuple(sorted(patterns)))
+    tags = frozenset(t for t in found.tags if globs.matches(t))
+    if not tags:
+        return None
+    return KnownTags(tags, found.current & tags)
 
 
 # --------------------------------------------------------------------------- facts for one image

@@ -147,11 +147,7 @@ class IdentityIndex:
             log.info("identity index: listing %s failed: %s", name, exc)
             self._listed[name] = _Listing(started, patterns, failure=str(exc))
             return
-        globs = GlobSet(tuple(sorted(patterns)))
-        wanted = [t for t in tags if globs.matches(t)]
-        if len(wanted) > self.settings.max_tags:
-            complete = False
-            wanted = wanted[-self.settings.max_tags :]  # tags/list is sorted: keep the newest names
+        wanted, complete = _selected(tags, patterns, self.settings.max_tags, complete)
         await asyncio.gather(*(self.resolve(repo, tag) for tag in wanted), return_exceptions=True)
         self._tags[name] = tuple(wanted)
         self._listed[name] = _Listing(started, patterns, complete=complete)
@@ -215,3 +211,25 @@ class IdentityIndex:
                 *(self.resolve(repo, tag) for (_, tag), repo in todo.items()),
                 return_exceptions=True,
             )
+
+
+def _selected(
+    tags: Sequence[str], patterns: frozenset[str], limit: int, complete: bool
+) -> tuple[list[str], bool]:
+    """The tags to resolve: for *each* glob, the newest ``limit`` tags it matches.
+
+    One listing serves every policy that names the repository, so the bound is
+    per glob, not per repository: a tenant's ``*`` (thousands of tags) cannot
+    push the tags a cluster policy's ``3.8*`` names out of a shared window and
+    leave a lying tag unverified for everyone. ``tags/list`` is sorted, so the
+    newest names are the last ones. The answer is in listing order.
+    """
+    chosen: set[str] = set()
+    for pattern in sorted(patterns):
+        glob = GlobSet((pattern,))
+        matching = [t for t in tags if glob.matches(t)]
+        if len(matching) > limit:
+            complete = False
+            matching = matching[-limit:]
+        chosen.update(matching)
+    return [t for t in tags if t in chosen], complete
