@@ -310,6 +310,31 @@ class Catalog:
         return CatalogMatch(chosen.reference, chosen.digest, chosen.diff_ids, tuple(tied))
 
 
+    def prefixes(
+        self,
+        diff_ids: tuple[str, ...],
+        *,
+        platform: str,
+        exclude: Collection[str] = (),
+        scope: Scope | None = None,
+    ) -> list[CatalogMatch]:
+        """Every catalog base (one per length, as :meth:`longest_prefix` picks) whose layers
+        are a prefix of ``diff_ids``, most layers first.
+
+        Depth-free: it answers "which known bases is this image built on, however far
+        up?" from the image's own layers, with a few dictionary lookups and no request.
+        """
+        out: list[CatalogMatch] = []
+        remaining = diff_ids
+        while remaining:
+            match = self.longest_prefix(remaining, platform=platform, exclude=exclude, scope=scope)
+            if match is None:
+                break
+            out.append(match)
+            remaining = match.diff_ids[:-1]
+        return out
+
+
 def _digests(entry: CatalogEntry) -> set[str]:
     return {d for d in (entry.digest, entry.reference.digest) if d}
 

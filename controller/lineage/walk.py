@@ -330,7 +330,38 @@ class Walk:
             for i, task in moved.items():
                 moved_to, note = task.result()
                 levels[i] = replace(levels[i], moved_to=moved_to, note=_join(levels[i].note, note))
-        return PlatformLineage(str(image.config.platform), tuple(levels), end, failure)
+        return PlatformLineage(
+            str(image.config.platform),
+            tuple(levels),
+            end,
+            failure,
+            layer_bases=self._layer_bases(image),
+        )
+
+    def _layer_bases(self, image: ImageNode) -> tuple[Level, ...]:
+        """The catalog bases the image's own layers start with, however far up they sit.
+
+        The walk follows claims one level at a time and stops at ``maxDepth``; a
+        deprecated base one level further would be silence. This check is depth-free
+        and costs no request: the scoped catalog already holds each base's diff_ids.
+        """
+        own = {image.digest, image.resolved}
+        matches = self.catalog.prefixes(
+            image.diff_ids, platform=image.platform, exclude=own, scope=self.scope
+        )
+        return tuple(
+            Level(
+                m.reference,
+                m.digest,
+                Source.LAYERS,
+                True,
+                note=(
+                    f"its layers start with those of {display(m.reference)}, a catalog base "
+                    f"({len(m.diff_ids)} of its {len(image.diff_ids)} layers)"
+                ),
+            )
+            for m in matches
+        )
 
     def _exceeded(self, claim: Claim | None) -> str | None:
         """The bound a claim goes past, if any: it is then not followed at all.
