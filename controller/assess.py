@@ -143,7 +143,21 @@ class Assessor:
         index = PolicyIndex.of(policies)
         if isinstance(policies, tuple):  # PolicyIndex.of keeps a tuple as it is
             self._index = index
+        self._share(policies)
         return index
+
+    def _share(self, policies: Sequence[CompiledPolicy]) -> None:
+        """Tell the catalog and the tag history what the cluster policies name: the only
+        state shared by every namespace, so their bounds evict tenants' entries first."""
+        cluster = [p for p in policies if p.namespace is None]
+        if self.resolver is not None:
+            self.resolver.catalog.share(r for p in cluster for r in catalog_references(p))
+        if self.identities is not None:
+            targets: dict[str, frozenset[str]] = {}
+            for policy in cluster:
+                for name, tags in identity_targets(policy).items():
+                    targets[name] = targets.get(name, frozenset()) | tags
+            self.identities.history.share(targets)
 
     async def assess(
         self,

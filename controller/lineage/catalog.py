@@ -141,6 +141,25 @@ class Catalog:
         self._resolved: dict[str, dict[str, int]] = {}
         self._refs: dict[str, Reference] = {}  # tag key -> reference without digest
         self._platforms: dict[str, set[str]] = {}  # tag key -> platforms it has entries for
+        #: Tag keys the cluster policies name: the bound evicts every other tag first, so a
+        #: tenant naming thousands of catalog tags cannot push a cluster base's history out.
+        self._shared: frozenset[str] = frozenset()
+
+    def share(self, refs: Iterable[Reference]) -> None:
+        """Name the catalog tags of the cluster policies (replacing the previous set).
+
+        They are the only catalog state every namespace relies on; what namespaced
+        policies add is evicted before them when the catalog is full.
+        """
+        self._shared = frozenset(tag_key(r) for r in refs)
+
+    def _victim(self) -> tuple[str, str]:
+        """The (tag, platform) the bound evicts: the least recently seen one no cluster
+        policy names, else (when cluster policies alone fill it) the least recently seen."""
+        for key in self._tags:
+            if key[0] not in self._shared:
+                return key
+        return next(iter(self._tags))
 
     def __len__(self) -> int:
         return sum(len(d) for d in self._tags.values())
@@ -176,7 +195,8 @@ class Catalog:
             _, evicted = digests.popitem(last=False)
             self._unindex(key, evicted)
         while len(self._tags) > self._max_tags:
-            old_key, old_digests = self._tags.popitem(last=False)
+            old_key = self._victim()
+            old_digests = self._tags.pop(old_key)
             for evicted in old_digests.values():
                 self._unindex(old_key, evicted)
             platforms = self._platforms.get(old_key[0], set())

@@ -83,6 +83,26 @@ class TagHistory:
         self._tags: OrderedDict[tuple[str, str], _Tag] = OrderedDict()
         # digest -> (name, tag) -> True when it names it now
         self._digests: dict[str, dict[tuple[str, str], bool]] = {}
+        #: (repository glob, tag globs) the cluster policies watch: evicted last.
+        self._shared: tuple[tuple[GlobSet, GlobSet], ...] = ()
+
+    def share(self, targets: Mapping[str, frozenset[str]]) -> None:
+        """Name what the cluster policies watch (repository glob → tag globs), replacing the
+        previous set: when the store is full, every other tag's history goes first, so a
+        tenant's globs listing thousands of tags cannot erase the history every namespace
+        relies on (a digest pinned while its tag named it stays that tag's)."""
+        self._shared = tuple(
+            (GlobSet((name,)), GlobSet(tuple(sorted(tags)))) for name, tags in sorted(targets.items())
+        )
+
+    def _is_shared(self, name: str, tag: str) -> bool:
+        return any(n.matches(name) and t.matches(tag) for n, t in self._shared)
+
+    def _victim(self) -> tuple[str, str]:
+        for key in self._tags:
+            if not self._is_shared(*key):
+                return key
+        return next(iter(self._tags))
 
     def __len__(self) -> int:
         return len(self._tags)
@@ -110,7 +130,8 @@ class TagHistory:
             gone, _ = entry.history.popitem(last=False)
             self._forget(name, tag, gone)
         while len(self._tags) > self._max_tags:
-            (old_name, old_tag), evicted = self._tags.popitem(last=False)
+            old_name, old_tag = self._victim()
+            evicted = self._tags.pop((old_name, old_tag))
             for digest in (*evicted.current, *evicted.history):
                 self._forget(old_name, old_tag, digest)
 
