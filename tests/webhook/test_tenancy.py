@@ -18,7 +18,9 @@ from support.registry import RegistryProcess
 from support.webhook import StartWebhook, Webhook, fixture, set_images
 
 from controller.assess import Assessor
+from controller.lineage.catalog import Catalog
 from controller.lineage.resolve import LineageResolver
+from controller.memo import MemoAssessor, MemoResolver
 from controller.policy.compile import compile_policy
 from controller.policy.model import Action
 from controller.registry import media
@@ -126,6 +128,20 @@ async def test_a_tenants_catalog_entry_does_not_change_another_namespaces_verdic
     response = await hook.response(_pod("team-b", judged))
     assert response["allowed"] is True, response.get("status", {}).get("message")
     assert "evil" not in str(response)
+
+
+async def test_through_the_memoised_assessor_serve_runs_team_a_first(
+    start_webhook: StartWebhook, registry_client: RegistryClient, scene: Scene
+) -> None:
+    """As ``baseguard serve`` wires it (lineage and result memories): team-a's lineage is
+    remembered under its own catalog set, and team-b's review, right after, is not given it."""
+    hook = await start_webhook(
+        assessor=MemoAssessor(MemoResolver(registry_client, catalog=Catalog())),
+        docs=[_cluster_policy(scene.root), _tenant_policy(scene.root)],
+    )
+    assert (await hook.response(_pod("team-a", scene.shop.tagged)))["allowed"] is False
+    response = await hook.response(_pod("team-b", scene.shop.tagged))
+    assert response["allowed"] is True, response.get("status", {}).get("message")
 
 
 async def test_a_tenants_catalog_entry_informs_its_own_namespace(
