@@ -275,3 +275,22 @@ async def test_a_tenants_wide_glob_does_not_push_a_cluster_globs_tags_out_of_the
     await index.ensure({name: frozenset({"3.8*", "*"})})
     known = index.history.known(name, old.digest)
     assert known is not None and known.tags == {"3.8-slim"}
+
+
+async def test_the_index_remembers_a_bounded_number_of_repositories(
+    registry: RegistryProcess, unique_repo: str, registry_client: RegistryClient
+) -> None:
+    """Pods pinning ever new repositories cannot grow the index without end: past
+    ``max_repositories`` the least recently listed is forgotten, and listed again when needed."""
+    names = []
+    for i in range(3):
+        repo = f"{unique_repo}/python{i}"
+        registry.push_image(repo, "3.12-slim", [OS, PY312])
+        names.append(parse(f"{registry.host}/{repo}").name)
+    index = IdentityIndex(registry_client, settings=IndexSettings(max_repositories=2))
+    for name in names:
+        await index.ensure({name: frozenset({"3.12*"})})
+    assert index.repositories == (names[1], names[2])
+    assert not index.fresh(names[0], frozenset({"3.12*"}))
+    await index.ensure({names[0]: frozenset({"3.12*"})})
+    assert index.repositories == (names[2], names[0])
