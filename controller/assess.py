@@ -143,7 +143,21 @@ class Assessor:
         index = PolicyIndex.of(policies)
         if isinstance(policies, tuple):  # PolicyIndex.of keeps a tuple as it is
             self._index = index
+        self._share(policies)
         return index
+
+    def _share(self, policies: Sequence[CompiledPolicy]) -> None:
+        """Tell the catalog and the tag history what the cluster policies name: the only
+        state shared by every namespace, so their bounds evict tenants' entries first."""
+        cluster = [p for p in policies if p.namespace is None]
+        if self.resolver is not None:
+            self.resolver.catalog.share(r for p in cluster for r in catalog_references(p))
+        if self.identities is not None:
+            targets: dict[str, frozenset[str]] = {}
+            for policy in cluster:
+                for name, tags in identity_targets(policy).items():
+                    targets[name] = targets.get(name, frozenset()) | tags
+            self.identities.history.share(targets)
 
     async def assess(
         self,
@@ -157,39 +171,49 @@ class Assessor:
         labels = namespace_labels or {}
         index = self.index_of(policies)
         prepared = []
-        lookups: dict[str, _Lookup] = {}
+        # Keyed by (namespace, image): what one namespace's policies contribute (catalog
+        # bases, identity globs) informs only the lineages judged for that namespace, even
+        # when one call judges several namespaces (the audit's batches).
+        lookups: dict[tuple[str | None, str], _Lookup] = {}
         targets: dict[str, frozenset[str]] = {}
-        widened: set[int] = set()
+        scoped_targets: dict[str | None, dict[str, frozenset[str]]] = {}
+        widened: set[tuple[str | None, int]] = set()
         for workload in workloads:
             obj = _facts(workload, labels)
             scoped = applicable_indexed(index, obj)
             images = await _image_facts(workload)
+            ns = workload.namespace
             if self.resolver is not None:
                 for facts in images:
                     if facts.reference is not None and needs_lineage(scoped, obj, facts):
                         lookup = lookups.setdefault(
-                            facts.reference.normalized, _Lookup(facts.reference, tenant=workload.namespace)
+                            (ns, facts.reference.normalized), _Lookup(facts.reference, tenant=ns)
                         )
                         for policy in scoped:
                             if policy.needs_lineage:
                                 lookup.widen(policy)
-                                if id(policy) not in widened:
-                                    widened.add(id(policy))
+                                if (ns, id(policy)) not in widened:
+                                    widened.add((ns, id(policy)))
+                                    own = scoped_targets.setdefault(ns, {})
                                     for name, tags in identity_targets(policy).items():
                                         targets[name] = targets.get(name, frozenset()) | tags
+                                        own[name] = own.get(name, frozenset()) | tags
             prepared.append((workload, obj, scoped, images))
 
-        found, targets = await self._gather(
+        gathered, indexed = await self._gather(
             lookups.values(), targets, self.budget if budget is None else budget
         )
+        found = dict(zip(lookups, gathered, strict=True))
         results = []
         for workload, obj, scoped, images in prepared:
+            ns = workload.namespace
+            own = repositories_to_index(scoped_targets.get(ns, {}), indexed) if indexed else {}
             judged: list[ImageResult] = []
             for start in range(0, len(images), SLICE):
                 if start:
                     await asyncio.sleep(0)  # a big object is judged in slices: others run between
                 with_lineage = [
-                    self._with_facts(f, found.get(f.reference.normalized), targets)
+                    self._with_facts(f, found.get((ns, f.reference.normalized)), own)
                     if f.reference
                     else f
                     for f in images[start : start + SLICE]
@@ -200,8 +224,9 @@ class Assessor:
 
     async def _gather(
         self, lookups: Iterable[_Lookup], wanted: Mapping[str, frozenset[str]], budget: float
-    ) -> tuple[dict[str, Lineage], dict[str, frozenset[str]]]:
-        """Lineages, and the identity index brought up to date, under one deadline.
+    ) -> tuple[list[Lineage], dict[str, frozenset[str]]]:
+        """Lineages (aligned with ``lookups``), and the identity index brought up to date,
+        under one deadline.
 
         Only repositories where something is pinned by digest are indexed (``wanted``
         maps the policies' repository globs to their tag globs): the images' own
@@ -222,7 +247,7 @@ class Assessor:
         found = await self._resolve(todo, budget)
         pinned = [
             claim
-            for lineage in found.values()
+            for lineage in found
             for claim in identity.pinned(lineage.reference, lineage)
         ]
         more = repositories_to_index(wanted, {n for n, _, _ in pinned if n not in targets})
@@ -248,18 +273,19 @@ class Assessor:
         if ref is None or index is None or not targets:
             return facts if lineage is None else replace(facts, lineage=lineage)
         keys = [(name, digest) for name, _, digest in identity.pinned(ref, lineage)]
-        known = index.history.facts(keys)
+        known = index.history.facts(keys, within=targets)
         if lineage is not None:
             lineage = identity.unverified_noted(lineage, index.history, targets.keys())
         return replace(
             facts, lineage=lineage if lineage is not None else facts.lineage, identities=known
         )
 
-    async def _resolve(self, lookups: Iterable[_Lookup], budget: float) -> dict[str, Lineage]:
+    async def _resolve(self, lookups: Iterable[_Lookup], budget: float) -> list[Lineage]:
+        """The lineage of each lookup, in order (one image may be looked up once per namespace)."""
         resolver = self.resolver
         todo = list(lookups)
         if resolver is None or not todo:
-            return {}
+            return []
         allowance = ReviewBudget(self.bounds)
         limit = self.bounds.max_images
         if len(todo) > limit:
@@ -269,7 +295,7 @@ class Assessor:
                 f"this review names {len(todo)} images that need a lookup, more than "
                 f"{limit} (max_images_per_review = {limit}); none was looked up"
             )
-            return {lk.reference.normalized: Lineage(lk.reference, None, failure=failure) for lk in todo}
+            return [Lineage(lk.reference, None, failure=failure) for lk in todo]
         tasks = {
             asyncio.ensure_future(
                 _as_tenant(
@@ -292,17 +318,17 @@ class Assessor:
             # abandoned): no lookup of this review outlives it.
             for task in tasks:
                 task.cancel()
-        out: dict[str, Lineage] = {}
+        out: list[Lineage] = []
         for task, lk in tasks.items():
             key = lk.reference.normalized
             if task in done and not task.cancelled() and task.exception() is None:
-                out[key] = task.result()
+                out.append(task.result())
             elif task in done and not task.cancelled():
-                out[key] = Lineage(lk.reference, None, failure=f"lookup of {key} failed: {task.exception()}")
+                out.append(Lineage(lk.reference, None, failure=f"lookup of {key} failed: {task.exception()}"))
             else:
-                out[key] = Lineage(
+                out.append(Lineage(
                     lk.reference, None, failure=f"lookup of {key} did not finish within {budget:.1f}s"
-                )
+                ))
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
         return out

@@ -238,7 +238,8 @@ class MemoAssessor(Assessor):
         assert client is not None and resolver is not None
         bound = MemoResolver(
             client,
-            catalog=resolver.catalog,  # what a base's layers are is no secret: shared
+            # What a base's layers are is no secret: shared, and read per lookup catalog set.
+            catalog=resolver.catalog,
             sources=resolver.sources,
             ttl=self.ttl,
             max_entries=self.max_entries,

@@ -15,7 +15,7 @@ never a module global.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 
 from controller.errors import InvalidReference
@@ -23,7 +23,15 @@ from controller.lineage.identity import TagHistory
 from controller.platforms import key as platform_key  # re-exported: one home for platforms
 from controller.reference import Reference, parse
 
-__all__ = ["Catalog", "CatalogEntry", "CatalogMatch", "is_prefix", "platform_key", "tag_key"]
+__all__ = [
+    "Catalog",
+    "CatalogEntry",
+    "CatalogMatch",
+    "Scope",
+    "is_prefix",
+    "platform_key",
+    "tag_key",
+]
 
 #: How many digests one tag keeps per platform; the oldest seen goes first.
 DIGESTS_PER_TAG = 32
@@ -39,6 +47,32 @@ def tag_key(ref: Reference) -> str:
 def is_prefix(base: tuple[str, ...], child: tuple[str, ...]) -> bool:
     """Base B is a layer-ancestor of image I iff B's diff_ids are a prefix of I's (equal is fine)."""
     return len(base) <= len(child) and child[: len(base)] == base
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The part of the catalog one lookup may read: the bases its own policies name.
+
+    The catalog is filled by every policy of the process, cluster-wide and
+    namespaced alike, so that a base's history is kept once. Reading it must not
+    be shared the same way: an entry a namespaced policy contributed (an image
+    with the same layers as another team's, claiming some other base) would
+    otherwise be the "longest prefix" of that team's image too, and decide its
+    verdict. So every read names the catalog set of the lookup asking — the
+    ``lineage.catalog`` and pinned bases of the policies applicable to the
+    review's namespace, which the lineage memo key already holds — and sees
+    only those tags (``tags``) and, for naming a digest-only claim from the tag
+    history, only their repositories (``names``).
+    """
+
+    tags: frozenset[str]
+    names: frozenset[str]
+
+    @classmethod
+    def of(cls, refs: Iterable[Reference]) -> Scope:
+        """The scope of a lookup whose catalog set is ``refs``."""
+        refs = tuple(refs)
+        return cls(frozenset(tag_key(r) for r in refs), frozenset(r.name for r in refs))
 
 
 @dataclass(frozen=True)
@@ -107,6 +141,25 @@ class Catalog:
         self._resolved: dict[str, dict[str, int]] = {}
         self._refs: dict[str, Reference] = {}  # tag key -> reference without digest
         self._platforms: dict[str, set[str]] = {}  # tag key -> platforms it has entries for
+        #: Tag keys the cluster policies name: the bound evicts every other tag first, so a
+        #: tenant naming thousands of catalog tags cannot push a cluster base's history out.
+        self._shared: frozenset[str] = frozenset()
+
+    def share(self, refs: Iterable[Reference]) -> None:
+        """Name the catalog tags of the cluster policies (replacing the previous set).
+
+        They are the only catalog state every namespace relies on; what namespaced
+        policies add is evicted before them when the catalog is full.
+        """
+        self._shared = frozenset(tag_key(r) for r in refs)
+
+    def _victim(self) -> tuple[str, str]:
+        """The (tag, platform) the bound evicts: the least recently seen one no cluster
+        policy names, else (when cluster policies alone fill it) the least recently seen."""
+        for key in self._tags:
+            if key[0] not in self._shared:
+                return key
+        return next(iter(self._tags))
 
     def __len__(self) -> int:
         return sum(len(d) for d in self._tags.values())
@@ -142,7 +195,8 @@ class Catalog:
             _, evicted = digests.popitem(last=False)
             self._unindex(key, evicted)
         while len(self._tags) > self._max_tags:
-            old_key, old_digests = self._tags.popitem(last=False)
+            old_key = self._victim()
+            old_digests = self._tags.pop(old_key)
             for evicted in old_digests.values():
                 self._unindex(old_key, evicted)
             platforms = self._platforms.get(old_key[0], set())
@@ -202,18 +256,27 @@ class Catalog:
         """Whether the catalog holds anything for ``ref``'s tag (or pinned digest)."""
         return tag_key(ref) in self._platforms
 
-    def name_of(self, digest: str) -> Reference | None:
-        """A catalog reference that resolved to ``digest`` (most specific tag), with that digest."""
-        keys = self._resolved.get(digest)
+    def name_of(self, digest: str, *, scope: Scope | None = None) -> Reference | None:
+        """A catalog reference that resolved to ``digest`` (most specific tag), with that digest.
+
+        With ``scope``, only the scope's tags name it (and, from the tag history,
+        only tags of the scope's repositories); ``None`` reads the whole catalog,
+        which only a caller judging for nobody in particular may do.
+        """
+        keys = [
+            k for k in self._resolved.get(digest, {}) if scope is None or k in scope.tags
+        ]
         if not keys:
-            return self._named_by_history(digest)
+            return self._named_by_history(digest, scope)
         best = min(keys, key=lambda k: _rank(self._refs[k]))
         return self._refs[best].with_digest(digest)
 
-    def _named_by_history(self, digest: str) -> Reference | None:
+    def _named_by_history(self, digest: str, scope: Scope | None) -> Reference | None:
         """A tag the identity index (or an earlier refresh) saw naming ``digest``."""
         refs: list[Reference] = []
         for name, tag in self.history.tags_of(digest):
+            if scope is not None and name not in scope.names:
+                continue
             try:
                 refs.append(parse(f"{name}:{tag}"))
             except InvalidReference:
@@ -227,6 +290,7 @@ class Catalog:
         platform: str,
         exclude_digest: str | None = None,
         exclude: Collection[str] = (),
+        scope: Scope | None = None,
     ) -> CatalogMatch | None:
         """The catalog entry with the most layers that are a prefix of ``diff_ids``.
 
@@ -235,6 +299,8 @@ class Catalog:
         keep the image itself (and the levels already in a chain) from matching
         themselves. Ties go to the most specific tag (the longest tag string,
         then the name, for a stable answer); every tied reference is listed.
+        ``scope`` keeps the search to the lookup's own catalog set (see
+        :class:`Scope`); ``None`` searches every entry.
         """
         if not diff_ids:
             return None
@@ -246,6 +312,8 @@ class Catalog:
         lengths = self._lengths.get(wanted, {})
         for length in sorted((n for n in lengths if n <= len(diff_ids)), reverse=True):
             for tag, digest in self._by_layers.get((wanted, diff_ids[:length]), ()):
+                if scope is not None and tag not in scope.tags:
+                    continue
                 entry = self._tags[(tag, wanted)][digest]
                 if digest not in skip and entry.reference.digest not in skip:
                     best.append(entry)
@@ -260,6 +328,31 @@ class Catalog:
             if all(tag_key(r) != tag_key(entry.reference) for r in tied):
                 tied.append(entry.reference)
         return CatalogMatch(chosen.reference, chosen.digest, chosen.diff_ids, tuple(tied))
+
+
+    def prefixes(
+        self,
+        diff_ids: tuple[str, ...],
+        *,
+        platform: str,
+        exclude: Collection[str] = (),
+        scope: Scope | None = None,
+    ) -> list[CatalogMatch]:
+        """Every catalog base (one per length, as :meth:`longest_prefix` picks) whose layers
+        are a prefix of ``diff_ids``, most layers first.
+
+        Depth-free: it answers "which known bases is this image built on, however far
+        up?" from the image's own layers, with a few dictionary lookups and no request.
+        """
+        out: list[CatalogMatch] = []
+        remaining = diff_ids
+        while remaining:
+            match = self.longest_prefix(remaining, platform=platform, exclude=exclude, scope=scope)
+            if match is None:
+                break
+            out.append(match)
+            remaining = match.diff_ids[:-1]
+        return out
 
 
 def _digests(entry: CatalogEntry) -> set[str]:

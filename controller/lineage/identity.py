@@ -28,6 +28,7 @@ from collections import OrderedDict
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
 
+from controller.globs import GlobSet
 from controller.lineage.model import Lineage
 from controller.reference import Reference
 
@@ -82,6 +83,26 @@ class TagHistory:
         self._tags: OrderedDict[tuple[str, str], _Tag] = OrderedDict()
         # digest -> (name, tag) -> True when it names it now
         self._digests: dict[str, dict[tuple[str, str], bool]] = {}
+        #: (repository glob, tag globs) the cluster policies watch: evicted last.
+        self._shared: tuple[tuple[GlobSet, GlobSet], ...] = ()
+
+    def share(self, targets: Mapping[str, frozenset[str]]) -> None:
+        """Name what the cluster policies watch (repository glob → tag globs), replacing the
+        previous set: when the store is full, every other tag's history goes first, so a
+        tenant's globs listing thousands of tags cannot erase the history every namespace
+        relies on (a digest pinned while its tag named it stays that tag's)."""
+        self._shared = tuple(
+            (GlobSet((name,)), GlobSet(tuple(sorted(tags)))) for name, tags in sorted(targets.items())
+        )
+
+    def _is_shared(self, name: str, tag: str) -> bool:
+        return any(n.matches(name) and t.matches(tag) for n, t in self._shared)
+
+    def _victim(self) -> tuple[str, str]:
+        for key in self._tags:
+            if not self._is_shared(*key):
+                return key
+        return next(iter(self._tags))
 
     def __len__(self) -> int:
         return len(self._tags)
@@ -109,7 +130,8 @@ class TagHistory:
             gone, _ = entry.history.popitem(last=False)
             self._forget(name, tag, gone)
         while len(self._tags) > self._max_tags:
-            (old_name, old_tag), evicted = self._tags.popitem(last=False)
+            old_name, old_tag = self._victim()
+            evicted = self._tags.pop((old_name, old_tag))
             for digest in (*evicted.current, *evicted.history):
                 self._forget(old_name, old_tag, digest)
 
@@ -136,14 +158,37 @@ class TagHistory:
         """Every (repository, tag) known to name ``digest``, in any repository."""
         return sorted(self._digests.get(digest, {}))
 
-    def facts(self, keys: Iterable[tuple[str, str]]) -> Mapping[str, KnownTags]:
-        """The frozen answers for the given (name, digest) pairs, as the evaluator takes them."""
+    def facts(
+        self,
+        keys: Iterable[tuple[str, str]],
+        within: Mapping[str, frozenset[str]] | None = None,
+    ) -> Mapping[str, KnownTags]:
+        """The frozen answers for the given (name, digest) pairs, as the evaluator takes them.
+
+        ``within`` (repository → tag globs) is what the policies of the review's own
+        namespace asked the index to watch: the history is filled for every policy of
+        the process, and a tag another tenant's globs had listed must not change what
+        this review is told (``None``: everything, for callers judging for nobody).
+        """
         out: dict[str, KnownTags] = {}
         for name, digest in keys:
             found = self.known(name, digest)
+            if found is not None and within is not None:
+                found = _within(found, within.get(name))
             if found is not None:
                 out[identity_key(name, digest)] = found
         return out
+
+
+def _within(found: KnownTags, patterns: frozenset[str] | None) -> KnownTags | None:
+    """``found`` with only the tags that ``patterns`` match; ``None`` when none is left."""
+    if not patterns:
+        return None
+    globs = GlobSet(tuple(sorted(patterns)))
+    tags = frozenset(t for t in found.tags if globs.matches(t))
+    if not tags:
+        return None
+    return KnownTags(tags, found.current & tags)
 
 
 # --------------------------------------------------------------------------- facts for one image

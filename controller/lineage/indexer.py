@@ -23,6 +23,7 @@ import asyncio
 import functools
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -70,6 +71,12 @@ class IndexSettings:
     """Pages of ``tags/list`` read per repository."""
     retry: float = 30.0
     """Seconds before a repository whose listing failed is tried again."""
+    max_repositories: int = 4096
+    """Repositories whose listing is remembered; the least recently listed is forgotten
+    (and listed again when next needed), so pods pinning ever new repositories cannot
+    grow the index without end."""
+    max_children: int = 20_000
+    """Index digests whose platform manifests are remembered (least recently read first out)."""
 
 
 @dataclass
@@ -88,9 +95,9 @@ class IdentityIndex:
     history: TagHistory = field(default_factory=TagHistory)
     settings: IndexSettings = field(default_factory=IndexSettings)
     clock: Callable[[], float] = time.monotonic
-    _listed: dict[str, _Listing] = field(default_factory=dict, repr=False)
+    _listed: OrderedDict[str, _Listing] = field(default_factory=OrderedDict, repr=False)
     #: index digest → its platform manifests' digests (content-addressed: never changes)
-    _children: dict[str, frozenset[str]] = field(default_factory=dict, repr=False)
+    _children: OrderedDict[str, frozenset[str]] = field(default_factory=OrderedDict, repr=False)
     #: repository → the tags its last listing resolved
     _tags: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
     _refreshing: dict[str, asyncio.Task[None]] = field(default_factory=dict, repr=False)
@@ -137,7 +144,7 @@ class IdentityIndex:
         try:
             repo = parse(name)
         except InvalidReference as exc:
-            self._listed[name] = _Listing(started, patterns, failure=exc.message)
+            self._listing(name, _Listing(started, patterns, failure=exc.message))
             return
         try:
             tags, complete = await self.client.list_tags(
@@ -145,16 +152,25 @@ class IdentityIndex:
             )
         except LookupFailed as exc:
             log.info("identity index: listing %s failed: %s", name, exc)
-            self._listed[name] = _Listing(started, patterns, failure=str(exc))
+            self._listing(name, _Listing(started, patterns, failure=str(exc)))
             return
-        globs = GlobSet(tuple(sorted(patterns)))
-        wanted = [t for t in tags if globs.matches(t)]
-        if len(wanted) > self.settings.max_tags:
-            complete = False
-            wanted = wanted[-self.settings.max_tags :]  # tags/list is sorted: keep the newest names
+        wanted, complete = _selected(tags, patterns, self.settings.max_tags, complete)
         await asyncio.gather(*(self.resolve(repo, tag) for tag in wanted), return_exceptions=True)
         self._tags[name] = tuple(wanted)
-        self._listed[name] = _Listing(started, patterns, complete=complete)
+        self._listing(name, _Listing(started, patterns, complete=complete))
+
+    def _listing(self, name: str, listing: _Listing) -> None:
+        """Remember ``name``'s listing, forgetting the least recently listed past the bound."""
+        self._listed[name] = listing
+        self._listed.move_to_end(name)
+        while len(self._listed) > max(self.settings.max_repositories, 1):
+            gone, _ = self._listed.popitem(last=False)
+            self._tags.pop(gone, None)
+
+    @property
+    def repositories(self) -> tuple[str, ...]:
+        """The repositories whose listing is remembered, least recently listed first."""
+        return tuple(self._listed)
 
     async def resolve(self, repo: Reference, tag: str, *, expand: bool = False) -> frozenset[str]:
         """Resolve ``repo:tag`` now (a HEAD) and record the digests it names; them, or empty.
@@ -167,6 +183,8 @@ class IdentityIndex:
         try:
             digest = await self.client.resolve_digest(ref)
             children = self._children.get(digest)
+            if children is not None:
+                self._children.move_to_end(digest)
             if children is None and expand:
                 fetched = await self.client.fetch_manifest(ref, digest)
                 manifest = fetched.manifest
@@ -174,6 +192,8 @@ class IdentityIndex:
                     d.digest for d in manifest.manifests if not d.is_attestation
                 ) if isinstance(manifest, ImageIndex) else frozenset()
                 self._children[digest] = children
+                while len(self._children) > max(self.settings.max_children, 1):
+                    self._children.popitem(last=False)
         except LookupFailed as exc:
             log.info("identity index: %s failed: %s", ref, exc)
             return frozenset()
@@ -215,3 +235,25 @@ class IdentityIndex:
                 *(self.resolve(repo, tag) for (_, tag), repo in todo.items()),
                 return_exceptions=True,
             )
+
+
+def _selected(
+    tags: Sequence[str], patterns: frozenset[str], limit: int, complete: bool
+) -> tuple[list[str], bool]:
+    """The tags to resolve: for *each* glob, the newest ``limit`` tags it matches.
+
+    One listing serves every policy that names the repository, so the bound is
+    per glob, not per repository: a tenant's ``*`` (thousands of tags) cannot
+    push the tags a cluster policy's ``3.8*`` names out of a shared window and
+    leave a lying tag unverified for everyone. ``tags/list`` is sorted, so the
+    newest names are the last ones. The answer is in listing order.
+    """
+    chosen: set[str] = set()
+    for pattern in sorted(patterns):
+        glob = GlobSet((pattern,))
+        matching = [t for t in tags if glob.matches(t)]
+        if len(matching) > limit:
+            complete = False
+            matching = matching[-limit:]
+        chosen.update(matching)
+    return [t for t in tags if t in chosen], complete

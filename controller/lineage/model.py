@@ -16,6 +16,9 @@ from controller.reference import Reference
 #: How many ancestors a lookup follows when nobody says otherwise (``spec.lineage.maxDepth``'s
 #: default, which the CRD schema repeats and a test holds equal).
 DEFAULT_MAX_DEPTH = 4
+#: The most ancestors a policy may ask for (``spec.lineage.maxDepth``'s schema maximum):
+#: what messages tell a user whose chain was cut they may raise it to.
+MAX_DEPTH_LIMIT = 10
 
 
 class Source(StrEnum):
@@ -65,6 +68,10 @@ class PlatformLineage:
     levels: tuple[Level, ...]
     end: End
     failure: str | None = None  # with End.LOOKUP_FAILED: what went wrong
+    #: Catalog bases whose layers start the image's own, found by one layer-prefix check
+    #: whatever the depth (no request): a chain cut at ``maxDepth`` may hide a deprecated
+    #: base, and this is how the policy still sees it. Closest (most layers) first.
+    layer_bases: tuple[Level, ...] = ()
 
     @property
     def ancestors(self) -> tuple[Level, ...]:

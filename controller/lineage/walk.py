@@ -38,7 +38,7 @@ from dataclasses import dataclass, replace
 
 from controller.errors import LookupFailed
 from controller.lineage.budget import Bounds
-from controller.lineage.catalog import Catalog, CatalogMatch, platform_key
+from controller.lineage.catalog import Catalog, CatalogMatch, Scope, platform_key
 from controller.lineage.claims import (
     INHERITED_SOURCES,
     READERS,
@@ -89,7 +89,12 @@ def _join(*notes: str) -> str:
 
 
 class Walk:
-    """One call's resolution: its client (charged to the review's budget), the shared catalog."""
+    """One call's resolution: its client (charged to the review's budget), the shared catalog.
+
+    The catalog is written by every policy's refreshes but read only through
+    :attr:`scope`, the lookup's own catalog set: detection and naming never use
+    a base that no policy applicable to the review named.
+    """
 
     def __init__(
         self,
@@ -104,6 +109,9 @@ class Walk:
         self.images = Images(client, max_platforms=self.bounds.max_platforms)
         self.catalog = catalog
         self.sources = tuple(sources)
+        #: What of the shared catalog this walk may read: the catalog set of its lookup
+        #: (set by :meth:`run`; nothing before), never another tenant's contributions.
+        self.scope = Scope.of(())
 
     def subject_of(self, node: ImageNode, *, top: bool) -> Subject:
         return replace(node.subject, top=top, max_candidates=self.bounds.max_candidates)
@@ -210,6 +218,7 @@ class Walk:
             except LookupFailed as exc:
                 return str(exc)
 
+        self.scope = Scope.of(catalog)
         # Only catalog refs never seen are fetched here; the history of every digest a
         # tag has had grows through refresh_catalog(), which the operator runs on a timer.
         unknown = [c for c in catalog if not self.catalog.has(c)]
@@ -321,7 +330,38 @@ class Walk:
             for i, task in moved.items():
                 moved_to, note = task.result()
                 levels[i] = replace(levels[i], moved_to=moved_to, note=_join(levels[i].note, note))
-        return PlatformLineage(str(image.config.platform), tuple(levels), end, failure)
+        return PlatformLineage(
+            str(image.config.platform),
+            tuple(levels),
+            end,
+            failure,
+            layer_bases=self._layer_bases(image),
+        )
+
+    def _layer_bases(self, image: ImageNode) -> tuple[Level, ...]:
+        """The catalog bases the image's own layers start with, however far up they sit.
+
+        The walk follows claims one level at a time and stops at ``maxDepth``; a
+        deprecated base one level further would be silence. This check is depth-free
+        and costs no request: the scoped catalog already holds each base's diff_ids.
+        """
+        own = {image.digest, image.resolved}
+        matches = self.catalog.prefixes(
+            image.diff_ids, platform=image.platform, exclude=own, scope=self.scope
+        )
+        return tuple(
+            Level(
+                m.reference,
+                m.digest,
+                Source.LAYERS,
+                True,
+                note=(
+                    f"its layers start with those of {display(m.reference)}, a catalog base "
+                    f"({len(m.diff_ids)} of its {len(image.diff_ids)} layers)"
+                ),
+            )
+            for m in matches
+        )
 
     def _exceeded(self, claim: Claim | None) -> str | None:
         """The bound a claim goes past, if any: it is then not followed at all.
@@ -355,7 +395,7 @@ class Walk:
         base (``debian``, ``alpine``: from scratch themselves) is from scratch
         too. No catalog match leaves the claim standing, unverifiable as before.
         """
-        match = self.catalog.longest_prefix(node.diff_ids, platform=node.platform, exclude=seen)
+        match = self.catalog.longest_prefix(node.diff_ids, platform=node.platform, exclude=seen, scope=self.scope)
         if match is None:
             return None
         own = len(node.diff_ids)
@@ -376,12 +416,14 @@ class Walk:
         """At ``maxDepth``: ``MAX_DEPTH`` only when there *was* more to follow (no lookup needed to tell)."""
         if claim is not None and claim.usable:
             return End.MAX_DEPTH
-        if self.catalog.longest_prefix(node.diff_ids, platform=node.platform, exclude=seen):
+        if self.catalog.longest_prefix(node.diff_ids, platform=node.platform, exclude=seen, scope=self.scope):
             return End.MAX_DEPTH
         return self._unclaimed_end(node)
 
     def _unclaimed_end(self, node: ImageNode) -> End:
-        known = self.catalog.name_of(node.digest) or self.catalog.name_of(node.resolved)
+        known = self.catalog.name_of(node.digest, scope=self.scope) or self.catalog.name_of(
+            node.resolved, scope=self.scope
+        )
         return End.KNOWN_BASE if known is not None else End.UNCLAIMED
 
     async def _step(
@@ -393,7 +435,7 @@ class Walk:
         if claim is not None and not claim.usable:
             claim = None
         if claim is not None and not claim.candidates and claim.digest is not None:
-            named = self.catalog.name_of(claim.digest)
+            named = self.catalog.name_of(claim.digest, scope=self.scope)
             if named is not None:
                 claim = replace(claim, candidates=(named,))
             else:
@@ -465,7 +507,7 @@ class Walk:
 
     async def _detect(self, node: ImageNode, seen: set[str]) -> _Step:
         """Nothing (usable) claimed: the longest catalog prefix of the layers, else the chain ends."""
-        match = self.catalog.longest_prefix(node.diff_ids, platform=node.platform, exclude=seen)
+        match = self.catalog.longest_prefix(node.diff_ids, platform=node.platform, exclude=seen, scope=self.scope)
         if match is None:
             return _Step(end=self._unclaimed_end(node))
         return await self._detected_level(node, match, note="")
@@ -541,7 +583,10 @@ class Walk:
             and len(base.diff_ids) < len(node.diff_ids)
         ):
             closer = self.catalog.longest_prefix(
-                node.diff_ids, platform=node.platform, exclude=seen | {base.digest, base.resolved}
+                node.diff_ids,
+                platform=node.platform,
+                exclude=seen | {base.digest, base.resolved},
+                scope=self.scope,
             )
             if closer is not None and len(closer.diff_ids) > len(base.diff_ids):
                 note = (

@@ -309,7 +309,8 @@ def _judge_lineage(
         return mismatch + deprecated + failed, offline
 
     chains = _chains(policy, lineage.platforms, identities)
-    rungs = [me, *(r for c in chains for r in c.rungs)]
+    # A chain cut at maxDepth still meets the bases its image's layers start with (``beyond``).
+    rungs = [me, *(r for c in chains for r in (*c.rungs, *c.beyond))]
     found = rules.tag_mismatch(policy, subject, rungs)
     found += rules.deprecated_base(policy, subject, rungs, today=now.date())
     skipped = set[RuleCode]()
@@ -341,7 +342,7 @@ def _allowlist_decidable(policy: CompiledPolicy, chain: rules.Chain, *, is_base:
     and a chain cut short by a failed lookup to ``lookup-failed``: the allowed
     base may sit just past the failure.
     """
-    if any(rules.allowed(policy, r) for r in chain.trusted):
+    if any(rules.allowed(policy, r) for r in (*chain.trusted, *chain.beyond)):
         return True
     if chain.failed:
         return False

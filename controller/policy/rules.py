@@ -22,7 +22,7 @@ import datetime as dt
 import re
 from collections.abc import Iterable, Sequence
 
-from controller.lineage.model import End, Lineage
+from controller.lineage.model import MAX_DEPTH_LIMIT, End, Lineage
 from controller.policy.facts import ImageFacts
 from controller.policy.model import (
     SEVERITY,
@@ -302,7 +302,7 @@ def base_not_allowed(
     fix = "rebuild it FROM an allowed base"
     out: list[Violation] = []
     for chain in chains:
-        if any(allowed(policy, r) for r in chain.trusted):
+        if any(allowed(policy, r) for r in (*chain.trusted, *chain.beyond)):
             continue
         if chain.trusted:
             path = " → ".join(r.display for r in chain.trusted)
@@ -478,7 +478,12 @@ def lookup_failed(
             )
         ]
     stops: dict[tuple[str, str], list[str]] = {}
+    cuts: dict[str, list[str]] = {}
     for chain in chains:
+        if chain.cut:
+            at = chain.rungs[-1].display if chain.rungs else subject.display
+            cuts.setdefault(at, []).append(chain.platform)
+            continue
         if not chain.failed:
             continue
         last = chain.lineage.levels[-1] if chain.lineage.levels else None
@@ -494,4 +499,15 @@ def lookup_failed(
             f"({setting}); {fix}",
         )
         for (at, reason), platforms in stops.items()
+    ] + [
+        _violation(
+            policy,
+            RuleCode.LOOKUP_FAILED,
+            action,
+            f"the lineage of {subject.title} was not evaluated past {at} "
+            f"({_platforms(platforms)}): lineage.maxDepth {policy.lineage.max_depth} was reached "
+            f"and {at} is built on a further base ({setting}); raise spec.lineage.maxDepth "
+            f"(at most {MAX_DEPTH_LIMIT}) to follow the whole chain",
+        )
+        for at, platforms in cuts.items()
     ]

@@ -83,6 +83,11 @@ class Chain:
     rungs: tuple[Rung, ...]
     trusted: tuple[Rung, ...]
     failed: bool
+    #: ``maxDepth`` stopped the chain with a base still claimed above its last rung: what
+    #: lies above was not evaluated (judged as a failed lookup, never as silence).
+    cut: bool = False
+    #: Bases the image's own layers start with past the cut (the depth-free layer check).
+    beyond: tuple[Rung, ...] = ()
 
     @property
     def base_known(self) -> bool:
@@ -194,12 +199,25 @@ def chain_of(
         if verify is Verify.LAYERS and rung.level is not None and rung.level.verified is False:
             break
         trusted.append(rung)
+    # Cut: the policy's depth drops levels the lookup found, or the lookup itself stopped
+    # at maxDepth because the last level still names (or its layers show) a base above it.
+    cut = truncated or (lineage.end is End.MAX_DEPTH and len(ancestors) <= max_depth)
+    beyond: list[Rung] = []
+    if cut:
+        known = {d for r in rungs for d in r.digests}
+        beyond = [
+            level_rung(level, max_depth + 1, identities)
+            for level in lineage.layer_bases
+            if not ({level.digest, level.reference.digest if level.reference else None} & known)
+        ]
     return Chain(
         platform=lineage.platform,
         lineage=lineage,
         rungs=tuple(rungs),
         trusted=tuple(trusted),
-        failed=lineage.end is End.LOOKUP_FAILED and not truncated,
+        failed=(lineage.end is End.LOOKUP_FAILED and not truncated) or cut,
+        cut=cut,
+        beyond=tuple(beyond),
     )
 
 

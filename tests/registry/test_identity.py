@@ -256,3 +256,41 @@ async def test_tag_lists_are_paginated_and_bounded(
     known = index.history.known(ref.name, image.digest)
     assert known is not None and len(known.tags) == 2  # at most max_tags tags resolved
     assert "3.8-slim" not in known.tags  # only tags matching the policies' globs
+
+
+async def test_a_tenants_wide_glob_does_not_push_a_cluster_globs_tags_out_of_the_listing(
+    registry: RegistryProcess, unique_repo: str, paging: PagingFront, make_client: Any
+) -> None:
+    """One listing serves every policy naming the repository; the bound on resolved tags is
+    per glob, so a tenant's ``*`` over many newer tags leaves the cluster's ``3.8*`` indexed
+    (before, the newest ``max_tags`` names of all the globs together were kept: 9-flood-*)."""
+    repo = f"{unique_repo}/python"
+    old = registry.push_image(repo, "3.8-slim", [OS, PY38])
+    image = registry.push_image(repo, "9-flood", [OS, PY312])
+    for i in range(6):
+        registry.push_manifest(repo, f"9-flood-{i}", image.body, image.media_type)
+    client = make_client(paging)  # a paging front: tags/list sorted, as registries answer it
+    name = parse(f"{paging.host}/{repo}").name
+    index = IdentityIndex(client, settings=IndexSettings(max_tags=2))
+    await index.ensure({name: frozenset({"3.8*", "*"})})
+    known = index.history.known(name, old.digest)
+    assert known is not None and known.tags == {"3.8-slim"}
+
+
+async def test_the_index_remembers_a_bounded_number_of_repositories(
+    registry: RegistryProcess, unique_repo: str, registry_client: RegistryClient
+) -> None:
+    """Pods pinning ever new repositories cannot grow the index without end: past
+    ``max_repositories`` the least recently listed is forgotten, and listed again when needed."""
+    names = []
+    for i in range(3):
+        repo = f"{unique_repo}/python{i}"
+        registry.push_image(repo, "3.12-slim", [OS, PY312])
+        names.append(parse(f"{registry.host}/{repo}").name)
+    index = IdentityIndex(registry_client, settings=IndexSettings(max_repositories=2))
+    for name in names:
+        await index.ensure({name: frozenset({"3.12*"})})
+    assert index.repositories == (names[1], names[2])
+    assert not index.fresh(names[0], frozenset({"3.12*"}))
+    await index.ensure({names[0]: frozenset({"3.12*"})})
+    assert index.repositories == (names[2], names[0])

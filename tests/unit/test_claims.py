@@ -635,3 +635,19 @@ def test_a_buildinfo_record_too_large_to_read_is_not_decoded() -> None:
         Source.BUILDINFO,
         exceeded=f"its BuildKit buildinfo record is {len(raw)} bytes, over the 65536 bytes baseguard reads",
     )
+
+
+def test_catalog_bound_evicts_tenants_tags_before_the_cluster_policies() -> None:
+    """A namespaced policy naming many catalog tags cannot push a cluster base's history out:
+    when the catalog is full, what no cluster policy names goes first."""
+    cat = Catalog(max_tags=2)
+    cluster = parse("python:3.8-slim")
+    cat.share([cluster])
+    cat.remember(cluster.with_digest(D1), "linux/amd64", D1, (L[0],))
+    for i in range(5):
+        tenant = parse(f"ghcr.io/evil/flood:{i}")
+        cat.remember(tenant.with_digest(D2), "linux/amd64", D2, (L[1],))
+    assert cat.has(cluster)
+    assert cat.has(parse("ghcr.io/evil/flood:4")) and not cat.has(parse("ghcr.io/evil/flood:0"))
+    match = cat.longest_prefix((L[0], L[5]), platform="linux/amd64")
+    assert match is not None and match.reference.tag == "3.8-slim"

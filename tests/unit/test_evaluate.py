@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pytest
 from support.policy_builders import (
@@ -282,6 +282,14 @@ class Case:
     says: tuple[str, ...] = ()  # fragments the messages must contain
     not_evaluated: tuple[RuleCode, ...] = ()
     obj: ObjectFacts = field(default_factory=lambda: PROD)
+
+
+def _with_layer_bases(image: ImageFacts, *bases: str) -> ImageFacts:
+    """``image`` whose platforms' own layers start with those of ``bases`` (closest first)."""
+    assert image.lineage is not None
+    found = tuple(lvl(b, source=Source.LAYERS) for b in bases)
+    platforms = tuple(replace(p, layer_bases=found) for p in image.lineage.platforms)
+    return replace(image, lineage=replace(image.lineage, platforms=platforms))
 
 
 CASES = [
@@ -659,10 +667,13 @@ CASES = [
     ),
     # depth and platforms
     Case(
-        "max-depth-hides-deep-deprecated",
+        # A cut is never silence: what lies past maxDepth was not evaluated.
+        "max-depth-cut-is-lookup-failed",
         [pol(bases_deprecated=(PY38,), lineage=LineageSettings(max_depth=2))],
         built_on(A, "ghcr.io/acme/base:2", "ghcr.io/acme/core:2", "python:3.8"),
-        [],
+        [("p", "lookup-failed", "deny")],
+        says=("was not evaluated past ghcr.io/acme/core:2", "lineage.maxDepth 2 was reached"),
+        not_evaluated=(RuleCode.DEPRECATED_BASE,),
     ),
     Case(
         "max-depth-reaches-deprecated",
@@ -671,10 +682,27 @@ CASES = [
         [("p", "deprecated-base", "deny")],
     ),
     Case(
+        # The image's own layers start with a catalog base past the cut: judged all the same.
+        "max-depth-cut-deprecated-base-found-by-layers",
+        [pol(bases_deprecated=(PY38,), lineage=LineageSettings(max_depth=2))],
+        _with_layer_bases(
+            built_on(A, "ghcr.io/acme/base:2", "ghcr.io/acme/core:2", "python:3.8"), "python:3.8"
+        ),
+        [("p", "deprecated-base", "deny"), ("p", "lookup-failed", "deny")],
+        says=("is built on docker.io/library/python:3.8 (deprecated",),
+    ),
+    Case(
+        "max-depth-cut-allowed-base-found-by-layers",
+        [pol(bases_allowed=(ALLOW_PY312,), lineage=LineageSettings(max_depth=1))],
+        _with_layer_bases(built_on(A, "ghcr.io/acme/base:2", PY312), PY312),
+        [("p", "lookup-failed", "deny")],
+    ),
+    Case(
         "max-depth-too-short-for-allowlist",
         [pol(bases_allowed=(ALLOW_PY312,), lineage=LineageSettings(max_depth=1))],
         built_on(A, "ghcr.io/acme/base:2", PY312),
-        [("p", "base-not-allowed", "deny")],
+        [("p", "lookup-failed", "deny")],
+        not_evaluated=(RuleCode.BASE_NOT_ALLOWED,),
     ),
     Case(
         "platform-filter-skips-arm",

@@ -139,3 +139,34 @@ def test_exclusions_by_tag_judge_what_the_digest_is(image: str, excluded: bool) 
     )
     [result] = ev.evaluate([policy], POD, [facts], now=NOW)
     assert (result.policies == ()) is excluded
+
+
+def test_a_review_is_told_only_the_tags_its_own_namespace_watches() -> None:
+    """The history is filled for every policy of the process: a tag that only another
+    tenant's globs listed (``evil-*``) is not part of what this namespace is told."""
+    history = TagHistory()
+    digest = "sha256:" + "ab" * 32
+    history.record("docker.io/library/python", "3.12-slim", [digest])
+    history.record("docker.io/library/python", "evil-3.12", [digest])
+    everything = history.facts([("docker.io/library/python", digest)])
+    assert everything["docker.io/library/python@" + digest].tags == {"3.12-slim", "evil-3.12"}
+    own = history.facts(
+        [("docker.io/library/python", digest)],
+        within={"docker.io/library/python": frozenset({"3.12*"})},
+    )
+    assert own["docker.io/library/python@" + digest].tags == {"3.12-slim"}
+    assert history.facts([("docker.io/library/python", digest)], within={}) == {}
+
+
+def test_the_tag_history_bound_evicts_tenants_tags_before_the_cluster_policies() -> None:
+    """A tenant's glob listing thousands of tags cannot erase what a digest was tagged while
+    the cluster policies watched it."""
+    history = TagHistory(max_tags=2)
+    history.share({"docker.io/library/python": frozenset({"3.8*"})})
+    old = "sha256:" + "38" * 32
+    history.record("docker.io/library/python", "3.8-slim", [old])
+    for i in range(5):
+        history.record("ghcr.io/evil/flood", f"t{i}", ["sha256:" + f"{i:02d}" * 32])
+    known = history.known("docker.io/library/python", old)
+    assert known is not None and known.tags == {"3.8-slim"}
+    assert len(history) == 2

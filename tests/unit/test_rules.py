@@ -168,7 +168,9 @@ def test_entry_matches(entry: BaseEntry, rung: rules.Rung, matches: bool) -> Non
 # --------------------------------------------------------------------------- chains
 
 
-def test_chain_is_cut_at_max_depth_and_a_cut_failure_does_not_count() -> None:
+def test_chain_is_cut_at_max_depth_and_the_cut_is_a_failure_of_its_own() -> None:
+    """A policy whose depth stops short of a failed level is not told about that failure,
+    but it is told that it was cut: what lies above its last rung was not evaluated."""
     lin = PlatformLineage(
         "linux/amd64",
         (
@@ -182,7 +184,8 @@ def test_chain_is_cut_at_max_depth_and_a_cut_failure_does_not_count() -> None:
     short = rules.chain_of(lin, max_depth=1, verify=Verify.LAYERS)
     full = rules.chain_of(lin, max_depth=4, verify=Verify.LAYERS)
     assert [r.display for r in short.rungs] == ["ghcr.io/acme/base:1"]
-    assert short.failed is False
+    assert short.failed is True and short.cut is True
+    assert full.cut is False
     assert [r.display for r in full.rungs] == [
         "ghcr.io/acme/base:1",
         "docker.io/library/python:3.12",
