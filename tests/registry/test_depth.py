@@ -18,6 +18,7 @@ from support.images import Pushed, layer
 from support.registry import RegistryProcess
 
 from controller.cli.main import main
+from controller.errors import ExitCode
 
 BASE_NAME = "org.opencontainers.image.base.name"
 BASE_DIGEST = "org.opencontainers.image.base.digest"
@@ -112,7 +113,8 @@ def test_a_chain_cut_at_max_depth_is_reported_not_allowed(
     _, image = _chain(registry, unique_repo, 4)
     policy = _policy(tmp_path, f"{registry.host}/{unique_repo}/python", catalog=False)
     code, result = _check(tmp_path, capsys, registry.host, policy, image.tagged)
-    assert code == 1 and result["verdict"] == "deny"
+    # denied, and not by a rule that was judged: "could not judge" (a rule's denial would be 1)
+    assert code == ExitCode.UNJUDGED and result["verdict"] == "deny"
     (message,) = _messages(result, "lookup-failed")
     step1 = f"{registry.host}/{unique_repo}/step1:1"
     assert f"was not evaluated past {step1} (linux/amd64)" in message
