@@ -1,4 +1,4 @@
-"""Globs (``*`` any run of characters, ``?`` one), compiled once at policy compile time.
+"""Globs (``*`` any run of characters, ``?`` one; nothing else), compiled once at policy compile time.
 
 A policy is evaluated on every admission, and a tenant writes the globs of its
 own ``BaseImagePolicy``: matching must cost time linear in the name whatever
@@ -9,6 +9,12 @@ compiled once per distinct tuple of patterns, never per call.
 Each kind of glob has an alphabet: a character that can never occur in what the
 glob is matched against (upper case in a repository, ``/`` in a tag) is a
 mistake in the policy, reported as :class:`InvalidGlob`.
+
+``[`` and ``]`` are *not* wildcards (there are no character classes): they are
+literal, and they occur in a name only around an IPv6 registry host
+(``[::1]:5000/app``). So a repository or image glob may hold them only there,
+at its start; anywhere else (``docker.io/library/[abc``) the glob could never
+match, and it is refused with a message saying what globs support.
 """
 
 from __future__ import annotations
@@ -26,6 +32,13 @@ REPOSITORY_CHARS = re.compile(r"^[a-z0-9._/:\-\[\]*?]+$")
 TAG_CHARS = re.compile(r"^[A-Za-z0-9_.\-*?]+$")
 NAMESPACE_CHARS = re.compile(r"^[a-z0-9\-*?]+$")
 IMAGE_CHARS = re.compile(r"^[a-z0-9._/:@\-\[\]*?A-Za-z]+$")
+#: Where ``[``/``]`` may stand in a glob: around an IPv6 host at its start, and nowhere else.
+_IPV6_HOST = re.compile(r"^\[[0-9A-Fa-f:*?]+\](?=[:/*?]|$)")
+BRACKETS_HINT = (
+    "globs support only * (any run of characters) and ? (one character), with no [...] "
+    "classes; '[' and ']' are literal and may only enclose an IPv6 registry host at the start, "
+    "e.g. [::1]:5000/*"
+)
 
 
 class _Segment:
@@ -138,6 +151,11 @@ def check(pattern: str, alphabet: re.Pattern[str], what: str) -> str:
         bad = sorted({c for c in pattern if not alphabet.match(c)})
         shown = ", ".join(repr(c) for c in bad) or repr(pattern)
         raise InvalidGlob(f"bad glob {pattern!r}: {shown} cannot occur in a {what}")
+    if "[" in pattern or "]" in pattern:
+        host = _IPV6_HOST.match(pattern)
+        rest = pattern[host.end() :] if host else pattern
+        if "[" in rest or "]" in rest:
+            raise InvalidGlob(f"bad glob {pattern!r}: {BRACKETS_HINT}")
     return pattern
 
 

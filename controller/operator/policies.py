@@ -183,6 +183,9 @@ class PolicyBook:
             self._records[key] = record
             return record, False
         record = read_policy(body, kind=kind)
+        refused = None if record.policy is None else self.store.refusal(record.key, record.policy)
+        if refused is not None:  # over its namespace's pattern bound: Ready=False, with the path
+            record = replace(record, policy=None, errors=(refused,))
         self._records[record.key] = record
         self.store.upsert(
             record.key, record.policy if record.policy is not None else error_text(record.errors)

@@ -210,6 +210,12 @@ def _reason(error: jsonschema.ValidationError) -> tuple[Path, str]:
         return path, "must not be empty"
     if kind == "minItems":
         return path, "must not be empty (leave the field out instead)"
+    if kind == "maxItems":
+        return path, f"has {len(instance)} entries, more than the {expected} allowed"
+    if kind == "maxProperties":
+        return path, f"has {len(instance)} entries, more than the {expected} allowed"
+    if kind == "maxLength":
+        return path, f"is {len(instance)} characters long, more than the {expected} allowed"
     if kind == "minimum":
         return path, f"must be at least {expected}, got {instance!r}"
     if kind == "maximum":
