@@ -286,7 +286,7 @@ class _Compiler:
             for i, p in enumerate(value)
             if isinstance(p, str)
         ]
-        return GlobSet.of(p for p in ok if p is not None)
+        return GlobSet.of(p for p in ok if p is not None).prepared()
 
     def date(self, value: Any, path: str) -> dt.date | None:
         if not isinstance(value, str):
@@ -543,7 +543,7 @@ class _Compiler:
             )
         tags = self.globs(item.get("tags"), f"{here}.tags", globs.TAG_CHARS, "tag pattern")
         digests = self.digests(item.get("digests"), f"{here}.digests")
-        return GlobSet((pattern,) if pattern else ()), tags, digests
+        return GlobSet((pattern,) if pattern else ()).prepared(), tags, digests
 
     def allowed(self, value: Any, path: str) -> tuple[BaseEntry, ...] | None:
         if not isinstance(value, list):
