@@ -182,3 +182,95 @@ def test_the_store_refuses_the_policy_that_crosses_its_namespace_cap() -> None:
     # In key order, whatever order they came in: "three" fits, "two" is the one that crosses.
     assert [p.key for p in replaced.policies] == ["team-a/one", "team-a/three", "team-b/one"]
     assert list(replaced.errors) == ["BaseImagePolicy/team-a/two"]
+
+
+def test_a_glob_of_more_than_16_wildcards_is_refused() -> None:
+    """Each ``*`` is a search per name matched, each ``?`` run an expression compiled."""
+    many = "docker.io/" + "*a" * 17
+    assert errors(policy({"registries": {"allowed": [many]}})) == [
+        f"spec.registries.allowed[0]: bad glob {many!r}: 17 wildcards (* and ?), more than the 16 a glob may hold"
+    ]
+    assert errors(policy({"registries": {"allowed": ["docker.io/" + "*a" * 8 + "?" * 8]}})) == []
+
+
+class Clock:
+    """A CPU clock that advances by ``step`` each time it is read."""
+
+    def __init__(self, step: float) -> None:
+        self.now, self.step = 0.0, step
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+@pytest.mark.parametrize(
+    ("on_failure", "verdict"), [("Deny", "deny"), ("Warn", "warn"), ("Allow", "allow")]
+)
+def test_past_the_cpu_bound_the_policies_not_reached_say_not_evaluated(on_failure: str, verdict: str) -> None:
+    from controller.lineage.budget import Bounds, ReviewBudget
+
+    first = compile_policy(policy({"pinning": {"require": "Version"}}, name="a-pins"))
+    second = compile_policy(
+        policy({"registries": {"allowed": ["docker.io/acme/*"]}, "lineage": {"onLookupFailure": on_failure}}, name="b-regs")
+    )
+    account = ReviewBudget(Bounds(max_cpu_per_image=0.25, max_cpu_per_review=10.0))
+    image = img("ghcr.io/acme/app:1.0.0")
+    obj = ObjectFacts(kind="Deployment", name="api", namespace="shop")
+    # Each read of the clock is 0.2 s: the first policy is judged, the second is past 0.25 s.
+    [result] = evaluate([first, second], obj, [image], now=NOW, account=account, clock=Clock(0.2))
+    assert result.verdict.value == verdict
+    assert result.policies == ("a-pins", "b-regs")
+    assert {r.value for r in result.not_evaluated} == {  # what b-regs judges (a lineage section)
+        "registry-not-allowed", "tag-mismatch", "deprecated-base", "base-not-allowed",
+        "unknown-base", "lineage-mismatch", "stale-base",
+    }
+    if on_failure == "Allow":
+        assert result.violations == ()
+    else:
+        [violation] = result.violations
+        assert (violation.policy, violation.rule.value) == ("b-regs", "lookup-failed")
+        assert violation.message == (
+            "image ghcr.io/acme/app:1.0.0 was not judged under this policy: judging this image took "
+            "more than 0.25s of CPU (max_cpu_per_image = 0.25); not evaluated (lineage.onLookupFailure: "
+            f"{on_failure}); shorten the policies' pattern lists (wider globs), or split the object "
+            "into fewer images"
+        )
+    assert account.cpu == pytest.approx(0.6)  # charged: from the first read to the last
+
+
+def test_once_the_review_is_spent_no_image_is_judged() -> None:
+    from controller.lineage.budget import Bounds, ReviewBudget
+
+    regs = compile_policy(policy({"registries": {"allowed": ["docker.io/acme/*"]}}))
+    account = ReviewBudget(Bounds(max_cpu_per_review=1.0))
+    account.charge_cpu(1.0)
+    obj = ObjectFacts(kind="Deployment", name="api", namespace="shop")
+    results = evaluate([regs], obj, [img("docker.io/acme/a:1"), img("ghcr.io/x/b:1")], now=NOW, account=account)
+    assert [r.verdict.value for r in results] == ["deny", "deny"]
+    assert all(
+        "this review used its 1s of evaluation CPU (max_cpu_per_review = 1); not evaluated"
+        in r.violations[0].message
+        for r in results
+    )
+
+
+def test_the_operator_marks_the_policy_over_its_namespace_cap_not_ready() -> None:
+    from controller.operator.policies import PolicyBook
+    from controller.operator.status import desired_status
+
+    book = PolicyBook(PolicyStore())
+    half = MAX_PATTERNS_PER_NAMESPACE // 2
+    for index, name in enumerate(("one", "two", "three")):
+        body = policy(_spread(half, index * half), name=name, namespace="team-a")
+        body["metadata"] |= {"uid": f"uid-{name}", "generation": 1}
+        record, _ = book.apply(body)
+    assert record.policy is None
+    status = desired_status(record, now=NOW, in_force=book.in_force(record.key))
+    [ready] = status["conditions"]
+    assert ready["status"] == "False"
+    assert ready["message"].startswith(
+        "spec.exclude.images[0]: the BaseImagePolicy objects of namespace team-a would hold 3000 patterns"
+    )
+    assert ready["message"].endswith("; not in force")
+    assert [p.name for p in book.store.snapshot.policies] == ["one", "two"]
