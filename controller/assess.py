@@ -8,7 +8,11 @@ One call of :meth:`Assessor.assess` is one review: it gets one
 :class:`~controller.lineage.budget.ReviewBudget` (the bounds on images judged,
 platforms, candidates and registry requests), shared by all its lookups, and
 every lookup it starts is cancelled when it returns — at the deadline, or when
-its caller is cancelled because the answer no longer matters.
+its caller is cancelled because the answer no longer matters. Evaluation CPU is
+counted per object judged (``max_cpu_per_review``, ``max_cpu_per_image``: an
+admission review judges one object; ``check`` and the audit many per call), and
+judging runs in short slices, each in its namespace's fair turn
+(:mod:`controller.turns`).
 """
 
 from __future__ import annotations
@@ -163,7 +167,10 @@ class Assessor:
     ) -> list[WorkloadResult]:
         labels = namespace_labels or {}
         index = self.index_of(policies)
-        allowance = ReviewBudget(self.bounds)  # the review's one account: requests and CPU
+        # The review's account of registry requests, shared by all its lookups. CPU is
+        # counted per object (an admission review judges one): ``check`` and the audit
+        # judge many objects in one call, and each gets the bound a review would.
+        allowance = ReviewBudget(self.bounds)
         prepared = []
         lookups: dict[str, _Lookup] = {}
         targets: dict[str, frozenset[str]] = {}
@@ -172,6 +179,7 @@ class Assessor:
             obj = _facts(workload, labels)
             scoped = applicable_indexed(index, obj)
             images = await _image_facts(workload)
+            cpu = ReviewBudget(self.bounds)  # this object's evaluation CPU
             if self.resolver is not None:
                 # Deciding what to look up matches every image against the policies'
                 # exclusions: evaluation CPU, charged and sliced like judging. Once the
@@ -196,14 +204,14 @@ class Assessor:
                                 for name, tags in identity_targets(policy).items():
                                     targets[name] = targets.get(name, frozenset()) | tags
 
-                await _sliced(images, workload.namespace, prepare, charge=allowance)
-            prepared.append((workload, obj, scoped, images))
+                await _sliced(images, workload.namespace, prepare, charge=cpu)
+            prepared.append((workload, obj, scoped, images, cpu))
 
         found, targets = await self._gather(
             lookups.values(), targets, self.budget if budget is None else budget, allowance
         )
         results = []
-        for workload, obj, scoped, images in prepared:
+        for workload, obj, scoped, images, cpu in prepared:
             judged: list[ImageResult] = []
 
             def judge(
@@ -211,10 +219,11 @@ class Assessor:
                 obj: ObjectFacts = obj,
                 scoped: list[CompiledPolicy] = scoped,
                 judged: list[ImageResult] = judged,
+                cpu: ReviewBudget = cpu,
             ) -> None:
                 if facts.reference is not None:
                     facts = self._with_facts(facts, found.get(facts.reference.normalized), targets)
-                judged.extend(evaluate(scoped, obj, [facts], now=now, account=allowance))
+                judged.extend(evaluate(scoped, obj, [facts], now=now, account=cpu))
 
             await _sliced(images, workload.namespace, judge)  # judging charges itself
             results.append(WorkloadResult(workload, obj, tuple(judged)))

@@ -136,11 +136,13 @@ class Settings:
     images about 150: the default leaves room for a review of dozens of them."""
 
     max_cpu_per_review: float = MAX_CPU_PER_REVIEW
-    """Seconds of CPU that judging one review may take, all its images together (2.0).
+    """Seconds of CPU that judging one review may take, all its images together (2.0);
+    counted per object, so ``check`` and the audit, which judge many per call, give
+    each the same.
     Judging runs on the event loop in slices of 5 ms, each in its namespace's turn, so
     other namespaces' reviews and the probes are served between them; this bounds how
-    much a review may take in all. An honest pod of 5,000 images takes about a tenth
-    of it. Past it, the images not yet judged are "not evaluated" and
+    much a review may take in all. A pod of 256 images under the whole policy library
+    takes about a twentieth of it. Past it, the images not yet judged are "not evaluated" and
     ``lineage.onLookupFailure`` decides, with a message naming the bound."""
 
     max_cpu_per_image: float = MAX_CPU_PER_IMAGE

@@ -10,16 +10,22 @@ that could never match, and 20,000 globs cost 55 ms per image.
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from support.policy_builders import NOW, img, lvl, plat
 
 from controller.errors import PolicyError
 from controller.policy.compile import check_policy, compile_policy
 from controller.policy.evaluate import evaluate
 from controller.policy.facts import ObjectFacts
-from controller.policy.model import MAX_PATTERNS_PER_NAMESPACE, MAX_PATTERNS_PER_POLICY
+from controller.policy.model import (
+    MAX_PATTERNS_PER_NAMESPACE,
+    MAX_PATTERNS_PER_POLICY,
+    CompiledPolicy,
+)
 from controller.policy.schema import validate_document
 from controller.policy.store import PolicyStore
 from controller.reference import parse
@@ -274,3 +280,33 @@ def test_the_operator_marks_the_policy_over_its_namespace_cap_not_ready() -> Non
     )
     assert ready["message"].endswith("; not in force")
     assert [p.name for p in book.store.snapshot.policies] == ["one", "two"]
+
+
+def _library() -> tuple[CompiledPolicy, ...]:
+    root = Path(__file__).resolve().parents[2] / "policies"
+    return tuple(
+        compile_policy(doc)
+        for path in sorted(root.glob("*/*.yaml"))
+        for doc in yaml.safe_load_all(path.read_text())
+        if isinstance(doc, dict) and doc.get("kind") == "ClusterBaseImagePolicy"
+    )
+
+
+async def test_cpu_is_counted_per_object_so_check_and_the_audit_judge_every_object() -> None:
+    """``check`` and the audit judge many objects in one call; each gets a review's bound."""
+    from controller.assess import Assessor
+    from controller.lineage.budget import Bounds
+    from controller.workloads import extract
+
+    def pod(index: int) -> dict[str, Any]:
+        containers = [{"name": f"c{j}", "image": f"docker.io/library/python:3.{j}.1-slim"} for j in range(10)]
+        return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"p{index}", "namespace": "shop"},
+                "spec": {"containers": containers}}
+
+    library = _library()
+    workloads = [w for i in range(150) for w in extract(pod(i))]
+    assessor = Assessor(None, bounds=Bounds(max_cpu_per_review=0.25))  # each pod takes a few ms
+    results = await assessor.assess(workloads, library, now=NOW)
+    assert len(results) == 150
+    cut = [v.message for r in results for i in r.results for v in i.violations if "evaluation CPU" in v.message]
+    assert cut == []
