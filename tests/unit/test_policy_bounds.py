@@ -310,3 +310,19 @@ async def test_cpu_is_counted_per_object_so_check_and_the_audit_judge_every_obje
     assert len(results) == 150
     cut = [v.message for r in results for i in r.results for v in i.violations if "evaluation CPU" in v.message]
     assert cut == []
+
+
+def test_a_refused_policy_is_tried_again_on_its_next_event_once_there_is_room() -> None:
+    from controller.operator.policies import PolicyBook
+
+    book = PolicyBook(PolicyStore())
+    half = MAX_PATTERNS_PER_NAMESPACE // 2
+    bodies = {}
+    for index, name in enumerate(("one", "two", "three")):
+        bodies[name] = policy(_spread(half, index * half), name=name, namespace="team-a")
+        bodies[name]["metadata"] |= {"uid": f"uid-{name}", "generation": 1}
+        book.apply(bodies[name])
+    book.remove(bodies["two"])
+    record, compiled = book.apply(bodies["three"])  # same generation: a resync, say
+    assert compiled and record.policy is not None and record.errors == ()
+    assert [p.name for p in book.store.snapshot.policies] == ["one", "three"]
