@@ -8,14 +8,19 @@ One call of :meth:`Assessor.assess` is one review: it gets one
 :class:`~controller.lineage.budget.ReviewBudget` (the bounds on images judged,
 platforms, candidates and registry requests), shared by all its lookups, and
 every lookup it starts is cancelled when it returns — at the deadline, or when
-its caller is cancelled because the answer no longer matters.
+its caller is cancelled because the answer no longer matters. Evaluation CPU is
+counted per object judged (``max_cpu_per_review``, ``max_cpu_per_image``: an
+admission review judges one object; ``check`` and the audit many per call), and
+judging runs in short slices, each in its namespace's fair turn
+(:mod:`controller.turns`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -32,16 +37,22 @@ from controller.policy.model import Action, CompiledPolicy, most_severe
 from controller.policy.verdict import ImageResult
 from controller.reference import Reference, parse
 from controller.registry.limits import as_tenant
+from controller.turns import TURNS
 from controller.workloads import Workload
 
 if TYPE_CHECKING:
     from controller.lineage.resolve import LineageResolver
 
 
-#: Images parsed or judged in one step of the event loop. A pod may name thousands of
-#: images (each costs a fraction of a millisecond to judge); between slices other
-#: reviews and the health probe are served, so no review holds the loop for long.
+#: Images parsed in one step of the event loop. A pod may name thousands of images;
+#: between slices other reviews and the health probe are served.
 SLICE = 32
+#: CPU seconds one slice of judging (or of preparing lookups) may take before it
+#: yields the loop. Slices are cut by time, not by count: under a tenant's policy of
+#: thousands of globs one image costs milliseconds, and 32 of them held the loop for
+#: seconds. Each slice waits for its tenant's turn (:mod:`controller.turns`), so
+#: another namespace's honest review runs between them.
+SLICE_CPU = 0.005
 
 
 @dataclass(frozen=True)
@@ -170,6 +181,10 @@ class Assessor:
     ) -> list[WorkloadResult]:
         labels = namespace_labels or {}
         index = self.index_of(policies)
+        # The review's account of registry requests, shared by all its lookups. CPU is
+        # counted per object (an admission review judges one): ``check`` and the audit
+        # judge many objects in one call, and each gets the bound a review would.
+        allowance = ReviewBudget(self.bounds)
         prepared = []
         # Keyed by (namespace, image): what one namespace's policies contribute (catalog
         # bases, identity globs) informs only the lineages judged for that namespace, even
@@ -183,47 +198,69 @@ class Assessor:
             scoped = applicable_indexed(index, obj)
             images = await _image_facts(workload)
             ns = workload.namespace
+            cpu = ReviewBudget(self.bounds)  # this object's evaluation CPU
             if self.resolver is not None:
-                for facts in images:
-                    if facts.reference is not None and needs_lineage(scoped, obj, facts):
-                        lookup = lookups.setdefault(
-                            (ns, facts.reference.normalized), _Lookup(facts.reference, tenant=ns)
-                        )
-                        for policy in scoped:
-                            if policy.needs_lineage:
-                                lookup.widen(policy)
-                                if (ns, id(policy)) not in widened:
-                                    widened.add((ns, id(policy)))
-                                    own = scoped_targets.setdefault(ns, {})
-                                    for name, tags in identity_targets(policy).items():
-                                        targets[name] = targets.get(name, frozenset()) | tags
-                                        own[name] = own.get(name, frozenset()) | tags
-            prepared.append((workload, obj, scoped, images))
+                # Deciding what to look up matches every image against the policies'
+                # exclusions: evaluation CPU, charged and sliced like judging. Once the
+                # review's CPU is spent nothing more is looked up; judging then says so.
+
+                def prepare(
+                    facts: ImageFacts,
+                    obj: ObjectFacts = obj,
+                    scoped: list[CompiledPolicy] = scoped,
+                    ns: str | None = ns,
+                ) -> None:
+                    if facts.reference is None or not needs_lineage(scoped, obj, facts):
+                        return
+                    lookup = lookups.setdefault(
+                        (ns, facts.reference.normalized), _Lookup(facts.reference, tenant=ns)
+                    )
+                    for policy in scoped:
+                        if policy.needs_lineage:
+                            lookup.widen(policy)
+                            if (ns, id(policy)) not in widened:
+                                widened.add((ns, id(policy)))
+                                own = scoped_targets.setdefault(ns, {})
+                                for name, tags in identity_targets(policy).items():
+                                    targets[name] = targets.get(name, frozenset()) | tags
+                                    own[name] = own.get(name, frozenset()) | tags
+
+                await _sliced(images, ns, prepare, charge=cpu)
+            prepared.append((workload, obj, scoped, images, cpu))
 
         gathered, indexed = await self._gather(
-            lookups.values(), targets, self.budget if budget is None else budget
+            lookups.values(), targets, self.budget if budget is None else budget, allowance
         )
         found = dict(zip(lookups, gathered, strict=True))
         results = []
-        for workload, obj, scoped, images in prepared:
+        for workload, obj, scoped, images, cpu in prepared:
             ns = workload.namespace
             own = repositories_to_index(scoped_targets.get(ns, {}), indexed) if indexed else {}
             judged: list[ImageResult] = []
-            for start in range(0, len(images), SLICE):
-                if start:
-                    await asyncio.sleep(0)  # a big object is judged in slices: others run between
-                with_lineage = [
-                    self._with_facts(f, found.get((ns, f.reference.normalized)), own)
-                    if f.reference
-                    else f
-                    for f in images[start : start + SLICE]
-                ]
-                judged.extend(evaluate(scoped, obj, with_lineage, now=now))
+
+            def judge(
+                facts: ImageFacts,
+                obj: ObjectFacts = obj,
+                scoped: list[CompiledPolicy] = scoped,
+                judged: list[ImageResult] = judged,
+                cpu: ReviewBudget = cpu,
+                ns: str | None = ns,
+                own: Mapping[str, frozenset[str]] = own,
+            ) -> None:
+                if facts.reference is not None:
+                    facts = self._with_facts(facts, found.get((ns, facts.reference.normalized)), own)
+                judged.extend(evaluate(scoped, obj, [facts], now=now, account=cpu))
+
+            await _sliced(images, ns, judge)  # judging charges itself
             results.append(WorkloadResult(workload, obj, tuple(judged)))
         return results
 
     async def _gather(
-        self, lookups: Iterable[_Lookup], wanted: Mapping[str, frozenset[str]], budget: float
+        self,
+        lookups: Iterable[_Lookup],
+        wanted: Mapping[str, frozenset[str]],
+        budget: float,
+        allowance: ReviewBudget | None = None,
     ) -> tuple[list[Lineage], dict[str, frozenset[str]]]:
         """Lineages (aligned with ``lookups``), and the identity index brought up to date,
         under one deadline.
@@ -238,13 +275,13 @@ class Assessor:
         todo = list(lookups)
         index = self.identities
         if index is None or not wanted:
-            return await self._resolve(todo, budget), {}
+            return await self._resolve(todo, budget, allowance), {}
         deadline = asyncio.get_running_loop().time() + max(budget, 0.0)
         targets = repositories_to_index(
             wanted, {lk.reference.name for lk in todo if lk.reference.digest is not None}
         )
         refreshing = asyncio.ensure_future(index.ensure(targets))
-        found = await self._resolve(todo, budget)
+        found = await self._resolve(todo, budget, allowance)
         pinned = [
             claim
             for lineage in found
@@ -280,13 +317,15 @@ class Assessor:
             facts, lineage=lineage if lineage is not None else facts.lineage, identities=known
         )
 
-    async def _resolve(self, lookups: Iterable[_Lookup], budget: float) -> list[Lineage]:
+    async def _resolve(
+        self, lookups: Iterable[_Lookup], budget: float, allowance: ReviewBudget | None = None
+    ) -> list[Lineage]:
         """The lineage of each lookup, in order (one image may be looked up once per namespace)."""
         resolver = self.resolver
         todo = list(lookups)
         if resolver is None or not todo:
             return []
-        allowance = ReviewBudget(self.bounds)
+        allowance = allowance or ReviewBudget(self.bounds)
         limit = self.bounds.max_images
         if len(todo) > limit:
             # Over the bound, nothing is looked up: judging the first few would still be
@@ -332,6 +371,39 @@ class Assessor:
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
         return out
+
+
+async def _sliced(
+    images: Sequence[ImageFacts],
+    tenant: str | None,
+    work: Callable[[ImageFacts], None],
+    *,
+    charge: ReviewBudget | None = None,
+) -> None:
+    """``work`` on each image, in slices of at most :data:`SLICE_CPU` seconds of CPU,
+    each in ``tenant``'s fair turn, yielding the loop between slices.
+
+    ``work`` is synchronous, so nothing else runs inside a slice and its thread
+    CPU time is this review's own. With ``charge``, that time is counted against
+    the review's budget and the work stops once the review's CPU is spent (what
+    was not prepared is judged "not evaluated" later); judging charges itself.
+    """
+    position = 0
+    while position < len(images):
+        async with TURNS.turn(tenant):  # released before any await: no turn is held across one
+            start = time.thread_time()
+            while position < len(images):
+                if charge is not None and charge.cpu_exhausted() is not None:
+                    return
+                began = time.thread_time()
+                work(images[position])
+                position += 1
+                if charge is not None:
+                    charge.charge_cpu(time.thread_time() - began)
+                if time.thread_time() - start >= SLICE_CPU:
+                    break
+        if position < len(images):
+            await asyncio.sleep(0)  # the health probe, the other reviews' I/O, the next turn
 
 
 async def _as_tenant(tenant: str | None, lookup: Awaitable[Lineage]) -> Lineage:

@@ -1,4 +1,4 @@
-"""Globs (``*`` any run of characters, ``?`` one), compiled once at policy compile time.
+"""Globs (``*`` any run of characters, ``?`` one; nothing else), compiled once at policy compile time.
 
 A policy is evaluated on every admission, and a tenant writes the globs of its
 own ``BaseImagePolicy``: matching must cost time linear in the name whatever
@@ -9,6 +9,12 @@ compiled once per distinct tuple of patterns, never per call.
 Each kind of glob has an alphabet: a character that can never occur in what the
 glob is matched against (upper case in a repository, ``/`` in a tag) is a
 mistake in the policy, reported as :class:`InvalidGlob`.
+
+``[`` and ``]`` are *not* wildcards (there are no character classes): they are
+literal, and they occur in a name only around an IPv6 registry host
+(``[::1]:5000/app``). So a repository or image glob may hold them only there,
+at its start; anywhere else (``docker.io/library/[abc``) the glob could never
+match, and it is refused with a message saying what globs support.
 """
 
 from __future__ import annotations
@@ -26,6 +32,18 @@ REPOSITORY_CHARS = re.compile(r"^[a-z0-9._/:\-\[\]*?]+$")
 TAG_CHARS = re.compile(r"^[A-Za-z0-9_.\-*?]+$")
 NAMESPACE_CHARS = re.compile(r"^[a-z0-9\-*?]+$")
 IMAGE_CHARS = re.compile(r"^[a-z0-9._/:@\-\[\]*?A-Za-z]+$")
+#: Wildcards (``*`` and ``?`` together) one glob may hold. Matching costs a search per
+#: ``*`` run and compiling one an expression per ``?`` run: a real glob has one to
+#: three; a policy of a thousand with hundreds each cost seconds of CPU per review.
+MAX_WILDCARDS = 16
+
+#: Where ``[``/``]`` may stand in a glob: around an IPv6 host at its start, and nowhere else.
+_IPV6_HOST = re.compile(r"^\[[0-9A-Fa-f:*?]+\](?=[:/*?]|$)")
+BRACKETS_HINT = (
+    "globs support only * (any run of characters) and ? (one character), with no [...] "
+    "classes; '[' and ']' are literal and may only enclose an IPv6 registry host at the start, "
+    "e.g. [::1]:5000/*"
+)
 
 
 class _Segment:
@@ -138,6 +156,17 @@ def check(pattern: str, alphabet: re.Pattern[str], what: str) -> str:
         bad = sorted({c for c in pattern if not alphabet.match(c)})
         shown = ", ".join(repr(c) for c in bad) or repr(pattern)
         raise InvalidGlob(f"bad glob {pattern!r}: {shown} cannot occur in a {what}")
+    wildcards = sum(1 for c in pattern if c in "*?")
+    if wildcards > MAX_WILDCARDS:
+        raise InvalidGlob(
+            f"bad glob {pattern!r}: {wildcards} wildcards (* and ?), more than the "
+            f"{MAX_WILDCARDS} a glob may hold"
+        )
+    if "[" in pattern or "]" in pattern:
+        host = _IPV6_HOST.match(pattern)
+        rest = pattern[host.end() :] if host else pattern
+        if "[" in rest or "]" in rest:
+            raise InvalidGlob(f"bad glob {pattern!r}: {BRACKETS_HINT}")
     return pattern
 
 
@@ -149,8 +178,9 @@ class GlobSet:
 
     @cached_property
     def _matcher(self) -> _Compiled:
-        """Compiled on first use, then kept: a library policy has hundreds of tag globs
-        and most are never consulted (their repository glob does not match)."""
+        """Compiled once, then kept. The policy compiler asks for it up front
+        (:meth:`prepared`): a tenant's policy of a thousand long globs takes a good
+        part of a second to compile, which must not be the first review's loop time."""
         return _compile(self.patterns)
 
     @classmethod
@@ -159,6 +189,12 @@ class GlobSet:
 
     def matches(self, value: str) -> bool:
         return self._matcher.matches(value)
+
+    def prepared(self) -> GlobSet:
+        """``self``, compiled now: the policy compiler calls this so that the first
+        review after a policy change does not pay for compiling its globs."""
+        _ = self._matcher
+        return self
 
     def __bool__(self) -> bool:
         return bool(self.patterns)

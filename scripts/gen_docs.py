@@ -129,8 +129,14 @@ def constraints(node: Mapping[str, Any], *, required: bool) -> list[str]:
         out.append(f"{where}matches `{leaf['pattern']}`.")
     if leaf.get("minLength"):
         out.append(f"{where}not empty.")
+    if leaf.get("maxLength"):
+        out.append(f"{where}at most {leaf['maxLength']} characters.")
     if node.get("minItems"):
         out.append(f"At least {node['minItems']} item(s) when given.")
+    if node.get("maxItems"):
+        out.append(f"At most {node['maxItems']} items.")
+    if node.get("maxProperties"):
+        out.append(f"At most {node['maxProperties']} entries.")
     if "minimum" in node or "maximum" in node:
         out.append(f"From {node.get('minimum', '-inf')} to {node.get('maximum', 'inf')}.")
     for rule in node.get("x-kubernetes-validations", []):
@@ -260,7 +266,19 @@ def policy_reference() -> str:
         "Both kinds have the same `spec`. All policies that match an object apply to it, and the",
         "most severe outcome wins (`deny` > `warn` > `audit` > `allow`). Patterns are globs:",
         "`*` is any run of characters, `?` one; repository globs match the **normalized** name",
-        "(`docker.io/library/python`, never `python`).",
+        "(`docker.io/library/python`, never `python`). There are no character classes: `[` and `]`",
+        "are literal, and may only enclose an IPv6 registry host at the start of a glob",
+        "(`[::1]:5000/*`); anywhere else (`docker.io/library/[abc`) the glob is refused. A glob",
+        "holds at most 16 wildcards (`*` and `?` together).",
+        "",
+        "Every image is matched against a policy's patterns, so their number is bounded: a",
+        "policy holds at most 1000 patterns (globs, digests and `lineage.catalog` entries",
+        "together), and the `BaseImagePolicy` objects of one namespace at most 2000 together.",
+        "A policy past its own bound does not compile; the one whose addition takes its",
+        "namespace past 2000 is refused (Ready=False, with the path of its first pattern past",
+        "the bound) while the namespace's other policies stay in force. Durations",
+        "(`maxBaseAge`) are at most 100 years (`36525d`, `876600h`, `5217w`) and dates",
+        "(`until`, `enforceAfter`) between 1970-01-01 and 2999-12-31.",
         "",
         "| Kind | Scope | Short name | Plural | Group/version |",
         "| --- | --- | --- | --- | --- |",

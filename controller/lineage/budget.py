@@ -25,6 +25,11 @@ MAX_IMAGES = 256
 MAX_PLATFORMS = 64
 MAX_CANDIDATES = 32
 MAX_REQUESTS = 4096
+#: Seconds of CPU that judging one review may take, all its images together, and one
+#: image of it. Judging is pure computation on the event loop: without a bound, one
+#: tenant's policy of thousands of globs held every other review and the health probe.
+MAX_CPU_PER_REVIEW = 2.0
+MAX_CPU_PER_IMAGE = 0.1
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -35,11 +40,16 @@ class Bounds:
     max_platforms: int = MAX_PLATFORMS
     max_candidates: int = MAX_CANDIDATES
     max_requests: int = MAX_REQUESTS
+    max_cpu_per_review: float = MAX_CPU_PER_REVIEW
+    max_cpu_per_image: float = MAX_CPU_PER_IMAGE
 
     def __post_init__(self) -> None:
         for name in ("max_images", "max_platforms", "max_candidates", "max_requests"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
+        for name in ("max_cpu_per_review", "max_cpu_per_image"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be more than 0, not {getattr(self, name)}")
 
 
 class BoundExceeded(LookupFailed):
@@ -47,7 +57,8 @@ class BoundExceeded(LookupFailed):
 
 
 class ReviewBudget:
-    """What one review may still spend: registry requests, counted across all its images.
+    """What one review may still spend: registry requests and evaluation CPU, counted
+    across all its images.
 
     Shared by every lookup of the review (they run concurrently), so the
     count is of the review as a whole. Once spent, every further request
@@ -57,6 +68,7 @@ class ReviewBudget:
     def __init__(self, bounds: Bounds | None = None) -> None:
         self.bounds = bounds or Bounds()
         self.requests = 0
+        self.cpu = 0.0  # seconds of evaluation CPU charged so far (see charge_cpu)
 
     @property
     def spent(self) -> bool:
@@ -71,3 +83,28 @@ class ReviewBudget:
                 f"(max_requests_per_review = {limit}); not looked up"
             )
         self.requests += 1
+
+    def charge_cpu(self, seconds: float) -> None:
+        """Count ``seconds`` of evaluation CPU (what judging an image, or preparing it, took)."""
+        self.cpu += max(seconds, 0.0)
+
+    def cpu_exhausted(self, image_seconds: float = 0.0) -> str | None:
+        """Why judging must stop now, given that the current image has taken
+        ``image_seconds`` (not yet charged); ``None`` while there is CPU left.
+
+        The reason names the bound, as :class:`BoundExceeded` does for requests:
+        what is not judged is "not evaluated", and ``onLookupFailure`` decides.
+        """
+        review, image = self.bounds.max_cpu_per_review, self.bounds.max_cpu_per_image
+        if self.cpu + image_seconds >= review:
+            return (
+                f"this review used its {review:g}s of evaluation CPU "
+                f"(max_cpu_per_review = {review:g}); not evaluated"
+            )
+        if image_seconds >= image:
+            return (
+                f"judging this image took more than {image:g}s of CPU "
+                f"(max_cpu_per_image = {image:g}); not evaluated"
+            )
+        return None
+

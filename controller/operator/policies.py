@@ -162,6 +162,7 @@ class PolicyBook:
     def __init__(self, store: PolicyStore) -> None:
         self.store = store
         self._records: dict[str, PolicyRecord] = {}
+        self._refused: set[str] = set()  # compiled, but over their namespace's pattern bound
 
     def apply(
         self, body: Mapping[str, Any], *, kind: str | None = None
@@ -177,12 +178,19 @@ class PolicyBook:
             known is not None
             and known.uid == meta.get("uid")
             and known.generation == meta.get("generation")
+            and key not in self._refused  # room may have been made since: try again
         ):
             status = body.get("status")
             record = replace(known, status=dict(status) if isinstance(status, Mapping) else {})
             self._records[key] = record
             return record, False
         record = read_policy(body, kind=kind)
+        refused = None if record.policy is None else self.store.refusal(record.key, record.policy)
+        if refused is not None:  # over its namespace's pattern bound: Ready=False, with the path
+            record = replace(record, policy=None, errors=(refused,))
+            self._refused.add(record.key)
+        else:
+            self._refused.discard(record.key)
         self._records[record.key] = record
         self.store.upsert(
             record.key, record.policy if record.policy is not None else error_text(record.errors)
@@ -193,6 +201,7 @@ class PolicyBook:
         """Forget a deleted policy object: it stops applying at once."""
         key = key_of(body, kind=kind)
         self.store.remove(key)
+        self._refused.discard(key)
         return self._records.pop(key, None)
 
     def get(self, key: str) -> PolicyRecord | None:

@@ -24,6 +24,7 @@ from controller.policy.model import CompiledPolicy
 READY = "Ready"
 COMPILED = "Compiled"
 INVALID = "Invalid"
+MAX_STATUS_ERRORS = 256  # status.errors maxItems in the CRD schema
 
 
 def rfc3339(moment: dt.datetime) -> str:
@@ -87,7 +88,8 @@ def desired_status(
     record: PolicyRecord, *, now: dt.datetime, in_force: CompiledPolicy | None
 ) -> dict[str, Any]:
     """``observedGeneration``, ``conditions`` and ``errors`` (``None`` to clear them)."""
-    errors = [{"path": e.path, "reason": e.reason} for e in record.errors]
+    # The CRD caps status.errors (maxItems 256); the first ones say what to fix.
+    errors = [{"path": e.path, "reason": e.reason} for e in record.errors[:MAX_STATUS_ERRORS]]
     return {
         "observedGeneration": record.generation,
         "conditions": [ready_condition(record, now=now, in_force=in_force)],

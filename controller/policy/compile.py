@@ -24,6 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from enum import StrEnum
 from typing import Any, TypeVar
 
@@ -33,6 +34,7 @@ from controller.globs import GlobSet
 from controller.policy.lookups import catalog_references  # re-exported: its old home
 from controller.policy.model import (
     CLUSTER_KIND,
+    MAX_PATTERNS_PER_POLICY,
     BaseEntry,
     CompiledPolicy,
     DeprecatedEntry,
@@ -64,6 +66,14 @@ DEFAULT_NAMESPACE = "default"
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _DURATION = re.compile(r"^([0-9]+)([hdw])$")
 _DURATION_UNITS = {"h": "hours", "d": "days", "w": "weeks"}
+#: The longest duration a policy may name, per unit (100 years): past it the
+#: arithmetic on dates overflows (``now - 900000000d``), and no base is that old.
+MAX_DURATION_DAYS = 36525
+MAX_DURATION = {"h": MAX_DURATION_DAYS * 24, "d": MAX_DURATION_DAYS, "w": MAX_DURATION_DAYS // 7}
+#: The dates a policy may name (inclusive): anything outside is a typo, and a
+#: date near the calendar's end overflows as soon as a day is added to it.
+MIN_DATE = dt.date(1970, 1, 1)
+MAX_DATE = dt.date(2999, 12, 31)
 _PLATFORM_PART = re.compile(r"^[a-z0-9._\-]+$")
 _LABEL_NAME = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
 
@@ -117,6 +127,15 @@ def _run(doc: Mapping[str, Any]) -> tuple[CompiledPolicy | None, list[PolicyErro
     semantic = [e for e in compiler.errors if not _covered(e.path, faulted)]
     errors = schema_errors + in_document_order(plain, semantic)
     return (None if errors else policy), errors
+
+
+def patterns_refusal(count: int) -> str:
+    """Why a policy of ``count`` patterns is refused (said at the first pattern past the cap)."""
+    return (
+        f"the policy holds {count} patterns (globs, digests and catalog entries together), "
+        f"more than the {MAX_PATTERNS_PER_POLICY} one policy may hold: every image is matched "
+        "against them; use wider globs (docker.io/acme/*) or split the policy"
+    )
 
 
 def _covered(path: str, faulted: list[str]) -> bool:
@@ -208,6 +227,7 @@ class _Compiler:
 
     def __init__(self) -> None:
         self.errors: list[PolicyError] = []
+        self.patterns: list[str] = []  # the path of every pattern kept, in compile order
 
     def fail(self, path: str, reason: str) -> None:
         self.errors.append(PolicyError(path, reason))
@@ -245,6 +265,7 @@ class _Compiler:
         if problem:
             self.fail(path, problem)
             return None
+        self.patterns.append(path)
         return pattern
 
     def globs(
@@ -265,7 +286,7 @@ class _Compiler:
             for i, p in enumerate(value)
             if isinstance(p, str)
         ]
-        return GlobSet.of(p for p in ok if p is not None)
+        return GlobSet.of(p for p in ok if p is not None).prepared()
 
     def date(self, value: Any, path: str) -> dt.date | None:
         if not isinstance(value, str):
@@ -274,10 +295,18 @@ class _Compiler:
             self.fail(path, f"{value!r} is not a date: expected YYYY-MM-DD")
             return None
         try:
-            return dt.date.fromisoformat(value)
+            day = dt.date.fromisoformat(value)
         except ValueError as exc:
             self.fail(path, f"{value!r} is not a calendar date: {exc}")
             return None
+        if not MIN_DATE <= day <= MAX_DATE:
+            self.fail(
+                path,
+                f"{value!r} is out of range: a date must be between {MIN_DATE.isoformat()} "
+                f"and {MAX_DATE.isoformat()}",
+            )
+            return None
+        return day
 
     def duration(self, value: Any, path: str) -> dt.timedelta | None:
         if not isinstance(value, str):
@@ -289,11 +318,18 @@ class _Compiler:
                 f"{value!r} is not a duration: expected a number and a unit h, d or w (e.g. 180d)",
             )
             return None
-        amount = int(found.group(1))
+        amount, unit = int(found.group(1)), found.group(2)
         if amount == 0:
             self.fail(path, f"{value!r} must be longer than zero")
             return None
-        return dt.timedelta(**{_DURATION_UNITS[found.group(2)]: amount})
+        if amount > MAX_DURATION[unit]:  # checked before timedelta(), which would overflow
+            self.fail(
+                path,
+                f"{value!r} is longer than 100 years: at most {MAX_DURATION['d']}d, "
+                f"{MAX_DURATION['h']}h or {MAX_DURATION['w']}w",
+            )
+            return None
+        return dt.timedelta(**{_DURATION_UNITS[unit]: amount})
 
     def reference(self, value: Any, path: str) -> Reference | None:
         if not isinstance(value, str):
@@ -314,6 +350,7 @@ class _Compiler:
             problem = digests.problem(digest)
             if problem is None:
                 ok.add(digest)
+                self.patterns.append(f"{path}[{index}]")
             else:
                 self.fail(f"{path}[{index}]", f"{digest!r} is not a digest: {problem}")
         return frozenset(ok) if value else None
@@ -385,7 +422,7 @@ class _Compiler:
         lineage = spec.get("lineage")
         bases = _mapping(spec.get("bases"))
         exclude = _mapping(spec.get("exclude"))
-        return CompiledPolicy(
+        compiled = CompiledPolicy(
             kind=str(kind),
             name=name if isinstance(name, str) else "",
             namespace=None
@@ -417,6 +454,10 @@ class _Compiler:
             lineage=self.lineage(lineage, "spec.lineage"),
             lineage_declared=isinstance(lineage, dict),
         )
+        paths = self.patterns
+        if len(paths) > MAX_PATTERNS_PER_POLICY:
+            self.fail(paths[MAX_PATTERNS_PER_POLICY], patterns_refusal(len(paths)))
+        return replace(compiled, pattern_paths=tuple(paths))
 
     def match(self, value: Any, path: str) -> Match:
         match = _mapping(value)
@@ -502,7 +543,7 @@ class _Compiler:
             )
         tags = self.globs(item.get("tags"), f"{here}.tags", globs.TAG_CHARS, "tag pattern")
         digests = self.digests(item.get("digests"), f"{here}.digests")
-        return GlobSet((pattern,) if pattern else ()), tags, digests
+        return GlobSet((pattern,) if pattern else ()).prepared(), tags, digests
 
     def allowed(self, value: Any, path: str) -> tuple[BaseEntry, ...] | None:
         if not isinstance(value, list):
@@ -543,6 +584,9 @@ class _Compiler:
             self.reference(item, f"{path}.catalog[{index}]")
             for index, item in enumerate(catalog if isinstance(catalog, list) else [])
         ]
+        self.patterns.extend(
+            f"{path}.catalog[{index}]" for index, ref in enumerate(refs) if ref is not None
+        )
         default = _LINEAGE_DEFAULTS
         return LineageSettings(
             max_depth=depth

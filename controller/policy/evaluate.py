@@ -26,8 +26,10 @@ Scope, in short:
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
+from typing import Protocol
 
 from controller.globs import GlobSet
 from controller.lineage.identity import KnownTags
@@ -37,10 +39,12 @@ from controller.policy import rules
 from controller.policy.facts import ImageFacts, ObjectFacts
 from controller.policy.index import PolicyIndex
 from controller.policy.model import (
+    LINEAGE_RULES,
     SEVERITY,
     Action,
     CompiledPolicy,
     OnOutcome,
+    Require,
     RuleCode,
     Verify,
     Waiver,
@@ -162,26 +166,81 @@ def needs_lineage(policies: Sequence[CompiledPolicy], obj: ObjectFacts, image: I
 # --------------------------------------------------------------------------- evaluation
 
 
+class CpuAccount(Protocol):
+    """Where evaluation CPU is charged: the review's budget
+    (:class:`controller.lineage.budget.ReviewBudget`)."""
+
+    def charge_cpu(self, seconds: float) -> None: ...
+
+    def cpu_exhausted(self, image_seconds: float = 0.0) -> str | None: ...
+
+
 def evaluate(
     policies: Sequence[CompiledPolicy],
     obj: ObjectFacts,
     images: Sequence[ImageFacts],
     *,
     now: dt.datetime,
+    account: CpuAccount | None = None,
+    clock: Callable[[], float] = time.thread_time,
 ) -> list[ImageResult]:
-    """Judge every image of ``obj`` under every applicable policy; one result per image, in order."""
+    """Judge every image of ``obj`` under every applicable policy; one result per image, in order.
+
+    With ``account``, the CPU each image takes (``clock``: this thread's CPU time,
+    so other reviews' work between slices is not counted) is charged to it, and
+    it is asked before each policy whether any is left: once the image's or the
+    review's bound is reached, the remaining policies do not judge the image and
+    say so (:func:`rules.not_evaluated`, ``onLookupFailure`` decides).
+    """
     covering = applicable(policies, obj)
-    return [_evaluate_image(covering, obj, image, now=now) for image in images]
+    return [
+        _evaluate_image(covering, obj, image, now=now, account=account, clock=clock)
+        for image in images
+    ]
+
+
+def rules_of(policy: CompiledPolicy) -> set[RuleCode]:
+    """The rules ``policy`` would judge an image by (what "not evaluated" lists when it cannot)."""
+    out = set[RuleCode]()
+    if policy.registries_allowed is not None:
+        out.add(RuleCode.REGISTRY_NOT_ALLOWED)
+    if policy.pinning.disallowed_tags:
+        out.add(RuleCode.DISALLOWED_TAG)
+    if policy.pinning.require is not Require.NONE:
+        out.add(RuleCode.UNPINNED)
+    if policy.judges_lineage:
+        out |= LINEAGE_RULES - {RuleCode.LOOKUP_FAILED}
+    return out
 
 
 def _evaluate_image(
-    policies: Sequence[CompiledPolicy], obj: ObjectFacts, image: ImageFacts, *, now: dt.datetime
+    policies: Sequence[CompiledPolicy],
+    obj: ObjectFacts,
+    image: ImageFacts,
+    *,
+    now: dt.datetime,
+    account: CpuAccount | None = None,
+    clock: Callable[[], float] = time.thread_time,
 ) -> ImageResult:
+    start = clock() if account is not None else 0.0
     today = now.date()
-    applied = sorted((p for p in policies if not _excluded(p, image)), key=lambda p: p.key)
     violations: list[Violation] = []
     not_evaluated: set[RuleCode] = set()
-    for policy in applied:
+    applied: list[CompiledPolicy] = []
+    stopped: str | None = None
+    for policy in sorted(policies, key=lambda p: p.key):
+        if account is not None and stopped is None:
+            stopped = account.cpu_exhausted(clock() - start)
+        if stopped is not None:
+            # Out of CPU: not judged, and said so. No waiver applies to what was not judged.
+            applied.append(policy)
+            not_evaluated |= rules_of(policy)
+            unjudged = rules.not_evaluated(policy, image, stopped)
+            violations += [unjudged] if unjudged is not None else []
+            continue
+        if _excluded(policy, image):
+            continue
+        applied.append(policy)
         found, skipped = _judge(policy, image, now=now)
         not_evaluated |= skipped
         waiver = _waiver(policy, obj, image, today)
@@ -189,6 +248,8 @@ def _evaluate_image(
             if waiver is not None:
                 violation = _waive(violation, waiver)
             violations.append(violation)
+    if account is not None:
+        account.charge_cpu(clock() - start)
     violations.sort(key=lambda v: (v.policy, _RULE_ORDER[v.rule], v.message))
     return ImageResult(
         facts=image,

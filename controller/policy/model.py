@@ -24,6 +24,14 @@ CLUSTER_KIND = "ClusterBaseImagePolicy"
 NAMESPACED_KIND = "BaseImagePolicy"
 POLICY_KINDS = (CLUSTER_KIND, NAMESPACED_KIND)
 
+#: Patterns (globs, digests, catalog entries) one policy may hold. Each image is
+#: matched against them, so they bound evaluation CPU; the largest policies of the
+#: library hold about 250.
+MAX_PATTERNS_PER_POLICY = 1000
+#: Patterns all the ``BaseImagePolicy`` objects of one namespace may hold together:
+#: a tenant cannot escape the per-policy cap by writing many policies.
+MAX_PATTERNS_PER_NAMESPACE = 2000
+
 
 class Mode(StrEnum):
     ENFORCE = "Enforce"
@@ -242,6 +250,15 @@ class CompiledPolicy:
     #: ``spec.lineage`` was written: lineage rules (unknown-base, stale-base …) apply even
     #: without ``bases``. A pinning-only policy never costs a registry lookup.
     lineage_declared: bool = False
+    #: Where each pattern of the policy is written (globs, digests, catalog entries), in
+    #: the compiler's order: what evaluation costs grows with their number, so the compiler
+    #: caps it per policy and the store per namespace, each naming the path that crosses.
+    pattern_paths: tuple[str, ...] = field(default=(), compare=False, repr=False)
+
+    @property
+    def patterns(self) -> int:
+        """How many patterns the policy holds (what :data:`MAX_PATTERNS_PER_POLICY` caps)."""
+        return len(self.pattern_paths)
 
     @property
     def key(self) -> str:

@@ -511,3 +511,27 @@ def lookup_failed(
         )
         for at, platforms in cuts.items()
     ]
+
+
+def not_evaluated(policy: CompiledPolicy, image: ImageFacts, reason: str) -> Violation | None:
+    """The review ran out of evaluation CPU before ``policy`` judged ``image``.
+
+    Like a failed lookup, never an allow by omission: ``onLookupFailure``
+    decides, and ``reason`` names the bound that was reached.
+    """
+    action = lowered(policy.base_action, policy.lineage.on_lookup_failure)
+    if action is None:
+        return None
+    setting = f"lineage.onLookupFailure: {policy.lineage.on_lookup_failure.value}"
+    if action.value != policy.lineage.on_lookup_failure.value.lower():
+        article = "an" if action.value[0] in "aeiou" else "a"
+        setting += f", {article} {action.value} under mode: {policy.mode.value}"
+    title = Subject(image, image.reference).title if image.reference else f"image {image.image}"
+    return _violation(
+        policy,
+        RuleCode.LOOKUP_FAILED,
+        action,
+        f"{title} was not judged under this policy: {reason} ({setting}); shorten the "
+        "policies' pattern lists (wider globs), or split the object into fewer images",
+    )
+

@@ -164,13 +164,25 @@ def _fixed(reason: str) -> Callable[[str], str]:
     return lambda value: f"{value!r} {reason}"
 
 
+#: The schema's pattern for dates (``until``, ``enforceAfter``): the years 1970 to 2999.
+DATE_PATTERN = r"^(19[7-9][0-9]|2[0-9]{3})-[0-9]{2}-[0-9]{2}$"
+_SHAPE_OF_A_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _date_hint(value: str) -> str:
+    """The compiler's words for a date the pattern refuses (out of range, or no date)."""
+    if _SHAPE_OF_A_DATE.match(value):
+        return f"{value!r} is out of range: a date must be between 1970-01-01 and 2999-12-31"
+    return f"{value!r} is not a date: expected YYYY-MM-DD"
+
+
 #: What each ``pattern`` of the schema means, in words a policy author can act on.
 _PATTERN_HINTS: Mapping[str, Callable[[str], str]] = {
     globs.REPOSITORY_CHARS.pattern: _glob_hint(globs.REPOSITORY_CHARS, "repository pattern"),
     globs.TAG_CHARS.pattern: _glob_hint(globs.TAG_CHARS, "tag pattern"),
     globs.NAMESPACE_CHARS.pattern: _glob_hint(globs.NAMESPACE_CHARS, "namespace pattern"),
     globs.IMAGE_CHARS.pattern: _glob_hint(globs.IMAGE_CHARS, "image pattern"),
-    r"^\d{4}-\d{2}-\d{2}$": _fixed("is not a date: expected YYYY-MM-DD"),
+    DATE_PATTERN: _date_hint,
     r"^[0-9]+[hdw]$": _fixed(
         "is not a duration: expected a number and a unit h, d or w (e.g. 180d)"
     ),
@@ -210,6 +222,12 @@ def _reason(error: jsonschema.ValidationError) -> tuple[Path, str]:
         return path, "must not be empty"
     if kind == "minItems":
         return path, "must not be empty (leave the field out instead)"
+    if kind == "maxItems":
+        return path, f"has {len(instance)} entries, more than the {expected} allowed"
+    if kind == "maxProperties":
+        return path, f"has {len(instance)} entries, more than the {expected} allowed"
+    if kind == "maxLength":
+        return path, f"is {len(instance)} characters long, more than the {expected} allowed"
     if kind == "minimum":
         return path, f"must be at least {expected}, got {instance!r}"
     if kind == "maximum":

@@ -12,6 +12,13 @@ A key can hold a policy *and* an error at once: a broken update keeps the last
 good version in force and records why the new one was refused. Failing closed
 on a typo matters here: an Enforce policy must not silently vanish because
 someone's edit did not compile.
+
+The store also holds the one bound no single policy can check by itself: the
+``BaseImagePolicy`` objects of a namespace hold at most
+:data:`~controller.policy.model.MAX_PATTERNS_PER_NAMESPACE` patterns together
+(evaluation of every image of that namespace grows with them). The policy whose
+addition crosses it is refused, with the field path of its first pattern past
+the bound, while the namespace's other policies stay in force.
 """
 
 from __future__ import annotations
@@ -20,7 +27,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from controller.policy.model import CompiledPolicy
+from controller.errors import PolicyError
+from controller.policy.model import MAX_PATTERNS_PER_NAMESPACE, NAMESPACED_KIND, CompiledPolicy
 
 
 def policy_key(kind: str, namespace: str | None, name: str) -> str:
@@ -75,17 +83,55 @@ class PolicyStore:
     ) -> Snapshot:
         """Swap everything at once (``serve`` after reading its files)."""
         items = policies.items() if isinstance(policies, Mapping) else policies
-        self._policies = dict(items)
+        self._policies = {}
         self._errors = dict(errors or {})
+        for key, policy in sorted(items, key=lambda item: item[0]):  # refusals do not depend on order
+            refused = self.refusal(key, policy)
+            if refused is None:
+                self._policies[key] = policy
+            else:
+                self._errors[key] = str(refused)
         return self._publish(loaded=loaded or self._snapshot.loaded)
+
+    def refusal(self, key: str, policy: CompiledPolicy) -> PolicyError | None:
+        """Why ``policy`` may not be put under ``key`` next to what is in force, if it may not.
+
+        A ``BaseImagePolicy`` whose patterns, added to those of the other policies
+        of its namespace (its own previous version left out), come to more than
+        :data:`MAX_PATTERNS_PER_NAMESPACE`. Writers call this first to report the
+        refusal where they report compile errors (``status``, the log).
+        """
+        namespace = policy.namespace
+        if policy.kind != NAMESPACED_KIND or namespace is None:
+            return None
+        others = sum(
+            p.patterns
+            for k, p in self._policies.items()
+            if k != key and p.kind == NAMESPACED_KIND and p.namespace == namespace
+        )
+        total = others + policy.patterns
+        if total <= MAX_PATTERNS_PER_NAMESPACE:
+            return None
+        crossing = policy.pattern_paths[max(MAX_PATTERNS_PER_NAMESPACE - others, 0)]
+        return PolicyError(
+            crossing,
+            f"the BaseImagePolicy objects of namespace {namespace} would hold {total} patterns "
+            f"together ({others} in the others, {policy.patterns} in this one), more than the "
+            f"{MAX_PATTERNS_PER_NAMESPACE} one namespace may hold; this policy is not applied: "
+            "use wider globs, or merge and shorten the namespace's policies",
+        )
 
     def upsert(self, key: str, item: CompiledPolicy | str | Exception) -> Snapshot:
         """Add or change one entry.
 
-        A :class:`CompiledPolicy` replaces the entry and clears its error. A
-        string or exception records why the entry is broken and keeps its last
-        good policy, if it had one.
+        A :class:`CompiledPolicy` replaces the entry and clears its error, unless
+        :meth:`refusal` refuses it. A string or exception (or a refusal) records
+        why the entry is broken and keeps its last good policy, if it had one.
         """
+        if isinstance(item, CompiledPolicy):
+            refused = self.refusal(key, item)
+            if refused is not None:
+                item = refused
         if isinstance(item, CompiledPolicy):
             self._policies[key] = item
             self._errors.pop(key, None)

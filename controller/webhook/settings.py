@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 from controller.lineage.budget import (
     MAX_CANDIDATES,
+    MAX_CPU_PER_IMAGE,
+    MAX_CPU_PER_REVIEW,
     MAX_IMAGES,
     MAX_PLATFORMS,
     MAX_REQUESTS,
@@ -133,6 +135,22 @@ class Settings:
     on four levels of bases (each an index) costs 29, so a Deployment of five such
     images about 150: the default leaves room for a review of dozens of them."""
 
+    max_cpu_per_review: float = MAX_CPU_PER_REVIEW
+    """Seconds of CPU that judging one review may take, all its images together (2.0);
+    counted per object, so ``check`` and the audit, which judge many per call, give
+    each the same.
+    Judging runs on the event loop in slices of 5 ms, each in its namespace's turn, so
+    other namespaces' reviews and the probes are served between them; this bounds how
+    much a review may take in all. A pod of 256 images under the whole policy library
+    takes about a twentieth of it. Past it, the images not yet judged are "not evaluated" and
+    ``lineage.onLookupFailure`` decides, with a message naming the bound."""
+
+    max_cpu_per_image: float = MAX_CPU_PER_IMAGE
+    """Seconds of CPU judging one image may take under all its policies (0.1): checked
+    before each policy, so the policies not reached do not judge it and say so. Under
+    the pattern caps (1,000 per policy, 2,000 per namespace) an image costs a few
+    milliseconds; an honest one, well under one."""
+
     def budget_for(self, timeout: float | None) -> float:
         """Seconds a review may spend, given the apiserver's ``?timeout=`` (``None``: absent).
 
@@ -155,4 +173,6 @@ class Settings:
             max_platforms=self.max_platforms_per_index,
             max_candidates=self.max_candidates_per_claim,
             max_requests=self.max_requests_per_review,
+            max_cpu_per_review=self.max_cpu_per_review,
+            max_cpu_per_image=self.max_cpu_per_image,
         )

@@ -142,8 +142,8 @@ CASES: dict[str, dict[str, Any]] = {
         "field": "spec.match.objectSelector.matchExpressions[0].values",
     },
     ".spec.lineage.maxBaseAge": {
-        "good": ["1d", "180d", "12h", "26w", "10d"],
-        "bad": ["0d", "00h", "0w"],
+        "good": ["1d", "180d", "12h", "26w", "10d", "36525d", "876600h", "5217w", "0036525d"],
+        "bad": ["0d", "00h", "0w", "36526d", "876601h", "5218w", "900000000d", "99999999999d"],
         "place": lambda v: {"lineage": {"maxBaseAge": v}},
         "field": "spec.lineage.maxBaseAge",
     },

@@ -486,3 +486,25 @@ def test_policy_test_expectations_name_known_rule_codes(
     assert code == 2
     assert "results[0].rules[0]: unsupported value 'tag-mistmatch'" in out
     assert "tag-mismatch, deprecated-base" in out
+
+
+def test_check_refuses_a_max_base_age_that_would_overflow(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``maxBaseAge: 900000000d`` used to be accepted, then raise OverflowError while judging."""
+    manifest = write(tmp_path, "app.yaml", deployment("api", "ghcr.io/acme/api:1.0.0"))
+    policy = write(
+        tmp_path,
+        "age.yaml",
+        """\
+        apiVersion: baseguard.io/v1alpha1
+        kind: ClusterBaseImagePolicy
+        metadata: {name: age}
+        spec:
+          lineage: {maxBaseAge: 900000000d}
+        """,
+    )
+    code, out, err = run(capsys, "check", str(manifest), "-p", str(policy), "--offline", *NOW)
+    assert code == 2, out + err
+    assert "spec.lineage.maxBaseAge: '900000000d' is longer than 100 years" in out + err
+    assert "Traceback" not in out + err

@@ -50,7 +50,8 @@ WORDS = [
     "docker.io/library/python", "docker.io/library/*", "python", "3.12*-slim*", "2026-02-30",
     "2025-01-01", "180d", "0d", "-1d", "linux/amd64", "linux", "sha256:" + "a" * 64, "sha256:xyz",
     "ClusterBaseImagePolicy", "BaseImagePolicy", "baseguard.io/v1alpha1", "Python/3", "a b",
-    "scratch", "x" * 300,
+    "scratch", "x" * 300, "900000000d", "99999999999d", "36526d", "9999-12-31", "0001-01-01",
+    "docker.io/library/[abc", "[::1]:5000/*", "docker.io/" + "*a" * 20,
 ]
 
 scalars = st.one_of(

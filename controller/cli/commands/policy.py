@@ -67,7 +67,8 @@ def _expired(doc: Mapping[str, Any], today: dt.date) -> list[str]:
 
 def validate(args: argparse.Namespace) -> int:
     from controller.documents import discover, is_manifest
-    from controller.policy.compile import check_policy
+    from controller.policy.compile import compile_checked
+    from controller.policy.store import PolicyStore, policy_key
     from controller.policyfiles import load_policy_documents
 
     today = parse_now(args.now).date()
@@ -84,11 +85,20 @@ def validate(args: argparse.Namespace) -> int:
         raise InputError(f"no policies found in {', '.join(args.paths)}")
     bad = warnings = 0
     first: dict[tuple[str, str | None, str], str] = {}
+    store = PolicyStore()  # the namespace bound on patterns, as a cluster would apply it
     for path, index, doc in documents:
         name = (doc.get("metadata") or {}).get("name", "?") if isinstance(doc, dict) else "?"
         here = f"{path} (document {index + 1}, {name})"
-        errors = [str(e) for e in check_policy(doc)]
+        policy, problems = compile_checked(doc)
+        errors = [str(e) for e in problems]
         key = _identity(doc)
+        if policy is not None and key is not None and key not in first:
+            stored = policy_key(*key)
+            refused = store.refusal(stored, policy)
+            if refused is not None:
+                errors.append(str(refused))
+            else:
+                store.upsert(stored, policy)
         if key is not None and key in first:
             errors.append(
                 f"metadata.name: {key[0]} {'/'.join(p for p in key[1:] if p)} is also defined in "
