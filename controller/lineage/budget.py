@@ -11,6 +11,11 @@ down to the resolver, which charges every registry call to it through
 :class:`BoundExceeded`, a :class:`~controller.errors.LookupFailed` whose
 message names the bound, so the image is ``lookup-failed`` like any other
 registry trouble and ``onLookupFailure`` decides.
+
+Programs count too: a Docker credential helper or a kubelet credential
+provider plugin started for one of the review's lookups is charged to the
+review that started it (:func:`controller.registry.helpers.processes_charged_to`),
+so a review cannot make the process start thousands of them.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from controller.errors import LookupFailed
+from controller.registry.helpers import ProcessLimitReached
 
 #: Defaults of the bounds; the webhook's settings (``max_*_per_review`` and so on)
 #: document each and can change it.
@@ -25,6 +31,7 @@ MAX_IMAGES = 256
 MAX_PLATFORMS = 64
 MAX_CANDIDATES = 32
 MAX_REQUESTS = 4096
+MAX_PROCESSES = 32
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -35,9 +42,10 @@ class Bounds:
     max_platforms: int = MAX_PLATFORMS
     max_candidates: int = MAX_CANDIDATES
     max_requests: int = MAX_REQUESTS
+    max_processes: int = MAX_PROCESSES
 
     def __post_init__(self) -> None:
-        for name in ("max_images", "max_platforms", "max_candidates", "max_requests"):
+        for name in ("max_images", "max_platforms", "max_candidates", "max_requests", "max_processes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
 
@@ -46,8 +54,12 @@ class BoundExceeded(LookupFailed):
     """A lookup stopped at one of the review's bounds; the message names it."""
 
 
+class ProcessBoundExceeded(BoundExceeded, ProcessLimitReached):
+    """The review started its last credential program; never remembered for another review."""
+
+
 class ReviewBudget:
-    """What one review may still spend: registry requests, counted across all its images.
+    """What one review may still spend: registry requests and programs, counted across all its images.
 
     Shared by every lookup of the review (they run concurrently), so the
     count is of the review as a whole. Once spent, every further request
@@ -57,6 +69,7 @@ class ReviewBudget:
     def __init__(self, bounds: Bounds | None = None) -> None:
         self.bounds = bounds or Bounds()
         self.requests = 0
+        self.processes = 0
 
     @property
     def spent(self) -> bool:
@@ -71,3 +84,18 @@ class ReviewBudget:
                 f"(max_requests_per_review = {limit}); not looked up"
             )
         self.requests += 1
+
+    def charge_process(self, program: str) -> None:
+        """Count one credential program started; :class:`ProcessBoundExceeded` past the last.
+
+        Raised before the program starts, so the lookup fails (``lookup-failed``, and
+        ``onLookupFailure`` decides) instead of going on anonymously.
+        """
+        limit = self.bounds.max_processes
+        if self.processes >= limit:
+            raise ProcessBoundExceeded(
+                f"this review reached its limit of {limit} credential programs run "
+                f"(max_processes_per_review = {limit}); {program} was not run and the image "
+                "was not looked up"
+            )
+        self.processes += 1

@@ -13,6 +13,7 @@ from controller.lineage.budget import (
     MAX_CANDIDATES,
     MAX_IMAGES,
     MAX_PLATFORMS,
+    MAX_PROCESSES,
     MAX_REQUESTS,
     Bounds,
 )
@@ -133,6 +134,14 @@ class Settings:
     on four levels of bases (each an index) costs 29, so a Deployment of five such
     images about 150: the default leaves room for a review of dozens of them."""
 
+    max_processes_per_review: int = MAX_PROCESSES
+    """Credential programs (Docker credential helpers, kubelet credential provider
+    plugins) one review may start (32). A plugin runs once per registry (once per
+    image for one that answers ``cacheKeyType: Image``) and its answer is cached,
+    so an honest review starts a handful; past the bound the image is
+    ``lookup-failed`` instead of starting another process. Independently of it, at
+    most four programs run at once in the whole process."""
+
     def budget_for(self, timeout: float | None) -> float:
         """Seconds a review may spend, given the apiserver's ``?timeout=`` (``None``: absent).
 
@@ -155,4 +164,5 @@ class Settings:
             max_platforms=self.max_platforms_per_index,
             max_candidates=self.max_candidates_per_claim,
             max_requests=self.max_requests_per_review,
+            max_processes=self.max_processes_per_review,
         )
