@@ -650,7 +650,7 @@ class ProgramCredentials:
                 [str(program), *provider.args],
                 json.dumps(request).encode(),
                 env={**os.environ, **provider.env},
-                what=f"credential provider plugin {provider.name}",
+                what=provider.name,
             )
         except (OSError, ProgramFailed) as exc:
             reason = str(exc) if isinstance(exc, ProgramFailed) else type(exc).__name__
