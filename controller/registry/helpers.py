@@ -152,15 +152,29 @@ def go_glob(pattern: str) -> re.Pattern[str] | None:
     return re.compile("".join(out), re.DOTALL)
 
 
-def _split_image(image: str) -> tuple[str, str, str]:
-    """``host[:port]/path`` → (host, port, /path); a scheme is tolerated and dropped."""
-    text = image if "://" in image else f"https://{image}"
-    try:
-        parts = urlsplit(text)
-        port = str(parts.port) if parts.port is not None else ""
-    except ValueError:  # a port that is not a number: the kubelet's url.Parse fails too
-        return "", "", ""
-    return (parts.hostname or "").lower(), port, parts.path
+#: What Go's ``url.Parse`` accepts in a host besides letters, digits and non-ASCII.
+_HOST_CHARS = frozenset("-_.~!$&'()*+,;=:[]<>\"%")
+
+
+def _split_image(image: str) -> tuple[str, str, str] | None:
+    """``[scheme://]host[:port]/path`` → (host, port, /path), as the kubelet's ``url.Parse`` and
+    ``net.SplitHostPort`` read it; ``None`` where Go fails to parse it (the kubelet: no match).
+
+    Hand-written rather than :func:`urllib.parse.urlsplit`, which reads ``[`` in a host
+    as the start of an IPv6 literal where Go reads a glob's character class.
+    """
+    text = image.split("://", 1)[1] if "://" in image else image
+    for stop in "?#":  # Go's query and fragment: not part of host or path
+        text = text.split(stop, 1)[0]
+    hostport, slash, path = text.partition("/")
+    if any(ord(c) < 0x80 and not c.isalnum() and c not in _HOST_CHARS for c in hostport):
+        return None
+    host, port = hostport, ""
+    if not hostport.endswith("]") and ":" in hostport:
+        host, _, port = hostport.rpartition(":")
+        if not port.isdigit():
+            return None
+    return host.lower(), port, slash + path
 
 
 def image_matches(pattern: str, image: str) -> bool:
@@ -172,15 +186,18 @@ def image_matches(pattern: str, image: str) -> bool:
     ``registry.io:5000/team/app`` but not ``registry.io/team/app``; a malformed glob
     (``registry.[io``) matches nothing.
     """
-    g_host, g_port, g_path = _split_image(pattern)
-    t_host, t_port, t_path = _split_image(image)
+    glob, target = _split_image(pattern), _split_image(image)
+    if glob is None or target is None:
+        return False
+    g_host, g_port, g_path = glob
+    t_host, t_port, t_path = target
     if not g_host or not t_host or g_port != t_port:
         return False
     g_labels, t_labels = g_host.split("."), t_host.split(".")
     if len(g_labels) != len(t_labels):
         return False
-    for glob, label in zip(g_labels, t_labels, strict=True):
-        compiled = go_glob(glob)
+    for part, label in zip(g_labels, t_labels, strict=True):
+        compiled = go_glob(part)
         if compiled is None or compiled.fullmatch(label) is None:
             return False
     return t_path.startswith(g_path)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,9 +26,15 @@ from controller.cli.main import main
 from controller.errors import InputError, LookupFailed
 from controller.reference import parse
 from controller.registry.client import RegistryClient
-from controller.registry.config import DockerCredentials, RegistryHost, parse_registry_config
+from controller.registry.config import (
+    Credentials,
+    DockerCredentials,
+    RegistryHost,
+    parse_registry_config,
+)
 from controller.registry.helpers import (
     MAX_CONCURRENT_PROGRAMS,
+    AuthMap,
     CredentialProviders,
     ProgramFailed,
     go_duration,
@@ -188,10 +195,66 @@ async def test_a_plugin_runs_only_for_the_images_it_matches(
         ("registry.io:5000/team", "registry.io:5000/team/app", True),  # path prefix
         ("registry.io:5000/team", "registry.io:5000/other/app", False),
         ("REGISTRY.io", "registry.IO/app", True),
+        # Go's url.Parse and filepath.Match, not fnmatch: ! is a character in a class (and ^ or \\
+        # is no host character at all), an unclosed class is a bad pattern that matches nothing
+        ("reg[!x]stry.io", "registry.io/app", False),
+        ("reg[!i]stry.io", "registry.io/app", True),
+        ("reg[^x]stry.io", "registry.io/app", False),
+        ("registry.[io", "registry.[io/app", False),
+        ("registry.i[]o", "registry.i]o/app", False),
+        ("registry.i[a-]o", "registry.i-o/app", False),
+        ("reg[a-j]stry.io", "registry.io/app", True),
+        ("r*stry.io/team", "registry.io/teamwork/app", True),  # the kubelet's path prefix is a string prefix
     ],
 )
 def test_match_images_follows_the_kubelet(pattern: str, image: str, matches: bool) -> None:
     assert image_matches(pattern, image) is matches
+
+
+ROBOT = Credentials(username="robot", password="r")
+TEAM = Credentials(username="team", password="t")
+HUB = Credentials(username="hub", password="h")
+
+
+@pytest.mark.parametrize(
+    ("image", "expected"),
+    [
+        ("reg.example/team/app:1", TEAM),  # the longer key wins
+        ("reg.example/other/app:1", ROBOT),
+        ("eu.reg.example/team/app:1", ROBOT),  # *.reg.example
+        ("reg.example:5000/team/app", Credentials()),  # another port: no key matches
+        ("elsewhere.example/app", Credentials()),  # nothing for this host: anonymous
+        ("docker.io/library/nginx:1", HUB),  # Docker Hub's legacy key, as the kubelet reads it
+    ],
+)
+def test_a_plugins_auth_map_is_matched_per_image_like_the_kubelets_keyring(
+    image: str, expected: Credentials
+) -> None:
+    answer = AuthMap.parse(
+        {
+            "reg.example": {"username": "robot", "password": "r"},
+            "https://reg.example/v2/team": {"username": "team", "password": "t"},
+            "*.reg.example": {"username": "robot", "password": "r"},
+            "https://index.docker.io/v1/": {"username": "hub", "password": "h"},
+            "broken.example": "not an entry",
+        }
+    )
+    assert answer.lookup(image) == expected
+
+
+async def test_programs_run_at_most_four_at_once_whoever_starts_them(tmp_path: Path) -> None:
+    """Docker helpers and plugins share one cap: 12 programs asked for at once, 4 run at a time."""
+    log = tmp_path / "runs.log"
+    script = tmp_path / "slow"
+    script.write_text(
+        f"#!{sys.executable}\nimport json, time\nstart = time.time()\ntime.sleep(0.2)\n"
+        f"open({str(log)!r}, 'a').write(json.dumps({{'start': start, 'end': time.time()}}) + '\\n')\n"
+    )
+    script.chmod(0o755)
+    await asyncio.gather(*(run_program([str(script)], b"", env=None, what="slow") for _ in range(12)))
+    runs = Program(script, log, tmp_path / "unused.json")
+    assert len(runs.calls()) == 12
+    assert 1 < runs.most_at_once() <= MAX_CONCURRENT_PROGRAMS
 
 
 def test_provider_config_problems_are_named(tmp_path: Path) -> None:
