@@ -21,12 +21,25 @@ same way the kubelet and the Docker CLI run them:
   ``<bin-dir>/<name> <args...>`` with its ``env`` added, a
   ``CredentialProviderRequest`` (``credentialprovider.kubelet.k8s.io/v1``) on
   stdin and a ``CredentialProviderResponse`` on stdout. Its answer is cached
-  as it says: per image, per registry or globally (``cacheKeyType``) for
-  ``cacheDuration`` (else the provider's ``defaultCacheDuration``).
+  as the kubelet caches it: the whole ``auth`` map, under the image, the
+  registry or one global key (``cacheKeyType``) for ``cacheDuration`` (else the
+  provider's ``defaultCacheDuration``), and each image is matched against the
+  map (most specific key first, Go's glob syntax). A ``Global`` answer holding
+  host A's robot is therefore never A's robot for host B, and an image the map
+  does not cover is looked up anonymously without being remembered as "none"
+  for the hosts the map does cover.
 
-Every program runs with a timeout and is killed when the lookup that needed
-it is abandoned. Nothing a program prints is logged; a failure is logged with
-the program's name and exit status only. Answers are kept in memory only.
+What one review may make the process spawn is bounded three ways: runs are
+single-flight per (provider, registry) -- per image once the provider has
+answered ``Image`` -- so a 256-image review on one registry runs the plugin
+once; at most :data:`MAX_CONCURRENT_PROGRAMS` programs run at once in the whole
+process; and each run is charged to the review that started it
+(:func:`processes_charged_to`, ``max_processes_per_review``). A program's
+output is read a chunk at a time and the program is killed, with its process
+group, at :data:`MAX_OUTPUT` bytes, at :data:`EXEC_TIMEOUT` seconds, or when the
+lookup that needed it is abandoned. Nothing a program prints is logged; a
+failure is logged with the program's name and the limit it hit or its exit
+status only. Answers are kept in memory only.
 """
 
 from __future__ import annotations
@@ -63,6 +76,7 @@ EXEC_TIMEOUT = 10.0
 HELPER_TTL = 300.0
 #: How long "nothing for this host" or a failed run is remembered.
 MISS_TTL = 30.0
+#: The most a helper or plugin may print (an answer is a few hundred bytes).
 MAX_OUTPUT = 1024 * 1024
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
