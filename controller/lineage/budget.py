@@ -11,6 +11,11 @@ down to the resolver, which charges every registry call to it through
 :class:`BoundExceeded`, a :class:`~controller.errors.LookupFailed` whose
 message names the bound, so the image is ``lookup-failed`` like any other
 registry trouble and ``onLookupFailure`` decides.
+
+Programs count too: a Docker credential helper or a kubelet credential
+provider plugin started for one of the review's lookups is charged to the
+review that started it (:func:`controller.registry.helpers.processes_charged_to`),
+so a review cannot make the process start thousands of them.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from controller.errors import LookupFailed
+from controller.registry.helpers import ProcessLimitReached
 
 #: Defaults of the bounds; the webhook's settings (``max_*_per_review`` and so on)
 #: document each and can change it.
@@ -30,6 +36,7 @@ MAX_REQUESTS = 4096
 #: tenant's policy of thousands of globs held every other review and the health probe.
 MAX_CPU_PER_REVIEW = 2.0
 MAX_CPU_PER_IMAGE = 0.1
+MAX_PROCESSES = 32
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,9 +49,10 @@ class Bounds:
     max_requests: int = MAX_REQUESTS
     max_cpu_per_review: float = MAX_CPU_PER_REVIEW
     max_cpu_per_image: float = MAX_CPU_PER_IMAGE
+    max_processes: int = MAX_PROCESSES
 
     def __post_init__(self) -> None:
-        for name in ("max_images", "max_platforms", "max_candidates", "max_requests"):
+        for name in ("max_images", "max_platforms", "max_candidates", "max_requests", "max_processes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
         for name in ("max_cpu_per_review", "max_cpu_per_image"):
@@ -56,9 +64,13 @@ class BoundExceeded(LookupFailed):
     """A lookup stopped at one of the review's bounds; the message names it."""
 
 
+class ProcessBoundExceeded(BoundExceeded, ProcessLimitReached):
+    """The review started its last credential program; never remembered for another review."""
+
+
 class ReviewBudget:
-    """What one review may still spend: registry requests and evaluation CPU, counted
-    across all its images.
+    """What one review may still spend: registry requests, credential programs and
+    evaluation CPU, counted across all its images.
 
     Shared by every lookup of the review (they run concurrently), so the
     count is of the review as a whole. Once spent, every further request
@@ -69,6 +81,7 @@ class ReviewBudget:
         self.bounds = bounds or Bounds()
         self.requests = 0
         self.cpu = 0.0  # seconds of evaluation CPU charged so far (see charge_cpu)
+        self.processes = 0
 
     @property
     def spent(self) -> bool:
@@ -108,3 +121,17 @@ class ReviewBudget:
             )
         return None
 
+    def charge_process(self, program: str) -> None:
+        """Count one credential program started; :class:`ProcessBoundExceeded` past the last.
+
+        Raised before the program starts, so the lookup fails (``lookup-failed``, and
+        ``onLookupFailure`` decides) instead of going on anonymously.
+        """
+        limit = self.bounds.max_processes
+        if self.processes >= limit:
+            raise ProcessBoundExceeded(
+                f"this review reached its limit of {limit} credential programs run "
+                f"(max_processes_per_review = {limit}); {program} was not run and the image "
+                "was not looked up"
+            )
+        self.processes += 1

@@ -34,6 +34,7 @@ from controller.lineage.model import DEFAULT_MAX_DEPTH, Lineage
 from controller.lineage.sources import default_sources
 from controller.lineage.walk import Walk
 from controller.reference import Reference
+from controller.registry.helpers import processes_charged_to
 
 LineageKey = tuple[str, int, tuple[str, ...] | None, tuple[str, ...]]
 
@@ -114,5 +115,7 @@ class LineageResolver:
         ``budget`` is the review's (shared by all the lookups it makes); without
         one, this call gets a budget of its own with the default bounds.
         """
-        walk = self._walk(budget if budget is not None else ReviewBudget())
-        return await walk.run(ref, max_depth=max_depth, platforms=platforms, catalog=catalog)
+        account = budget if budget is not None else ReviewBudget()
+        walk = self._walk(account)
+        with processes_charged_to(account):  # credential programs started for it count too
+            return await walk.run(ref, max_depth=max_depth, platforms=platforms, catalog=catalog)

@@ -48,7 +48,7 @@ from controller.registry import auth, media, referrers
 from controller.registry.cache import RegistryCache
 from controller.registry.config import RegistryConfig, RegistryHost
 from controller.registry.handshake import Handshake
-from controller.registry.helpers import ProgramCredentials
+from controller.registry.helpers import ProcessLimitReached, ProgramCredentials
 from controller.registry.media import ImageConfig, ImageIndex, ImageManifest
 from controller.registry.transport import (
     KIND_BLOB,
@@ -294,6 +294,8 @@ class RegistryClient:
         async def remembered() -> T:
             try:
                 return await work()
+            except ProcessLimitReached:
+                raise  # one review's own limit: never the answer for the next review
             except LookupFailed as exc:
                 retry_after = exc.context.get("retry_after")
                 cache.put_failure(

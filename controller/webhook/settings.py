@@ -15,6 +15,7 @@ from controller.lineage.budget import (
     MAX_CPU_PER_REVIEW,
     MAX_IMAGES,
     MAX_PLATFORMS,
+    MAX_PROCESSES,
     MAX_REQUESTS,
     Bounds,
 )
@@ -150,6 +151,13 @@ class Settings:
     before each policy, so the policies not reached do not judge it and say so. Under
     the pattern caps (1,000 per policy, 2,000 per namespace) an image costs a few
     milliseconds; an honest one, well under one."""
+    max_processes_per_review: int = MAX_PROCESSES
+    """Credential programs (Docker credential helpers, kubelet credential provider
+    plugins) one review may start (32). A plugin runs once per registry (once per
+    image for one that answers ``cacheKeyType: Image``) and its answer is cached,
+    so an honest review starts a handful; past the bound the image is
+    ``lookup-failed`` instead of starting another process. Independently of it, at
+    most four programs run at once in the whole process."""
 
     def budget_for(self, timeout: float | None) -> float:
         """Seconds a review may spend, given the apiserver's ``?timeout=`` (``None``: absent).
@@ -175,4 +183,5 @@ class Settings:
             max_requests=self.max_requests_per_review,
             max_cpu_per_review=self.max_cpu_per_review,
             max_cpu_per_image=self.max_cpu_per_image,
+            max_processes=self.max_processes_per_review,
         )

@@ -15,17 +15,23 @@ import io
 import json
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from support.credentials import TLS_USER
 from support.faulty_proxy import FaultyProxy
 from support.hardening import QUERY, bases_policy, pod
 from support.images import Pushed, layer
-from support.registry import RegistryProcess
+from support.programs import Program, provider_plugin
+from support.registry import RegistryProcess, start_registry
 
 from controller import logs
+from controller.errors import LookupFailed
+from controller.reference import parse
 from controller.registry import media
 from controller.registry.config import RegistryHost
+from controller.registry.helpers import CredentialProviders
 
 TOKEN = "tok-8f1c3b9e5a7d44e2b6c0"
 USER, PASSWORD = "robot", "pw-41d9e7c2a8f05b36"
@@ -195,3 +201,96 @@ async def test_no_secret_in_answers_logs_or_metrics(
     secrets = (TOKEN,) if kind == "token" else (PASSWORD, BASIC)  # what this run configured
     leaks = [f"{secret!r} in the {where}" for where, text in shown.items() for secret in secrets if secret in text]
     assert leaks == [], "\n".join(leaks)
+
+
+# --------------------------------------------------------------------------- credential provider plugins
+
+
+ROBOT_B = ("robot-b", "robot-b-Pa55word")
+
+
+def basic(user: tuple[str, str]) -> str:
+    return "Basic " + base64.b64encode(f"{user[0]}:{user[1]}".encode()).decode()
+
+
+@pytest.fixture(scope="module")
+def two_hosts(
+    tls_registry: RegistryProcess, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[FaultyProxy, FaultyProxy, str, str]]:
+    """Hosts A and B: two htpasswd registries (users of their own), each behind a recording proxy;
+    an image pushed to each. The proxies record every Authorization header each host receives."""
+    reg_b = start_registry(tmp_path_factory.mktemp("registry-b"), tls=True, htpasswd=ROBOT_B)
+    layers = [layer({"etc/os-release": "ID=plugin-hosts\n"})]
+    tls_registry.push_image("plugin-hosts/app", "1", layers)
+    reg_b.push_image("plugin-hosts/app", "1", layers)
+    host_a = FaultyProxy(tls_registry.url, upstream_ssl=tls_registry.ssl_context()).start()
+    host_b = FaultyProxy(reg_b.url, upstream_ssl=reg_b.ssl_context()).start()
+    yield host_a, host_b, f"{host_a.host}/plugin-hosts/app:1", f"{host_b.host}/plugin-hosts/app:1"
+    host_a.stop()
+    host_b.stop()
+    reg_b.stop()
+
+
+def global_plugin(tmp_path: Path, hosts: list[str], store: dict[str, tuple[str, str]]) -> tuple[Program, Any]:
+    """A plugin answering ``cacheKeyType: Global`` with ``store`` as its ``auth``, for 10 minutes."""
+    bin_dir = tmp_path / "plugins"
+    plugin = provider_plugin(bin_dir, "node-credentials", store)
+    config = tmp_path / "providers.json"
+    config.write_text(
+        json.dumps(
+            {
+                "apiVersion": "kubelet.config.k8s.io/v1",
+                "kind": "CredentialProviderConfig",
+                "providers": [
+                    {
+                        "name": "node-credentials",
+                        "matchImages": hosts,
+                        "defaultCacheDuration": "10m",
+                        "apiVersion": "credentialprovider.kubelet.k8s.io/v1",
+                        "args": [str(plugin.store)],
+                        "env": [{"name": "CACHE_KEY_TYPE", "value": "Global"}],
+                    }
+                ],
+            }
+        )
+    )
+    return plugin, CredentialProviders.load(config, bin_dir)
+
+
+async def test_a_global_plugin_answer_for_host_a_never_reaches_host_b(
+    two_hosts: tuple[FaultyProxy, FaultyProxy, str, str], make_client: Any, tmp_path: Path
+) -> None:
+    """The answer is cached as a map and matched per image: B's image matches no key of it."""
+    host_a, host_b, image_a, image_b = two_hosts
+    host_a.clear()
+    host_b.clear()
+    plugin, providers = global_plugin(tmp_path, [host_a.host, host_b.host], {host_a.host: TLS_USER})
+    client = make_client(host_a, host_b, credential_providers=providers)
+
+    assert (await client.fetch_manifest(parse(image_a))).digest  # review 1: A, with A's robot
+    with pytest.raises(LookupFailed, match=r"requires credentials \(Basic\) and none are configured"):
+        await client.fetch_manifest(parse(image_b))  # review 2: B
+
+    assert basic(TLS_USER) in {s.headers.get("Authorization") for s in host_a.seen}
+    assert {s.headers.get("Authorization") for s in host_b.seen} == {None}  # it was A's Basic, 3 times
+    assert len(host_b.seen) >= 1 and len(plugin.calls()) == 1
+
+
+async def test_an_empty_match_for_one_host_is_not_remembered_for_another(
+    two_hosts: tuple[FaultyProxy, FaultyProxy, str, str], make_client: Any, tmp_path: Path
+) -> None:
+    """Asked about A first, the plugin answers (Global) with B's entry only: A goes anonymous,
+    and B then gets B's credentials from the cached map (they were "none" for 10 minutes)."""
+    host_a, host_b, image_a, image_b = two_hosts
+    host_a.clear()
+    host_b.clear()
+    plugin, providers = global_plugin(tmp_path, [host_a.host, host_b.host], {host_b.host: ROBOT_B})
+    client = make_client(host_a, host_b, credential_providers=providers)
+
+    with pytest.raises(LookupFailed, match=r"requires credentials \(Basic\) and none are configured"):
+        await client.fetch_manifest(parse(image_a))
+    assert (await client.fetch_manifest(parse(image_b))).digest
+
+    assert {s.headers.get("Authorization") for s in host_a.seen} == {None}
+    assert {s.headers.get("Authorization") for s in host_b.seen} == {None, basic(ROBOT_B)}
+    assert len(plugin.calls()) == 1  # B was answered from the cached map, not by another run

@@ -8,6 +8,11 @@ dir speaking ``credentialprovider.kubelet.k8s.io/v1`` (a
 ``CredentialProviderRequest`` on stdin, a ``CredentialProviderResponse`` on
 stdout). Each appends what it was asked to a log file, so tests can count runs
 and read the requests.
+
+The plugin's environment (the provider's ``env`` in its config) shapes its
+answer: ``CACHE_KEY_TYPE``, ``CACHE_DURATION``; ``SLEEP`` seconds before it
+answers (so concurrent runs overlap and :func:`most_at_once` can see them);
+``FLOOD_BYTES`` makes it print that many bytes instead of an answer.
 """
 
 from __future__ import annotations
@@ -35,10 +40,22 @@ print(json.dumps({{"ServerURL": server, "Username": user, "Secret": secret}}))
 """
 
 PLUGIN = """#!{python}
-import json, os, sys
+import json, os, sys, time
+start = time.time()
 request = json.loads(sys.stdin.read())
+entry = {{"argv": sys.argv[1:], "request": request, "pid": os.getpid(), "start": start}}
+flood = int(os.environ.get("FLOOD_BYTES", "0"))
+if flood:  # print far more than any answer: log first, the run is killed mid-way
+    with open({log!r}, "a") as log:
+        log.write(json.dumps(entry) + "\\n")
+    chunk = b"x" * (1024 * 1024)
+    for _ in range(flood // len(chunk)):
+        sys.stdout.buffer.write(chunk)
+    sys.exit(0)
+time.sleep(float(os.environ.get("SLEEP", "0")))
+entry["end"] = time.time()
 with open({log!r}, "a") as log:
-    log.write(json.dumps({{"argv": sys.argv[1:], "request": request}}) + "\\n")
+    log.write(json.dumps(entry) + "\\n")
 if request.get("kind") != "CredentialProviderRequest" or not request.get("image"):
     sys.exit(3)
 store = json.load(open(sys.argv[1]))
@@ -64,6 +81,22 @@ class Program:
         if not self.log.exists():
             return []
         return [json.loads(line) for line in self.log.read_text().splitlines()]
+
+    def images(self) -> list[str]:
+        """The image of each run, in the order the runs ended."""
+        return [str(call["request"]["image"]) for call in self.calls()]  # type: ignore[index]
+
+    def most_at_once(self) -> int:
+        """The most runs that were alive at the same moment (from their start and end times)."""
+        events = sorted(
+            [(float(c["start"]), 1) for c in self.calls() if "end" in c]  # type: ignore[arg-type]
+            + [(float(c["end"]), -1) for c in self.calls() if "end" in c]  # type: ignore[arg-type]
+        )
+        alive = most = 0
+        for _, step in events:
+            alive += step
+            most = max(most, alive)
+        return most
 
     def set_store(self, entries: dict[str, tuple[str, str]]) -> None:
         self.store.write_text(json.dumps(entries))
