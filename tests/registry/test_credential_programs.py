@@ -23,7 +23,7 @@ from support.registry import RegistryProcess, start_registry
 from support.token_server import TokenServer
 
 from controller.cli.main import main
-from controller.errors import InputError, LookupFailed
+from controller.errors import ExitCode, InputError, LookupFailed
 from controller.reference import parse
 from controller.registry.client import RegistryClient
 from controller.registry.config import (
@@ -383,7 +383,7 @@ def test_programs_run_at_most_four_at_once_and_the_review_starts_at_most_32(
         "this review reached its limit of 32 credential programs run (max_processes_per_review = 32)" in m
         for m in failures
     ), failures
-    assert code == 1  # Enforce: lookup-failed denies (onLookupFailure: Deny by default)
+    assert code == ExitCode.UNJUDGED  # lookup-failed denies (onLookupFailure: Deny), and says "could not judge"
 
 
 def running(pid: int) -> bool:
@@ -426,7 +426,7 @@ def test_a_plugin_printing_300_mb_is_killed_at_1_mib_and_costs_no_memory(
     ) in caplog.messages
     (failure,) = lookup_failures(results)
     assert "requires credentials (Basic) and none are configured" in failure
-    assert code == 1
+    assert code == ExitCode.UNJUDGED
     pid = int(plugin.calls()[0]["pid"])  # type: ignore[call-overload]
     assert not running(pid)  # killed and reaped
 
