@@ -297,3 +297,17 @@ def test_the_bundled_library_tests_lineage_rules_from_described_images(
     assert expected[("python-lineage", "cron")] == {"deprecated-base", "tag-mismatch"}
     assert main(["test", str(root / "allowlists"), str(root / "eol" / "tests" / "python-lineage")]) == 0
     assert capsys.readouterr().out.endswith("2 passed, 0 failed\n")
+
+
+def test_the_docs_describe_every_image_key_and_their_example_builds() -> None:
+    from controller.cli.fixtures import IMAGE_SCHEMA, DescribedRegistry
+    from controller.documents import yaml_data
+
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "policy-tests.md").read_text()
+    section = docs.split("## Described images", 1)[1]
+    for key in IMAGE_SCHEMA["properties"]:
+        assert f"| `{key}` |" in section, key
+    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    registry, problems = DescribedRegistry.build(yaml_data(example, source="docs")["images"])
+    assert problems == []
+    assert registry.history().known("docker.io/library/python", "sha256:" + "1" * 64) is not None
