@@ -21,7 +21,7 @@ Each image is described by what the resolver reads from a registry::
       pastTags: []                                # tags that named it before (an old digest)
       digest: sha256:…                            # optional; else derived from the content
       platforms: [linux/amd64]                    # default: its from image's, else linux/amd64
-      from: debian:bookworm-slim                  # starts with that described image's layers
+      from: debian:bookworm-slim                  # starts with that described image's layers (tag, @digest)
       baseAnnotations: true                       # writes the OCI base.name/base.digest of from
       layers: [python-3.12]                       # names (stable fake diff_ids) or sha256 diff_ids
       labels: {…}                                 # config labels
@@ -196,7 +196,7 @@ class DescribedRegistry:
             for tag in tags:
                 other = registry._tags.get((ref.name, tag))
                 if other is not None and other != image.digest:
-                    problems.append(f"images[{i}]: {ref.name}:{tag} already names another described image")
+                    problems.append(f"images[{i}].tags: {ref.name}:{tag} already names another described image")
                 registry._tags[(ref.name, tag)] = image.digest
             registry._past.extend((ref.name, tag, image.digest) for tag in item.get("pastTags", ()))
         return registry, problems
@@ -251,7 +251,9 @@ class DescribedRegistry:
         keys = [str(Platform.parse(p).normalized) for p in platforms]
         annotations = dict(item.get("annotations", {}))
         if item.get("baseAnnotations") and base is not None and base_ref is not None:
-            annotations.setdefault(BASE_NAME, base_ref.without_digest().normalized)
+            # As written in FROM: the tag when there is one (a digest-only FROM names the digest).
+            named = base_ref.without_digest() if base_ref.tag is not None else base_ref
+            annotations.setdefault(BASE_NAME, named.normalized)
             annotations.setdefault(BASE_DIGEST, base.digest)
         created = _created(item["created"]) if "created" in item else None
         layers: dict[str, tuple[str, ...]] = {}
@@ -337,14 +339,15 @@ class DescribedRegistry:
 
     # ------------------------------------------------------------ the registry client's calls
 
-    def _missing(self, ref: Reference, what: str) -> LookupFailed:
+    @staticmethod
+    def _missing(what: str) -> LookupFailed:
         return LookupFailed(f"{what}: not described in this test's images")
 
     async def fetch_manifest(self, ref: Reference, digest: str | None = None) -> Fetched:
         digest = digest or ref.digest or await self.resolve_digest(ref)
         manifest = self._manifests.get((ref.name, digest))
         if manifest is None:
-            raise self._missing(ref, f"{ref.name}@{digest}")
+            raise self._missing(f"{ref.name}@{digest}")
         return Fetched(digest, manifest)
 
     async def resolve_digest(self, ref: Reference) -> str:
@@ -352,13 +355,13 @@ class DescribedRegistry:
             return ref.digest
         digest = self._tags.get((ref.name, ref.effective_tag or ""))
         if digest is None:
-            raise self._missing(ref, ref.without_digest().normalized)
+            raise self._missing(ref.without_digest().normalized)
         return digest
 
     async def fetch_config(self, ref: Reference, manifest: ImageManifest) -> ImageConfig:
         config = self._configs.get(manifest.config.digest)
         if config is None:
-            raise self._missing(ref, f"the config of {ref.name}")
+            raise self._missing(f"the config of {ref.name}")
         return config
 
     async def list_tags(

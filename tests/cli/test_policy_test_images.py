@@ -54,7 +54,10 @@ images:
   - {{name: "ghcr.io/acme/full:1", from: "python:3.12", baseAnnotations: true, layers: [app]}}
   - {{name: "ghcr.io/acme/old:1", from: "python:3.8-slim", baseAnnotations: true, layers: [app]}}
   - {{name: "ghcr.io/acme/detected:1", from: "python:3.12-slim", layers: [app]}}
-  - name: ghcr.io/acme/stale:1
+  # Built FROM python:3.12-slim when the tag named OLD; the tag has moved on since.
+  - {{name: "ghcr.io/acme/stale:1", from: "python:3.12-slim@{OLD}", baseAnnotations: true, layers: [app]}}
+  # The same, its claim written by hand.
+  - name: ghcr.io/acme/stale-by-hand:1
     from: "python@{OLD}"
     annotations:
       org.opencontainers.image.base.name: docker.io/library/python:3.12-slim
@@ -76,6 +79,7 @@ spec:
     - {{name: old, image: "ghcr.io/acme/old:1"}}
     - {{name: detected, image: "ghcr.io/acme/detected:1"}}
     - {{name: stale, image: "ghcr.io/acme/stale:1"}}
+    - {{name: stale-by-hand, image: "ghcr.io/acme/stale-by-hand:1"}}
     - {{name: liar, image: "ghcr.io/acme/liar:1"}}
     - {{name: mystery, image: "ghcr.io/acme/mystery:1"}}
     - {{name: pinned-liar, image: "python:3.12-slim@{PY38}"}}
@@ -88,6 +92,7 @@ EXPECTED = {
     "old": ("deny", ["deprecated-base"]),
     "detected": ("allow", []),
     "stale": ("deny", ["stale-base"]),
+    "stale-by-hand": ("deny", ["stale-base"]),
     "liar": ("deny", ["base-not-allowed", "lineage-mismatch"]),
     "mystery": ("deny", ["unknown-base"]),
     "pinned-liar": ("deny", ["deprecated-base", "tag-mismatch"]),
@@ -187,6 +192,10 @@ BAD_IMAGES = {
     "bad-created": ("images:\n  - {name: 'a:1', created: soon}\n", "images[0].created: 'soon' is not a date"),
     "layers-string": ("images:\n  - {name: 'a:1', layers: app}\n", "images[0].layers: expected a list, got a string"),
     "bad-name": ("images:\n  - {name: 'UPPER:1'}\n", "images[0].name: "),
+    "shared-tag": (
+        "images:\n  - {name: 'a:1', layers: [x]}\n  - {name: 'a:1', layers: [y]}\n",
+        "images[1].tags: docker.io/library/a:1 already names another described image",
+    ),
     "loop": (
         "images:\n  - {name: 'a:1', from: 'b:1'}\n  - {name: 'b:1', from: 'a:1'}\n",
         "from: the from images form a loop",
@@ -311,3 +320,23 @@ def test_the_docs_describe_every_image_key_and_their_example_builds() -> None:
     registry, problems = DescribedRegistry.build(yaml_data(example, source="docs")["images"])
     assert problems == []
     assert registry.history().known("docker.io/library/python", "sha256:" + "1" * 64) is not None
+
+
+def test_a_described_created_date_makes_an_old_base_stale(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``created`` is the config's date: ``maxBaseAge`` judges it against the test's ``now``."""
+    aged = POLICY.replace("staleBase: Deny\n", "staleBase: Deny\n    maxBaseAge: 180d\n")
+    images = """\
+        images:
+          - {name: "python:3.12-slim", layers: [slim], created: "2026-01-02"}
+          - {name: "ghcr.io/acme/detected:1", from: "python:3.12-slim", baseAnnotations: true, layers: [app]}
+        """
+    root = write(tmp_path, textwrap.dedent(images) + results({"detected": ("deny", ["stale-base"])}))
+    (root / "policy.yaml").write_text(aged)
+    assert main(["test", str(root)]) == 0, capsys.readouterr().out
+    (root / "baseguard-test.yaml").write_text(
+        (root / "baseguard-test.yaml").read_text().replace('"2026-01-02"', '"2026-10-01"')
+    )
+    assert main(["test", str(root)]) == 1
+    assert "got allow []" in capsys.readouterr().out
