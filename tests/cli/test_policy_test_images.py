@@ -340,3 +340,35 @@ def test_a_described_created_date_makes_an_old_base_stale(
     )
     assert main(["test", str(root)]) == 1
     assert "got allow []" in capsys.readouterr().out
+
+
+def test_the_docs_example_gives_what_its_comments_say(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "policy-tests.md").read_text()
+    example = docs.split("## Described images", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    pod = (
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: api, namespace: shop}\nspec:\n  containers:\n"
+        + "".join(
+            f'    - {{name: {n}, image: "ghcr.io/acme/{n}:{v}"}}\n'
+            for n, v in [("api", "2.0"), ("worker", "2.0"), ("batch", "2.0"), ("liar", "1.0"), ("mystery", "1.0")]
+        )
+        + f'    - {{name: pinned, image: "python:3.12-slim@sha256:{"38" * 32}"}}\n'
+    )
+    root = write(
+        tmp_path,
+        example
+        + results(
+            {
+                "api": ("allow", []),
+                "worker": ("deny", ["stale-base"]),
+                "batch": ("deny", ["stale-base"]),
+                "liar": ("deny", ["base-not-allowed", "lineage-mismatch"]),
+                "mystery": ("deny", ["unknown-base"]),
+                "pinned": ("deny", ["deprecated-base", "tag-mismatch"]),
+            }
+        ),
+    )
+    (root / "pod.yaml").write_text(pod)
+    code = main(["test", str(root)])
+    assert code == 0, capsys.readouterr().out
