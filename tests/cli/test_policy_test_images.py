@@ -372,3 +372,19 @@ def test_the_docs_example_gives_what_its_comments_say(
     (root / "pod.yaml").write_text(pod)
     code = main(["test", str(root)])
     assert code == 0, capsys.readouterr().out
+
+
+def test_junit_gives_the_difference_first_line_as_message_and_all_of_it_as_text(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import xml.etree.ElementTree as ET
+
+    root = write(tmp_path, IMAGES + results({"old": ("warn", ["base-not-allowed"])}))
+    assert main(["test", str(root), "--format", "junit"]) == 1
+    failure = ET.fromstring(capsys.readouterr().out).find("testcase/failure")
+    assert failure is not None
+    assert failure.get("message") == (
+        "Pod/shop/api container old (ghcr.io/acme/old:1): expected warn ['base-not-allowed'], "
+        "got deny ['deprecated-base']"
+    )
+    assert "  missing rules: base-not-allowed\n  unexpected rules: deprecated-base\n" in (failure.text or "")
