@@ -381,7 +381,7 @@ def test_junit_gives_the_difference_first_line_as_message_and_all_of_it_as_text(
 
     root = write(tmp_path, IMAGES + results({"old": ("warn", ["base-not-allowed"])}))
     assert main(["test", str(root), "--format", "junit"]) == 1
-    failure = ET.fromstring(capsys.readouterr().out).find("testcase/failure")
+    failure = ET.fromstring(capsys.readouterr().out).find("testsuite/testcase/failure")
     assert failure is not None
     assert failure.get("message") == (
         "Pod/shop/api container old (ghcr.io/acme/old:1): expected warn ['base-not-allowed'], "
