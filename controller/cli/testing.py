@@ -49,6 +49,7 @@ class Outcome:
     failures: list[str] = field(default_factory=list)
     error: str | None = None
     checked: int = 0
+    online: bool = False  # it asked the real registries (offline: false)
 
     @property
     def status(self) -> str:
@@ -171,7 +172,9 @@ def run_one(path: Path, *, today: dt.date | None = None, registries: Registries 
     cannot be read) is an ``ERROR`` outcome, never an exception: the other tests still run."""
     try:
         spec = read_test_file(path, today=today or dt.date.today())
-        return Outcome(path, failures=run_spec(spec, registries), checked=len(spec.expectations))
+        return Outcome(
+            path, failures=run_spec(spec, registries), checked=len(spec.expectations), online=spec.online
+        )
     except BaseguardError as exc:
         return Outcome(path, error=str(exc))
 
@@ -181,6 +184,26 @@ def run_all(dirs: Sequence[str], registries: Registries | None = None) -> list[O
     if not files:
         raise InputError(f"no {TEST_FILE} found under {', '.join(dirs)}")
     return [run_one(path, registries=registries) for path in files]
+
+
+def unused_registry_options(registries: Registries, outcomes: Sequence[Outcome]) -> str | None:
+    """A note when ``--registry-config``/``--docker-config`` were given and no online test ran.
+
+    Not an error (which tests are online is the files' choice, and a CI job keeps its
+    flags while tests come and go), but never silence: the reader of the log must not
+    believe a registry was asked.
+    """
+    given = [
+        flag
+        for flag, value in (("--registry-config", registries.config), ("--docker-config", registries.docker_config))
+        if value is not None
+    ]
+    if not given or any(o.online for o in outcomes):
+        return None
+    return (
+        f"{' and '.join(given)} not used: no test ran online (offline: false); "
+        "the others answer from their described images, or make no lookups"
+    )
 
 
 def exit_code(outcomes: Sequence[Outcome]) -> ExitCode:

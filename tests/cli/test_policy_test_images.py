@@ -284,6 +284,19 @@ def test_an_online_test_asks_the_real_registry(
     # Without the registry's settings the lookup fails (plain HTTP refused): the test says so.
     assert main(["test", str(tmp_path)]) == 1
     assert "lookup-failed" in capsys.readouterr().out
+    assert main(["test", str(tmp_path), "--registry-config", str(config)]) == 0
+    assert "not used" not in capsys.readouterr().err  # an online test used it
+
+
+def test_registry_options_no_online_test_used_are_said_to_be_unused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = write(tmp_path, IMAGES + results({"full": ("deny", ["base-not-allowed"])}))
+    assert main(["test", str(root), "--registry-config", str(root / "none.yaml")]) == 0
+    assert capsys.readouterr().err == (
+        "baseguard test: --registry-config not used: no test ran online (offline: false); "
+        "the others answer from their described images, or make no lookups\n"
+    )
 
 
 def test_the_bundled_library_tests_lineage_rules_from_described_images(

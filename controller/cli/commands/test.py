@@ -30,9 +30,19 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from controller.cli.testing import Registries, exit_code, run_all, write_text
+    from controller.cli.testing import (
+        Registries,
+        exit_code,
+        run_all,
+        unused_registry_options,
+        write_text,
+    )
 
-    outcomes = run_all(args.dirs, Registries(args.registry_config, args.docker_config))
+    registries = Registries(args.registry_config, args.docker_config)
+    outcomes = run_all(args.dirs, registries)
+    note = unused_registry_options(registries, outcomes)
+    if note:
+        print(f"baseguard test: {note}", file=sys.stderr)
     if args.format == "junit":
         from controller.cli.junit import policy_tests_junit
 
