@@ -25,6 +25,10 @@ WORKDIR /src
 # Metadata first, then the package: a source change does not rebuild the layers above.
 COPY pyproject.toml README.md ./
 COPY controller ./controller
+# The commit `baseguard --version` prints (the build context holds no .git):
+#   docker build --build-arg BASEGUARD_COMMIT="$(git rev-parse HEAD)" -t baseguard .
+ARG BASEGUARD_COMMIT=""
+RUN if [ -n "${BASEGUARD_COMMIT}" ]; then printf '%s\n' "${BASEGUARD_COMMIT}" > controller/commit.txt; fi
 # Wheels for baseguard and every dependency (the operator extra: kopf, kubernetes),
 # then a virtual environment without pip, filled from those wheels only.
 # DL3013 (pin versions in pip install) does not fit the install step: it installs the

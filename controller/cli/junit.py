@@ -90,7 +90,9 @@ def policy_tests_junit(outcomes: Sequence[Outcome]) -> str:
             ET.SubElement(case, "error", {"message": first, "type": "bad-test-file"}).text = outcome.error
         elif outcome.failures:
             counts["failures"] += 1
-            failure = ET.SubElement(case, "failure", {"message": outcome.failures[0], "type": "expectation"})
+            failure = ET.SubElement(
+                case, "failure", {"message": outcome.failures[0].splitlines()[0], "type": "expectation"}
+            )
             failure.text = "\n".join(outcome.failures)
     suite.attrib.update({k: str(v) for k, v in counts.items()} | {"skipped": "0"})
     return _document(suite)

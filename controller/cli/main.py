@@ -16,13 +16,23 @@ import os
 import sys
 from collections.abc import Sequence
 
-from controller import __version__
 from controller.cli.commands import audit, check, lineage, policy, run, serve, test
 from controller.cli.options import missing_operator_extra
 from controller.errors import BaseguardError, ExitCode
 
 #: In the order ``--help`` lists them.
 COMMANDS = (check, lineage, policy, test, serve, run, audit)
+
+
+class _Version(argparse.Action):
+    """``--version``: several lines, as written (argparse's own action reflows them into one),
+    and the commit looked up only when asked."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        from controller.version import version_text
+
+        print(version_text())
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,7 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
         "0 nothing denied, 1 denied (or a test failed), 2 bad input or usage, 3 could not judge "
         "(check: a lookup failed or --offline, and the policy denies that).",
     )
-    parser.add_argument("--version", action="version", version=f"baseguard {__version__}")
+    parser.add_argument(
+        "--version",
+        action=_Version,
+        nargs=0,
+        help="print the version, the commit it was built from and the CRD API version, and exit",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for command in COMMANDS:
         command.register(sub)

@@ -277,8 +277,11 @@ def lineage_dict(lineage: Lineage) -> dict[str, Any]:
                 "platform": p.platform,
                 "end": p.end.value,
                 "failure": p.failure,
+                # Each level says its platform too: a reader that flattens the levels
+                # (jq '.platforms[].levels[]') must still tell arm64's base from amd64's.
                 "levels": [
                     {
+                        "platform": p.platform,
                         "reference": lv.name,
                         "digest": lv.digest,
                         "source": lv.source.value,

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from controller.cli.fixtures import IMAGE_SCHEMA, DescribedRegistry
 from controller.documents import yaml_data
 from controller.errors import InputError
 from controller.policy.model import RuleCode
@@ -38,7 +39,12 @@ SCHEMA: dict[str, Any] = {
         "policies": {**_STRINGS, "minItems": 1, "description": "policy files or folders"},
         "resources": {**_STRINGS, "minItems": 1, "description": "manifests and Dockerfiles"},
         "now": {"type": "string", "pattern": _DATE, "description": "the clock, YYYY-MM-DD"},
-        "offline": {"type": "boolean", "description": "true: no registry lookups"},
+        "offline": {"type": "boolean", "description": "false: lookups ask the real registries"},
+        "images": {
+            "type": "array",
+            "description": "the images lookups are answered from (no registry asked)",
+            "items": IMAGE_SCHEMA,
+        },
         "results": {
             "type": "array",
             "description": "the expectations",
@@ -88,6 +94,10 @@ class TestSpec:
     resources: tuple[str, ...]
     now: dt.datetime
     expectations: tuple[Expectation, ...]
+    #: The described images lookups are answered from; ``None``: no lookups (or online).
+    registry: DescribedRegistry | None = field(default=None, compare=False)
+    #: ``offline: false``: lookups ask the real registries (``--registry-config`` of ``test``).
+    online: bool = False
 
 
 @functools.cache
@@ -117,8 +127,14 @@ def _problems(data: object) -> list[str]:
             dt.date.fromisoformat(now)
         except ValueError as exc:
             problems.append(f"now: {now!r} is not a calendar date ({exc})")
-    if data.get("offline", True) is False:
-        problems.append("offline: online tests are not supported yet; leave it out or set true")
+    if data.get("offline", True) is False and "images" in data:
+        problems.append(
+            "images: an online test (offline: false) asks the real registries; "
+            "drop images:, or drop offline: false"
+        )
+    images = data.get("images")
+    if isinstance(images, list) and not any(p.startswith("images") for p in problems):
+        problems.extend(DescribedRegistry.build(images)[1])
     return problems
 
 
@@ -137,6 +153,7 @@ def read_test_file(path: Path, *, today: dt.date) -> TestSpec:
     assert isinstance(data, dict)
     day = dt.date.fromisoformat(data["now"]) if "now" in data else today
     base = path.parent
+    registry = DescribedRegistry.build(data["images"])[0] if "images" in data else None
     return TestSpec(
         path=path,
         policies=tuple(str(base / p) for p in data["policies"]),
@@ -152,4 +169,6 @@ def read_test_file(path: Path, *, today: dt.date) -> TestSpec:
             )
             for item in data["results"]
         ),
+        registry=registry,
+        online=data.get("offline", True) is False,
     )

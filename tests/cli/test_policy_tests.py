@@ -77,7 +77,6 @@ BAD = {
     "empty-resources": (GOOD.replace("[pod.yaml]", "[]"), "resources: must not be empty: a test needs something to run"),
     "not-a-mapping": ("- just\n- a list\n", "a test file is a mapping with policies, resources and results; this one is a list"),
     "missing-resource": (GOOD.replace("pod.yaml]", "gone.yaml]"), "gone.yaml: no such file or directory"),
-    "online": (GOOD + "offline: false\n", "offline: online tests are not supported yet"),
 }
 
 

@@ -42,7 +42,15 @@ def register(sub: Any) -> None:
     parser = sub.add_parser(
         "audit",
         help="evaluate what already runs in a cluster (dry run); --uses finds who runs on a base",
-        epilog=docs("rollout.md"),
+        description="Judge the workloads that already run in a cluster against its policies (or "
+        "policy files), as the webhook would judge them now, without changing anything: the "
+        "dry run before switching a policy to Enforce. With --uses BASE-GLOB, list the workloads "
+        "whose images are built on a base instead. Needs the operator extra (pip install "
+        "'baseguard[operator]') and read access to the cluster.",
+        epilog="Exit codes: 0 nothing would be denied (--uses: no workload uses the base); 1 "
+        "something would be denied (--uses: a workload uses the base); 2 bad arguments or "
+        "policies, the cluster cannot be read, or the operator extra is not installed. "
+        + docs("rollout.md"),
     )
     add_arguments(parser)
     parser.set_defaults(func=run)

@@ -16,6 +16,10 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "lineage",
         help="print an image's base chain, verified against its layers",
+        description="Resolve an image as the webhook does and print its chain (image, base, "
+        "base's base), per platform of an index: each level's digest, how it was found "
+        "(annotation, label, layers, provenance) and whether its layers confirm it. "
+        "--format json keeps every level of every platform, with its platform.",
         epilog="Exit codes: 0 resolved, 1 the lookup failed, 2 bad input. " + docs("cli.md"),
     )
     p.add_argument("image", help="the image reference, e.g. docker.io/library/python:3.12-slim")

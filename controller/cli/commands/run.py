@@ -62,7 +62,15 @@ def register(sub: Any) -> None:
     parser = sub.add_parser(
         "run",
         help="in-cluster: the operator (policies from CRDs, status, certificates, audit) and the webhook",
-        epilog=docs("install.md"),
+        description="Run in the cluster: the operator (policies watched from the "
+        "BaseImagePolicy/ClusterBaseImagePolicy resources, their status, the webhook "
+        "certificates and configurations, the periodic audit) and the admission webhook, in one "
+        "process. Needs the operator extra (pip install 'baseguard[operator]') and a cluster "
+        "connection (in-cluster, or --kubeconfig/--context). Runs until SIGTERM or SIGINT.",
+        epilog="Exit codes: 0 stopped by SIGTERM/SIGINT after a clean shutdown; 1 the operator "
+        "failed while running (its log says why); 2 bad arguments or files, no cluster "
+        "connection, or the operator extra is not installed (nothing was started). "
+        + docs("install.md"),
     )
     add_arguments(parser)
     parser.set_defaults(func=run)

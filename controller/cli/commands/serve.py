@@ -40,7 +40,13 @@ def register(sub: Any) -> None:
     parser = sub.add_parser(
         "serve",
         help="run the admission webhook with policies from files",
-        epilog=docs("install.md"),
+        description="Run the admission webhook (/validate, /mutate, /healthz, /readyz, /metrics) "
+        "over HTTPS with policies read from files, without the operator or a cluster connection: "
+        "for a cluster without the CRDs, a second cluster, or trying policies with a real "
+        "apiserver. Runs until SIGTERM or SIGINT.",
+        epilog="Exit codes: 0 stopped by SIGTERM/SIGINT after a clean shutdown; 2 bad arguments, "
+        "a bad policy file, or a TLS certificate/key that cannot be loaded (nothing was served). "
+        + docs("install.md"),
     )
     add_arguments(parser)
     parser.set_defaults(func=run)

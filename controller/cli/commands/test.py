@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from controller.cli.options import colour, docs
+from controller.cli.options import add_registry_options, colour, docs
 
 
 def register(sub: Any) -> None:
@@ -25,13 +25,24 @@ def register(sub: Any) -> None:
         default="text",
         help="text (default) or junit (JUnit XML, for CI test reports)",
     )
+    add_registry_options(p, offline=False)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from controller.cli.testing import exit_code, run_all, write_text
+    from controller.cli.testing import (
+        Registries,
+        exit_code,
+        run_all,
+        unused_registry_options,
+        write_text,
+    )
 
-    outcomes = run_all(args.dirs)
+    registries = Registries(args.registry_config, args.docker_config)
+    outcomes = run_all(args.dirs, registries)
+    note = unused_registry_options(registries, outcomes)
+    if note:
+        print(f"baseguard test: {note}", file=sys.stderr)
     if args.format == "junit":
         from controller.cli.junit import policy_tests_junit
 
