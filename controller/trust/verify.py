@@ -1,0 +1,137 @@
+"""The one entry: does ``authority`` vouch for the image ``digest``, by any of these artifacts?
+
+PURE: the artifacts were fetched by the caller (and counted against its
+budget); the time is the caller's, so a result can be reproduced. Each
+artifact is judged alone; the image is verified when one of them verifies,
+and otherwise the answer is the most telling refusal (a valid signature for
+another image says more than a malformed one), with how many were examined.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from controller import digests
+from controller.trust.authorities import KeyAuthority, KeylessAuthority
+from controller.trust.bundles import verify_key_bundle, verify_keyless_bundle
+from controller.trust.dsse import envelope_from_json, verify_envelope
+from controller.trust.results import Reason, Refused, TrustResult
+from controller.trust.simplesigning import SimpleSigning, verify_simple_signing
+from controller.trust.statements import Statement, check_subject, parse_statement
+
+Authority = KeyAuthority | KeylessAuthority
+
+
+@dataclass(frozen=True)
+class DsseArtifact:
+    """A DSSE envelope as fetched (cosign ``.att`` layer, an attestation referrer's blob)."""
+
+    envelope: bytes
+
+
+@dataclass(frozen=True)
+class BundleArtifact:
+    """A Sigstore bundle as fetched (an OCI referrer's layer)."""
+
+    bundle: bytes
+
+
+Artifact = SimpleSigning | DsseArtifact | BundleArtifact
+
+#: The refusals from most to least telling.
+_PRECEDENCE = (
+    Reason.OTHER_IMAGE,
+    Reason.OTHER_PREDICATE,
+    Reason.OUTSIDE_WINDOW,
+    Reason.WRONG_IDENTITY,
+    Reason.TAMPERED,
+    Reason.WRONG_KEY,
+    Reason.BAD_SIGNATURE,
+    Reason.UNTRUSTED,
+    Reason.MALFORMED,
+    Reason.UNSUPPORTED,
+)
+
+
+def verify_artifact(
+    digest: str,
+    artifact: Artifact,
+    authority: Authority,
+    at: datetime,
+    *,
+    predicate_type: str | None = None,
+) -> TrustResult:
+    """One artifact judged for ``digest``; with ``predicate_type``, only an attestation of it counts."""
+    problem = digests.problem(digest)
+    if problem:
+        return TrustResult.refused(authority.name, Reason.MALFORMED, problem)
+    try:
+        signer, statement = _verify(digest, artifact, authority, at)
+        if predicate_type is not None and (
+            statement is None or statement.predicate_type != predicate_type
+        ):
+            got = statement.predicate_type if statement else "a plain signature"
+            raise Refused(Reason.OTHER_PREDICATE, f"an attestation of {got}, not {predicate_type}")
+    except Refused as refused:
+        return TrustResult.refused(authority.name, refused.reason, refused.message)
+    what = f"attestation {statement.predicate_type}" if statement else "signature"
+    return TrustResult.ok(
+        authority.name,
+        signer,
+        f"{what} for {digest} verified: signed by {signer}",
+        predicate_type=statement.predicate_type if statement else None,
+    )
+
+
+def verify(
+    digest: str,
+    artifacts: Sequence[Artifact],
+    authority: Authority,
+    at: datetime,
+    *,
+    predicate_type: str | None = None,
+) -> TrustResult:
+    """Whether any of ``artifacts`` verifies for ``digest`` under ``authority``; else the best refusal."""
+    if not artifacts:
+        kind = f"attestation of {predicate_type}" if predicate_type else "signature"
+        return TrustResult.refused(authority.name, Reason.UNSIGNED, f"no {kind} for {digest}")
+    results = [
+        verify_artifact(digest, a, authority, at, predicate_type=predicate_type) for a in artifacts
+    ]
+    for result in results:
+        if result.verified:
+            return result
+    best = min(results, key=lambda r: _PRECEDENCE.index(r.reason) if r.reason else 99)
+    if len(results) == 1:
+        return best
+    return TrustResult.refused(
+        authority.name,
+        best.reason or Reason.MALFORMED,
+        f"none of {len(results)} signatures verified; the closest: {best.message}",
+    )
+
+
+def _verify(
+    digest: str, artifact: Artifact, authority: Authority, at: datetime
+) -> tuple[str, Statement | None]:
+    if isinstance(authority, KeylessAuthority):
+        if not isinstance(artifact, BundleArtifact):
+            raise Refused(
+                Reason.UNSUPPORTED,
+                "keyless signatures are verified from Sigstore bundles; this is a key-based format",
+            )
+        return verify_keyless_bundle(artifact.bundle, digest, authority)
+    keys = authority.keys
+    if isinstance(artifact, SimpleSigning):
+        key, _ = verify_simple_signing(artifact, digest, keys, at)
+        return key.name, None
+    if isinstance(artifact, DsseArtifact):
+        envelope = envelope_from_json(artifact.envelope)
+        key = verify_envelope(envelope, keys, at)
+        statement = parse_statement(envelope.payload_type, envelope.payload)
+        check_subject(statement, digest)
+        return key.name, statement
+    key, bundled = verify_key_bundle(artifact.bundle, digest, keys, at)
+    return key.name, bundled
