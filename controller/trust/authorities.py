@@ -83,6 +83,16 @@ def certificate_identities(cert: Certificate) -> list[str]:
     return found
 
 
+def certificate_issuer(cert: Certificate) -> str:
+    """The OIDC issuer the certificate records (Fulcio's raw ``1.3.6.1.4.1.57264.1.1``), or ``?``."""
+    try:
+        ext = cert.extensions.get_extension_for_oid(OIDCIssuer.oid).value
+    except ExtensionNotFound:
+        return "?"
+    value = getattr(ext, "value", b"")
+    return value.decode(errors="replace") if isinstance(value, bytes) else "?"
+
+
 class IdentityPattern:
     """A ``sigstore`` verification policy: the issuer exactly, an identity by full regexp match."""
 

@@ -31,7 +31,11 @@ from sigstore.hashes import Hashed
 from sigstore.models import Bundle
 from sigstore_models.common.v1 import HashAlgorithm
 
-from controller.trust.authorities import KeylessAuthority, certificate_identities
+from controller.trust.authorities import (
+    KeylessAuthority,
+    certificate_identities,
+    certificate_issuer,
+)
 from controller.trust.dsse import envelope_from_json, verify_envelope
 from controller.trust.encoding import b64decode, field, json_object
 from controller.trust.keys import TrustedKey, find_signer
@@ -165,9 +169,20 @@ def _explain(exc: SigstoreError, bundle: Bundle, authority: KeylessAuthority) ->
     try:
         authority.policy().verify(bundle.signing_certificate)
     except SigstoreError as mismatch:
-        found = ", ".join(certificate_identities(bundle.signing_certificate)) or "none"
+        cert = bundle.signing_certificate
+        found = ", ".join(certificate_identities(cert)) or "no identity"
         return Refused(
             Reason.WRONG_IDENTITY,
-            f"signed by {found}, not by {authority.wanted()} ({mismatch})",
+            f"signed by {found} from {certificate_issuer(cert)}, not by {authority.wanted()}"
+            f" ({_short(mismatch)})",
         )
-    return Refused(Reason.UNTRUSTED, f"the keyless signature does not verify: {exc}")
+    return Refused(Reason.UNTRUSTED, f"the keyless signature does not verify: {_short(exc)}")
+
+
+#: The library's messages can hold whole structures (an inclusion proof's bytes); keep the cause.
+_MESSAGE_CHARS = 200
+
+
+def _short(exc: Exception) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= _MESSAGE_CHARS else text[: _MESSAGE_CHARS - 1] + "…"

@@ -11,8 +11,8 @@ file is an operator's act, out of band.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sigstore.errors import Error as SigstoreError
