@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sigstore.errors import Error as SigstoreError
 from sigstore.hashes import Hashed
 from sigstore.models import Bundle
@@ -119,6 +120,12 @@ def verify_key_bundle(
         return key, statement
     signature = field(doc, "messageSignature", "bundle")
     sig = b64decode(signature.get("signature"), "messageSignature.signature")
+    if keys and all(isinstance(k.key, Ed25519PublicKey) for k in keys):
+        raise Refused(
+            Reason.UNSUPPORTED,
+            "a message signature is over the image's digest, which an Ed25519 key cannot verify"
+            " (Ed25519 signs whole messages); sign a DSSE statement instead",
+        )
     judged = _sha256_of(digest)
     signed = _message_digest(signature) or judged
     key = find_signer(keys, sig, at, digest=signed, hint=hint)

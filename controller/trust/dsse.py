@@ -21,6 +21,10 @@ from controller.trust.results import Reason, Refused
 
 MEDIA_TYPE = "application/vnd.dsse.envelope.v1+json"
 
+#: Signatures one envelope may carry: each costs a verification per key, and the
+#: envelope is a registry's bytes. Real envelopes carry one.
+MAX_SIGNATURES = 8
+
 #: The refusals from most to least telling, when several signatures all fail.
 _PRECEDENCE = (Reason.OUTSIDE_WINDOW, Reason.WRONG_KEY, Reason.BAD_SIGNATURE, Reason.MALFORMED)
 
@@ -58,6 +62,11 @@ def envelope_from_json(data: bytes | dict[str, Any]) -> Envelope:
     raw = doc.get("signatures")
     if not isinstance(raw, list) or not raw:
         raise Refused(Reason.MALFORMED, "the DSSE envelope has no signatures")
+    if len(raw) > MAX_SIGNATURES:
+        raise Refused(
+            Reason.TOO_MANY,
+            f"the DSSE envelope carries {len(raw)} signatures, more than {MAX_SIGNATURES}; not examined",
+        )
     signatures = []
     for i, entry in enumerate(raw):
         if not isinstance(entry, dict):

@@ -39,6 +39,9 @@ class Reason(StrEnum):
     UNSUPPORTED = "unsupported"
     #: Attestations: a valid statement, but of another predicate type.
     OTHER_PREDICATE = "other-predicate"
+    #: More signatures than a bound allows were offered and none examined verified:
+    #: not evaluated, never taken as verified (the caller reports it like a failed lookup).
+    TOO_MANY = "too-many"
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,12 @@ class BundleArtifact:
 
 Artifact = SimpleSigning | DsseArtifact | BundleArtifact
 
+#: Signatures (or attestations) examined for one image and one authority. Each costs
+#: signature verifications (keyless: a chain, an SCT, a checkpoint), and how many an
+#: image has is the registry's to say. Past it the first ones are examined; if none of
+#: them verifies the image is not evaluated (``too-many``), never verified.
+MAX_ARTIFACTS = 16
+
 #: The refusals from most to least telling.
 _PRECEDENCE = (
     Reason.OTHER_IMAGE,
@@ -52,6 +58,7 @@ _PRECEDENCE = (
     Reason.UNTRUSTED,
     Reason.MALFORMED,
     Reason.UNSUPPORTED,
+    Reason.TOO_MANY,
 )
 
 
@@ -92,17 +99,30 @@ def verify(
     at: datetime,
     *,
     predicate_type: str | None = None,
+    limit: int = MAX_ARTIFACTS,
 ) -> TrustResult:
-    """Whether any of ``artifacts`` verifies for ``digest`` under ``authority``; else the best refusal."""
+    """Whether any of ``artifacts`` verifies for ``digest`` under ``authority``; else the best refusal.
+
+    At most ``limit`` artifacts are examined; past it, an image none of them vouches
+    for is refused as ``too-many`` with the count, not as unsigned or invalid.
+    """
     if not artifacts:
         kind = f"attestation of {predicate_type}" if predicate_type else "signature"
         return TrustResult.refused(authority.name, Reason.UNSIGNED, f"no {kind} for {digest}")
     results = [
-        verify_artifact(digest, a, authority, at, predicate_type=predicate_type) for a in artifacts
+        verify_artifact(digest, a, authority, at, predicate_type=predicate_type)
+        for a in artifacts[:limit]
     ]
     for result in results:
         if result.verified:
             return result
+    if len(artifacts) > limit:
+        return TrustResult.refused(
+            authority.name,
+            Reason.TOO_MANY,
+            f"{len(artifacts)} signatures for {digest}, more than {limit}; the first {limit} "
+            "did not verify and the rest were not examined",
+        )
     best = min(results, key=lambda r: _PRECEDENCE.index(r.reason) if r.reason else 99)
     if len(results) == 1:
         return best

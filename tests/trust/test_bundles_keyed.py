@@ -99,3 +99,12 @@ def test_unknown_bundle_version_and_keyless_bundle_under_a_key_authority_are_ref
     assert (result.verified, result.reason) == (False, Reason.WRONG_KEY)
     assert result.message == "signed keyless (with a certificate), not with one of the keys"
     assert verify(IMAGE, [BundleArtifact(b"[]")], platform(key), NOW).reason is Reason.MALFORMED
+
+
+def test_ed25519_key_cannot_verify_a_message_signature_and_says_so() -> None:
+    key = signing.new_key("ed25519")
+    p256 = signing.new_key()
+    bundle = signing.key_bundle(signing.message_signature(p256, IMAGE))
+    result = verify(IMAGE, [BundleArtifact(bundle)], platform(key), NOW)
+    assert (result.verified, result.reason) == (False, Reason.UNSUPPORTED)
+    assert "which an Ed25519 key cannot verify" in result.message

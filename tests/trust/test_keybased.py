@@ -248,3 +248,37 @@ def test_attestation_of_another_predicate_or_payload_type_does_not_count() -> No
     assert (result.verified, result.reason) == (False, Reason.UNSUPPORTED)
     missing = verify(IMAGE, [], platform, NOW, predicate_type=signing.SLSA_V1)
     assert missing.message == f"no attestation of {signing.SLSA_V1} for {IMAGE}"
+
+
+# --- bounds --------------------------------------------------------------------------
+
+
+def test_more_signatures_than_the_bound_are_not_evaluated_never_verified() -> None:
+    from controller.trust.verify import MAX_ARTIFACTS
+
+    key = signing.new_key()
+    platform = authority(("release", key))
+    strangers = [simple(signing.new_key()) for _ in range(MAX_ARTIFACTS)]
+    # The good signature is past the bound: it is not examined, and the image is not verified.
+    result = verify(IMAGE, [*strangers, simple(key)], platform, NOW)
+    assert (result.verified, result.reason) == (False, Reason.TOO_MANY)
+    assert result.message == (
+        f"{MAX_ARTIFACTS + 1} signatures for {IMAGE}, more than {MAX_ARTIFACTS}; the first "
+        f"{MAX_ARTIFACTS} did not verify and the rest were not examined"
+    )
+    # Within the bound it is found.
+    assert verify(IMAGE, [*strangers[1:], simple(key)], platform, NOW).verified
+
+
+def test_an_envelope_with_more_signatures_than_the_bound_is_not_examined() -> None:
+    from controller.trust.dsse import MAX_SIGNATURES
+
+    key = signing.new_key()
+    env = signing.envelope(key, signing.statement(IMAGE))
+    env["signatures"] = env["signatures"] * (MAX_SIGNATURES + 1)
+    result = verify(IMAGE, [DsseArtifact(json.dumps(env).encode())], authority(("b", key)), NOW)
+    assert (result.verified, result.reason) == (False, Reason.TOO_MANY)
+    assert result.message == (
+        f"the DSSE envelope carries {MAX_SIGNATURES + 1} signatures, more than {MAX_SIGNATURES}; "
+        "not examined"
+    )

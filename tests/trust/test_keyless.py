@@ -219,3 +219,15 @@ def test_unusable_trusted_roots_are_refused_with_what_is_wrong(
     bad.write_text(json.dumps(doc))
     with pytest.raises(InvalidTrustRoot, match="not a usable trusted root"):
         load_trusted_root(bad)
+
+
+def test_a_trusted_root_larger_than_the_bound_is_refused_unread(tmp_path: Path) -> None:
+    from controller.trust.roots import MAX_ROOT_BYTES
+
+    big = tmp_path / "trusted_root.json"
+    big.write_bytes(b" " * (MAX_ROOT_BYTES + 1))
+    with pytest.raises(InvalidTrustRoot) as caught:
+        load_trusted_root(big)
+    assert str(caught.value) == (
+        f"{big}: {MAX_ROOT_BYTES + 1} bytes, larger than a trusted root can be ({MAX_ROOT_BYTES})"
+    )
