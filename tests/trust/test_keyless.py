@@ -231,3 +231,43 @@ def test_a_trusted_root_larger_than_the_bound_is_refused_unread(tmp_path: Path) 
     assert str(caught.value) == (
         f"{big}: {MAX_ROOT_BYTES + 1} bytes, larger than a trusted root can be ({MAX_ROOT_BYTES})"
     )
+
+
+# --- a real signature from the public-good instance ------------------------------------
+# A bundle Sigstore's public-good instance issued in March 2024 for a GitHub Actions
+# release (sigstore-python keeps it among its test assets), and the public-good
+# trusted root as sigstore-python 4.5 ships it: real Fulcio chain, real SCT, real Rekor
+# checkpoint and inclusion proof, verified here with no network at all.
+
+DATA = Path(__file__).parent.parent / "data" / "trust"
+RELEASE = "https://github.com/trailofbits/rfc8785.py/.github/workflows/release.yml@refs/tags/v0.1.2"
+RELEASED = "sha256:c4e92e9ecc828bef2aa7dba1de8ac983511f7532a0df11c770d39099a25cf201"
+
+
+def public_good(subject: str = RELEASE) -> KeylessAuthority:
+    root = load_trusted_root(DATA / "public-good-trusted_root.json")
+    return KeylessAuthority("rfc8785 releases", root, issuer=GITHUB, subject=subject)
+
+
+def test_a_real_public_good_bundle_verifies_offline() -> None:
+    bundle = (DATA / "public-good-github.sigstore.json").read_bytes()
+    result = verify(RELEASED, [BundleArtifact(bundle)], public_good(), NOW)
+    assert result.verified, result.message
+    assert result.message == f"signature for {RELEASED} verified: signed by {RELEASE}"
+
+
+def test_the_real_bundle_is_refused_for_another_identity_image_or_root(
+    sigstore: LocalSigstore,
+) -> None:
+    bundle = (DATA / "public-good-github.sigstore.json").read_bytes()
+    other_tag = RELEASE.replace("v0.1.2", "v0.1.3")
+    result = verify(RELEASED, [BundleArtifact(bundle)], public_good(other_tag), NOW)
+    assert (result.verified, result.reason) == (False, Reason.WRONG_IDENTITY)
+    assert result.message.startswith(f"signed by {RELEASE} from {GITHUB}, not by {other_tag}")
+    result = verify(IMAGE, [BundleArtifact(bundle)], public_good(), NOW)
+    assert (result.verified, result.reason) == (False, Reason.OTHER_IMAGE)
+    ours = KeylessAuthority(
+        "ours", load_trusted_root(sigstore.path), issuer=GITHUB, subject=RELEASE
+    )
+    result = verify(RELEASED, [BundleArtifact(bundle)], ours, NOW)
+    assert (result.verified, result.reason) == (False, Reason.UNTRUSTED)
