@@ -57,7 +57,7 @@ def bundle_json(raw: bytes) -> dict[str, Any]:
     """The bundle's JSON, refused as ``unsupported`` when its media type is none of the versions."""
     doc = json_object(raw, "the Sigstore bundle")
     media_type = doc.get("mediaType")
-    if media_type not in MEDIA_TYPES:
+    if not isinstance(media_type, str) or media_type not in MEDIA_TYPES:
         raise Refused(
             Reason.UNSUPPORTED, f"bundle media type {media_type!r} is not a known version"
         )
@@ -164,14 +164,16 @@ def verify_keyless_bundle(
             if signed != judged:
                 raise _other_image(signed, digest)
             return identity, None
-    except SigstoreError as exc:
+    except (SigstoreError, ValueError, TypeError) as exc:
+        # ValueError/TypeError: cryptography refusing a key or structure the library did
+        # not screen (a certificate key that is not ECDSA); still a refusal, not a crash.
         raise _explain(exc, bundle, authority) from None
     statement = parse_statement(payload_type, payload)
     check_subject(statement, digest)
     return identity, statement
 
 
-def _explain(exc: SigstoreError, bundle: Bundle, authority: KeylessAuthority) -> Refused:
+def _explain(exc: Exception, bundle: Bundle, authority: KeylessAuthority) -> Refused:
     """``wrong-identity`` when the certificate is not the authority's, else ``untrusted`` with the cause."""
     try:
         authority.policy().verify(bundle.signing_certificate)

@@ -49,7 +49,7 @@ def parse_statement(payload_type: str, payload: bytes) -> Statement:
         raise Refused(Reason.UNSUPPORTED, f"payload type {payload_type!r} is not {PAYLOAD_TYPE!r}")
     doc = json_object(payload, "the in-toto statement")
     kind = doc.get("_type")
-    if kind not in STATEMENT_TYPES:
+    if not isinstance(kind, str) or kind not in STATEMENT_TYPES:
         raise Refused(Reason.UNSUPPORTED, f"statement type {kind!r} is not an in-toto Statement")
     predicate_type = doc.get("predicateType")
     if not isinstance(predicate_type, str) or not predicate_type:
