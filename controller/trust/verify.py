@@ -19,7 +19,12 @@ from controller.trust.bundles import verify_key_bundle, verify_keyless_bundle
 from controller.trust.dsse import envelope_from_json, verify_envelope
 from controller.trust.results import Reason, Refused, TrustResult
 from controller.trust.simplesigning import SimpleSigning, verify_simple_signing
-from controller.trust.statements import Statement, check_subject, parse_statement
+from controller.trust.statements import (
+    COSIGN_SIGN_V1,
+    Statement,
+    check_subject,
+    parse_statement,
+)
 
 Authority = KeyAuthority | KeylessAuthority
 
@@ -70,7 +75,12 @@ def verify_artifact(
     *,
     predicate_type: str | None = None,
 ) -> TrustResult:
-    """One artifact judged for ``digest``; with ``predicate_type``, only an attestation of it counts."""
+    """One artifact judged for ``digest``.
+
+    With ``predicate_type``, only a statement of that type counts (an attestation).
+    Without, only a signature counts: simple signing, a bundle's message signature,
+    or a statement of cosign's signature type (``https://sigstore.dev/cosign/sign/v1``).
+    """
     problem = digests.problem(digest)
     if problem:
         return TrustResult.refused(authority.name, Reason.MALFORMED, problem)
@@ -81,9 +91,19 @@ def verify_artifact(
         ):
             got = statement.predicate_type if statement else "a plain signature"
             raise Refused(Reason.OTHER_PREDICATE, f"an attestation of {got}, not {predicate_type}")
+        if predicate_type is None and statement and statement.predicate_type != COSIGN_SIGN_V1:
+            # A signed scan report or provenance about an image is not its signer's approval
+            # of it: only cosign's signature statement stands for a signature.
+            raise Refused(
+                Reason.OTHER_PREDICATE,
+                f"an attestation of {statement.predicate_type}, not a signature ({COSIGN_SIGN_V1})",
+            )
     except Refused as refused:
         return TrustResult.refused(authority.name, refused.reason, refused.message)
-    what = f"attestation {statement.predicate_type}" if statement else "signature"
+    is_attestation = statement is not None and predicate_type is not None
+    what = (
+        f"attestation {statement.predicate_type}" if statement and is_attestation else "signature"
+    )
     return TrustResult.ok(
         authority.name,
         signer,

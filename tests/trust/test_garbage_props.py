@@ -87,7 +87,8 @@ def _judge(kind: str, raw: bytes) -> TrustResult:
         art = DsseArtifact(raw)
     else:
         art = BundleArtifact(raw)
-    return verify(IMAGE, [art], authority, NOW)
+    attestation = signing.SLSA_V1 if kind in {"keyless-dsse", "key-dsse", "envelope"} else None
+    return verify(IMAGE, [art], authority, NOW, predicate_type=attestation)
 
 
 def test_every_valid_artifact_verifies() -> None:

@@ -282,3 +282,24 @@ def test_an_envelope_with_more_signatures_than_the_bound_is_not_examined() -> No
         f"the DSSE envelope carries {MAX_SIGNATURES + 1} signatures, more than {MAX_SIGNATURES}; "
         "not examined"
     )
+
+
+def test_only_cosigns_signature_statement_counts_as_a_signature() -> None:
+    key = signing.new_key()
+    platform = authority(("ci", key))
+    # A scan report the same key signed about the image is not an approval of it.
+    report = signing.envelope(
+        key, signing.statement(IMAGE, "https://cosign.sigstore.dev/attestation/vuln/v1")
+    )
+    result = verify(IMAGE, [DsseArtifact(json.dumps(report).encode())], platform, NOW)
+    assert (result.verified, result.reason) == (False, Reason.OTHER_PREDICATE)
+    assert result.message == (
+        "an attestation of https://cosign.sigstore.dev/attestation/vuln/v1, not a signature "
+        "(https://sigstore.dev/cosign/sign/v1)"
+    )
+    signature = signing.envelope(
+        key, signing.statement(IMAGE, "https://sigstore.dev/cosign/sign/v1")
+    )
+    result = verify(IMAGE, [DsseArtifact(json.dumps(signature).encode())], platform, NOW)
+    assert result.verified, result.message
+    assert result.message == f"signature for {IMAGE} verified: signed by ci"

@@ -271,3 +271,16 @@ def test_the_real_bundle_is_refused_for_another_identity_image_or_root(
     )
     result = verify(RELEASED, [BundleArtifact(bundle)], ours, NOW)
     assert (result.verified, result.reason) == (False, Reason.UNTRUSTED)
+
+
+def test_cosign_3_image_signature_statement_verifies_as_a_signature(
+    sigstore: LocalSigstore,
+) -> None:
+    # cosign 3 signs an image as a bundle whose DSSE statement is of cosign's signature type.
+    statement = signing.statement(IMAGE, "https://sigstore.dev/cosign/sign/v1")
+    result = judge(sigstore, sigstore.bundle(sigstore.sign_statement(statement)))
+    assert result.verified, result.message
+    assert result.message == f"signature for {IMAGE} verified: signed by {WORKFLOW}"
+    provenance = sigstore.bundle(sigstore.sign_statement(signing.statement(IMAGE)))
+    result = judge(sigstore, provenance)
+    assert (result.verified, result.reason) == (False, Reason.OTHER_PREDICATE)
