@@ -4,14 +4,16 @@ PURE (the trusted root is read once by the caller, see :mod:`controller.trust.ro
 The keyless identity is checked on the signing certificate: the OIDC issuer
 extension (``1.3.6.1.4.1.57264.1.1``, as Fulcio writes it) and a subject
 alternative name (URI, e-mail or Sigstore's other-name), equal to ``subject``
-or fully matching ``subject_regexp``. The exact form is ``sigstore``'s
-``Identity`` policy; the regular-expression form is ours, on its extension reader.
+or fully matching ``subject_regexp``. The check itself is in
+:mod:`controller.trust.keyless`; nothing here loads ``sigstore``, so key-based
+verification never pays for it.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from cryptography.x509 import (
     Certificate,
@@ -22,14 +24,21 @@ from cryptography.x509 import (
     SubjectAlternativeName,
     UniformResourceIdentifier,
 )
-from sigstore.errors import VerificationError
-from sigstore.verify.policy import Identity, OIDCIssuer, VerificationPolicy
 
+from controller.errors import BaseguardError
 from controller.trust.keys import TrustedKey
-from controller.trust.roots import TrustRoot
+
+if TYPE_CHECKING:  # the root (and with it ``sigstore``) is loaded only for keyless authorities
+    from controller.trust.roots import TrustRoot
 
 #: Sigstore's other-name SAN type (a username identity).
 _OTHERNAME_OID = ObjectIdentifier("1.3.6.1.4.1.57264.1.7")
+#: Fulcio's OIDC issuer extension (the raw UTF-8 form).
+OIDC_ISSUER_OID = ObjectIdentifier("1.3.6.1.4.1.57264.1.1")
+
+
+class InvalidAuthority(BaseguardError):
+    """An authority that cannot be used: a keyless one without a subject, or a bad pattern."""
 
 
 @dataclass(frozen=True)
@@ -52,13 +61,17 @@ class KeylessAuthority:
 
     def __post_init__(self) -> None:
         if (self.subject is None) == (self.subject_regexp is None):
-            raise ValueError("a keyless authority needs exactly one of subject, subject_regexp")
-
-    def policy(self) -> VerificationPolicy:
-        """The identity policy the ``sigstore`` verifier applies to the signing certificate."""
-        if self.subject is not None:
-            return Identity(identity=self.subject, issuer=self.issuer)
-        return IdentityPattern(self.issuer, str(self.subject_regexp))
+            raise InvalidAuthority(
+                f"authority {self.name!r}: a keyless authority needs exactly one of subject, subjectRegExp"
+            )
+        if self.subject_regexp is not None:
+            try:
+                re.compile(self.subject_regexp)
+            except re.error as exc:
+                raise InvalidAuthority(
+                    f"authority {self.name!r}: subjectRegExp {self.subject_regexp!r} is not a "
+                    f"regular expression ({exc})"
+                ) from None
 
     def wanted(self) -> str:
         """The identity required, for messages."""
@@ -86,25 +99,8 @@ def certificate_identities(cert: Certificate) -> list[str]:
 def certificate_issuer(cert: Certificate) -> str:
     """The OIDC issuer the certificate records (Fulcio's raw ``1.3.6.1.4.1.57264.1.1``), or ``?``."""
     try:
-        ext = cert.extensions.get_extension_for_oid(OIDCIssuer.oid).value
+        ext = cert.extensions.get_extension_for_oid(OIDC_ISSUER_OID).value
     except ExtensionNotFound:
         return "?"
     value = getattr(ext, "value", b"")
     return value.decode(errors="replace") if isinstance(value, bytes) else "?"
-
-
-class IdentityPattern:
-    """A ``sigstore`` verification policy: the issuer exactly, an identity by full regexp match."""
-
-    def __init__(self, issuer: str, pattern: str) -> None:
-        self._issuer = OIDCIssuer(issuer)
-        self._pattern = re.compile(pattern)
-
-    def verify(self, cert: Certificate) -> None:
-        """Raise ``VerificationError`` unless the certificate is the issuer's and an identity matches."""
-        self._issuer.verify(cert)
-        identities = certificate_identities(cert)
-        if not any(self._pattern.fullmatch(i) for i in identities):
-            raise VerificationError(
-                f"Certificate's SANs do not match /{self._pattern.pattern}/; actual SANs: {identities}"
-            )

@@ -11,10 +11,8 @@ or a signing certificate and a transparency-log entry (keyless).
   digest (ECDSA/RSA prehashed SHA-256) or over the envelope's PAE, by a key of
   the authority in its window. The log entry, if any, is not checked: the
   authority holds no log key, and the key's window is judged at verification.
-* Keyless: ``sigstore.verify.Verifier`` on the authority's trusted root does
-  the chain to the CA at the log's time, the SCT, the identity policy, the
-  inclusion proof, checkpoint and promise, the signature and the entry's
-  consistency. Offline: it reads nothing but the bundle and the root.
+* Keyless: see :mod:`controller.trust.keyless` (``sigstore``'s verifier); the
+  parsing helpers here are shared with it.
 
 Either way the digest is ours to check: the message digest, or the statement's
 subject, must be the image judged (``other-image`` otherwise).
@@ -27,16 +25,7 @@ from datetime import datetime
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sigstore.errors import Error as SigstoreError
-from sigstore.hashes import Hashed
-from sigstore.models import Bundle
-from sigstore_models.common.v1 import HashAlgorithm
 
-from controller.trust.authorities import (
-    KeylessAuthority,
-    certificate_identities,
-    certificate_issuer,
-)
 from controller.trust.dsse import envelope_from_json, verify_envelope
 from controller.trust.encoding import b64decode, field, json_object
 from controller.trust.keys import TrustedKey, find_signer
@@ -72,7 +61,8 @@ def is_keyless(doc: dict[str, Any]) -> bool:
     )
 
 
-def _sha256_of(digest: str) -> bytes:
+def sha256_bytes(digest: str) -> bytes:
+    """The raw SHA-256 of a ``sha256:`` digest; message signatures are judged over nothing else."""
     algorithm, _, encoded = digest.partition(":")
     if algorithm != "sha256":
         raise Refused(
@@ -81,7 +71,8 @@ def _sha256_of(digest: str) -> bytes:
     return bytes.fromhex(encoded)
 
 
-def _message_digest(signature: dict[str, Any]) -> bytes | None:
+def message_digest(signature: dict[str, Any]) -> bytes | None:
+    """The ``messageSignature.messageDigest`` (what was signed), or ``None`` when absent."""
     message_digest = signature.get("messageDigest")
     if message_digest is None:
         return None
@@ -93,7 +84,8 @@ def _message_digest(signature: dict[str, Any]) -> bytes | None:
     return value
 
 
-def _other_image(signed: bytes, digest: str) -> Refused:
+def other_image(signed: bytes, digest: str) -> Refused:
+    """The refusal for a message signature over another digest than the one judged."""
     return Refused(
         Reason.OTHER_IMAGE, f"signed for sha256:{signed.hex()}, not for the image judged, {digest}"
     )
@@ -126,72 +118,9 @@ def verify_key_bundle(
             "a message signature is over the image's digest, which an Ed25519 key cannot verify"
             " (Ed25519 signs whole messages); sign a DSSE statement instead",
         )
-    judged = _sha256_of(digest)
-    signed = _message_digest(signature) or judged
+    judged = sha256_bytes(digest)
+    signed = message_digest(signature) or judged
     key = find_signer(keys, sig, at, digest=signed, hint=hint)
     if signed != judged:
-        raise _other_image(signed, digest)
+        raise other_image(signed, digest)
     return key, None
-
-
-def verify_keyless_bundle(
-    raw: bytes, digest: str, authority: KeylessAuthority
-) -> tuple[str, Statement | None]:
-    """The certificate identity that signed the bundle for ``digest``, through ``sigstore``'s verifier."""
-    doc = bundle_json(raw)
-    if not is_keyless(doc):
-        raise Refused(
-            Reason.WRONG_IDENTITY, "signed with a key, not keyless by " + authority.wanted()
-        )
-    try:
-        bundle = Bundle.from_json(raw)
-    except (SigstoreError, ValueError) as exc:
-        raise Refused(Reason.MALFORMED, f"not a valid Sigstore bundle: {exc}") from None
-    policy = authority.policy()
-    verifier = authority.root.verifier
-    identity = ", ".join(certificate_identities(bundle.signing_certificate)) or "?"
-    statement: Statement | None = None
-    try:
-        if isinstance(doc.get("dsseEnvelope"), dict):
-            payload_type, payload = verifier.verify_dsse(bundle, policy)
-        else:
-            signature = field(doc, "messageSignature", "bundle")
-            judged = _sha256_of(digest)
-            signed = _message_digest(signature) or judged
-            verifier.verify_artifact(
-                Hashed(algorithm=HashAlgorithm.SHA2_256, digest=signed), bundle, policy
-            )
-            if signed != judged:
-                raise _other_image(signed, digest)
-            return identity, None
-    except (SigstoreError, ValueError, TypeError) as exc:
-        # ValueError/TypeError: cryptography refusing a key or structure the library did
-        # not screen (a certificate key that is not ECDSA); still a refusal, not a crash.
-        raise _explain(exc, bundle, authority) from None
-    statement = parse_statement(payload_type, payload)
-    check_subject(statement, digest)
-    return identity, statement
-
-
-def _explain(exc: Exception, bundle: Bundle, authority: KeylessAuthority) -> Refused:
-    """``wrong-identity`` when the certificate is not the authority's, else ``untrusted`` with the cause."""
-    try:
-        authority.policy().verify(bundle.signing_certificate)
-    except SigstoreError as mismatch:
-        cert = bundle.signing_certificate
-        found = ", ".join(certificate_identities(cert)) or "no identity"
-        return Refused(
-            Reason.WRONG_IDENTITY,
-            f"signed by {found} from {certificate_issuer(cert)}, not by {authority.wanted()}"
-            f" ({_short(mismatch)})",
-        )
-    return Refused(Reason.UNTRUSTED, f"the keyless signature does not verify: {_short(exc)}")
-
-
-#: The library's messages can hold whole structures (an inclusion proof's bytes); keep the cause.
-_MESSAGE_CHARS = 200
-
-
-def _short(exc: Exception) -> str:
-    text = " ".join(str(exc).split())
-    return text if len(text) <= _MESSAGE_CHARS else text[: _MESSAGE_CHARS - 1] + "…"

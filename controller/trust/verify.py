@@ -15,7 +15,7 @@ from datetime import datetime
 
 from controller import digests
 from controller.trust.authorities import KeyAuthority, KeylessAuthority
-from controller.trust.bundles import verify_key_bundle, verify_keyless_bundle
+from controller.trust.bundles import verify_key_bundle
 from controller.trust.dsse import envelope_from_json, verify_envelope
 from controller.trust.results import Reason, Refused, TrustResult
 from controller.trust.simplesigning import SimpleSigning, verify_simple_signing
@@ -162,6 +162,10 @@ def _verify(
                 Reason.UNSUPPORTED,
                 "keyless signatures are verified from Sigstore bundles; this is a key-based format",
             )
+        # Imported here: ``sigstore`` (and the HTTP and TUF clients it imports) costs half a
+        # second to load, which key-based verification and ``check`` never need.
+        from controller.trust.keyless import verify_keyless_bundle
+
         return verify_keyless_bundle(artifact.bundle, digest, authority)
     keys = authority.keys
     if isinstance(artifact, SimpleSigning):
