@@ -12,5 +12,7 @@ What is a library's and what is ours: keyless Sigstore bundles (certificate
 chain, SCT, transparency-log inclusion proof and checkpoint, identity) are
 verified by ``sigstore.verify.Verifier``; the subject digest of what it returns
 is checked here. Key-based signatures (cosign simple signing, DSSE, key-based
-bundles) are verified here with ``cryptography``'s primitives.
+bundles) and cosign's keyless simple signing (whose log promise ``sigstore``
+cannot take, see :mod:`controller.trust.cosignkeyless`) are verified here with
+``cryptography``.
 """

@@ -115,15 +115,16 @@ def _explain(exc: Exception, bundle: Bundle, authority: KeylessAuthority) -> Ref
         return Refused(
             Reason.WRONG_IDENTITY,
             f"signed by {found} from {certificate_issuer(cert)}, not by {authority.wanted()}"
-            f" ({_short(mismatch)})",
+            f" ({short(mismatch)})",
         )
-    return Refused(Reason.UNTRUSTED, f"the keyless signature does not verify: {_short(exc)}")
+    return Refused(Reason.UNTRUSTED, f"the keyless signature does not verify: {short(exc)}")
 
 
 #: The library's messages can hold whole structures (an inclusion proof's bytes); keep the cause.
 _MESSAGE_CHARS = 200
 
 
-def _short(exc: Exception) -> str:
+def short(exc: Exception) -> str:
+    """An error's text on one line, cut to a length a message can hold."""
     text = " ".join(str(exc).split())
     return text if len(text) <= _MESSAGE_CHARS else text[: _MESSAGE_CHARS - 1] + "…"

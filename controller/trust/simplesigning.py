@@ -35,13 +35,24 @@ CERTIFICATE_ANNOTATION = "dev.sigstore.cosign/certificate"
 PAYLOAD_TYPE = "cosign container image signature"
 
 
+CHAIN_ANNOTATION = "dev.sigstore.cosign/chain"
+BUNDLE_ANNOTATION = "dev.sigstore.cosign/bundle"
+
+
 @dataclass(frozen=True)
 class SimpleSigning:
-    """One signature layer as fetched: the blob, its signature annotation, its descriptor digest."""
+    """One signature layer as fetched: the blob, its annotations, its descriptor digest.
+
+    Keyless signatures also carry the signing certificate (PEM), its chain, and the
+    transparency log's promise (the ``dev.sigstore.cosign/bundle`` annotation's JSON).
+    """
 
     payload: bytes
     signature: str
     layer_digest: str | None = None
+    certificate: str | None = None
+    chain: str | None = None
+    rekor_bundle: str | None = None
 
 
 @dataclass(frozen=True)
@@ -74,6 +85,14 @@ def verify_simple_signing(
     artifact: SimpleSigning, digest: str, keys: Sequence[TrustedKey], at: datetime
 ) -> tuple[TrustedKey, Payload]:
     """The key that signed ``artifact`` for ``digest``, and the payload; :class:`Refused` otherwise."""
+    check_layer_digest(artifact)
+    signature = b64decode(artifact.signature, f"the {SIGNATURE_ANNOTATION} annotation")
+    key = find_signer(keys, signature, at, data=artifact.payload)
+    return key, payload_for(artifact.payload, digest)
+
+
+def check_layer_digest(artifact: SimpleSigning) -> None:
+    """Refuse as ``tampered`` a payload whose bytes are not its layer descriptor's digest."""
     if artifact.layer_digest is not None:
         algorithm = artifact.layer_digest.partition(":")[0]
         if algorithm not in digests.ALGORITHMS or (
@@ -83,14 +102,16 @@ def verify_simple_signing(
                 Reason.TAMPERED,
                 f"the payload's bytes do not match its layer digest {artifact.layer_digest}",
             )
-    signature = b64decode(artifact.signature, f"the {SIGNATURE_ANNOTATION} annotation")
-    key = find_signer(keys, signature, at, data=artifact.payload)
-    payload = parse_payload(artifact.payload)
-    if payload.manifest_digest != digest:
+
+
+def payload_for(payload: bytes, digest: str) -> Payload:
+    """The (already signature-checked) payload, refused as ``other-image`` unless it is for ``digest``."""
+    parsed = parse_payload(payload)
+    if parsed.manifest_digest != digest:
         raise Refused(
             Reason.OTHER_IMAGE,
-            f"signed for {payload.manifest_digest}"
-            + (f" ({payload.docker_reference})" if payload.docker_reference else "")
+            f"signed for {parsed.manifest_digest}"
+            + (f" ({parsed.docker_reference})" if parsed.docker_reference else "")
             + f", not for the image judged, {digest}",
         )
-    return key, payload
+    return parsed

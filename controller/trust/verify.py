@@ -157,10 +157,16 @@ def _verify(
     digest: str, artifact: Artifact, authority: Authority, at: datetime
 ) -> tuple[str, Statement | None]:
     if isinstance(authority, KeylessAuthority):
+        if isinstance(artifact, SimpleSigning):
+            from controller.trust.cosignkeyless import verify_cosign_keyless
+
+            identity, _ = verify_cosign_keyless(artifact, digest, authority)
+            return identity, None
         if not isinstance(artifact, BundleArtifact):
             raise Refused(
                 Reason.UNSUPPORTED,
-                "keyless signatures are verified from Sigstore bundles; this is a key-based format",
+                "keyless signatures are verified from Sigstore bundles or cosign's "
+                "keyless simple signing; a bare DSSE envelope carries no certificate",
             )
         # Imported here: ``sigstore`` (and the HTTP and TUF clients it imports) costs half a
         # second to load, which key-based verification and ``check`` never need.

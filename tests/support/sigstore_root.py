@@ -425,3 +425,56 @@ class LocalSigstore:
             }
         ).encode()
 
+
+
+def simple_signing_keyless(
+    local: LocalSigstore,
+    digest: str,
+    *,
+    log_key: ec.EllipticCurvePrivateKey | None = None,
+    logged_payload: bytes | None = None,
+    integrated: datetime | None = None,
+    chain: bool = True,
+    **cert: Any,
+) -> dict[str, Any]:
+    """cosign's keyless ``.sig`` layer, as its parts: payload, signature and the three annotations.
+
+    ``logged_payload`` logs another payload's hash than the one signed (a replayed
+    promise); ``log_key`` signs the promise with another key.
+    """
+    from support.signing import sha256, simple_signing_payload
+
+    certificate, key = local.certificate(**cert)
+    payload = simple_signing_payload(digest)
+    sig = key.sign(payload, ec.ECDSA(hashes.SHA256()))
+    pem = certificate.public_bytes(serialization.Encoding.PEM)
+    body = {
+        "apiVersion": "0.0.1",
+        "kind": "hashedrekord",
+        "spec": {
+            "data": {
+                "hash": {
+                    "algorithm": "sha256",
+                    "value": hashlib.sha256(logged_payload or payload).hexdigest(),
+                }
+            },
+            "signature": {"content": b64(sig), "publicKey": {"content": b64(pem)}},
+        },
+    }
+    integrated = integrated or local.now - timedelta(minutes=1)
+    entry = {
+        "body": b64(json.dumps(body, separators=(",", ":")).encode()),
+        "integratedTime": int(integrated.timestamp()),
+        "logID": _key_id(local.log_key.public_key()).hex(),
+        "logIndex": 4242,
+    }
+    canonical = json.dumps(entry, sort_keys=True, separators=(",", ":")).encode()
+    promise = (log_key or local.log_key).sign(canonical, ec.ECDSA(hashes.SHA256()))
+    return {
+        "payload": payload,
+        "signature": b64(sig),
+        "layer_digest": sha256(payload),
+        "certificate": pem.decode(),
+        "chain": local.ca_cert.public_bytes(serialization.Encoding.PEM).decode() if chain else None,
+        "rekor_bundle": json.dumps({"SignedEntryTimestamp": b64(promise), "Payload": entry}),
+    }

@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from support import signing
 from support.preconditions import in_ci
-from support.sigstore_root import GITHUB, WORKFLOW, LocalSigstore
+from support.sigstore_root import GITHUB, WORKFLOW, LocalSigstore, simple_signing_keyless
 
 from controller.trust.authorities import KeyAuthority, KeylessAuthority
 from controller.trust.keys import load_key
@@ -44,6 +44,8 @@ VALID: dict[str, tuple[bytes, Any]] = {
     "envelope": (json.dumps(signing.envelope(KEY, signing.statement(IMAGE))).encode(), KEYS),
     "simple": (signing.simple_signing_payload(IMAGE), KEYS),
 }
+_COSIGN_KEYLESS = simple_signing_keyless(_LOCAL, IMAGE)
+VALID["cosign-keyless"] = (_COSIGN_KEYLESS["rekor_bundle"].encode(), KEYLESS)
 
 json_values = st.recursive(
     st.none()
@@ -81,8 +83,12 @@ def _replace(doc: Any, path: tuple[Any, ...], new: Any) -> Any:
 
 def _judge(kind: str, raw: bytes) -> TrustResult:
     authority = VALID[kind][1]
-    if kind == "simple":
-        art: Any = SimpleSigning(raw, signing.b64(signing.sign(KEY, raw)))
+    if kind == "cosign-keyless":
+        art: Any = SimpleSigning(
+            **{**_COSIGN_KEYLESS, "rekor_bundle": raw.decode(errors="replace")}
+        )
+    elif kind == "simple":
+        art = SimpleSigning(raw, signing.b64(signing.sign(KEY, raw)))
     elif kind == "envelope":
         art = DsseArtifact(raw)
     else:

@@ -25,7 +25,7 @@ from controller.trust.authorities import KeylessAuthority
 from controller.trust.results import Reason
 from controller.trust.roots import InvalidTrustRoot, load_trusted_root
 from controller.trust.simplesigning import SimpleSigning
-from controller.trust.verify import BundleArtifact, verify
+from controller.trust.verify import BundleArtifact, DsseArtifact, verify
 
 IMAGE = signing.sha256(b'{"schemaVersion":2,"layers":["distroless base"]}')
 OTHER = signing.sha256(b'{"schemaVersion":2,"layers":["a copy in a mirror"]}')
@@ -197,6 +197,10 @@ def test_key_based_artifacts_do_not_satisfy_a_keyless_authority(sigstore: LocalS
     payload = signing.simple_signing_payload(IMAGE)
     art = SimpleSigning(payload, signing.b64(signing.sign(key, payload)))
     result = verify(IMAGE, [art], distroless(sigstore), NOW)
+    assert (result.verified, result.reason) == (False, Reason.WRONG_IDENTITY)
+    # A bare DSSE envelope carries no certificate: nothing keyless to verify.
+    envelope = DsseArtifact(json.dumps(signing.envelope(key, signing.statement(IMAGE))).encode())
+    result = verify(IMAGE, [envelope], distroless(sigstore), NOW)
     assert (result.verified, result.reason) == (False, Reason.UNSUPPORTED)
 
 
