@@ -100,9 +100,8 @@ def verify_artifact(
             )
     except Refused as refused:
         return TrustResult.refused(authority.name, refused.reason, refused.message)
-    is_attestation = statement is not None and predicate_type is not None
     what = (
-        f"attestation {statement.predicate_type}" if statement and is_attestation else "signature"
+        f"attestation {statement.predicate_type}" if statement and predicate_type else "signature"
     )
     return TrustResult.ok(
         authority.name,
@@ -149,7 +148,8 @@ def verify(
     return TrustResult.refused(
         authority.name,
         best.reason or Reason.MALFORMED,
-        f"none of {len(results)} signatures verified; the closest: {best.message}",
+        f"none of {len(results)} {'attestations' if predicate_type else 'signatures'} verified;"
+        f" the closest: {best.message}",
     )
 
 
