@@ -32,7 +32,6 @@ keeps the operations and their caching.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, replace
@@ -44,7 +43,7 @@ from controller import digests
 from controller.caching import TTLMap
 from controller.errors import LookupFailed
 from controller.reference import Reference
-from controller.registry import auth, media, referrers
+from controller.registry import auth, jsonread, media, referrers
 from controller.registry.cache import RegistryCache
 from controller.registry.config import RegistryConfig, RegistryHost
 from controller.registry.handshake import Handshake
@@ -64,6 +63,8 @@ from controller.registry.transport import (
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+#: Values one page of a tag list may hold: room for a page of 10,000 tags (we ask for 1,000).
+TAG_PAGE_VALUES = 16_384
 #: HEAD answers that mean "ask with GET instead" (a HEAD 404 has no body to tell why).
 HEAD_FALLBACK_STATUSES = frozenset({404, 405, 501})
 
@@ -390,7 +391,8 @@ class RegistryClient:
             manifest = media.parse_manifest(reply.body, reply.headers.get("Content-Type"))
         except LookupFailed as exc:
             raise LookupFailed(
-                f"manifest for {what}: {exc.message}", context={"registry": reply.host, "code": "INVALID"}
+                f"manifest for {what}: {exc.message}",
+                context={"code": "INVALID", **exc.context, "registry": reply.host},
             ) from None
         cached = _CachedManifest(digest, manifest.media_type, manifest, len(reply.body))
         self.cache.put_content("manifest", digest, cached, len(reply.body))
@@ -434,9 +436,16 @@ class RegistryClient:
             if reply.status != 200:
                 raise self._transport.http_error(self._config, reply, "GET", path, what)
             try:
-                listed = json.loads(reply.body).get("tags") or []
-            except (ValueError, AttributeError):
-                raise LookupFailed(f"{what}: the registry's tag list is not JSON") from None
+                page = jsonread.read(reply.body, "the registry's tag list", max_values=TAG_PAGE_VALUES)
+            except LookupFailed as exc:
+                raise LookupFailed(
+                    f"{what}: {exc.message}", context={**exc.context, "registry": reply.host}
+                ) from None
+            if not isinstance(page, dict):
+                raise LookupFailed(f"{what}: the registry's tag list is not a JSON object")
+            listed = page.get("tags") or []
+            if not isinstance(listed, list):
+                listed = []
             tags.extend(t for t in listed if isinstance(t, str))
             link = reply.headers.get("Link", "")
             following = _next_page(link, base)
@@ -463,7 +472,7 @@ class RegistryClient:
             config = media.parse_config(reply.body)
         except LookupFailed as exc:
             raise LookupFailed(
-                f"{what}: {exc.message}", context={"registry": reply.host, "code": "INVALID"}
+                f"{what}: {exc.message}", context={"code": "INVALID", **exc.context, "registry": reply.host}
             ) from None
         self.cache.put_content("config", digest, config, len(reply.body))
         return config

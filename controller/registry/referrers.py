@@ -142,7 +142,7 @@ async def _get_referrers(
         index = media.parse_manifest(reply.body, media.OCI_INDEX)
     except LookupFailed as exc:
         raise LookupFailed(
-            f"{what}: {exc.message}", context={"registry": reply.host, "code": "INVALID"}
+            f"{what}: {exc.message}", context={"code": "INVALID", **exc.context, "registry": reply.host}
         ) from None
     if not isinstance(index, ImageIndex):
         raise LookupFailed(f"{what}: not an image index", context={"registry": reply.host, "code": "INVALID"})
