@@ -32,6 +32,7 @@ keeps the operations and their caching.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, replace
@@ -48,6 +49,7 @@ from controller.registry.cache import RegistryCache
 from controller.registry.config import RegistryConfig, RegistryHost
 from controller.registry.handshake import Handshake
 from controller.registry.helpers import ProgramCredentials
+from controller.registry.limits import current_account
 from controller.registry.media import ImageConfig, ImageIndex, ImageManifest
 from controller.registry.transport import (
     KIND_BLOB,
@@ -65,6 +67,11 @@ T = TypeVar("T")
 
 #: Values one page of a tag list may hold: room for a page of 10,000 tags (we ask for 1,000).
 TAG_PAGE_VALUES = 16_384
+#: Bodies this large or larger are hashed in a worker thread: hashlib lets go of the
+#: interpreter lock while it hashes, so the event loop keeps answering (a 4 MiB body is
+#: 10-20 ms of sha256). At most :data:`HASH_WORKERS` at once per client.
+OFF_LOOP_HASH_BYTES = 256 * 1024
+HASH_WORKERS = 2
 #: HEAD answers that mean "ask with GET instead" (a HEAD 404 has no body to tell why).
 HEAD_FALLBACK_STATUSES = frozenset({404, 405, 501})
 
@@ -115,6 +122,7 @@ class _Shared:
 
     def __init__(self, cache: RegistryCache, config: RegistryConfig) -> None:
         self.cache = cache
+        self.hashers = asyncio.Semaphore(HASH_WORKERS)
         self.transport = Transport(clock=cache.clock)
         self.handshake = Handshake(self.transport, cache)
         self.tokens = self.handshake.tokens
@@ -278,6 +286,14 @@ class RegistryClient:
         """Hosts found without the referrers API (shared by every view of this client)."""
         return self._shared.no_referrers_api
 
+    async def digest_of(self, body: bytes, algorithm: str) -> str:
+        """:func:`hash_body`, in a bounded worker thread for a large body (see
+        :data:`OFF_LOOP_HASH_BYTES`): hashing 4 MiB indexes must not hold the event loop."""
+        if len(body) < OFF_LOOP_HASH_BYTES:
+            return hash_body(body, algorithm)
+        async with self._shared.hashers:
+            return await asyncio.to_thread(hash_body, body, algorithm)
+
     def count_cache_hit(self) -> None:
         """Count an answer served from the cache in :attr:`stats`."""
         self._transport.stats.cache_hits += 1
@@ -316,13 +332,22 @@ class RegistryClient:
             try:
                 return await work()
             except LookupFailed as exc:
-                retry_after = exc.context.get("retry_after")
-                cache.put_failure(
-                    key, exc, retry_after=retry_after if isinstance(retry_after, float) else None
-                )
+                if exc.context.get("per_review") is None:  # a review's own bound is not the registry's
+                    retry_after = exc.context.get("retry_after")
+                    cache.put_failure(
+                        key, exc, retry_after=retry_after if isinstance(retry_after, float) else None
+                    )
                 raise
 
-        return await cache.single_flight(key, remembered)
+        try:
+            return await cache.single_flight(key, remembered)
+        except LookupFailed as exc:
+            # The flight we joined ran on another review's account and stopped at its bound:
+            # that is not our answer. Ask again, on ours.
+            spent = exc.context.get("per_review")
+            if spent is None or spent == id(current_account()):
+                raise
+            return await cache.single_flight(key, remembered)
 
     async def mirrored(self, ref: Reference, op: Callable[[RegistryHost], Awaitable[T]]) -> T:
         """Try each configured mirror, then the registry itself; the registry's error wins."""
@@ -377,7 +402,7 @@ class RegistryClient:
         reply = await self.call(entry, "GET", path, KIND_MANIFEST, ref.repository, what, accept=media.ACCEPT)
         if reply.status != 200:
             raise self._transport.http_error(self._config, reply, "GET", path, what)
-        actual = hash_body(reply.body, digest.partition(":")[0])
+        actual = await self.digest_of(reply.body, digest.partition(":")[0])
         if actual != digest:
             raise LookupFailed(
                 f"manifest for {what} does not match its digest (got {actual})",
@@ -392,9 +417,10 @@ class RegistryClient:
         if reply.status != 200:
             raise self._transport.http_error(self._config, reply, "GET", path, what)
         header = reply.headers.get("Docker-Content-Digest")
-        digest = hash_body(reply.body, "sha256")
+        digest = await self.digest_of(reply.body, "sha256")
         if header and digests.is_digest(header):
-            actual = hash_body(reply.body, header.partition(":")[0])
+            algorithm = header.partition(":")[0]
+            actual = digest if algorithm == "sha256" else await self.digest_of(reply.body, algorithm)
             if actual != header:
                 raise LookupFailed(
                     f"manifest for {what} does not match the registry's Docker-Content-Digest "
@@ -482,7 +508,7 @@ class RegistryClient:
         reply = await self.call(entry, "GET", path, KIND_BLOB, ref.repository, what, accept=None)
         if reply.status != 200:
             raise self._transport.http_error(self._config, reply, "GET", path, what)
-        actual = hash_body(reply.body, digest.partition(":")[0])
+        actual = await self.digest_of(reply.body, digest.partition(":")[0])
         if actual != digest:
             raise LookupFailed(
                 f"{what} does not match its digest (got {actual})",

@@ -33,6 +33,7 @@ from typing import Any
 
 from controller.documents import MAX_DEPTH, nesting_depth
 from controller.errors import LookupFailed
+from controller.registry.limits import current_account
 
 __all__ = ["MAX_DEPTH", "MAX_VALUES", "is_refusal", "read", "values_at_most"]
 
@@ -80,6 +81,9 @@ def read(
             f"{what} is {size} bytes, over the {max_bytes} {_TOO_LARGE}",
             context={"code": "TOO_LARGE", "bytes": size},
         )
+    account = current_account()
+    if account is not None:  # the review pays for the parse, refused or not: the scan is work too
+        account.charge_parsed(size)
     values = values_at_most(text)
     if values > max_values:
         raise LookupFailed(

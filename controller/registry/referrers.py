@@ -97,8 +97,6 @@ async def fetch_referrers(client: RegistryClient, ref: Reference, digest: str) -
 async def _get_blob(
     client: RegistryClient, entry: RegistryHost, ref: Reference, digest: str, limit: int
 ) -> bytes:
-    from controller.registry.client import hash_body  # client imports this module: at call time
-
     path = f"/v2/{ref.repository}/blobs/{digest}"
     what = f"blob {digest} of {ref.name}"
     reply = await client.call(entry, "GET", path, KIND_BLOB, ref.repository, what, accept=None)
@@ -109,7 +107,7 @@ async def _get_blob(
             f"{what} is over {limit} bytes: refused",
             context={"registry": reply.host, "code": "TOO_LARGE"},
         )
-    actual = hash_body(reply.body, digest.partition(":")[0])
+    actual = await client.digest_of(reply.body, digest.partition(":")[0])
     if actual != digest:
         raise LookupFailed(
             f"{what} does not match its digest (got {actual})",

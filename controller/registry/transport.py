@@ -60,7 +60,13 @@ from controller.registry.config import (
     RegistryConfig,
     RegistryHost,
 )
-from controller.registry.limits import FairSlots, HoldOffs, current_tenant, rate_limit_of
+from controller.registry.limits import (
+    FairSlots,
+    HoldOffs,
+    current_account,
+    current_tenant,
+    rate_limit_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -454,6 +460,9 @@ class Transport:
         except LookupFailed:
             self.stats.held_off[hp] += 1
             raise
+        account = current_account()
+        if account is not None:  # past the review's bytes, nothing more is asked for it
+            account.check_bytes()
         self.stats.count(method, kind, hp)
         started = time.monotonic()
         session = self._session()
@@ -478,6 +487,8 @@ class Transport:
                     reply = Reply(resp.status, resp.headers, body, hp, url)
         except HANDLED as exc:
             raise lookup_failure(exc, host=hp, where=where, budget=budget) from None
+        if account is not None:
+            account.charge_fetched(len(body))
         self.stats.by_status[reply.status] += 1
         if reply.status == 429:
             self.stats.rate_limited[hp] += 1

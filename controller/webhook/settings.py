@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from controller.lineage.budget import (
+    MAX_BYTES,
     MAX_CANDIDATES,
     MAX_IMAGES,
     MAX_PLATFORMS,
@@ -133,6 +134,15 @@ class Settings:
     on four levels of bases (each an index) costs 29, so a Deployment of five such
     images about 150: the default leaves room for a review of dozens of them."""
 
+    max_bytes_per_review: int = MAX_BYTES
+    """Bytes one review may fetch from registries and parse, all its images together
+    (128 MiB). Every body read counts, and every JSON text parsed (a manifest, a
+    config, a statement, a label's JSON), so a document costs about twice its size;
+    an answer from the cache costs nothing. A real image's documents are tens of
+    KiB, so a review of 256 images on four levels of bases stays well under it; a
+    flood of 4 MiB indexes stops after a few dozen, and the review's queued requests
+    are never sent."""
+
     def budget_for(self, timeout: float | None) -> float:
         """Seconds a review may spend, given the apiserver's ``?timeout=`` (``None``: absent).
 
@@ -155,4 +165,5 @@ class Settings:
             max_platforms=self.max_platforms_per_index,
             max_candidates=self.max_candidates_per_claim,
             max_requests=self.max_requests_per_review,
+            max_bytes=self.max_bytes_per_review,
         )
