@@ -221,7 +221,7 @@ def json_data(text: str, *, source: str) -> object:
         ) from exc
     except RecursionError as exc:
         raise InputError(_too_deep(source), context={"source": source}) from exc
-    if _depth(data) > MAX_DEPTH:
+    if nesting_depth(data) > MAX_DEPTH:
         raise InputError(_too_deep(source), context={"source": source})
     return data
 
@@ -230,15 +230,19 @@ def _too_deep(where: str) -> str:
     return f"{where}: nested more than {MAX_DEPTH} levels deep (lists and mappings); refused"
 
 
-def _depth(data: object) -> int:
-    """Nesting depth of JSON data, without recursion (stops counting past the bound)."""
+def nesting_depth(data: object, limit: int = MAX_DEPTH) -> int:
+    """Nesting depth of JSON data, without recursion (stops counting past ``limit``).
+
+    Public for the registry's reader of JSON (:mod:`controller.registry.jsonread`),
+    which bounds what registries send the way this module bounds files.
+    """
     deepest = 0
     stack: list[tuple[object, int]] = [(data, 1)]
     while stack:
         value, level = stack.pop()
         if isinstance(value, dict | list):
             deepest = max(deepest, level)
-            if level > MAX_DEPTH:
+            if level > limit:
                 return level
             children = value.values() if isinstance(value, dict) else value
             stack.extend((child, level + 1) for child in children)

@@ -3,7 +3,8 @@
 Whatever an image, an index or a pod says, judging it must stay cheap for
 everyone else: a pod naming 5,000 images, an index of 5,000 platforms or a
 build record listing 20,000 source images must not turn into thousands of
-registry requests while honest reviews wait. :class:`Bounds` holds the limits
+registry requests while honest reviews wait, and a flood of 4 MiB indexes must
+not turn into gigabytes fetched and parsed. :class:`Bounds` holds the limits
 (their defaults are documented where the webhook's settings are);
 :class:`ReviewBudget` is created once per review by the assessor and passed
 down to the resolver, which charges every registry call to it through
@@ -16,6 +17,13 @@ Programs count too: a Docker credential helper or a kubelet credential
 provider plugin started for one of the review's lookups is charged to the
 review that started it (:func:`controller.registry.helpers.processes_charged_to`),
 so a review cannot make the process start thousands of them.
+
+Bytes are counted where they are spent, not per call: the registry transport
+charges every body it reads and the JSON reader every text it parses
+(:class:`controller.registry.limits.ByteAccount`, which a budget is), so a
+document fetched once and parsed once costs its size twice, and an answer the
+cache holds costs nothing. The transport asks before each request, so once
+the review's bytes are spent its queued requests are never sent.
 """
 
 from __future__ import annotations
@@ -37,6 +45,8 @@ MAX_REQUESTS = 4096
 MAX_CPU_PER_REVIEW = 2.0
 MAX_CPU_PER_IMAGE = 0.1
 MAX_PROCESSES = 32
+#: Bytes one review may fetch and parse, together (128 MiB).
+MAX_BYTES = 128 * 1024 * 1024
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,9 +60,12 @@ class Bounds:
     max_cpu_per_review: float = MAX_CPU_PER_REVIEW
     max_cpu_per_image: float = MAX_CPU_PER_IMAGE
     max_processes: int = MAX_PROCESSES
+    max_bytes: int = MAX_BYTES
 
     def __post_init__(self) -> None:
-        for name in ("max_images", "max_platforms", "max_candidates", "max_requests", "max_processes"):
+        for name in (
+            "max_images", "max_platforms", "max_candidates", "max_requests", "max_processes", "max_bytes"
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
         for name in ("max_cpu_per_review", "max_cpu_per_image"):
@@ -69,8 +82,8 @@ class ProcessBoundExceeded(BoundExceeded, ProcessLimitReached):
 
 
 class ReviewBudget:
-    """What one review may still spend: registry requests, credential programs and
-    evaluation CPU, counted across all its images.
+    """What one review may still spend: registry requests, bytes fetched and parsed,
+    credential programs and evaluation CPU, counted across all its images.
 
     Shared by every lookup of the review (they run concurrently), so the
     count is of the review as a whole. Once spent, every further request
@@ -82,14 +95,42 @@ class ReviewBudget:
         self.requests = 0
         self.cpu = 0.0  # seconds of evaluation CPU charged so far (see charge_cpu)
         self.processes = 0
+        self.bytes_fetched = 0
+        self.bytes_parsed = 0
+
+    @property
+    def bytes(self) -> int:
+        """Bytes fetched and parsed so far, what :attr:`Bounds.max_bytes` bounds."""
+        return self.bytes_fetched + self.bytes_parsed
 
     @property
     def spent(self) -> bool:
-        return self.requests >= self.bounds.max_requests
+        return self.requests >= self.bounds.max_requests or self.bytes >= self.bounds.max_bytes
+
+    def check_bytes(self) -> None:
+        """:class:`BoundExceeded` once the review has fetched and parsed its last byte."""
+        if self.bytes >= self.bounds.max_bytes:
+            limit = self.bounds.max_bytes
+            raise BoundExceeded(
+                f"this review reached its limit of {limit} bytes fetched and parsed from "
+                f"registries (max_bytes_per_review = {limit}); not looked up",
+                # Never remembered as a registry failure, nor handed to another review
+                # sharing the request: it is this review's bound, not the registry's answer.
+                context={"code": "BOUND", "per_review": id(self)},
+            )
+
+    def charge_fetched(self, size: int) -> None:
+        """Count a body read from a registry (the transport calls this)."""
+        self.bytes_fetched += size
+
+    def charge_parsed(self, size: int) -> None:
+        """Count a JSON text parsed (the registry's JSON reader calls this)."""
+        self.bytes_parsed += size
 
     def charge(self) -> None:
         """Count one registry request; :class:`BoundExceeded` once the review has made its last."""
-        if self.spent:
+        self.check_bytes()
+        if self.requests >= self.bounds.max_requests:
             limit = self.bounds.max_requests
             raise BoundExceeded(
                 f"this review reached its limit of {limit} registry requests "

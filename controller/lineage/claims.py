@@ -19,18 +19,17 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from controller.errors import InvalidReference
+from controller.errors import InvalidReference, LookupFailed
 from controller.lineage.budget import MAX_CANDIDATES
 from controller.lineage.catalog import is_prefix
 from controller.lineage.model import Source
 from controller.reference import Reference, parse
-from controller.registry import media
+from controller.registry import jsonread, media
 from controller.registry.media import Descriptor, ImageConfig, ImageManifest
 
 SCRATCH = "scratch"
@@ -127,6 +126,18 @@ def annotation_claim(values: Mapping[str, str], source: Source) -> Claim | None:
     return None
 
 
+def _read_label(text: str | bytes, what: str) -> Any:
+    """JSON the image author wrote into a label: ``None`` when it is not JSON (the reader
+    has nothing to say), :class:`LookupFailed` naming the bound when it is too large or
+    too deep to read (:mod:`controller.registry.jsonread`): never silence for that."""
+    try:
+        return jsonread.read(text, what)
+    except LookupFailed as exc:
+        if exc.context.get("code") == "INVALID":
+            return None
+        raise
+
+
 def buildpacks_claim(labels: Mapping[str, str]) -> Claim | None:
     """The run image in ``io.buildpacks.lifecycle.metadata``.
 
@@ -137,10 +148,7 @@ def buildpacks_claim(labels: Mapping[str, str]) -> Claim | None:
     raw = labels.get(media.BUILDPACKS_METADATA)
     if not raw:
         return None
-    try:
-        meta = json.loads(raw)
-    except ValueError:
-        return None
+    meta = _read_label(raw, f"its Buildpacks label {media.BUILDPACKS_METADATA}")
     if not isinstance(meta, dict):
         return None
     run = _dict(meta.get("runImage"))
@@ -182,9 +190,10 @@ def buildinfo_claim(config: ImageConfig, *, max_candidates: int = MAX_CANDIDATES
             ),
         )
     try:
-        info = json.loads(base64.b64decode(raw, validate=False))
+        decoded = base64.b64decode(raw, validate=False)
     except (ValueError, binascii.Error):
         return None
+    info = _read_label(decoded, "its BuildKit buildinfo record")
     sources = info.get("sources") if isinstance(info, dict) else None
     if not isinstance(sources, list):
         return None

@@ -18,6 +18,7 @@ from controller.lineage.catalog import platform_key
 from controller.lineage.claims import Claim, Subject, display
 from controller.lineage.platforms import attestations_for, platform_entries, select_child
 from controller.reference import Reference
+from controller.registry.limits import charged_to
 from controller.registry.media import Descriptor, ImageConfig, ImageIndex, ImageManifest, Platform
 
 #: Nested indexes deeper than this are refused (a loop of indexes naming each other).
@@ -200,7 +201,11 @@ class ChargedClient:
 
     Every call counts, answered from the registry client's cache or not: the
     bound is on the work a review asks for, and it stays the same whatever
-    the cache holds (so a test, or an incident, can be reproduced).
+    the cache holds (so a test, or an incident, can be reproduced). Bytes are
+    counted where they are spent: each call runs with the budget as the
+    registry's byte account (:func:`controller.registry.limits.charged_to`), so
+    what the transport reads and the JSON reader parses for it is charged to
+    this review.
     """
 
     def __init__(self, client: RegistryClient, budget: ReviewBudget) -> None:
@@ -209,15 +214,18 @@ class ChargedClient:
 
     async def fetch_manifest(self, ref: Reference, digest: str | None = None) -> Fetched:
         self.budget.charge()
-        return await self.client.fetch_manifest(ref, digest)
+        with charged_to(self.budget):
+            return await self.client.fetch_manifest(ref, digest)
 
     async def resolve_digest(self, ref: Reference) -> str:
         self.budget.charge()
-        return await self.client.resolve_digest(ref)
+        with charged_to(self.budget):
+            return await self.client.resolve_digest(ref)
 
     async def fetch_config(self, ref: Reference, manifest: ImageManifest) -> ImageConfig:
         self.budget.charge()
-        return await self.client.fetch_config(ref, manifest)
+        with charged_to(self.budget):
+            return await self.client.fetch_config(ref, manifest)
 
 
 class ChargedBlobClient(ChargedClient):
@@ -225,11 +233,13 @@ class ChargedBlobClient(ChargedClient):
 
     async def fetch_blob(self, ref: Reference, digest: str, *, limit: int) -> bytes:
         self.budget.charge()
-        return await self.client.fetch_blob(ref, digest, limit=limit)  # type: ignore[attr-defined, no-any-return]
+        with charged_to(self.budget):
+            return await self.client.fetch_blob(ref, digest, limit=limit)  # type: ignore[attr-defined, no-any-return]
 
     async def fetch_referrers(self, ref: Reference, digest: str) -> ImageIndex:
         self.budget.charge()
-        return await self.client.fetch_referrers(ref, digest)  # type: ignore[attr-defined, no-any-return]
+        with charged_to(self.budget):
+            return await self.client.fetch_referrers(ref, digest)  # type: ignore[attr-defined, no-any-return]
 
 
 def charged(client: RegistryClient, budget: ReviewBudget) -> ChargedClient:

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import urllib.parse
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from typing import Any
 
 from controller.errors import InvalidReference, LookupFailed
 from controller.reference import Reference, parse
+from controller.registry import jsonread
 from controller.registry.media import Descriptor, ImageIndex, ImageManifest, Platform
 
 IN_TOTO = "application/vnd.in-toto+json"
@@ -176,10 +176,22 @@ def _unwrap(obj: Any) -> Any:
         if not isinstance(payload, str):
             raise StatementError("DSSE envelope without a payload")
         try:
-            return json.loads(base64.b64decode(payload, validate=True))
+            decoded = base64.b64decode(payload, validate=True)
         except (ValueError, binascii.Error) as exc:
             raise StatementError(f"DSSE payload is not base64 JSON: {exc}") from None
+        return _read(decoded, "its DSSE payload", "DSSE payload is not base64 JSON")
     return obj
+
+
+def _read(body: bytes, what: str, invalid: str) -> Any:
+    """JSON through :mod:`controller.registry.jsonread`: not JSON is a :class:`StatementError`
+    (the statement is ignored, with the reason), over a bound a :class:`LookupFailed` naming it."""
+    try:
+        return jsonread.read(body, what, max_bytes=MAX_STATEMENT_BYTES)
+    except LookupFailed as exc:
+        if exc.context.get("code") != "INVALID":
+            raise LookupFailed(f"provenance: {exc.message}", context=exc.context) from None
+        raise StatementError(f"{invalid}: {exc.message.partition(' is not JSON: ')[2]}") from None
 
 
 def _materials(predicate_type: str, predicate: Mapping[str, Any]) -> list[Any]:
@@ -205,10 +217,7 @@ def parse_statement(body: bytes) -> Statement | None:
         raise bound_exceeded(
             f"a statement of {len(body)} bytes", MAX_STATEMENT_BYTES, "MAX_STATEMENT_BYTES"
         )
-    try:
-        obj = _unwrap(json.loads(body))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise StatementError(f"statement is not JSON: {exc}") from None
+    obj = _unwrap(_read(body, "an in-toto statement", "statement is not JSON"))
     if not isinstance(obj, dict):
         raise StatementError("statement is not a JSON object")
     kind = obj.get("_type")

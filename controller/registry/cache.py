@@ -3,7 +3,11 @@
 Three stores with three lifetimes, and one way to wait:
 
 - content addressed by digest (manifests, configs) never goes stale: it is
-  hashed on the way in, so an LRU bounded by entries and bytes is enough;
+  hashed on the way in, so an LRU bounded by entries and bytes is enough. The
+  bytes are those the entries take in memory, not their bodies': a parsed
+  document is several times its JSON (measured: an index 3.7x, a manifest 4.5x,
+  a config 5.5x, as it keeps its parsed JSON too, plus about 2 KiB of objects
+  each), so each is weighed by :func:`weight`;
 - tag → digest moves when someone pushes: a short TTL (30 s by default);
 - failures are remembered for a few seconds (3 s by default) so an admission
   storm does not hammer a registry that is down;
@@ -32,9 +36,26 @@ V = TypeVar("V")
 DEFAULT_TAG_TTL = 30.0
 DEFAULT_FAILURE_TTL = 3.0
 DEFAULT_MAX_ENTRIES = 20_000
+#: Memory the content cache may take (weighed by :func:`weight`, not body bytes).
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+#: A parsed document is weighed at this many times its body, plus :data:`PARSED_OVERHEAD`.
+PARSED_FACTOR = 6
+PARSED_OVERHEAD = 2048
+#: A blob kept as bytes: its size plus the ``bytes`` object and the key.
+BLOB_OVERHEAD = 256
 #: A registry's Retry-After may stretch the failure TTL, up to this.
 MAX_FAILURE_TTL = 60.0
+
+
+def weight(value: Any, size: int) -> int:
+    """Bytes ``value``, read from a body of ``size`` bytes, is taken to occupy in memory.
+
+    An upper estimate: over the measured ratio of every kind the cache holds, so its
+    byte bound is a bound on what it takes (a bytes blob is its size).
+    """
+    if isinstance(value, bytes | bytearray):
+        return size + BLOB_OVERHEAD
+    return PARSED_FACTOR * size + PARSED_OVERHEAD
 
 
 @dataclass
@@ -75,7 +96,8 @@ class RegistryCache:
         return value
 
     def put_content(self, kind: str, digest: str, value: Any, size: int) -> None:
-        self.content.put((kind, digest), value, size)
+        """Keep ``value`` (parsed from a body of ``size`` bytes), weighed by its memory."""
+        self.content.put((kind, digest), value, weight(value, size))
 
     def get_tag(self, key: Hashable) -> str | None:
         digest = self.tags.get(key)

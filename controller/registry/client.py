@@ -32,7 +32,7 @@ keeps the operations and their caching.
 
 from __future__ import annotations
 
-import json
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, replace
@@ -44,11 +44,12 @@ from controller import digests
 from controller.caching import TTLMap
 from controller.errors import LookupFailed
 from controller.reference import Reference
-from controller.registry import auth, media, referrers
+from controller.registry import auth, jsonread, media, referrers
 from controller.registry.cache import RegistryCache
 from controller.registry.config import RegistryConfig, RegistryHost
 from controller.registry.handshake import Handshake
 from controller.registry.helpers import ProcessLimitReached, ProgramCredentials
+from controller.registry.limits import current_account
 from controller.registry.media import ImageConfig, ImageIndex, ImageManifest
 from controller.registry.transport import (
     KIND_BLOB,
@@ -64,6 +65,13 @@ from controller.registry.transport import (
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+#: Values one page of a tag list may hold: room for a page of 10,000 tags (we ask for 1,000).
+TAG_PAGE_VALUES = 16_384
+#: Bodies this large or larger are hashed in a worker thread: hashlib lets go of the
+#: interpreter lock while it hashes, so the event loop keeps answering (a 4 MiB body is
+#: 10-20 ms of sha256). At most :data:`HASH_WORKERS` at once per client.
+OFF_LOOP_HASH_BYTES = 256 * 1024
+HASH_WORKERS = 2
 #: HEAD answers that mean "ask with GET instead" (a HEAD 404 has no body to tell why).
 HEAD_FALLBACK_STATUSES = frozenset({404, 405, 501})
 
@@ -99,14 +107,14 @@ def _next_page(link: str, base: str) -> str | None:
     return None
 
 
-def _hash(body: bytes, algorithm: str) -> str:
+def hash_body(body: bytes, algorithm: str) -> str:
+    """The digest of ``body`` with ``algorithm``; an unsupported one is a :class:`LookupFailed`."""
     try:
         return digests.compute(body, algorithm)
     except ValueError as exc:
         raise LookupFailed(str(exc)) from None
 
 
-_valid_digest = digests.is_digest
 
 
 class _Shared:
@@ -114,6 +122,7 @@ class _Shared:
 
     def __init__(self, cache: RegistryCache, config: RegistryConfig) -> None:
         self.cache = cache
+        self.hashers = asyncio.Semaphore(HASH_WORKERS)
         self.transport = Transport(clock=cache.clock)
         self.handshake = Handshake(self.transport, cache)
         self.tokens = self.handshake.tokens
@@ -205,9 +214,9 @@ class RegistryClient:
             # likely cached by digest. Registries such as Docker Hub count manifest
             # GETs, not HEADs, against pull limits.
             return await self._manifest_by_digest(ref, await self.resolve_digest(ref))
-        return await self._flight(
+        return await self.flight(
             self._tag_flight(ref, tag),
-            lambda: self._mirrored(ref, lambda entry: self._get_manifest_by_tag(entry, ref, tag)),
+            lambda: self.mirrored(ref, lambda entry: self._get_manifest_by_tag(entry, ref, tag)),
         )
 
     async def resolve_digest(self, ref: Reference) -> str:
@@ -228,15 +237,15 @@ class RegistryClient:
             self._transport.stats.coalesced += 1
             fetched: Fetched = await self.cache.flights.wait(flight, fetching)
             return fetched.digest
-        return await self._flight(
-            ("digest", ref.registry, ref.repository, tag, self._fp(ref)),
-            lambda: self._mirrored(ref, lambda entry: self._head_digest(entry, ref, tag)),
+        return await self.flight(
+            ("digest", ref.registry, ref.repository, tag, self.fingerprint(ref)),
+            lambda: self.mirrored(ref, lambda entry: self._head_digest(entry, ref, tag)),
         )
 
     async def fetch_config(self, ref: Reference, manifest: ImageManifest) -> ImageConfig:
         """The image config blob ``manifest.config`` names: verified, size-capped, cached."""
         desc = manifest.config
-        if not _valid_digest(desc.digest):
+        if not digests.is_digest(desc.digest):
             raise LookupFailed(f"image config of {ref.name} has a malformed digest {desc.digest!r}")
         if desc.size > media.MAX_BODY:
             raise LookupFailed(
@@ -247,9 +256,9 @@ class RegistryClient:
         if isinstance(cached, ImageConfig):
             self._transport.stats.cache_hits += 1
             return cached
-        return await self._flight(
-            ("config", ref.registry, ref.repository, desc.digest, self._fp(ref)),
-            lambda: self._mirrored(ref, lambda entry: self._get_config(entry, ref, desc.digest)),
+        return await self.flight(
+            ("config", ref.registry, ref.repository, desc.digest, self.fingerprint(ref)),
+            lambda: self.mirrored(ref, lambda entry: self._get_config(entry, ref, desc.digest)),
         )
 
     async def fetch_blob(self, ref: Reference, digest: str, *, limit: int) -> bytes:
@@ -270,19 +279,47 @@ class RegistryClient:
         if reply.status not in (200, 401):
             raise self._transport.http_error(self._config, reply, "GET", "/v2/", f"registry {entry.host}")
 
-    # -- caching plumbing -------------------------------------------------------------
+    # -- the request path (public for controller.registry.referrers) --------------------
+
+    @property
+    def no_referrers_api(self) -> TTLMap[str, bool]:
+        """Hosts found without the referrers API (shared by every view of this client)."""
+        return self._shared.no_referrers_api
+
+    async def digest_of(self, body: bytes, algorithm: str) -> str:
+        """:func:`hash_body`, in a bounded worker thread for a large body (see
+        :data:`OFF_LOOP_HASH_BYTES`): hashing 4 MiB indexes must not hold the event loop."""
+        if len(body) < OFF_LOOP_HASH_BYTES:
+            return hash_body(body, algorithm)
+        async with self._shared.hashers:
+            return await asyncio.to_thread(hash_body, body, algorithm)
+
+    def count_cache_hit(self) -> None:
+        """Count an answer served from the cache in :attr:`stats`."""
+        self._transport.stats.cache_hits += 1
+
+    def http_error(self, reply: Reply, method: str, path: str, what: str) -> LookupFailed:
+        """The :class:`LookupFailed` for a non-success answer (the transport's error table)."""
+        return self._transport.http_error(self._config, reply, method, path, what)
 
     def _tag_key(self, ref: Reference, tag: str) -> Hashable:
         return (ref.registry, ref.repository, tag)
 
     def _tag_flight(self, ref: Reference, tag: str) -> Hashable:
-        return ("manifest-tag", ref.registry, ref.repository, tag, self._fp(ref))
+        return ("manifest-tag", ref.registry, ref.repository, tag, self.fingerprint(ref))
 
-    def _fp(self, ref: Reference) -> str:
+    def fingerprint(self, ref: Reference) -> str:
+        """Which credential set asks for ``ref``: part of every flight and failure key."""
         return auth.fingerprint(self._config.host(ref.registry).credentials)
 
-    async def _flight(self, key: Hashable, work: Callable[[], Awaitable[T]]) -> T:
-        """Negative cache, then single-flight: one request per key however many ask."""
+    async def flight(self, key: Hashable, work: Callable[[], Awaitable[T]]) -> T:
+        """Negative cache, then single-flight: one request per key however many ask.
+
+        Public, with :meth:`mirrored`, :meth:`call`, :meth:`fingerprint`,
+        :meth:`http_error` and :meth:`count_cache_hit`, for the operation modules
+        beside this one (:mod:`controller.registry.referrers`): the one request path
+        every registry read takes.
+        """
         cache = self.cache
         try:
             cache.check_failure(key)
@@ -297,15 +334,24 @@ class RegistryClient:
             except ProcessLimitReached:
                 raise  # one review's own limit: never the answer for the next review
             except LookupFailed as exc:
-                retry_after = exc.context.get("retry_after")
-                cache.put_failure(
-                    key, exc, retry_after=retry_after if isinstance(retry_after, float) else None
-                )
+                if exc.context.get("per_review") is None:  # a review's own bound is not the registry's
+                    retry_after = exc.context.get("retry_after")
+                    cache.put_failure(
+                        key, exc, retry_after=retry_after if isinstance(retry_after, float) else None
+                    )
                 raise
 
-        return await cache.single_flight(key, remembered)
+        try:
+            return await cache.single_flight(key, remembered)
+        except LookupFailed as exc:
+            # The flight we joined ran on another review's account and stopped at its bound:
+            # that is not our answer. Ask again, on ours.
+            spent = exc.context.get("per_review")
+            if spent is None or spent == id(current_account()):
+                raise
+            return await cache.single_flight(key, remembered)
 
-    async def _mirrored(self, ref: Reference, op: Callable[[RegistryHost], Awaitable[T]]) -> T:
+    async def mirrored(self, ref: Reference, op: Callable[[RegistryHost], Awaitable[T]]) -> T:
         """Try each configured mirror, then the registry itself; the registry's error wins."""
         entry = self._config.host(ref.registry)
         for mirror in entry.mirrors:
@@ -338,15 +384,15 @@ class RegistryClient:
     # -- manifests ----------------------------------------------------------------------
 
     async def _manifest_by_digest(self, ref: Reference, digest: str) -> Fetched:
-        if not _valid_digest(digest):
+        if not digests.is_digest(digest):
             raise LookupFailed(f"{ref.name}@{digest}: unsupported or malformed digest")
         cached = self.cache.get_content("manifest", digest)
         if isinstance(cached, _CachedManifest):
             self._transport.stats.cache_hits += 1
             return cached.fetched(ref)
-        return await self._flight(
-            ("manifest", ref.registry, ref.repository, digest, self._fp(ref)),
-            lambda: self._mirrored(ref, lambda entry: self._get_manifest_by_digest(entry, ref, digest)),
+        return await self.flight(
+            ("manifest", ref.registry, ref.repository, digest, self.fingerprint(ref)),
+            lambda: self.mirrored(ref, lambda entry: self._get_manifest_by_digest(entry, ref, digest)),
         )
 
     def _manifest_path(self, ref: Reference, tag_or_digest: str) -> str:
@@ -355,10 +401,10 @@ class RegistryClient:
     async def _get_manifest_by_digest(self, entry: RegistryHost, ref: Reference, digest: str) -> Fetched:
         path = self._manifest_path(ref, digest)
         what = f"{ref.name}@{digest}"
-        reply = await self._call(entry, "GET", path, KIND_MANIFEST, ref.repository, what, accept=media.ACCEPT)
+        reply = await self.call(entry, "GET", path, KIND_MANIFEST, ref.repository, what, accept=media.ACCEPT)
         if reply.status != 200:
             raise self._transport.http_error(self._config, reply, "GET", path, what)
-        actual = _hash(reply.body, digest.partition(":")[0])
+        actual = await self.digest_of(reply.body, digest.partition(":")[0])
         if actual != digest:
             raise LookupFailed(
                 f"manifest for {what} does not match its digest (got {actual})",
@@ -369,13 +415,14 @@ class RegistryClient:
     async def _get_manifest_by_tag(self, entry: RegistryHost, ref: Reference, tag: str) -> Fetched:
         path = self._manifest_path(ref, tag)
         what = f"{ref.name}:{tag}"
-        reply = await self._call(entry, "GET", path, KIND_MANIFEST, ref.repository, what, accept=media.ACCEPT)
+        reply = await self.call(entry, "GET", path, KIND_MANIFEST, ref.repository, what, accept=media.ACCEPT)
         if reply.status != 200:
             raise self._transport.http_error(self._config, reply, "GET", path, what)
         header = reply.headers.get("Docker-Content-Digest")
-        digest = _hash(reply.body, "sha256")
-        if header and _valid_digest(header):
-            actual = _hash(reply.body, header.partition(":")[0])
+        digest = await self.digest_of(reply.body, "sha256")
+        if header and digests.is_digest(header):
+            algorithm = header.partition(":")[0]
+            actual = digest if algorithm == "sha256" else await self.digest_of(reply.body, algorithm)
             if actual != header:
                 raise LookupFailed(
                     f"manifest for {what} does not match the registry's Docker-Content-Digest "
@@ -392,7 +439,8 @@ class RegistryClient:
             manifest = media.parse_manifest(reply.body, reply.headers.get("Content-Type"))
         except LookupFailed as exc:
             raise LookupFailed(
-                f"manifest for {what}: {exc.message}", context={"registry": reply.host, "code": "INVALID"}
+                f"manifest for {what}: {exc.message}",
+                context={"code": "INVALID", **exc.context, "registry": reply.host},
             ) from None
         cached = _CachedManifest(digest, manifest.media_type, manifest, len(reply.body))
         self.cache.put_content("manifest", digest, cached, len(reply.body))
@@ -401,9 +449,9 @@ class RegistryClient:
     async def _head_digest(self, entry: RegistryHost, ref: Reference, tag: str) -> str:
         path = self._manifest_path(ref, tag)
         what = f"{ref.name}:{tag}"
-        reply = await self._call(entry, "HEAD", path, KIND_MANIFEST, ref.repository, what, accept=media.ACCEPT)
+        reply = await self.call(entry, "HEAD", path, KIND_MANIFEST, ref.repository, what, accept=media.ACCEPT)
         header = reply.headers.get("Docker-Content-Digest")
-        if reply.status == 200 and _valid_digest(header):
+        if reply.status == 200 and digests.is_digest(header):
             assert header is not None
             length = reply.headers.get("Content-Length", "")
             if length.isdigit() and int(length) > media.MAX_BODY:
@@ -432,13 +480,20 @@ class RegistryClient:
         tags: list[str] = []
         for _ in range(max(1, max_pages)):
             what = f"the tags of {ref.name}"
-            reply = await self._call(entry, "GET", path, KIND_MANIFEST, ref.repository, what, accept="application/json")
+            reply = await self.call(entry, "GET", path, KIND_MANIFEST, ref.repository, what, accept="application/json")
             if reply.status != 200:
                 raise self._transport.http_error(self._config, reply, "GET", path, what)
             try:
-                listed = json.loads(reply.body).get("tags") or []
-            except (ValueError, AttributeError):
-                raise LookupFailed(f"{what}: the registry's tag list is not JSON") from None
+                page = jsonread.read(reply.body, "the registry's tag list", max_values=TAG_PAGE_VALUES)
+            except LookupFailed as exc:
+                raise LookupFailed(
+                    f"{what}: {exc.message}", context={**exc.context, "registry": reply.host}
+                ) from None
+            if not isinstance(page, dict):
+                raise LookupFailed(f"{what}: the registry's tag list is not a JSON object")
+            listed = page.get("tags") or []
+            if not isinstance(listed, list):
+                listed = []
             tags.extend(t for t in listed if isinstance(t, str))
             link = reply.headers.get("Link", "")
             following = _next_page(link, base)
@@ -452,10 +507,10 @@ class RegistryClient:
     async def _get_config(self, entry: RegistryHost, ref: Reference, digest: str) -> ImageConfig:
         path = f"/v2/{ref.repository}/blobs/{digest}"
         what = f"image config {digest} of {ref.name}"
-        reply = await self._call(entry, "GET", path, KIND_BLOB, ref.repository, what, accept=None)
+        reply = await self.call(entry, "GET", path, KIND_BLOB, ref.repository, what, accept=None)
         if reply.status != 200:
             raise self._transport.http_error(self._config, reply, "GET", path, what)
-        actual = _hash(reply.body, digest.partition(":")[0])
+        actual = await self.digest_of(reply.body, digest.partition(":")[0])
         if actual != digest:
             raise LookupFailed(
                 f"{what} does not match its digest (got {actual})",
@@ -465,7 +520,7 @@ class RegistryClient:
             config = media.parse_config(reply.body)
         except LookupFailed as exc:
             raise LookupFailed(
-                f"{what}: {exc.message}", context={"registry": reply.host, "code": "INVALID"}
+                f"{what}: {exc.message}", context={"code": "INVALID", **exc.context, "registry": reply.host}
             ) from None
         self.cache.put_content("config", digest, config, len(reply.body))
         return config
@@ -476,7 +531,7 @@ class RegistryClient:
         scheme = "http" if entry.insecure else "https"
         return URL(f"{scheme}://{entry.api_host}{path}", encoded=True)
 
-    async def _call(
+    async def call(
         self,
         entry: RegistryHost,
         method: str,

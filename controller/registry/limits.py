@@ -18,6 +18,13 @@ The tenant travels in a context variable (:func:`as_tenant`), set by the
 assessment for each lookup it starts; a shared lookup runs as the tenant
 that started it.
 
+**Bytes.** The review's account (:class:`ByteAccount`, the lineage's
+``ReviewBudget``) travels the same way (:func:`charged_to`, set around each
+registry call a review makes): the transport charges it every body it reads
+and asks it before every request it sends, and the JSON reader
+(:mod:`controller.registry.jsonread`) charges it every text it parses. A
+shared lookup is charged to the review that started it, as its requests are.
+
 **Rate limits.** A registry that answered 429 is not asked again before the
 time it named (``Retry-After``, or ``RateLimit-Reset``); meanwhile every
 request to it fails at once with the same message (:class:`HoldOffs`).
@@ -35,6 +42,7 @@ from collections import Counter, OrderedDict, deque
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import Protocol
 
 from controller.caching import Clock
 from controller.errors import LookupFailed
@@ -56,6 +64,36 @@ def as_tenant(tenant: Tenant) -> Iterator[None]:
         yield
     finally:
         _TENANT.reset(token)
+
+
+class ByteAccount(Protocol):
+    """What one review may still fetch and parse (``controller.lineage.budget.ReviewBudget``)."""
+
+    def check_bytes(self) -> None:
+        """Raise :class:`LookupFailed` (naming the bound) when the review has no bytes left."""
+
+    def charge_fetched(self, size: int) -> None:
+        """Count ``size`` bytes of a body read from a registry."""
+
+    def charge_parsed(self, size: int) -> None:
+        """Count ``size`` bytes of JSON text parsed."""
+
+
+_ACCOUNT: ContextVar[ByteAccount | None] = ContextVar("baseguard_registry_account", default=None)
+
+
+def current_account() -> ByteAccount | None:
+    return _ACCOUNT.get()
+
+
+@contextlib.contextmanager
+def charged_to(account: ByteAccount) -> Iterator[None]:
+    """Bytes fetched and parsed inside (and in tasks started inside) count against ``account``."""
+    token = _ACCOUNT.set(account)
+    try:
+        yield
+    finally:
+        _ACCOUNT.reset(token)
 
 
 def per_tenant_limit(capacity: int) -> int:

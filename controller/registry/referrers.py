@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from controller import digests
 from controller.errors import LookupFailed
 from controller.reference import Reference
 from controller.registry import media
@@ -48,17 +49,15 @@ async def fetch_blob(client: RegistryClient, ref: Reference, digest: str, *, lim
     Image layers never come through here: lineage reads configs and
     statements, never filesystems.
     """
-    from controller.registry.client import _valid_digest
-
-    if not _valid_digest(digest):
+    if not digests.is_digest(digest):
         raise LookupFailed(f"blob of {ref.name} has a malformed digest {digest!r}")
     cached = client.cache.get_content("blob", digest)
     if isinstance(cached, bytes):
-        client._transport.stats.cache_hits += 1
+        client.count_cache_hit()
         return cached
-    return await client._flight(
-        ("blob", ref.registry, ref.repository, digest, client._fp(ref)),
-        lambda: client._mirrored(ref, lambda entry: _get_blob(client, entry, ref, digest, limit)),
+    return await client.flight(
+        ("blob", ref.registry, ref.repository, digest, client.fingerprint(ref)),
+        lambda: client.mirrored(ref, lambda entry: _get_blob(client, entry, ref, digest, limit)),
     )
 
 
@@ -69,15 +68,13 @@ async def fetch_referrers(client: RegistryClient, ref: Reference, digest: str) -
     means "no referrers", not a failure; any other registry trouble raises
     :class:`LookupFailed`.
     """
-    from controller.registry.client import _valid_digest
-
-    if not _valid_digest(digest):
+    if not digests.is_digest(digest):
         raise LookupFailed(f"{ref.name}@{digest}: unsupported or malformed digest")
-    no_api = client._shared.no_referrers_api
+    no_api = client.no_referrers_api
     if no_api.get(ref.registry) is None:
-        found = await client._flight(
-            ("referrers", ref.registry, ref.repository, digest, client._fp(ref)),
-            lambda: client._mirrored(ref, lambda entry: _get_referrers(client, entry, ref, digest)),
+        found = await client.flight(
+            ("referrers", ref.registry, ref.repository, digest, client.fingerprint(ref)),
+            lambda: client.mirrored(ref, lambda entry: _get_referrers(client, entry, ref, digest)),
         )
         if found is not None:
             return found
@@ -100,19 +97,17 @@ async def fetch_referrers(client: RegistryClient, ref: Reference, digest: str) -
 async def _get_blob(
     client: RegistryClient, entry: RegistryHost, ref: Reference, digest: str, limit: int
 ) -> bytes:
-    from controller.registry.client import _hash
-
     path = f"/v2/{ref.repository}/blobs/{digest}"
     what = f"blob {digest} of {ref.name}"
-    reply = await client._call(entry, "GET", path, KIND_BLOB, ref.repository, what, accept=None)
+    reply = await client.call(entry, "GET", path, KIND_BLOB, ref.repository, what, accept=None)
     if reply.status != 200:
-        raise client._transport.http_error(client.config, reply, "GET", path, what)
+        raise client.http_error(reply, "GET", path, what)
     if len(reply.body) > limit:
         raise LookupFailed(
             f"{what} is over {limit} bytes: refused",
             context={"registry": reply.host, "code": "TOO_LARGE"},
         )
-    actual = _hash(reply.body, digest.partition(":")[0])
+    actual = await client.digest_of(reply.body, digest.partition(":")[0])
     if actual != digest:
         raise LookupFailed(
             f"{what} does not match its digest (got {actual})",
@@ -128,7 +123,7 @@ async def _get_referrers(
     """``None`` when the host has no referrers API (a 404 without a registry error code)."""
     path = f"/v2/{ref.repository}/referrers/{digest}"
     what = f"referrers of {ref.name}@{digest}"
-    reply = await client._call(
+    reply = await client.call(
         entry, "GET", path, KIND_REFERRERS, ref.repository, what, accept=media.OCI_INDEX
     )
     if reply.status in NO_API_STATUSES:
@@ -137,12 +132,12 @@ async def _get_referrers(
             return NO_REFERRERS  # the API exists; the repository or the subject does not
         return None
     if reply.status != 200:
-        raise client._transport.http_error(client.config, reply, "GET", path, what)
+        raise client.http_error(reply, "GET", path, what)
     try:
         index = media.parse_manifest(reply.body, media.OCI_INDEX)
     except LookupFailed as exc:
         raise LookupFailed(
-            f"{what}: {exc.message}", context={"registry": reply.host, "code": "INVALID"}
+            f"{what}: {exc.message}", context={"code": "INVALID", **exc.context, "registry": reply.host}
         ) from None
     if not isinstance(index, ImageIndex):
         raise LookupFailed(f"{what}: not an image index", context={"registry": reply.host, "code": "INVALID"})

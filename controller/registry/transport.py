@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import logging
 import ssl
 import time
@@ -47,6 +46,7 @@ from yarl import URL
 from controller import __version__
 from controller.caching import Clock, TTLMap
 from controller.errors import LookupFailed
+from controller.registry import jsonread
 from controller.registry.addresses import (
     GuardedResolver,
     PrivateAddressError,
@@ -60,12 +60,20 @@ from controller.registry.config import (
     RegistryConfig,
     RegistryHost,
 )
-from controller.registry.limits import FairSlots, HoldOffs, current_tenant, rate_limit_of
+from controller.registry.limits import (
+    FairSlots,
+    HoldOffs,
+    current_account,
+    current_tenant,
+    rate_limit_of,
+)
 
 log = logging.getLogger(__name__)
 
 MAX_REDIRECTS = 3
 MAX_ERROR_BODY = 64 * 1024
+#: Values an error body may hold to be read for its code and message (a registry's has a handful).
+ERROR_BODY_VALUES = 4096
 MAX_TOKEN_BODY = 1024 * 1024
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 ADDRESS_VERDICT_TTL = 10.0
@@ -136,10 +144,15 @@ def hostport(url: URL) -> str:
 
 
 def error_detail(body: bytes) -> tuple[str | None, str | None]:
-    """``{"errors":[{"code","message"}]}`` → (code, message); unknown codes stay as sent."""
+    """``{"errors":[{"code","message"}]}`` → (code, message); unknown codes stay as sent.
+
+    Read through :func:`controller.registry.jsonread.read`: a body that is not JSON,
+    or too deep or too large to be one a registry writes, says nothing (``None, None``)
+    and the answer is reported by its status.
+    """
     try:
-        obj = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        obj = jsonread.read(body, "error body", max_values=ERROR_BODY_VALUES)
+    except LookupFailed:
         return None, None
     errors = obj.get("errors") if isinstance(obj, dict) else None
     if not isinstance(errors, list) or not errors or not isinstance(errors[0], dict):
@@ -447,6 +460,9 @@ class Transport:
         except LookupFailed:
             self.stats.held_off[hp] += 1
             raise
+        account = current_account()
+        if account is not None:  # past the review's bytes, nothing more is asked for it
+            account.check_bytes()
         self.stats.count(method, kind, hp)
         started = time.monotonic()
         session = self._session()
@@ -471,6 +487,8 @@ class Transport:
                     reply = Reply(resp.status, resp.headers, body, hp, url)
         except HANDLED as exc:
             raise lookup_failure(exc, host=hp, where=where, budget=budget) from None
+        if account is not None:
+            account.charge_fetched(len(body))
         self.stats.by_status[reply.status] += 1
         if reply.status == 429:
             self.stats.rate_limited[hp] += 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from controller.lineage.budget import (
+    MAX_BYTES,
     MAX_CANDIDATES,
     MAX_CPU_PER_IMAGE,
     MAX_CPU_PER_REVIEW,
@@ -159,6 +160,15 @@ class Settings:
     ``lookup-failed`` instead of starting another process. Independently of it, at
     most four programs run at once in the whole process."""
 
+    max_bytes_per_review: int = MAX_BYTES
+    """Bytes one review may fetch from registries and parse, all its images together
+    (128 MiB). Every body read counts, and every JSON text parsed (a manifest, a
+    config, a statement, a label's JSON), so a document costs about twice its size;
+    an answer from the cache costs nothing. A real image's documents are tens of
+    KiB, so a review of 256 images on four levels of bases stays well under it; a
+    flood of 4 MiB indexes stops after a few dozen, and the review's queued requests
+    are never sent."""
+
     def budget_for(self, timeout: float | None) -> float:
         """Seconds a review may spend, given the apiserver's ``?timeout=`` (``None``: absent).
 
@@ -184,4 +194,5 @@ class Settings:
             max_cpu_per_review=self.max_cpu_per_review,
             max_cpu_per_image=self.max_cpu_per_image,
             max_processes=self.max_processes_per_review,
+            max_bytes=self.max_bytes_per_review,
         )

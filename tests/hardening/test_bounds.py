@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
+import gc
 import json
 from typing import Any
 
@@ -160,10 +161,9 @@ async def test_an_index_of_5000_platforms_is_refused_before_any_is_fetched(
 
     message = denial(await judged_alongside(hook, deployment(app=image, proxy=image), healthy))
 
-    assert (
-        f"{image} is an index of 5000 entries, more than the 64 images (and an attestation "
-        "each) baseguard judges (max_platforms_per_index = 64)"
-    ) in message
+    # Counted before it is parsed: 5,000 entries are far more values than a manifest holds.
+    assert f"manifest for {image}: manifest holds up to " in message
+    assert "JSON values, over the 16384 baseguard parses in one document; refused unparsed" in message
     assert proxy.count() <= 2  # the index itself
 
 
@@ -285,3 +285,164 @@ async def test_attestations_do_not_count_toward_the_platform_bound(
         f"{over} is an index of 6 images, more than the 4 baseguard judges "
         "(max_platforms_per_index = 4)"
     ) in message
+
+
+# --------------------------------------------------------------------------- index flood
+
+#: Distinct 4 MiB indexes pushed for the flood (each is ~1.5 s to push to docker-registry).
+FLOOD = 6
+
+
+@pytest.fixture(scope="module")
+def flood(registry: RegistryProcess, _proxy_server: FaultyProxy) -> list[str]:
+    """``FLOOD`` tags, each a distinct index of 4 MiB (19,000+ entries), as the proxy names them."""
+    repo = "bounds/flood"
+    one = registry.push_image(repo, None, [layer({"srv/app": "flood"})])
+    entry = json.dumps(
+        {
+            "mediaType": media.OCI_MANIFEST,
+            "digest": one.digest,
+            "size": one.size,
+            "platform": {"os": "linux", "architecture": "amd64"},
+        }
+    )
+    count = (media.MAX_BODY - 256) // (len(entry) + 1)
+    tags = []
+    for i in range(FLOOD):
+        head = json.dumps({"schemaVersion": 2, "mediaType": media.OCI_INDEX, "annotations": {"n": str(i)}})
+        body = (head[:-1] + ', "manifests": [' + ",".join([entry] * count) + "]}").encode()
+        assert len(body) <= media.MAX_BODY
+        registry.push_manifest(repo, f"f{i}", body, media.OCI_INDEX)
+        tags.append(f"{_proxy_server.host}/{repo}:f{i}")
+    return tags
+
+
+def flood_pod(images: list[str], namespace: str = "flood") -> dict[str, Any]:
+    review = pod(images[0])
+    review["request"]["namespace"] = namespace
+    review["request"]["object"]["metadata"]["namespace"] = namespace
+    review["request"]["object"]["spec"]["containers"] = [
+        {"name": f"c{i}", "image": image} for i, image in enumerate(images)
+    ]
+    return review
+
+
+class LoopWatch:
+    """The longest the event loop went without running a 1 ms timer: how long anything held it.
+
+    The objects alive when it starts (the test session's: pytest, every module imported)
+    are frozen out of the garbage collector while it watches, so a full collection of
+    the harness's heap is not counted as the webhook's doing (``baseguard serve`` has a
+    fraction of those objects).
+    """
+
+    def __init__(self) -> None:
+        self.longest = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        last = loop.time()
+        while True:
+            await asyncio.sleep(0.001)
+            now = loop.time()
+            self.longest = max(self.longest, now - last - 0.001)
+            last = now
+
+    def __enter__(self) -> LoopWatch:
+        gc.collect()
+        gc.freeze()
+        self._task = asyncio.ensure_future(self._tick())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        gc.unfreeze()
+
+
+async def test_an_index_flood_is_refused_unparsed_and_others_keep_their_latency(
+    start_webhook: Any,
+    registry: RegistryProcess,
+    proxy: FaultyProxy,
+    family: Family,
+    healthy: Family,
+    flood: list[str],
+) -> None:
+    """Each 4 MiB index is counted, not parsed: the event loop is never held for a parse
+    (0.15 s each before), and another namespace's cached review and /healthz answer at once."""
+    hook = await start(start_webhook, proxy, registry, family, healthy)
+    good = deployment(app=healthy.image, proxy=healthy.image)
+    assert (await hook.response(good, query=QUERY))["allowed"] is True  # now cached
+    latencies: list[float] = []
+
+    with LoopWatch() as watch:
+        pending = asyncio.ensure_future(hook.response(flood_pod(flood), query=QUERY))
+        while not pending.done():
+            started = asyncio.get_running_loop().time()
+            answer, health = await asyncio.gather(hook.response(good, query=QUERY), hook.get("/healthz"))
+            latencies.append(asyncio.get_running_loop().time() - started)
+            assert answer["allowed"] is True and health == (200, "ok\n")
+        message = denial(await pending)
+
+    # Before: 0.8-2.6 s held and as long for the cached review (each index parsed on the
+    # loop); now tens of ms, on a loaded machine.
+    assert watch.longest < 0.3, f"the event loop was held for {watch.longest:.3f} s"
+    assert max(latencies) < 0.5, f"a cached review took {max(latencies):.3f} s during the flood"
+    assert "JSON values, over the 16384 baseguard parses in one document; refused unparsed" in message
+
+
+async def test_the_bytes_one_review_fetches_and_parses_are_bounded(
+    start_webhook: Any,
+    registry: RegistryProcess,
+    proxy: FaultyProxy,
+    family: Family,
+    healthy: Family,
+    flood: list[str],
+) -> None:
+    """Past ``max_bytes_per_review`` the review's queued requests are never sent."""
+    limit = 12 * 1024 * 1024  # a 4 MiB index is 8 MiB: fetched, then scanned
+    hook, _ = await start_webhook(
+        hosts=[RegistryHost(proxy.host, insecure=True, max_concurrency=1), RegistryHost(registry.host, insecure=True)],
+        docs=[bases_policy(f"{proxy.host}/{family.repo}/python")],
+        client_timeout=5.0,
+        settings=Settings(host="127.0.0.1", port=0, max_bytes_per_review=limit),
+    )
+    proxy.clear()
+
+    message = denial(await hook.response(flood_pod(flood), query=QUERY))
+
+    assert (
+        f"this review reached its limit of {limit} bytes fetched and parsed from registries "
+        f"(max_bytes_per_review = {limit}); not looked up"
+    ) in message
+    # Two indexes spend the 12 MiB (a third may be asked while the second is still being
+    # hashed and counted); the others are never asked for.
+    asked = [(seen.method, seen.path) for seen in proxy.seen]
+    assert len(asked) <= 3 < FLOOD, asked
+
+
+async def test_a_reviews_bytes_bound_is_not_remembered_as_the_registrys_answer(
+    start_webhook: Any,
+    registry: RegistryProcess,
+    proxy: FaultyProxy,
+    family: Family,
+    healthy: Family,
+    flood: list[str],
+) -> None:
+    """The bound is the review's, not the registry's: the requests it stopped leave no
+    failure in the negative cache (shared by every review), so the next review asks afresh."""
+    limit = 12 * 1024 * 1024
+    hook, client = await start_webhook(
+        hosts=[RegistryHost(proxy.host, insecure=True, max_concurrency=1)],
+        docs=[bases_policy(f"{proxy.host}/{family.repo}/python")],
+        client_timeout=5.0,
+        settings=Settings(host="127.0.0.1", port=0, max_bytes_per_review=limit),
+    )
+    proxy.clear()
+
+    first = denial(await hook.response(flood_pod(flood), query=QUERY))
+
+    assert f"(max_bytes_per_review = {limit})" in first
+    # Remembered: the indexes the registry sent (refused unparsed), nothing else.
+    assert len(client.cache.failures) == proxy.count("/manifests/") < FLOOD

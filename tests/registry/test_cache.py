@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import aiohttp
 import pytest
 from support.faulty_proxy import FaultyProxy
 from support.images import layer
@@ -308,3 +309,63 @@ async def test_the_last_waiter_leaving_cancels_the_shared_work() -> None:
     assert started == [1, 1]
     fresh.cancel()
     await asyncio.gather(fresh, return_exceptions=True)
+
+
+# ------------------------------------------------------------------ memory, not body bytes
+
+
+def _memory_of(parse: Any, body: bytes) -> int:
+    """Bytes the parsed value of ``body`` keeps allocated (tracemalloc, after the parse)."""
+    import gc
+    import tracemalloc
+
+    gc.collect()
+    tracemalloc.start()
+    try:
+        kept = parse(body)
+        size, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    del kept
+    return size
+
+
+async def test_the_content_cache_holds_no_more_memory_than_its_bound(
+    registry: RegistryProcess, unique_repo: str, make_client: Any
+) -> None:
+    """What the cache accounts is what its entries take: a parsed manifest or config is
+    several times its body, so counting bodies let the cache grow past its bound (and the
+    pod past its memory limit). Filled through the client with real images, the entries it
+    keeps measure under its bound."""
+    cap = 256 * 1024
+    labels = {f"org.example.label{i}": "x" * 40 for i in range(150)}  # a 9 KiB config each
+    pushed = [
+        registry.push_image(unique_repo, f"t{i}", [layer({"srv/app": str(i)})], labels={**labels, "n": str(i)})
+        for i in range(24)
+    ]
+    bodies = {p.digest: p.body for p in pushed}
+    cache = RegistryCache(max_bytes=cap)
+    client = make_client(registry, cache=cache)
+    configs: dict[str, bytes] = {}
+    for p in pushed:
+        fetched = await client.fetch_manifest(parse(f"{registry.host}/{unique_repo}:{p.tag}"))
+        assert isinstance(fetched.manifest, media.ImageManifest)
+        await client.fetch_config(parse(f"{registry.host}/{unique_repo}"), fetched.manifest)
+        configs[fetched.manifest.config.digest] = b""
+    async with aiohttp.ClientSession() as session:  # the config bodies, as the registry holds them
+        for digest in configs:
+            async with session.get(f"http://{registry.host}/v2/{unique_repo}/blobs/{digest}") as resp:
+                configs[digest] = await resp.read()
+
+    measured = sum(
+        _memory_of(lambda b: media.parse_manifest(b, None), body)
+        for digest, body in bodies.items()
+        if cache.get_content("manifest", digest) is not None
+    ) + sum(
+        _memory_of(media.parse_config, body)
+        for digest, body in configs.items()
+        if cache.get_content("config", digest) is not None
+    )
+
+    assert cache.content.bytes <= cap
+    assert 0 < measured <= cap, f"the cache keeps {measured} bytes of objects under a bound of {cap}"

@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 from controller.cli.options import add_budget_option, add_registry_options, docs
-from controller.errors import ExitCode
+from controller.errors import ExitCode, LookupFailed
 
 
 def register(sub: Any) -> None:
@@ -20,7 +20,8 @@ def register(sub: Any) -> None:
         "base's base), per platform of an index: each level's digest, how it was found "
         "(annotation, label, layers, provenance) and whether its layers confirm it. "
         "--format json keeps every level of every platform, with its platform.",
-        epilog="Exit codes: 0 resolved, 1 the lookup failed, 2 bad input. " + docs("cli.md"),
+        epilog="Exit codes: 0 resolved, 1 the lookup failed, 2 bad input (the command's, or a "
+        "registry document refused for a bound: too large or nested too deep). " + docs("cli.md"),
     )
     p.add_argument("image", help="the image reference, e.g. docker.io/library/python:3.12-slim")
     p.add_argument(
@@ -72,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
     from controller.reference import parse
     from controller.registry.client import RegistryClient
     from controller.registry.config import load_registry_config
+    from controller.registry.jsonread import is_refusal
 
     ref = parse(args.image)
     config = load_registry_config(args.registry_config, docker_config=args.docker_config)
@@ -98,9 +100,19 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return ExitCode.DENIED
+    except LookupFailed as exc:  # the resolver reports trouble as data; this is the last net
+        print(f"baseguard: lookup of {ref.normalized} failed: {exc}", file=sys.stderr)
+        return ExitCode.DENIED
     if args.format == "json":
         json.dump(lineage_dict(lineage), sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         write_lineage_text(lineage, sys.stdout)
+    failures = [lineage.failure, *(p.failure for p in lineage.platforms)]
+    refused = [text for text in failures if text is not None and is_refusal(text)]
+    if refused:
+        # What the registry sent is not a document baseguard reads: bad input, said plainly.
+        for text in refused:
+            print(f"baseguard: {ref.normalized}: {text}", file=sys.stderr)
+        return ExitCode.USAGE
     return ExitCode.DENIED if lineage.failure else ExitCode.OK
