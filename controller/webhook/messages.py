@@ -68,14 +68,15 @@ def _one_line(text: str, *, ascii_only: bool = True) -> str:
     return _SURROGATE.sub(_escape, _CONTROL.sub(" ", line))
 
 
-def _cut(line: str, limit: int) -> str:
-    """A one-line ``line`` in at most ``limit`` bytes, ``...`` where cut, ending on a word."""
+def _cut(line: str, limit: int, lookback: int = 20) -> str:
+    """A one-line ``line`` in at most ``limit`` bytes, ``...`` where cut, ending on a word
+    when one ends within ``lookback`` characters of the cut."""
     if len(line) <= limit and (line.isascii() or len(line.encode()) <= limit):
         return line
     room = max(limit - 3, 0)
     # by bytes, then back to whole characters (a character cut in two is dropped)
     cut = line[:room] if line.isascii() else line.encode()[:room].decode(errors="ignore")
-    space = cut.rfind(" ", len(cut) - 20)
+    space = cut.rfind(" ", len(cut) - lookback)
     if space > 0:  # end on a word when one ends near the limit
         cut = cut[:space]
     return cut.rstrip() + "..."
@@ -134,6 +135,8 @@ def deny_message(groups: Sequence[tuple[Finding, Group]], *, uid: str = "") -> s
 WHAT_MIN = 24
 #: A container name is never cut shorter than this (its start and its end, ``...`` between).
 NAME_MIN = 9
+#: ... and not shorter than this to keep the whole of a long ``what``.
+NAME_KEPT = 20
 
 #: ``docker.io/library/python`` is written ``python`` in a warning (as ``docker pull`` takes it).
 _DOCKER_HUB = re.compile(r"\bdocker\.io/(?!library/[^a-z0-9])(?:library/)?(?=[a-z0-9])")  # not a glob's "*"
@@ -235,7 +238,8 @@ def _fit_what(whats: Sequence[str], room: int) -> str | None:
     for body in whats[3:]:
         if len(body) <= room:
             return body
-    return _cut(whats[-1], room) if room >= WHAT_MIN else None
+    # in so little room, a word end far back would leave next to nothing
+    return _cut(whats[-1], room, lookback=room // 4) if room >= WHAT_MIN else None
 
 
 def _fix_forms(fixes: Sequence[str]) -> list[list[str]]:
@@ -265,9 +269,9 @@ def _join_fixes(fixes: Sequence[str]) -> str:
     return ", or ".join(fixes)
 
 
-def _short_where(where: str, length: int) -> str | None:
+def _short_where(where: str, length: int, floor: int = NAME_MIN) -> str | None:
     """``container "a-very-long-name"`` in at most ``length`` characters, the name cut in its
-    middle and never below :data:`NAME_MIN`; ``None`` when it cannot be that short."""
+    middle and never below ``floor``; ``None`` when it cannot be that short."""
     if len(where) <= length:
         return where
     found = _WHERE.match(where)
@@ -275,7 +279,7 @@ def _short_where(where: str, length: int) -> str | None:
         return None
     noun, name = found["noun"], found["name"]
     keep = min(length - len(noun) - 3, len(name))  # ' "' and '"'
-    if keep < NAME_MIN:
+    if keep < floor:
         return None
     left = (keep - 2) // 2
     right = keep - 3 - left
@@ -313,7 +317,9 @@ def _compose(
             for fix in forms:
                 rest = len(rule) + 6 + len(fix)  # "rule, " + ": " + "; " + fix
                 for target in targets:
-                    short = _short_where(where, limit - rest - target) if target else where
+                    # the what whole only while the name keeps NAME_KEPT; WHAT_MIN down to NAME_MIN
+                    floor = NAME_KEPT if target > WHAT_MIN else NAME_MIN
+                    short = _short_where(where, limit - rest - target, floor) if target else where
                     body = None if short is None else _fit_what(whats, limit - rest - len(short))
                     if short is not None and body is not None:
                         return f"{rule}, {short}: {body}; {fix}"
