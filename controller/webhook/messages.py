@@ -188,17 +188,26 @@ def _without_subject(text: str, image: str) -> str:
     the subject as the rules write it (the normalized name, Docker Hub short)
     is taken out, so a base that happens to share words stays.
     """
-    try:
-        shown = _DOCKER_HUB.sub("", reference.parse(image).normalized)
-    except InvalidReference:
-        return text
+    said = _said_subject(text, _DOCKER_HUB.sub("", image))
+    if said is None:  # written otherwise than normalized (no tag, an upper-case host)
+        try:
+            said = _said_subject(text, _DOCKER_HUB.sub("", reference.parse(image).normalized))
+        except InvalidReference:
+            return text
+    return text if said is None else said
+
+
+def _said_subject(text: str, shown: str) -> str | None:
+    """``text`` with ``image <shown>`` taken out as :func:`_without_subject` says; ``None``
+    when ``text`` does not name it."""
     # the name ends where a reference cannot go on (``image a:1`` is not in ``image a:1.2``)
     subject = re.compile(rf"(^| )(base image|image) {re.escape(shown)}(?![\w.@/-]|:\w)(: )?")
 
     def said(match: re.Match[str]) -> str:
         return "" if match.start() == 0 else f" the {match.group(2)}{match.group(3) or ''}"
 
-    return subject.sub(said, text).lstrip()
+    out, found = subject.subn(said, text)
+    return out.lstrip() if found else None
 
 
 def _what_forms(what: str, image: str) -> list[str]:

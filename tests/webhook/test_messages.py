@@ -449,3 +449,22 @@ async def test_a_punycode_host_is_shown_as_written_never_decoded(
     (decision,) = [line for line in lines() if line["msg"] == "decision"]
     logged = json.dumps(decision, ensure_ascii=False)
     assert f"cannot resolve registry host {PUNYCODE_HOST}: " in logged and logged.isascii(), logged
+
+
+@pytest.mark.parametrize(
+    ("written", "named"),
+    [("nginx", "nginx:latest"), ("docker.io/library/nginx:latest", "nginx:latest"),
+     ("REGISTRY.example.com/shop/app", "registry.example.com/shop/app:latest")],
+    ids=["no-tag", "long-form", "upper-case-host"],
+)  # fmt: skip
+def test_the_image_is_not_named_again_however_it_was_written(written: str, named: str) -> None:
+    message = (
+        f'image {parse(written).normalized} has no tag, so it pulls "latest", which the policy disallows '
+        "(a moving tag: what runs can change without a deploy); pin a version tag or a digest, "
+        f"e.g. {parse(written).name}@sha256:<digest>"
+    )
+    (line,) = messages.warning_lines(
+        grouped_findings([_warn("payments-api", RuleCode.DISALLOWED_TAG, written, message)])
+    )
+    assert line.startswith('disallowed-tag, container "payments-api": has no tag, so it pulls "latest"'), line
+    assert f"image {named}" not in line
