@@ -135,8 +135,8 @@ def deny_message(groups: Sequence[tuple[Finding, Group]], *, uid: str = "") -> s
 WHAT_MIN = 24
 #: A container name is never cut shorter than this (its start and its end, ``...`` between).
 NAME_MIN = 9
-#: ... and not shorter than this to keep the whole of a long ``what``.
-NAME_KEPT = 20
+#: ... and not shorter than this to keep the whole of the ``what`` (the base it names).
+NAME_KEPT = 12
 
 #: ``docker.io/library/python`` is written ``python`` in a warning (as ``docker pull`` takes it).
 _DOCKER_HUB = re.compile(r"\bdocker\.io/(?!library/[^a-z0-9])(?:library/)?(?=[a-z0-9])")  # not a glob's "*"
