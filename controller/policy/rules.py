@@ -135,7 +135,7 @@ def invalid_reference(policy: CompiledPolicy, image: ImageFacts) -> Violation | 
         policy,
         RuleCode.INVALID_REFERENCE,
         policy.base_action,
-        f"{reason}; write it as [registry/]repository[:tag][@sha256:<digest>] "
+        f"{reason}; write [registry/]repository[:tag][@sha256:<digest>] "
         "in lower case, e.g. docker.io/library/python:3.12.3-slim",
     )
 

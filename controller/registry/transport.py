@@ -137,7 +137,14 @@ class Reply:
 
 
 def hostport(url: URL) -> str:
-    host = url.host or ""
+    """``host[:port]`` as a registry is named in image references: ASCII, never decoded.
+
+    yarl's ``URL.host`` decodes IDNA: ``xn--80ak6aa92e.com`` would read as a Cyrillic
+    lookalike of ``apple.com``. Every message, log line and configuration lookup
+    uses the ASCII form (``raw_host``), the one the image reference and the
+    registry configuration spell.
+    """
+    host = url.raw_host or ""
     if ":" in host:
         host = f"[{host}]"
     return f"{host}:{url.explicit_port}" if url.explicit_port is not None else host
@@ -311,7 +318,7 @@ class Transport:
         if self.proxies is None:
             self.proxies = urllib.request.getproxies_environment()
             for scheme, value in self.proxies.items():
-                host = URL(value).host if scheme != "no" else None
+                host = URL(value).raw_host if scheme != "no" else None
                 if host:  # the proxy is configuration: it may live on a private address
                     self.explicit_names.add(host)
         chosen = self.proxies.get(url.scheme)
@@ -545,7 +552,7 @@ class Transport:
 
 def proxy_bypassed(url: URL, proxies: Mapping[str, str]) -> bool:
     """``NO_PROXY`` (``no`` in ``proxies``) covers ``url``'s host: names, suffixes, ``*``."""
-    host = url.host or ""
+    host = url.raw_host or ""  # NO_PROXY names hosts in ASCII, as references do
     port = url.explicit_port
     bypass = getattr(urllib.request, "proxy_bypass_environment")  # noqa: B009 - untyped in typeshed
     return bool(bypass(f"{host}:{port}" if port else host, dict(proxies)))

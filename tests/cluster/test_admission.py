@@ -55,8 +55,40 @@ def test_a_warning_is_printed_by_kubectl_and_the_pod_is_created(
     image = f"{registry.host}/cluster/app:1.2"
     result = control_plane.kubectl("run", "web", f"--image={image}", "-n", ns)
     assert "Warning:" in result.stderr, result.stderr
-    assert "unpinned" in result.stderr and image in result.stderr, result.stderr
+    # the container names the image; the warning says what is wrong with it and the fix
+    assert 'Warning: unpinned, container "web": uses the tag "1.2"' in result.stderr, result.stderr
+    assert "; pin a full version tag or a digest" in result.stderr, result.stderr
     assert control_plane.get_json("pod", "web", "-n", ns)["spec"]["containers"][0]["image"] == image
+
+
+WARN_LATEST = {"mode": "Warn", "pinning": {"disallowedTags": ["latest"]}}
+
+
+def test_a_warning_keeps_its_fix_whole_whatever_the_container_name(
+    control_plane: ControlPlane, baseguard: Baseguard, ns: str, registry: RegistryProcess
+) -> None:
+    """kubectl printed ``…which the policy disallows; pin a...`` once a container name had
+    8 characters: the fix was cut. Through the apiserver, every warning keeps its fix."""
+    apply_ready(control_plane, policy("warn-latest", WARN_LATEST, namespace=ns))
+    image = f"{registry.host}/cluster/app:latest"
+    names = ["w", "warn-latest", "warn-latest-" + "x" * 20, "c" * 62 + "z"]
+    spec = pod("warn", image, namespace=ns)
+    spec["spec"]["containers"] = [{"name": name, "image": image} for name in names]
+    result = control_plane.apply([spec])
+    printed = [line for line in result.stderr.splitlines() if line.startswith("Warning: ")]
+    assert len(printed) == len(names), result.stderr
+    for line in printed:
+        warning = line.removeprefix("Warning: ")
+        assert len(warning) <= 120, line
+        assert warning.startswith('disallowed-tag, container "'), line
+        assert warning.endswith("; pin a version tag or a digest") or warning.endswith(
+            f"; pin a version tag or a digest, e.g. {registry.host}/cluster/app@sha256:<digest>"
+        ), line
+    assert (
+        'Warning: disallowed-tag, container "warn-latest": uses the tag "latest", which the '
+        "policy...; pin a version tag or a digest"
+    ) in printed, result.stderr
+    assert control_plane.get_json("pod", "warn", "-n", ns)["metadata"]["name"] == "warn"
 
 
 def test_server_side_dry_run_is_judged_and_creates_nothing(

@@ -634,8 +634,8 @@ def test_a_warning_keeps_the_base_and_the_fix_and_merges_policies() -> None:
         _finding("app", f"eol-{i}", RuleCode.DEPRECATED_BASE, EOL, Action.WARN) for i in range(3)
     ]
     (line,) = messages.warning_lines(grouped_findings(found))
-    assert line == (
-        'deprecated-base, container "app": image python:3.8-slim is deprecated; '
+    assert line == (  # the container names the image; the reason stays
+        'deprecated-base, container "app": is deprecated (Python 3.8: end of life 2024-10-07); '
         "use python:3.13-slim"
     )
     assert len(line) <= messages.WARNING_MAX
