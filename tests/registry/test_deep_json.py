@@ -25,6 +25,7 @@ from support.provenance import push_buildx_index
 from support.registry import RegistryProcess
 
 from controller.cli.main import main
+from controller.errors import ExitCode
 from controller.registry import media
 
 TOO_DEEP = "nested more than 100 levels deep (lists and mappings); refused"
@@ -191,10 +192,10 @@ def test_deep_json_is_a_lookup_failure_naming_the_document_and_the_bound(
     if kind == "referrers-tag":  # read on speculation: a note, the base is unknown (allowed here)
         assert code == 0
     else:
-        assert code == 1 and "lookup-failed" in out
+        assert code == ExitCode.UNJUDGED and "lookup-failed" in out  # denied: could not judge
 
 
-@pytest.mark.parametrize(("on_failure", "exit_code"), [("Allow", 0), ("Warn", 0), ("Deny", 1)])
+@pytest.mark.parametrize(("on_failure", "exit_code"), [("Allow", 0), ("Warn", 0), ("Deny", ExitCode.UNJUDGED)])
 def test_the_exit_code_of_a_deep_document_is_the_policys_on_lookup_failure(
     registry: RegistryProcess,
     unique_repo: str,
@@ -209,7 +210,7 @@ def test_the_exit_code_of_a_deep_document_is_the_policys_on_lookup_failure(
 
     assert code == exit_code and "Traceback" not in out
     if on_failure == "Allow":  # allowed, and said: the lineage rules were not evaluated
-        assert "not evaluated (a registry lookup failed)" in out
+        assert "not evaluated (a registry lookup failed, see lookup-failed)" in out
     else:
         assert f"image config is {TOO_DEEP}" in out
 
@@ -244,7 +245,7 @@ def test_a_deep_error_body_is_reported_by_its_status(
 
     code, out = check(tmp_path, capsys, proxy.host, image, "Deny")
 
-    assert code == 1
+    assert code == ExitCode.UNJUDGED
     assert f"registry {proxy.host} answered HTTP 500 (GET /v2/{unique_repo}/manifests/1)" in out
     assert "recursion" not in out and "Traceback" not in out
 
