@@ -29,7 +29,8 @@ is a server-side dry-run create (``?dryRun=All``) of one Pod, so nothing is stor
 Printed per configuration and concurrency: completed creates, non-2xx answers,
 throughput, p50/p99 latency (from ``ab``), the mean time the apiserver spent in each
 webhook (``apiserver_admission_webhook_admission_duration_seconds`` from its
-``/metrics``), baseguard's CPU per create (``/proc``), and the 1-minute load average
+``/metrics``), baseguard's CPU per create (``/proc``; per create the apiserver answered, as counted by its
+``apiserver_request_total``, which includes the creates still in flight when ``ab`` stopped), and the 1-minute load average
 when the run ended. A figure taken at a load above ``--max-load`` is marked ``*``:
 not reportable (the machine was measuring its neighbours). Then registry requests
 per never-seen image: ``--cold`` new tags (each its own image on the warm base
@@ -226,6 +227,18 @@ class Api:
         return text
 
 
+def dry_run_creates(text: str) -> float:
+    """``apiserver_request_total`` of dry-run pod creates (whoever sent them, finished or not when ``ab`` stopped)."""
+    return sum(
+        number
+        for labels, number in samples(text, "apiserver_request_total")
+        if labels.get("resource") == "pods"
+        and labels.get("verb") == "POST"
+        and labels.get("dry_run") == "All"
+        and not labels.get("subresource")
+    )
+
+
 def webhook_means(before: str, after: str) -> dict[str, tuple[int, float]]:
     """Per webhook name: calls, and mean seconds per call, between two scrapes."""
     out = {}
@@ -248,6 +261,8 @@ class Run:
     p50_ms: float
     p99_ms: float
     webhooks: dict[str, tuple[int, float]]
+    served: float
+    """Dry-run creates the apiserver answered in the run, those still in flight when ``ab`` stopped included."""
     cpu_ms: float | None
     load: float
 
@@ -494,8 +509,11 @@ def measure(bench: Bench, control_plane: Any, where: Path, start_registry: Any, 
                 completed, non2xx, rps, p50, p99 = run_ab(
                     url(config), bodies[config.name], token, concurrency, args.duration, workdir
                 )
+                time.sleep(1.0)  # the creates still in flight when ab stopped finish
                 cpu1 = cpu_seconds(process.popen.pid) if process.popen else 0.0
                 load = os.getloadavg()[0]
+                after = api.metrics()
+                served = dry_run_creates(after) - dry_run_creates(before)
                 runs.append(
                     Run(
                         config.name,
@@ -505,8 +523,9 @@ def measure(bench: Bench, control_plane: Any, where: Path, start_registry: Any, 
                         rps,
                         p50,
                         p99,
-                        webhook_means(before, api.metrics()),
-                        (cpu1 - cpu0) * 1000 / completed if config.baseguard and completed else None,
+                        webhook_means(before, after),
+                        served,
+                        (cpu1 - cpu0) * 1000 / served if config.baseguard and served else None,
                         load,
                     )
                 )
@@ -583,12 +602,13 @@ def print_table(runs: Iterable[Run], concurrencies: Sequence[int], args: argpars
             if not found:
                 continue
             completed = sum(r.completed for r in found)
+            served = sum(r.served for r in found)
             hooks: dict[str, list[tuple[int, float]]] = {}
             for r in found:
                 for name, figure in r.webhooks.items():
                     hooks.setdefault(name, []).append(figure)
             hook_text = "; ".join(
-                f"{name.split('.')[0]}.{name.split('.')[1]} {sum(c for c, _ in figs) / max(completed, 1):.2f}, "
+                f"{name.split('.')[0]}.{name.split('.')[1]} {sum(c for c, _ in figs) / max(served, 1):.2f}, "
                 f"{statistics.median(m for _, m in figs) * 1000:.2f}"
                 for name, figs in sorted(hooks.items())
             ) or "-"
