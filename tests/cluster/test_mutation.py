@@ -81,6 +81,13 @@ def test_a_pinning_policy_registers_the_webhook_and_deleting_it_removes_it(
         "namespaceSelector"
     ]["matchExpressions"]
 
+    # the chart applied again (kubectl's three-way merge, as Helm's upgrade does): its
+    # `webhooks: []` never changed, so the entry the leader added stays
+    control_plane.apply(
+        [o for o in installation.objects if o["kind"] == "MutatingWebhookConfiguration"]
+    )
+    assert [h["name"] for h in mutating_webhooks(control_plane)] == [entry["name"]]
+
     control_plane.kubectl("run", "web", f"--image={app.tagged}", "-n", ns)
     shown = control_plane.kubectl(
         "get", "pod", "web", "-n", ns, "-o", "jsonpath={.spec.containers[0].image}"
