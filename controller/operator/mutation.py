@@ -222,14 +222,20 @@ class MutationKeeper:
         """A policy changed: check again now."""
         self.wake.set()
 
-    async def reconcile(self, policies: Iterable[CompiledPolicy]) -> bool:
+    async def reconcile(self, policies: Iterable[CompiledPolicy], *, if_changed: bool = False) -> bool:
         """One check against ``policies``; True when the configuration was written.
 
         One check at a time (the policy event handler and the loop both call it).
+        ``if_changed`` (a policy event): skip the API when the need is the one last
+        put in place -- at a leader's start every policy sends an event, and most
+        change nothing here; the timer still repairs what someone else rewrote.
         """
+        need = need_of(policies)
         async with self._lock:
+            if if_changed and need == self.last:
+                return False
             self.wake.clear()
-            return await self._reconcile(need_of(policies))
+            return await self._reconcile(need)
 
     async def _reconcile(self, need: Need) -> bool:
         try:

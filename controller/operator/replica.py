@@ -274,7 +274,7 @@ class Operator:
         if self.mutation is None or not self.leading.is_set() or not self._listed:
             return False
         try:
-            return await self.mutation.reconcile(self.store.snapshot.policies)
+            return await self.mutation.reconcile(self.store.snapshot.policies, if_changed=True)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -105,6 +105,39 @@ def test_a_configuration_without_the_template_is_left_alone() -> None:
     assert mutation.template_of({"metadata": {"annotations": {}}, "webhooks": [TEMPLATE]}) is None
 
 
+class CountingKube:
+    """Just the GET and PATCH the keeper sends, counted."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = config
+        self.gets = 0
+        self.patches: list[Any] = []
+
+    async def get(self, path: str, *, params: Any = None) -> dict[str, Any]:
+        self.gets += 1
+        return self.config
+
+    async def patch(self, path: str, body: Any, *, content_type: str = "") -> dict[str, Any]:
+        self.patches.append(body)
+        self.config = {**self.config, "webhooks": body[-1]["value"]}
+        return self.config
+
+
+async def test_policy_events_that_change_nothing_cost_no_api_call() -> None:
+    """At a leader's start every policy sends an event: only a change of need reads the configuration."""
+    kube = CountingKube(configurations()[1])
+    keeper = mutation.MutationKeeper(kube, "baseguard")  # type: ignore[arg-type]
+    plain = [compiled("a", "team-a", pin=False)]
+    assert not await keeper.reconcile(plain)
+    reads = kube.gets
+    for _ in range(50):
+        assert not await keeper.reconcile(plain, if_changed=True)
+    assert kube.gets == reads and kube.patches == []
+    assert await keeper.reconcile([*plain, compiled("p", "team-b", pin=True)], if_changed=True)
+    assert len(kube.patches) == 1
+    assert not await keeper.reconcile([*plain, compiled("p", "team-b", pin=True)])  # the timer: in step
+
+
 # --------------------------------------------------------------------------- the operator
 
 
