@@ -329,6 +329,16 @@ def test_register_defaults_to_when_needed_and_takes_only_its_two_values() -> Non
         render({"webhook": {"mutating": {"register": "Sometimes"}}})
 
 
+def test_values_without_register_keep_the_webhook_registered() -> None:
+    """``helm upgrade --reuse-values`` from a chart without the key keeps the older chart's
+    defaults: the webhook stays registered (as before), nothing is left half-managed."""
+    chart = render({"webhook": {"mutating": {"register": None}}})
+    [config] = chart.of_kind("MutatingWebhookConfiguration")
+    assert [h["name"] for h in config["webhooks"]] == ["workloads.mutate.baseguard.io"]
+    assert TEMPLATE not in (config["metadata"].get("annotations") or {})
+    assert "mutating-webhook" not in flags(container(chart)["args"])
+
+
 def test_failure_policies_follow_values(chart: Rendered) -> None:
     for kind, hook in workload_webhooks(chart):
         if kind == "ValidatingWebhookConfiguration":
