@@ -36,6 +36,7 @@ from controller.operator.audit.runner import Auditor, AuditRun
 from controller.operator.credentials import PullSecrets
 from controller.operator.kube import Kube
 from controller.operator.leader import Elector
+from controller.operator.mutation import MutationKeeper
 from controller.operator.namespaces import Namespaces
 from controller.operator.policies import PolicyBook, PolicyRecord, key_of
 from controller.operator.serving_secret import CertKeeper, ServingPair
@@ -64,6 +65,7 @@ class Operator:
         keeper: CertKeeper | None = None,
         resolver: LineageResolver | None = None,
         pull_secrets: PullSecrets | None = None,
+        mutation: MutationKeeper | None = None,
     ) -> None:
         self.config = config
         self.kube = kube
@@ -77,6 +79,8 @@ class Operator:
         self.resolver = resolver
         self.pull_secrets = pull_secrets
         """Pods' registry credentials, for the webhook's reviews and the audit (``None``: off)."""
+        self.mutation = mutation
+        """Keeps the mutating webhook registered only while a policy pins (``None``: off)."""
         self.leading = asyncio.Event()
         self.loaded = asyncio.Event()
         self.elector = Elector(
@@ -130,9 +134,12 @@ class Operator:
                 "policy deleted",
                 extra={"fields": {"policy": gone.title if gone else key_of(body, kind=kind)}},
             )
+            await self.sync_mutation()
             return
         record = self.book.get(key_of(body, kind=kind))
         if record is not None and self.leading.is_set():
+            # The webhook first: a policy reported Ready pins the next pod it applies to.
+            await self.sync_mutation()
             await self.sync_status(record)
 
     # ---- kopf: namespaces
@@ -258,6 +265,44 @@ class Operator:
                 continue
             await self._pause(self.config.cert_check_interval)
 
+    async def sync_mutation(self) -> bool:
+        """The leader: register or remove the mutating webhook for the policies now in force.
+
+        A failure is logged and left to :meth:`mutation_loop` (woken at once), so a
+        policy event is never held up by the webhook configuration.
+        """
+        if self.mutation is None or not self.leading.is_set() or not self._listed:
+            return False
+        try:
+            return await self.mutation.reconcile(self.store.snapshot.policies, if_changed=True)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning(
+                "mutating webhook check failed; retrying", extra={"fields": {"error": str(exc)}}
+            )
+            self.mutation.poke()
+            return False
+
+    async def mutation_loop(self) -> None:
+        """The leader, after the initial listing: the same check on a slow timer, and when poked."""
+        if self.mutation is None:
+            return
+        await self.loaded.wait()
+        while True:
+            await self.leading.wait()
+            try:
+                await self.mutation.reconcile(self.store.snapshot.policies)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning(
+                    "mutating webhook check failed; retrying", extra={"fields": {"error": str(exc)}}
+                )
+                await self._pause(min(self.mutation.interval, 5.0))
+                continue
+            await self._pause(self.mutation.interval, wake=self.mutation.wake)
+
     async def audit_loop(self) -> None:
         if self.auditor is None or self.config.audit_interval <= 0:
             return
@@ -326,8 +371,9 @@ class Operator:
                     )
             await asyncio.sleep(self.config.catalog_refresh_interval)
 
-    async def _pause(self, seconds: float) -> None:
-        """Sleep ``seconds``, or less if the leadership is lost (the loop then waits for it again).
+    async def _pause(self, seconds: float, *, wake: asyncio.Event | None = None) -> None:
+        """Sleep ``seconds``, or less if the leadership is lost (the loop then waits for it again)
+        or ``wake`` is set.
 
         Plain sleeps in short steps: no task is created, so nothing here
         outlives a kopf shutdown.
@@ -335,7 +381,7 @@ class Operator:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
         step = max(self.config.retry_period / 2, 0.05)
-        while self.leading.is_set():
+        while self.leading.is_set() and not (wake is not None and wake.is_set()):
             left = deadline - loop.time()
             if left <= 0:
                 return

@@ -49,7 +49,7 @@ def build(
     catalog: Catalog,
     resolver: LineageResolver | None,
 ) -> Operator:
-    """The :class:`Operator` with its auditor, certificate keeper and pull secrets.
+    """The :class:`Operator` with its auditor, certificate keeper, mutation keeper and pull secrets.
 
     ``client=None`` is offline. ``resolver`` is the one admission uses; the
     operator refreshes the catalog through it.
@@ -58,6 +58,7 @@ def build(
     from controller.operator.audit.events import EventLedger
     from controller.operator.audit.runner import Assessors, Auditor, AuditResolver, Throttle
     from controller.operator.credentials import PullSecrets
+    from controller.operator.mutation import MutationKeeper
     from controller.operator.replica import Operator
     from controller.operator.serving_secret import CertKeeper
 
@@ -95,8 +96,14 @@ def build(
             clock=clock,
             serving=serving,
         )
+    mutation = (
+        MutationKeeper(kube, config.mutating_webhook, interval=config.mutation_check_interval)
+        if config.mutating_webhook
+        else None
+    )
     return Operator(
         config=config,
+        mutation=mutation,
         kube=kube,
         store=store,
         serving=serving,
@@ -118,6 +125,7 @@ def start_loops(
         asyncio.create_task(operator.status_loop(), name="baseguard: policy status"),
         asyncio.create_task(operator.cert_loop(), name="baseguard: certificates"),
         asyncio.create_task(operator.audit_loop(), name="baseguard: audit"),
+        asyncio.create_task(operator.mutation_loop(), name="baseguard: mutating webhook"),
         asyncio.create_task(operator.catalog_loop(), name="baseguard: catalog refresh"),
     ]
     if config.tls_secret and not tls_files:

@@ -217,10 +217,14 @@ class CertKeeper:
                 extra={"fields": {"secret_name": f"{self.namespace}/{self.secret}"}},
             )
         configs = await self._configurations()
+        # A configuration with no webhook (the mutating one while no policy pins, see
+        # controller.operator.mutation) trusts nothing and calls nothing: it cannot hold
+        # a CA change back. Its entry, once added, carries the validating one's caBundle.
+        calling = [c for _, c in configs if c.get("webhooks")]
         trusted = (
-            bool(configs)
+            bool(calling)
             and current is not None
-            and all(rotation.trusts(c, current.ca_cert) for _, c in configs)
+            and all(rotation.trusts(c, current.ca_cert) for c in calling)
         )
         wanted = rotation.plan(
             current, hosts=self.hosts, now=now, lifetimes=self.lifetimes, trusted=trusted

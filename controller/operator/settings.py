@@ -47,6 +47,15 @@ class OperatorSettings:
     """Names of the Validating and Mutating webhook configurations (both kinds are
     looked up under each name) whose ``caBundle`` the leader keeps current."""
 
+    mutating_webhook: str | None = None
+    """A MutatingWebhookConfiguration whose ``webhooks`` the leader keeps in step with the
+    policies: its templated entry while some policy sets ``pinning.mutateToDigest``, none
+    otherwise (:mod:`controller.operator.mutation`). ``None``: the chart owns the list."""
+
+    mutation_check_interval: float = 60.0
+    """Seconds between the leader's checks of :attr:`mutating_webhook` when no policy
+    changed (a policy change checks at once); repairs a list someone else rewrote."""
+
     lifetimes: Lifetimes = field(default_factory=Lifetimes)
     """Certificate validities and how early the serving certificate is replaced."""
 

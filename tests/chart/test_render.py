@@ -82,11 +82,26 @@ def pod_labels(chart: Rendered) -> dict[str, str]:
     return chart.one("Deployment")["spec"]["template"]["metadata"]["labels"]
 
 
+TEMPLATE = "baseguard.io/webhook-template"
+
+
+def when_needed(chart: Rendered) -> bool:
+    """``webhook.mutating.register: WhenNeeded``: the leader installs the mutating entry."""
+    return bool(value(chart, "webhook", "mutating", "enabled")) and (
+        value(chart, "webhook", "mutating", "register") == "WhenNeeded"
+    )
+
+
 def webhooks(chart: Rendered) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every webhook entry, the mutating one too when it is kept in the template annotation
+    (the leader installs exactly that entry, so it must keep every invariant below)."""
     for kind in ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"):
         for config in chart.of_kind(kind):
             for hook in config["webhooks"]:
                 yield kind, hook
+            template = (config["metadata"].get("annotations") or {}).get(TEMPLATE)
+            if template is not None:
+                yield kind, json.loads(template)
 
 
 def workload_webhooks(chart: Rendered) -> list[tuple[str, dict[str, Any]]]:
@@ -202,14 +217,27 @@ def test_cluster_role_grants_exactly_what_the_controller_uses(chart: Rendered) -
     if value(chart, "certificates", "mode") == "self":
         expected[("admissionregistration.k8s.io", "validatingwebhookconfigurations")] = {"get", "patch"}
         expected[("admissionregistration.k8s.io", "mutatingwebhookconfigurations")] = {"get", "patch"}
+    elif when_needed(chart):
+        # the leader copies the validating caBundle into the mutating entry it installs
+        expected[("admissionregistration.k8s.io", "validatingwebhookconfigurations")] = {"get"}
+        expected[("admissionregistration.k8s.io", "mutatingwebhookconfigurations")] = {"get", "patch"}
     assert grants(chart, "ClusterRole") == expected
 
 
 def test_webhook_configurations_are_patchable_by_name_only(chart: Rendered) -> None:
     names = {c["metadata"]["name"] for k, c in ((o["kind"], o) for o in chart.objects) if k.endswith("WebhookConfiguration")}
     touching = [r for _, r in rbac_rules(chart) if any("webhookconfigurations" in res for res in r["resources"])]
+    args = flags(container(chart)["args"])
     if value(chart, "certificates", "mode") != "self":
-        assert touching == [], "only self-managed certificates need to patch the caBundle"
+        if not when_needed(chart):
+            assert touching == [], "only self-managed certificates need to patch the caBundle"
+            return
+        assert touching
+        for rule in touching:
+            assert rule["resourceNames"] == [args["mutating-webhook"]], rule
+            writes = set(rule["verbs"]) - {"get"}
+            assert writes <= {"patch"}, rule
+            assert not writes or rule["resources"] == ["mutatingwebhookconfigurations"], rule
         return
     assert touching
     for rule in touching:
@@ -217,7 +245,6 @@ def test_webhook_configurations_are_patchable_by_name_only(chart: Rendered) -> N
         assert rule.get("resourceNames"), f"unrestricted: {rule}"
         assert set(rule["resourceNames"]) <= names, rule
     # ... and they are the configurations the leader is told to keep current.
-    args = flags(container(chart)["args"])
     assert {args["webhook-configuration"]} == {n for r in touching for n in r["resourceNames"]}
 
 
@@ -273,6 +300,45 @@ def test_workload_webhooks_cover_every_workload_kind(chart: Rendered) -> None:
         assert all(r["scope"] == "Namespaced" for r in hook["rules"])
 
 
+def test_the_mutating_webhook_is_registered_by_the_leader_when_needed(chart: Rendered) -> None:
+    """WhenNeeded: no mutating webhook until a policy pins (one apiserver call per pod, not
+    two); the entry the leader installs is the one ``Always`` renders."""
+    mutating = chart.of_kind("MutatingWebhookConfiguration")
+    args = flags(container(chart)["args"])
+    if not value(chart, "webhook", "mutating", "enabled"):
+        assert mutating == [] and "mutating-webhook" not in args
+        return
+    [config] = mutating
+    annotations = config["metadata"].get("annotations") or {}
+    if when_needed(chart):
+        assert config["webhooks"] == []
+        assert args["mutating-webhook"] == config["metadata"]["name"]
+        entry = json.loads(annotations[TEMPLATE])
+        always = render(
+            {**chart.values, "webhook": {**chart.values.get("webhook", {}), "mutating": {"register": "Always"}}}
+        )
+        assert always.one("MutatingWebhookConfiguration")["webhooks"] == [entry]
+    else:
+        assert TEMPLATE not in annotations and "mutating-webhook" not in args
+        assert [h["name"] for h in config["webhooks"]] == ["workloads.mutate.baseguard.io"]
+
+
+def test_register_defaults_to_when_needed_and_takes_only_its_two_values() -> None:
+    assert rendered("defaults").merged_values["webhook"]["mutating"]["register"] == "WhenNeeded"
+    with pytest.raises(Exception, match="register"):
+        render({"webhook": {"mutating": {"register": "Sometimes"}}})
+
+
+def test_values_without_register_keep_the_webhook_registered() -> None:
+    """``helm upgrade --reuse-values`` from a chart without the key keeps the older chart's
+    defaults: the webhook stays registered (as before), nothing is left half-managed."""
+    chart = render({"webhook": {"mutating": {"register": None}}})
+    [config] = chart.of_kind("MutatingWebhookConfiguration")
+    assert [h["name"] for h in config["webhooks"]] == ["workloads.mutate.baseguard.io"]
+    assert TEMPLATE not in (config["metadata"].get("annotations") or {})
+    assert "mutating-webhook" not in flags(container(chart)["args"])
+
+
 def test_failure_policies_follow_values(chart: Rendered) -> None:
     for kind, hook in workload_webhooks(chart):
         if kind == "ValidatingWebhookConfiguration":
@@ -280,8 +346,7 @@ def test_failure_policies_follow_values(chart: Rendered) -> None:
         else:
             assert hook["failurePolicy"] == value(chart, "webhook", "mutating", "failurePolicy")
             assert hook["reinvocationPolicy"] == "IfNeeded"
-    mutating = chart.of_kind("MutatingWebhookConfiguration")
-    assert all("reinvocationPolicy" in h for m in mutating for h in m["webhooks"])
+    assert all("reinvocationPolicy" in h for k, h in webhooks(chart) if k.startswith("Mutating"))
     validating = chart.one("ValidatingWebhookConfiguration")
     assert all("reinvocationPolicy" not in h for h in validating["webhooks"])
 
@@ -391,7 +456,9 @@ def test_cert_manager_certificates(value_set: str) -> None:
     assert tls["secret"] == {"secretName": serving["spec"]["secretName"]}
     inject = f"{NAMESPACE}/{serving['metadata']['name']}"
     for kind in ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"):
-        assert chart.one(kind)["metadata"]["annotations"] == {"cert-manager.io/inject-ca-from": inject}
+        annotations = chart.one(kind)["metadata"]["annotations"]
+        assert annotations["cert-manager.io/inject-ca-from"] == inject
+        assert set(annotations) <= {"cert-manager.io/inject-ca-from", TEMPLATE}
     issuers = {(i["kind"], i["metadata"]["name"]) for i in chart.of_kind("Issuer")}
     ref = serving["spec"]["issuerRef"]
     if value_set == "cert-manager-issuer":

@@ -398,3 +398,36 @@ def decisions(process: Baseguard, **match: Any) -> list[dict[str, Any]]:
         for r in process.logs()
         if r.get("msg") == "decision" and all(r.get(k) == v for k, v in match.items())
     ]
+
+
+def scrape(process: Baseguard, ca_pem: bytes) -> str:
+    """``/metrics`` of one replica, over TLS verified with ``ca_pem`` (the apiserver's trust)."""
+    context = ssl.create_default_context(cadata=ca_pem.decode())
+    with urllib.request.urlopen(
+        f"https://127.0.0.1:{process.port}/metrics", context=context, timeout=5
+    ) as r:
+        return str(r.read().decode())
+
+
+def sample_sum(text: str, name: str, **labels: str) -> float:
+    """The sum of the Prometheus samples ``name{...}`` whose labels include ``labels``."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("#") or not line.startswith(name):
+            continue
+        head, _, number = line.rpartition(" ")
+        metric, _, rest = head.partition("{")
+        if metric != name:
+            continue
+        found = dict(
+            (k, v.strip('"'))
+            for k, _, v in (pair.partition("=") for pair in rest.rstrip("}").split(",") if pair)
+        )
+        if all(found.get(k) == v for k, v in labels.items()):
+            total += float(number)
+    return total
+
+
+def mutating_webhooks(plane: ControlPlane, name: str = RELEASE) -> list[dict[str, Any]]:
+    """The ``webhooks`` of baseguard's MutatingWebhookConfiguration as the apiserver holds them."""
+    return list(plane.get_json("mutatingwebhookconfiguration", name).get("webhooks") or [])

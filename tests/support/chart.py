@@ -59,6 +59,8 @@ VALUE_SETS: Mapping[str, dict[str, Any]] = {
     # The webhook running outside the cluster (development, the control-plane tests):
     # the apiserver calls a URL, and the managed certificate names its host.
     "outside-cluster": {"webhook": {"url": "https://127.0.0.1:8443"}},
+    # The mutating webhook registered at all times (every pod annotated; two calls per pod).
+    "mutating-always": {"webhook": {"mutating": {"register": "Always"}}},
     # EKS: the nodes' ECR plugin, run by baseguard with the same config (docs/install.md).
     "credential-providers": {
         "registryCredentials": {

@@ -176,6 +176,9 @@ otherwise the pair is a mounted Secret volume, read from files and reloaded on c
 - --tls-cert=/etc/baseguard/tls/tls.crt
 - --tls-key=/etc/baseguard/tls/tls.key
 {{- end }}
+{{- if and .Values.webhook.mutating.enabled (eq .Values.webhook.mutating.register "WhenNeeded") }}
+- --mutating-webhook={{ include "baseguard.webhookConfigName" . }}
+{{- end }}
 {{- if .Values.webhook.clientAuth.caConfigMap }}
 - --client-ca=/etc/baseguard/client-ca/ca.crt
 {{- range .Values.webhook.clientAuth.names }}
@@ -214,3 +217,28 @@ registryCredentials.credentialProviders.config is set. Empty when there is nothi
 {{- toYaml $config -}}
 {{- end -}}
 {{- end -}}
+
+{{/*
+The mutating webhook entry: rendered into the MutatingWebhookConfiguration (register:
+Always) or kept in its baseguard.io/webhook-template annotation for the leader to
+install while a policy needs it (register: WhenNeeded).
+*/}}
+{{- define "baseguard.mutatingWebhook" -}}
+name: workloads.mutate.baseguard.io
+admissionReviewVersions: [v1]
+sideEffects: None
+failurePolicy: {{ .Values.webhook.mutating.failurePolicy }}
+matchPolicy: {{ .Values.webhook.matchPolicy }}
+reinvocationPolicy: {{ .Values.webhook.mutating.reinvocationPolicy }}
+timeoutSeconds: {{ .Values.webhook.timeoutSeconds }}
+clientConfig:
+  {{- include "baseguard.clientConfig" (list . "/mutate") | nindent 2 }}
+namespaceSelector:
+  {{- include "baseguard.namespaceSelector" . | nindent 2 }}
+{{- with .Values.webhook.objectSelector }}
+objectSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+rules:
+  {{- include "baseguard.workloadRules" . | nindent 2 }}
+{{- end }}

@@ -167,6 +167,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="replace the serving certificate this long before it expires (default 30d)",
     )
     tls.add_argument(
+        "--mutating-webhook",
+        metavar="NAME",
+        help="the MutatingWebhookConfiguration whose webhook the leader registers only while "
+        "some policy sets pinning.mutateToDigest (its baseguard.io/webhook-template annotation)",
+    )
+    tls.add_argument(
+        "--mutation-check-interval",
+        type=duration,
+        default=60.0,
+        metavar="DURATION",
+        help="how often the leader re-checks --mutating-webhook besides every policy change (default 1m)",
+    )
+    tls.add_argument(
         "--cert-check-interval",
         type=duration,
         default=60.0,
@@ -260,6 +273,8 @@ def config_from(args: argparse.Namespace) -> OperatorSettings:
         service=args.service,
         cert_hosts=tuple(args.cert_host),
         webhook_configurations=tuple(args.webhook_configuration or ["baseguard"]),
+        mutating_webhook=args.mutating_webhook or None,
+        mutation_check_interval=args.mutation_check_interval,
         lifetimes=lifetimes,
         cert_check_interval=args.cert_check_interval,
         tls_poll_interval=args.tls_poll_interval,
