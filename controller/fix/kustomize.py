@@ -1,0 +1,81 @@
+"""A kustomization's ``images:`` entries: the references kustomize writes into what it renders.
+
+PURE. An entry names an image (``name``) and what replaces it: ``newName``,
+``newTag``, ``digest``. The reference it composes is what ``fix`` judges; an
+edit changes ``newTag``/``digest``/``newName`` in place, or adds the missing
+field on a new line under the entry (block style only: a flow entry
+``- {name: x}`` is reported and left alone). Kustomize writes ``name@digest``
+when a digest is set, so pinning an entry is adding its ``digest``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from controller.fix.sites import Found, KustomizeFields, Site, spell
+
+KUSTOMIZATION_NAMES = frozenset({"kustomization.yaml", "kustomization.yml", "Kustomization"})
+
+
+def is_kustomization(name: str) -> bool:
+    """The file names ``kustomize build`` reads."""
+    return name in KUSTOMIZATION_NAMES
+
+
+def _field(entry: Any, key: str, text: str, starts: Sequence[int]) -> tuple[str, int, int] | None:
+    from controller.fix.manifests import scalar_span  # one scalar rule for both finders
+
+    value = entry.get(key)
+    if not isinstance(value, str) or not value:
+        return None
+    line, col = entry.lc.value(key)
+    span = scalar_span(text, starts, line, col, value)
+    return (value, *span) if span is not None else None
+
+
+def kustomize_sites(doc: Mapping[str, Any], text: str, starts: Sequence[int], source: str) -> Found:
+    """One site per ``images:`` entry that names a tag or a digest."""
+    result = Found()
+    images = doc.get("images")
+    if not isinstance(images, list):
+        return result
+    for entry in images:
+        if not isinstance(entry, Mapping) or not hasattr(entry, "lc"):
+            continue
+        name = _field(entry, "name", text, starts)
+        if name is None:
+            continue
+        line = entry.lc.value("name")[0] + 1
+        fields = [_field(entry, k, text, starts) for k in ("newName", "newTag", "digest")]
+        new_name, new_tag, digest = fields
+        for key, got in zip(("newName", "newTag", "digest"), fields, strict=True):
+            if got is None and isinstance(entry.get(key), str | int | float) and entry.get(key) != "":
+                result.notes.append(f"{source}:{line}: images[{name[0]}].{key} is not a plain string; not edited")
+                break
+        else:
+            if new_tag is None and digest is None:
+                result.notes.append(
+                    f"{source}:{line}: images[{name[0]}] sets neither newTag nor digest: the tag is the "
+                    "one the resources write; not edited"
+                )
+                continue
+            insert_at, indent, eol = None, "", "\n"
+            if not entry.fa.flow_style():
+                last_line = max(entry.lc.value(k)[0] for k in entry)
+                end = starts[last_line + 1] if last_line + 1 < len(starts) else len(text)
+                eol = "\r\n" if text[:end].endswith("\r\n") else "\n"
+                insert_at = end if text[:end].endswith("\n") else None
+                indent = " " * entry.lc.key("name")[1]
+            image = spell((new_name or name)[0], new_tag[0] if new_tag else None, digest[0] if digest else None)
+            result.sites.append(
+                Site(
+                    source,
+                    line,
+                    image,
+                    f"images[{name[0]}]",
+                    "Kustomization",
+                    kustomize=KustomizeFields(name, new_name, new_tag, digest, insert_at, indent, eol),
+                )
+            )
+    return result
