@@ -27,6 +27,12 @@ def _field(entry: Any, key: str, text: str, starts: Sequence[int]) -> tuple[str,
     from controller.fix.manifests import scalar_span  # one scalar rule for both finders
 
     value = entry.get(key)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        # ``newTag: 7.2`` is a float to YAML and the tag "7.2" to kustomize, which reads
+        # the text: so do we (``7.20`` stays "7.20", never the float's "7.2").
+        line, col = entry.lc.value(key)
+        span = scalar_span(text, starts, line, col, None)
+        return (text[span[0] : span[1]], *span) if span is not None else None
     if not isinstance(value, str) or not value:
         return None
     line, col = entry.lc.value(key)

@@ -54,24 +54,27 @@ def _parent(doc: Any, ptr: str) -> tuple[Any, str] | None:
     return (node, parts[-1]) if isinstance(node, Mapping) and hasattr(node, "lc") else None
 
 
-def scalar_span(text: str, starts: Sequence[int], line: int, col: int, value: str) -> tuple[int, int] | None:
+def scalar_span(
+    text: str, starts: Sequence[int], line: int, col: int, value: str | None
+) -> tuple[int, int] | None:
     """The span of the characters of ``value`` where the scalar at (``line``, ``col``) begins.
 
     Quoted: inside the quotes, when the quoted text is ``value`` itself (no escapes).
     Plain: up to white space or a flow indicator. ``None`` when the text there is
     not ``value`` (a block scalar, an escape sequence): such a field is not edited.
+    ``value=None`` takes the plain scalar's text, whatever it is (a number as written).
     """
     if line >= len(starts):
         return None
     begin = starts[line] + col
     quote = text[begin : begin + 1]
-    if quote in ("'", '"'):
+    if quote in ("'", '"') and value is not None:
         start, end = begin + 1, begin + 1 + len(value)
         ok = text[start:end] == value and text[end : end + 1] == quote
     else:
         m = _PLAIN_END.search(text, begin)
         start, end = begin, (m.start() if m else len(text))
-        ok = text[start:end] == value
+        ok = end > start and (value is None or text[start:end] == value)
     return (start, end) if ok else None
 
 

@@ -101,6 +101,9 @@ async def target(
         entry = deprecation(ref, policies)
         if entry is not None and entry.replacement:
             new_name, new_tag, replacement_digest = split_reference(entry.replacement)
+            if parse(entry.replacement).name == ref.name:  # same repository: keep its spelling
+                new_name = name
+            new_tag = new_tag or tag  # a replacement repository alone: the same tag there
             if replacement_digest:
                 new_digest, fixed_digest = replacement_digest, True
         else:
