@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ruamel.yaml.comments import CommentedMap
+
 from controller.fix.sites import Found, KustomizeFields, Site, spell
 
 KUSTOMIZATION_NAMES = frozenset({"kustomization.yaml", "kustomization.yml", "Kustomization"})
@@ -47,7 +49,7 @@ def kustomize_sites(doc: Mapping[str, Any], text: str, starts: Sequence[int], so
     if not isinstance(images, list):
         return result
     for entry in images:
-        if not isinstance(entry, Mapping) or not hasattr(entry, "lc"):
+        if not isinstance(entry, CommentedMap):  # what the round-trip loader makes of a mapping
             continue
         name = _field(entry, "name", text, starts)
         if name is None:

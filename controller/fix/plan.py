@@ -16,7 +16,7 @@ from typing import Protocol, TypeVar
 
 from controller.errors import BaseguardError, InvalidReference
 from controller.fix.choose import deprecation, newest_tag
-from controller.fix.sites import Edit, Site, apply_edits, split_reference, spell
+from controller.fix.sites import Edit, Site, apply_edits, spell, split_reference
 from controller.policy.evaluate import applicable
 from controller.policy.facts import ObjectFacts
 from controller.policy.model import CompiledPolicy

@@ -234,7 +234,7 @@ def test_a_tag_the_registry_does_not_have_is_named_and_left_alone(
     dockerfile.write_text(f"FROM {registry.host}/{unique_repo}/python:9.9\n")
     code, out, err = run(capsys, "fix", str(dockerfile), "--pin", "--registry-config", config)
     assert (code, out) == (0, "")
-    assert f"Dockerfile:1: FROM (line 1): " in err and "python:9.9" in err and "not edited" in err
+    assert "Dockerfile:1: FROM (line 1): " in err and "python:9.9" in err and "not edited" in err
 
 
 @pytest.mark.parametrize(

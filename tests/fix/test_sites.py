@@ -142,7 +142,7 @@ def test_crlf_manifests_keep_their_line_endings() -> None:
 
 
 def test_yaml_that_does_not_parse_is_bad_input() -> None:
-    with pytest.raises(InputError, match="app.yaml: not valid YAML"):
+    with pytest.raises(InputError, match=r"app\.yaml: not valid YAML"):
         manifest_sites("a: [\n", "app.yaml")
 
 

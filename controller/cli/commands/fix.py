@@ -16,7 +16,12 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from controller.cli.options import add_budget_option, add_registry_options, docs, refuse_with_offline
+from controller.cli.options import (
+    add_budget_option,
+    add_registry_options,
+    docs,
+    refuse_with_offline,
+)
 from controller.errors import ExitCode, InputError
 
 if TYPE_CHECKING:
