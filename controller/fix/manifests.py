@@ -19,6 +19,7 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
+from controller.documents import documents
 from controller.errors import InputError
 from controller.fix.kustomize import is_kustomization, kustomize_sites
 from controller.fix.sites import Found, Site, line_starts
@@ -28,7 +29,15 @@ _PLAIN_END = re.compile(r"[\s,\]}]|$")
 
 
 def load_documents(text: str, source: str) -> list[Any]:
-    """Every YAML document of ``text`` as ruamel round-trip nodes; :class:`InputError` if not YAML."""
+    """Every YAML document of ``text`` as ruamel round-trip nodes; :class:`InputError` if not YAML.
+
+    The text is first read by :func:`controller.documents.documents`, the one reader
+    of users' YAML, for its bounds: an alias bomb (27 million pods from 5 KB of
+    ``List`` aliases) or nesting 20,000 deep is refused there, with the message
+    ``check`` gives, before the round-trip loader or the workload walk sees it.
+    """
+    for _ in documents(source, text):
+        pass
     try:
         return list(YAML(typ="rt").load_all(text))
     except YAMLError as exc:

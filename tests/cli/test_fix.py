@@ -243,7 +243,7 @@ def test_a_tag_the_registry_does_not_have_is_named_and_left_alone(
         (["Dockerfile"], ["--write"], "say what to fix: --pin, --refresh and/or --update"),
         (["-"], ["--pin"], "fix edits files"),
         (["missing.yaml"], ["--pin"], "missing.yaml: no such file or directory"),
-        (["bad.yaml"], ["--pin"], "bad.yaml: not valid YAML"),
+        (["bad.yaml"], ["--pin"], "bad.yaml: document 1: invalid YAML at line 2"),
         (["notes.txt"], ["--pin"], "not a Dockerfile, a manifest"),
         (["Dockerfile"], ["--pin", "--offline", "--registry-config", "r.yaml"],
          "--registry-config does nothing with --offline"),
@@ -265,3 +265,19 @@ def test_bad_input_is_exit_2_with_a_message(
     assert code == 2
     assert message is None or message in err
     assert "Traceback" not in err
+
+
+def test_yaml_bombs_are_refused_by_the_bounded_reader_with_exit_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    pod = "{apiVersion: v1, kind: Pod, metadata: {name: p}, spec: {containers: [{name: c, image: 'python:3.8'}]}}"
+    lines = ["apiVersion: v1", "kind: List", "x0: &l0 " + pod]
+    for i in (1, 2):
+        lines.append(f"x{i}: &l{i} {{apiVersion: v1, kind: List, items: [" + ",".join([f"*l{i - 1}"] * 300) + "]}")
+    lines.append("items: [" + ",".join(["*l2"] * 300) + "]")
+    (tmp_path / "bomb.yaml").write_text("\n".join(lines) + "\n")  # 27 million pods, expanded
+    (tmp_path / "deep.json").write_text("[" * 20_000 + "]" * 20_000)
+    code, _, err = run(capsys, "fix", str(tmp_path / "bomb.yaml"), "--pin", "--offline")
+    assert code == 2 and "YAML aliases expand it by more than 100,000 nodes" in err
+    code, _, err = run(capsys, "fix", str(tmp_path / "deep.json"), "--pin", "--offline")
+    assert code == 2 and "nested more than 100 levels deep" in err

@@ -142,7 +142,7 @@ def test_crlf_manifests_keep_their_line_endings() -> None:
 
 
 def test_yaml_that_does_not_parse_is_bad_input() -> None:
-    with pytest.raises(InputError, match=r"app\.yaml: not valid YAML"):
+    with pytest.raises(InputError, match=r"app\.yaml: document 1: invalid YAML at line 2"):
         manifest_sites("a: [\n", "app.yaml")
 
 
