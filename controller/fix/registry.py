@@ -14,14 +14,23 @@ from controller.reference import Reference
 from controller.registry.client import RegistryClient
 
 
+#: Pages of the tag list read per repository, and tags per page: past them, ``--update``
+#: says it cannot tell the newest tag (a partial list could name an old one as newest).
+MAX_TAG_PAGES = 10
+TAG_PAGE_SIZE = 1000
+
+
 class RegistryLookups:
     """:class:`controller.fix.plan.Lookups` over a :class:`RegistryClient`."""
 
-    def __init__(self, client: RegistryClient, *, max_tag_pages: int = 10) -> None:
+    def __init__(
+        self, client: RegistryClient, *, max_tag_pages: int = MAX_TAG_PAGES, page_size: int = TAG_PAGE_SIZE
+    ) -> None:
         self._client = client
         self._digests: dict[str, str] = {}
         self._tags: dict[str, list[str]] = {}
         self._max_tag_pages = max_tag_pages
+        self._page_size = page_size
 
     async def digest(self, ref: Reference) -> str:
         key = ref.without_digest().normalized
@@ -31,11 +40,13 @@ class RegistryLookups:
 
     async def tags(self, ref: Reference) -> list[str]:
         if ref.name not in self._tags:
-            tags, complete = await self._client.list_tags(ref, max_pages=self._max_tag_pages)
+            tags, complete = await self._client.list_tags(
+                ref, page_size=self._page_size, max_pages=self._max_tag_pages
+            )
             if not complete:
                 raise LookupFailed(
-                    f"the tag list of {ref.name} is longer than {self._max_tag_pages} pages; "
-                    "the newest tag cannot be told"
+                    f"the tag list of {ref.name} is longer than {self._max_tag_pages} pages of "
+                    f"{self._page_size} tags; the newest tag cannot be told"
                 )
             self._tags[ref.name] = tags
         return self._tags[ref.name]

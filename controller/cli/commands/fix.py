@@ -74,7 +74,12 @@ def register(sub: Any) -> None:
         help="judge Dockerfiles, and manifests that name no namespace, as if in NS "
         "(so NS's BaseImagePolicies apply)",
     )
-    add_registry_options(p)
+    add_registry_options(p, offline=False)
+    p.add_argument(
+        "--offline", action="store_true",
+        help="no registry lookups: only what the policies alone decide (a deprecated entry's "
+        "replacement) is changed; what needs the registry is listed as not resolved",
+    )
     add_budget_option(p)
     p.set_defaults(func=run)
 
