@@ -13,7 +13,6 @@ from controller.errors import LookupFailed
 from controller.reference import Reference
 from controller.registry.client import RegistryClient
 
-
 #: Pages of the tag list read per repository, and tags per page: past them, ``--update``
 #: says it cannot tell the newest tag (a partial list could name an old one as newest).
 MAX_TAG_PAGES = 10
