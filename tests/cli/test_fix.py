@@ -281,3 +281,21 @@ def test_yaml_bombs_are_refused_by_the_bounded_reader_with_exit_2(
     assert code == 2 and "YAML aliases expand it by more than 100,000 nodes" in err
     code, _, err = run(capsys, "fix", str(tmp_path / "deep.json"), "--pin", "--offline")
     assert code == 2 and "nested more than 100 levels deep" in err
+
+
+def test_a_registry_slower_than_the_budget_is_exit_2_and_nothing_is_written(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, registry: Any, unique_repo: str,
+    proxy: Any,
+) -> None:
+    registry.push_image(f"{unique_repo}/python", "3.12", [layer({"t": "x"})])
+    config = tmp_path / "registries.yaml"
+    config.write_text(f'registries:\n  - {{host: "{proxy.host}", insecure: true}}\n')
+    proxy.fault("delay", "/manifests/", seconds=3)
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text(f"FROM {proxy.host}/{unique_repo}/python:3.12\n")
+    code, out, err = run(
+        capsys, "fix", str(dockerfile), "--pin", "--write", "--budget", "0.5", "--registry-config", str(config)
+    )
+    assert (code, out) == (2, "")
+    assert "the registry lookups did not finish within --budget 0.5s" in err
+    assert dockerfile.read_text() == f"FROM {proxy.host}/{unique_repo}/python:3.12\n"
