@@ -10,6 +10,7 @@ What is edited, the way a person would fix the file by hand:
 - ``FROM python:3.12-slim`` — the image word;
 - ``FROM ${BASE}`` (or ``$BASE``) with ``ARG BASE=python:3.12-slim`` before the
   first ``FROM`` — the ARG's default, once, however many ``FROM`` lines use it;
+- ``COPY --from=<image>`` (an image, not a stage) — the image after ``--from=``;
 - a ``FROM`` that mixes text and variables (``python:${PY}-slim``), or whose
   variable has no literal default, is reported and left alone: no single piece
   of text is its reference.
@@ -21,7 +22,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from controller.dockerfile import parse_build
+from controller.dockerfile import CopyFrom, parse_build
 from controller.fix.sites import Found, Site
 
 _DIRECTIVE_ESCAPE = re.compile(r"^\s*#\s*escape\s*=\s*([\\`])\s*$", re.IGNORECASE)
@@ -200,4 +201,26 @@ def dockerfile_sites(text: str, source: str, *, namespace: str | None = None) ->
                 span=key,
             )
         )
+    _copy_sites(build.copies, found, source, namespace, result)
     return result
+
+
+def _copy_sites(copies: list[CopyFrom], found: list[Instruction], source: str, namespace: str | None, result: Found) -> None:
+    """``COPY --from=<image>``: the image a build pulls besides its bases (``check`` judges it
+    too, so a pin that skipped it would leave ``check`` failing). A stage name is not one."""
+    by_line = {ins.line: ins for ins in found if ins.keyword == "COPY"}
+    for copy in copies:
+        ins = by_line.get(copy.line)
+        word = next((w for w in ins.words[1:] if w.text.lower().startswith("--from=")), None) if ins else None
+        if word is None or "$" in word.text:
+            result.notes.append(
+                f"{source}:{copy.line}: COPY --from={copy.image} is not a literal image; not edited"
+            )
+            continue
+        start = word.start + len("--from=")
+        if word.text[len("--from=") :] != copy.image:
+            result.notes.append(f"{source}:{copy.line}: COPY --from={copy.image}: not located exactly; not edited")
+            continue
+        result.sites.append(
+            Site(source, copy.line, copy.image, f"COPY --from (line {copy.line})", "Dockerfile", namespace, span=(start, word.end))
+        )

@@ -97,6 +97,13 @@ def dockerfiles(draw: st.DrawFn) -> tuple[str, list[tuple[int, int]]]:
         stage = f"stage{index}"
         stages.append(stage)
         w.text(f" {draw(st.sampled_from(['AS', 'as']))} {stage}{eol}")
+        copy = draw(st.sampled_from(["none", "stage", "image"]))
+        if copy == "stage":
+            w.text(f"COPY --from={stage} /a /a{eol}")
+        elif copy == "image":
+            w.text(f"{draw(st.sampled_from(['COPY', 'copy']))} --link --from=")
+            w.reference(draw(st.sampled_from(IMAGES)))
+            w.text(f" /b /b{eol}")
     return "".join(w.parts), w.spans
 
 

@@ -174,3 +174,17 @@ def test_kustomize_images_set_fields_in_place_or_add_them_under_the_entry() -> N
     ).replace("c" * 64, "d" * 64)
     with pytest.raises(Unresolved, match="flow-style entry"):
         edits_for(busybox, "busybox", "1.36", d)
+
+
+def test_copy_from_an_image_is_a_site_and_from_a_stage_is_not() -> None:
+    text = "FROM python:3.12 AS b\nCOPY --from=b /a /a\ncopy --chown=1 --from=busybox:1.36 /bin/sh /sh\n"
+    found = dockerfile_sites(text, "Dockerfile")
+    assert [(s.image, s.where) for s in found.sites] == [
+        ("python:3.12", "FROM (line 1)"),
+        ("busybox:1.36", "COPY --from (line 3)"),
+    ]
+    assert renamed(text, found.sites, {"python:3.12": "python:3.13", "busybox:1.36": "busybox:1.37"}) == (
+        "FROM python:3.12 AS b\nCOPY --from=b /a /a\ncopy --chown=1 --from=busybox:1.37 /bin/sh /sh\n".replace(
+            "python:3.12", "python:3.13"
+        )
+    )
