@@ -68,12 +68,13 @@ def kustomize_sites(doc: Mapping[str, Any], text: str, starts: Sequence[int], so
                     "one the resources write; not edited"
                 )
                 continue
-            insert_at, indent, eol = None, "", "\n"
+            insert_at, indent, eol, lead = None, "", "\n", ""
             if not entry.fa.flow_style():
                 last_line = max(entry.lc.value(k)[0] for k in entry)
                 end = starts[last_line + 1] if last_line + 1 < len(starts) else len(text)
-                eol = "\r\n" if text[:end].endswith("\r\n") else "\n"
-                insert_at = end if text[:end].endswith("\n") else None
+                eol = "\r\n" if "\r\n" in text else "\n"
+                insert_at = end
+                lead = "" if text[:end].endswith("\n") else eol  # the file's last line, unended
                 indent = " " * entry.lc.key("name")[1]
             image = spell((new_name or name)[0], new_tag[0] if new_tag else None, digest[0] if digest else None)
             result.sites.append(
@@ -83,7 +84,7 @@ def kustomize_sites(doc: Mapping[str, Any], text: str, starts: Sequence[int], so
                     image,
                     f"images[{name[0]}]",
                     "Kustomization",
-                    kustomize=KustomizeFields(name, new_name, new_tag, digest, insert_at, indent, eol),
+                    kustomize=KustomizeFields(name, new_name, new_tag, digest, insert_at, indent, eol, lead),
                 )
             )
     return result

@@ -171,7 +171,10 @@ def edits_for(site: Site, name: str, tag: str | None, digest: str | None) -> tup
     if added:
         if fields.insert_at is None:
             raise Unresolved(f"{site.where}: a flow-style entry cannot take a new field; not edited")
-        out.append(Edit(fields.insert_at, fields.insert_at, "".join(added)))
+        text = "".join(added)
+        if fields.lead:
+            text = fields.lead + text[: -len(fields.eol)]
+        out.append(Edit(fields.insert_at, fields.insert_at, text))
     return tuple(out)
 
 

@@ -38,6 +38,7 @@ class KustomizeFields:
     insert_at: int | None = None
     indent: str = ""
     eol: str = "\n"
+    lead: str = ""  # a line ending to write first, when the entry ends the file unended
 
 
 @dataclass(frozen=True)

@@ -188,3 +188,10 @@ def test_copy_from_an_image_is_a_site_and_from_a_stage_is_not() -> None:
             "python:3.12", "python:3.13"
         )
     )
+
+
+def test_a_kustomization_ending_without_a_newline_still_ends_without_one() -> None:
+    text = "images:\r\n- name: nginx\r\n  newTag: '1.25'"
+    (site,) = manifest_sites(text, "kustomization.yaml").sites
+    d = "sha256:" + "e" * 64
+    assert apply_edits(text, edits_for(site, "nginx", "1.25", d)) == text + f"\r\n  digest: {d}"
