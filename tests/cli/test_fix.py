@@ -299,3 +299,42 @@ def test_a_registry_slower_than_the_budget_is_exit_2_and_nothing_is_written(
     assert (code, out) == (2, "")
     assert "the registry lookups did not finish within --budget 0.5s" in err
     assert dockerfile.read_text() == f"FROM {proxy.host}/{unique_repo}/python:3.12\n"
+
+
+def test_a_namespaces_policy_shapes_the_update_of_its_own_manifests_only(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, registry: Any, unique_repo: str,
+    python: dict[str, Pushed], config: str,
+) -> None:
+    base = f"{registry.host}/{unique_repo}/python"
+    (tmp_path / "team-a.yaml").write_text(textwrap.dedent(f"""\
+        apiVersion: baseguard.io/v1alpha1
+        kind: BaseImagePolicy
+        metadata: {{name: no-313, namespace: team-a}}
+        spec:
+          bases:
+            deprecated: [{{image: "{base}", tags: ["3.13*", "3.14*"], reason: not yet}}]
+        """))
+    pods = tmp_path / "pods.yaml"
+    pod = "kind: Pod\nmetadata: {{name: p, namespace: {ns}}}\nspec: {{containers: [{{name: c, image: {image}}}]}}\n"
+    pods.write_text(pod.format(ns="team-a", image=f"{base}:3.8-slim") + "---\n" + pod.format(ns="team-b", image=f"{base}:3.8-slim"))
+    code, _, err = run(
+        capsys, "fix", str(pods), "--update", "--write", "-p", str(tmp_path / "team-a.yaml"), "--registry-config", config
+    )
+    assert code == 0, err
+    assert pods.read_text() == pod.format(ns="team-a", image=f"{base}:3.12-slim") + "---\n" + pod.format(
+        ns="team-b", image=f"{base}:3.14-slim"  # team-a's policy says nothing about team-b
+    )
+
+
+def test_helm_templates_are_skipped_with_a_note_and_a_charts_dockerfile_is_read(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    chart = tmp_path / "chart"
+    (chart / "templates").mkdir(parents=True)
+    (chart / "Chart.yaml").write_text("apiVersion: v2\nname: c\nversion: 0.1.0\n")
+    (chart / "templates" / "pod.yaml").write_text("image: {{ .Values.image }}\n")
+    (chart / "Dockerfile").write_text("FROM python:3.12\n")
+    code, _, err = run(capsys, "fix", str(chart), "--pin", "--offline")
+    assert code == 0, err
+    assert f"{chart / 'templates' / 'pod.yaml'}: in the Helm chart {chart}: templates are YAML only once rendered" in err
+    assert "Dockerfile:1: FROM (line 1): could not resolve the digest of python:3.12 (offline)" in err

@@ -119,7 +119,7 @@ def find_sites(path: str, text: str, namespace: str | None) -> Found:
 
 
 def run(args: argparse.Namespace) -> int:
-    from controller.cli.loaders import chart_of
+    from controller.cli.loaders import chart_of, is_dockerfile
     from controller.documents import discover
     from controller.fix.plan import Modes
     from controller.policyfiles import load_policies
@@ -137,8 +137,8 @@ def run(args: argparse.Namespace) -> int:
         name = os.path.basename(path)
         if not _wanted(name):
             raise InputError(f"{path}: not a Dockerfile, a manifest (.yaml, .yml, .json) nor a kustomization")
-        chart = chart_of(path)
-        if chart is not None and not name.startswith(("Dockerfile", "Containerfile")):
+        chart = None if is_dockerfile(name) else chart_of(path)  # Dockerfiles are never templated
+        if chart is not None:
             notes.append(f"{path}: in the Helm chart {chart}: templates are YAML only once rendered; not edited")
             continue
         bom, text = read_exact(path)
