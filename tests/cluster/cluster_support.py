@@ -232,8 +232,12 @@ class Installation:
     namespace: str = NAMESPACE
     release: str = RELEASE
 
-    def ca_bundle(self, kind: str = "validatingwebhookconfiguration") -> bytes:
+    def ca_bundle(self, kind: str = "validatingwebhookconfiguration") -> bytes | None:
+        """The first webhook's caBundle; ``None`` when the configuration holds no webhook
+        (the mutating one while no policy pins: the apiserver then omits ``webhooks``)."""
         config = self.plane.get_json(kind, self.release)
+        if not config.get("webhooks"):
+            return None
         value = config["webhooks"][0]["clientConfig"].get("caBundle", "")
         return base64.b64decode(value) if value else b""
 

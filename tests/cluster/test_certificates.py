@@ -37,8 +37,11 @@ def test_the_secret_and_both_ca_bundles(
     assert {"tls.crt", "tls.key", "ca.crt"} <= set(data)
     ca = data["ca.crt"]
     assert ca.startswith(b"-----BEGIN CERTIFICATE-----")
-    assert ca in installation.ca_bundle("validatingwebhookconfiguration")
-    assert ca in installation.ca_bundle("mutatingwebhookconfiguration")
+    assert ca in (installation.ca_bundle("validatingwebhookconfiguration") or b"")
+    # The mutating webhook is registered only while a policy pins (tests/cluster/test_mutation.py
+    # checks the entry the leader installs); when it is, it trusts the same CA.
+    mutating = installation.ca_bundle("mutatingwebhookconfiguration")
+    assert mutating is None or ca in mutating
     # The serving certificate names the URL's host (--cert-host from webhook.url).
     cert = x509.load_pem_x509_certificate(data["tls.crt"])
     names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
