@@ -23,18 +23,20 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from controller.caching import Clock, TTLMap
 from controller.errors import LookupFailed
+from controller.registry import jsonread
 from controller.registry.config import Credentials
 
 DEFAULT_TOKEN_TTL = 60
 #: Refresh this long before the token server's expiry (capped at half the lifetime).
 TOKEN_MARGIN = 10.0
+#: Bytes of a token server's answer read as JSON (a bearer token is a few KiB).
+MAX_TOKEN_BODY = 1024 * 1024
 CLIENT_ID = "baseguard"
 
 _TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
@@ -170,9 +172,12 @@ def token_request(challenge: Challenge, scopes: tuple[str, ...], creds: Credenti
 
 def parse_token_response(body: bytes, *, now: float, where: str) -> Token:
     """``{"token"|"access_token", "expires_in"}`` → :class:`Token` (expiry from ``now``)."""
+    # The realm is the registry's to name, so its answer is registry JSON: bounded like the rest.
     try:
-        obj = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        obj = jsonread.read(body, f"the answer of token server {where}", max_bytes=MAX_TOKEN_BODY)
+    except LookupFailed as exc:
+        if jsonread.is_refusal(str(exc)):
+            raise
         raise LookupFailed(f"token server {where} answered something that is not JSON") from None
     if not isinstance(obj, dict):
         raise LookupFailed(f"token server {where} answered something that is not a JSON object")

@@ -400,7 +400,7 @@ async def _ask_helper(name: str, host: str) -> tuple[Credentials, float]:
     try:
         answer = json.loads(out)
         user, secret = answer.get("Username"), answer.get("Secret")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         log.warning("docker credential helper printed no JSON object", extra={"fields": {"helper": program}})
         return Credentials(), MISS_TTL
     if not isinstance(secret, str) or not secret:
