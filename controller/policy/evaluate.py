@@ -304,6 +304,7 @@ def _waive(violation: Violation, waivers: Sequence[Waiver]) -> Violation:
                 action=Action.ALLOW,
                 message=violation.message,
                 waived=f"waived until {waiver.until.isoformat()}: {waiver.reason} ({waiver.label})",
+                waived_by=waiver.label,
             )
     return violation
 
