@@ -303,10 +303,20 @@ def _waive(violation: Violation, waivers: Sequence[Waiver]) -> Violation:
                 rule=violation.rule,
                 action=Action.ALLOW,
                 message=violation.message,
-                waived=f"waived until {waiver.until.isoformat()}: {waiver.reason} ({waiver.label})",
+                waived=_waived_text(waiver),
                 waived_by=waiver.label,
             )
     return violation
+
+
+def _waived_text(waiver: Waiver) -> str:
+    """What a waived finding says. An exception object is named before its reason: a
+    warning is cut at 120 characters, and which exception waived is the fact to keep."""
+    until = waiver.until.isoformat()
+    if waiver.source is not None:
+        head = f"waived until {until} by {waiver.source}"
+        return f"{head}: {waiver.reason}" if waiver.reason else head
+    return f"waived until {until}: {waiver.reason} ({waiver.label})"
 
 
 def _judge(

@@ -122,7 +122,7 @@ def test_an_exception_object_compiles_to_a_waiver_scoped_to_its_namespace() -> N
 def test_an_exception_waives_in_its_namespace_and_says_which() -> None:
     policies = attach([compile_policy(policy_doc())], [compile_exception(exception_doc(), today=TODAY)])
     assert verdicts(policies, pod("shop")) == [
-        ("unpinned", "allow", "waived until 2025-07-31: SHOP-12 (BaseImagePolicyException shop/python-migration)")
+        ("unpinned", "allow", "waived until 2025-07-31 by BaseImagePolicyException shop/python-migration: SHOP-12")
     ]
 
 
