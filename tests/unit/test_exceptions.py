@@ -178,7 +178,7 @@ def test_until_is_required_and_bounded() -> None:
     assert check_exception(exception_doc(until=latest.isoformat()), today=TODAY) == []
     [error] = check_exception(exception_doc(until=(latest + dt.timedelta(days=1)).isoformat()), today=TODAY)
     assert str(error) == (
-        f"spec.until: 2025-08-31 is more than 90 days away (the latest is 2025-08-30): an exception is "
+        "spec.until: 2025-08-31 is more than 90 days away (the latest is 2025-08-30): an exception is "
         "time-boxed; file a new one when it ends"
     )
     doc = exception_doc()
