@@ -126,6 +126,8 @@ class PolicyFiles:
 
     * a file that does not read, parse or compile keeps its last good
       policies in force, and its error is recorded (``/readyz``, the log);
+      its exceptions (``BaseImagePolicyException``) are dropped, never kept:
+      what stays in force after a bad edit is the stricter thing;
     * a file that disappears from a folder takes its policies with it;
       a file named explicitly with ``-p`` that disappears is an error
       (its last good policies stay: it was asked for by name);
@@ -200,6 +202,7 @@ class PolicyFiles:
                 docs = load_policy_documents([path])
             except InputError as exc:
                 errors[path] = exc.message
+                self._drop_exceptions(path)
                 continue
             today = _today()
             problems = [
@@ -213,6 +216,7 @@ class PolicyFiles:
                 shown = problems[:_MAX_ERRORS_SHOWN]
                 more = len(problems) - len(shown)
                 errors[path] = "; ".join(shown) + (f"; and {more} more" if more else "")
+                self._drop_exceptions(path)
                 continue
             compiled: dict[str, CompiledPolicy | CompiledException] = {}
             for _, _, doc in docs:
@@ -261,6 +265,17 @@ class PolicyFiles:
             },
         )
         return snapshot
+
+    def _drop_exceptions(self, path: str) -> None:
+        """A refused file keeps its last good *policies* (the stricter state) but not its
+        exceptions: a waiver nobody can read any more must not stay in force."""
+        from controller.policy.exceptions import CompiledException
+
+        kept = self._good.get(path)
+        if kept is not None:
+            self._good[path] = {
+                k: v for k, v in kept.items() if not isinstance(v, CompiledException)
+            }
 
     async def watch(self, interval: float) -> None:
         """Re-read every file whenever any of them changes, until cancelled."""

@@ -101,3 +101,26 @@ async def test_a_policy_exception_by_namespace_labels_admits_a_labelled_namespac
     other = await hook.response(review("plain-apps"))
     assert other["allowed"] is False
 
+
+
+def test_serve_reads_exception_files_next_to_the_policies(tmp_path: Any) -> None:
+    """``serve -p folder``: an exception file is filed under its policy; a broken one is an
+    error of its file and waives nothing, while the policy file stays in force."""
+    import yaml
+
+    from controller.policyfiles import PolicyFiles
+
+    (tmp_path / "pins.yaml").write_text(yaml.safe_dump(PINS))
+    (tmp_path / "shop.yaml").write_text(yaml.safe_dump(EXCEPTION))
+    own = PolicyStore()
+    files = PolicyFiles([str(tmp_path)], own)
+    snapshot = files.load()
+    assert [e.key for e in snapshot.exceptions] == ["BaseImagePolicyException/shop/python-migration"]
+    [policy] = snapshot.policies
+    assert set(policy.granted) == {"shop"}
+    broken = {**EXCEPTION, "spec": {**EXCEPTION["spec"], "images": ["python"]}}
+    (tmp_path / "shop.yaml").write_text(yaml.safe_dump(broken))
+    snapshot = files.load()
+    assert snapshot.errors[str(tmp_path / "shop.yaml")].startswith("document 1: spec.images[0]: 'python' never matches")
+    [policy] = snapshot.policies
+    assert policy.name == "pins" and not policy.granted  # the policy stays; the broken waiver does not
