@@ -175,3 +175,18 @@ def test_policy_validate_reads_exceptions_and_warns_when_they_expired_or_name_no
     code, out, _ = run(capsys, "policy", "validate", broken, *NOW)
     assert code == 2
     assert f"{broken} (document 1, python-migration): spec.images: required field is missing" in out
+
+
+def test_check_namespace_takes_the_labels_of_a_namespace_given_among_the_inputs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A Dockerfile judged ``--namespace old`` is waived by a label exception when a
+    ``Namespace`` object among the inputs gives ``old`` its labels; without it, not."""
+    policy = write(tmp_path / "p.yaml", LABELLED)
+    dockerfile = write(tmp_path / "Dockerfile", "FROM python:3.12-slim\n")
+    namespace = write(tmp_path / "ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: old, labels: {tier: legacy}}\n")
+    code, _, _ = run(capsys, "check", dockerfile, "-p", policy, "--offline", "--namespace", "old", *NOW)
+    assert code == 1
+    code, out, _ = run(capsys, "check", dockerfile, namespace, "-p", policy, "--offline", "--namespace", "old", *NOW)
+    assert code == 0, out
+    assert "waived until 2027-01-01: legacy tier OPS-2 (exception #0)" in out
