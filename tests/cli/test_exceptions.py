@@ -190,3 +190,25 @@ def test_check_namespace_takes_the_labels_of_a_namespace_given_among_the_inputs(
     code, out, _ = run(capsys, "check", dockerfile, namespace, "-p", policy, "--offline", "--namespace", "old", *NOW)
     assert code == 0, out
     assert "waived until 2027-01-01: legacy tier OPS-2 (exception #0)" in out
+
+
+def test_baseguard_test_judges_exceptions_as_of_the_tests_clock(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A team can unit-test its exception: bounded and applied as of the test file's ``now``."""
+    write(tmp_path / "pins.yaml", PINS)
+    # Far in the future: within 90 days of the test's clock, never of the day the suite runs.
+    write(tmp_path / "shop.yaml", EXCEPTION.replace("2027-01-31", "2990-07-31"))
+    write(tmp_path / "t" / "pod.yaml", pod("api", "shop"))
+    write(
+        tmp_path / "t" / "baseguard-test.yaml",
+        """\
+        policies: [../pins.yaml, ../shop.yaml]
+        resources: [pod.yaml]
+        now: "2990-06-01"
+        results:
+          - {resource: Pod/shop/api, container: app, verdict: allow}
+        """,
+    )
+    code, out, _ = run(capsys, "test", str(tmp_path / "t"))
+    assert code == 0, out
