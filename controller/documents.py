@@ -39,7 +39,8 @@ import yaml
 from controller.errors import InputError
 from controller.workloads import is_list_kind, pointer
 
-POLICY_KINDS = frozenset({"BaseImagePolicy", "ClusterBaseImagePolicy"})
+#: The kinds read as policy documents (``-p``): the two policies, and the exceptions to them.
+POLICY_KINDS = frozenset({"BaseImagePolicy", "ClusterBaseImagePolicy", "BaseImagePolicyException"})
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 STDIN = "-"
 

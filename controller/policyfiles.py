@@ -9,11 +9,12 @@ way, through :mod:`controller.documents`.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from controller.documents import (
     MANIFEST_SUFFIXES,
@@ -29,6 +30,9 @@ from controller.documents import (
 from controller.errors import InputError, PolicyError
 from controller.policy.model import CompiledPolicy
 from controller.policy.store import PolicyStore, Snapshot, policy_key
+
+if TYPE_CHECKING:
+    from controller.policy.exceptions import CompiledException
 
 log = logging.getLogger("baseguard.policyfiles")
 
@@ -54,34 +58,58 @@ def load_policy_documents(paths: Sequence[str]) -> list[tuple[str, int, dict[str
                 if kind not in POLICY_KINDS:
                     raise InputError(
                         f"{here}: a {kind} is not a policy "
-                        f"(expected {' or '.join(sorted(POLICY_KINDS))})"
+                        f"(expected {', '.join(sorted(POLICY_KINDS))})"
                     )
                 out.append((path, index, dict(item)))
     return out
 
 
-def compile_documents(docs: Sequence[tuple[str, int, dict[str, Any]]]) -> list[CompiledPolicy]:
-    """Compile every policy document; all problems reported at once, naming file and document."""
-    from controller.policy.compile import compile_checked
+def _today() -> dt.date:
+    return dt.datetime.now(dt.UTC).date()
 
+
+def compile_documents(
+    docs: Sequence[tuple[str, int, dict[str, Any]]], *, today: dt.date | None = None
+) -> list[CompiledPolicy]:
+    """Compile every policy document; all problems reported at once, naming file and document.
+
+    ``BaseImagePolicyException`` documents among them are compiled as of ``today``
+    (their ``until`` bound; default: today, UTC) and filed under the policies they
+    name, exactly as the store files cluster objects; one naming no policy given
+    changes nothing.
+    """
+    from controller.policy.compile import compile_checked
+    from controller.policy.exceptions import (
+        attach,
+        compile_exception_checked,
+        is_exception,
+    )
+
+    day = today or _today()
     problems: list[str] = []
     policies: list[CompiledPolicy] = []
+    exceptions: list[CompiledException] = []
     for path, index, doc in docs:
-        policy, errors = compile_checked(doc)
+        if is_exception(doc):
+            exception, errors = compile_exception_checked(doc, today=day)
+            if exception is not None:
+                exceptions.append(exception)
+        else:
+            policy, errors = compile_checked(doc)
+            if policy is not None:
+                policies.append(policy)
         problems.extend(f"{path} (document {index + 1}): {err}" for err in errors)
-        if policy is not None:
-            policies.append(policy)
     if problems:
         raise PolicyError("", "invalid policy:\n  " + "\n  ".join(problems))
-    return policies
+    return list(attach(policies, exceptions))
 
 
-def load_policies(paths: Sequence[str]) -> list[CompiledPolicy]:
+def load_policies(paths: Sequence[str], *, today: dt.date | None = None) -> list[CompiledPolicy]:
     """The compiled policies under ``paths``; none at all is an error (a mistyped ``-p``)."""
     docs = load_policy_documents(paths)
     if not docs:
         raise InputError(f"no policies found in {', '.join(paths)}")
-    return compile_documents(docs)
+    return compile_documents(docs, today=today)
 
 
 def _is_manifest(name: str) -> bool:
@@ -98,6 +126,8 @@ class PolicyFiles:
 
     * a file that does not read, parse or compile keeps its last good
       policies in force, and its error is recorded (``/readyz``, the log);
+      its exceptions (``BaseImagePolicyException``) are dropped, never kept:
+      what stays in force after a bad edit is the stricter thing;
     * a file that disappears from a folder takes its policies with it;
       a file named explicitly with ``-p`` that disappears is an error
       (its last good policies stay: it was asked for by name);
@@ -106,7 +136,7 @@ class PolicyFiles:
 
     paths: Sequence[str]
     store: PolicyStore
-    _good: dict[str, dict[str, CompiledPolicy]] = field(default_factory=dict)
+    _good: dict[str, dict[str, CompiledPolicy | CompiledException]] = field(default_factory=dict)
     _errors: dict[str, str] = field(default_factory=dict)
     _signature: dict[str, tuple[int, int, int]] | None = None
 
@@ -153,6 +183,12 @@ class PolicyFiles:
     def load(self) -> Snapshot:
         """One pass over every file; publishes a new snapshot (always marked loaded)."""
         from controller.policy.compile import check_policy, compile_policy
+        from controller.policy.exceptions import (
+            CompiledException,
+            check_exception,
+            compile_exception,
+            is_exception,
+        )
 
         self._signature = self.signature()
         files, missing = self.discover()
@@ -166,33 +202,46 @@ class PolicyFiles:
                 docs = load_policy_documents([path])
             except InputError as exc:
                 errors[path] = exc.message
+                self._drop_exceptions(path)
                 continue
+            today = _today()
             problems = [
                 f"document {index + 1}: {err}"
                 for _, index, doc in docs
-                for err in check_policy(doc)
+                for err in (
+                    check_exception(doc, today=today) if is_exception(doc) else check_policy(doc)
+                )
             ]
             if problems:
                 shown = problems[:_MAX_ERRORS_SHOWN]
                 more = len(problems) - len(shown)
                 errors[path] = "; ".join(shown) + (f"; and {more} more" if more else "")
+                self._drop_exceptions(path)
                 continue
-            compiled: dict[str, CompiledPolicy] = {}
+            compiled: dict[str, CompiledPolicy | CompiledException] = {}
             for _, _, doc in docs:
-                policy = compile_policy(doc)
-                compiled[policy_key(policy.kind, policy.namespace, policy.name)] = policy
+                if is_exception(doc):
+                    exception = compile_exception(doc, today=today)
+                    compiled[exception.key] = exception
+                else:
+                    policy = compile_policy(doc)
+                    compiled[policy_key(policy.kind, policy.namespace, policy.name)] = policy
             self._good[path] = compiled
         policies: dict[str, CompiledPolicy] = {}
+        exceptions: dict[str, CompiledException] = {}
         origin: dict[str, str] = {}
         for path in [*files, *missing]:
-            for key, policy in self._good.get(path, {}).items():
-                if key in policies:
+            for key, item in self._good.get(path, {}).items():
+                if key in origin:
                     errors.setdefault(
                         path,
                         f"{key.replace('//', ' ')} is also defined in {origin[key]}; this copy is ignored",
                     )
                     continue
-                policies[key] = policy
+                if isinstance(item, CompiledException):
+                    exceptions[key] = item
+                else:
+                    policies[key] = item
                 origin[key] = path
         previous = self._errors
         self._errors = errors
@@ -202,7 +251,9 @@ class PolicyFiles:
                     "policy file refused; its last good policies stay in force",
                     extra={"fields": {"file": path, "error": reason}},
                 )
-        snapshot = self.store.replace(policies, errors, loaded=True)
+        snapshot = self.store.replace(
+            policies, errors, loaded=True, exceptions=exceptions.values()
+        )
         log.info(
             "policies loaded",
             extra={
@@ -214,6 +265,17 @@ class PolicyFiles:
             },
         )
         return snapshot
+
+    def _drop_exceptions(self, path: str) -> None:
+        """A refused file keeps its last good *policies* (the stricter state) but not its
+        exceptions: a waiver nobody can read any more must not stay in force."""
+        from controller.policy.exceptions import CompiledException
+
+        kept = self._good.get(path)
+        if kept is not None:
+            self._good[path] = {
+                k: v for k, v in kept.items() if not isinstance(v, CompiledException)
+            }
 
     async def watch(self, interval: float) -> None:
         """Re-read every file whenever any of them changes, until cancelled."""

@@ -263,7 +263,8 @@ def policy_reference() -> str:
         "",
         _cell(schema.get("description", "")),
         "",
-        "Both kinds have the same `spec`. All policies that match an object apply to it, and the",
+        "Both policy kinds have the same `spec` (a `BaseImagePolicyException` has its own: see",
+        "[Exceptions filed by teams](#exceptions-filed-by-teams)). All policies that match an object apply to it, and the",
         "most severe outcome wins (`deny` > `warn` > `audit` > `allow`). Patterns are globs:",
         "`*` is any run of characters, `?` one; repository globs match the **normalized** name",
         "(`docker.io/library/python`, never `python`). There are no character classes: `[` and `]`",
@@ -350,7 +351,87 @@ def policy_reference() -> str:
             names = ", ".join(f"`{n}`" for names in alternatives for n in names)
             out += [f"Each entry sets at least one of {names}.", ""]
         out += field_table(path, node)
+    out += exception_reference()
     return "\n".join(out) + "\n"
+
+
+EXCEPTION_EXAMPLE = """\
+apiVersion: baseguard.io/v1alpha1
+kind: BaseImagePolicyException
+metadata:
+  name: python-migration
+  namespace: shop
+spec:
+  policy: {kind: ClusterBaseImagePolicy, name: production-bases}
+  rules: [deprecated-base]
+  images: ["docker.io/library/python"]
+  until: "2026-03-31"
+  reason: "SHOP-12: moving to python 3.13"
+"""
+
+
+def exception_reference() -> list[str]:
+    """The section on ``BaseImagePolicyException``, from ``exception-schema.yaml``."""
+    from controller.policy.exceptions import (
+        MAX_EXCEPTION_DAYS,
+        MAX_EXCEPTIONS_PER_NAMESPACE,
+        exception_schema,
+    )
+
+    schema = exception_schema()
+    missing = missing_descriptions(schema["properties"]["spec"])
+    if missing:
+        raise SystemExit("fields without a description in exception-schema.yaml: " + ", ".join(missing))
+    out = [
+        "",
+        "## Exceptions filed by teams",
+        "",
+        _cell(schema.get("description", "")),
+        "",
+        "Two ways to waive a finding, each time-boxed (`until`, inclusive) and each shown as",
+        "waived, never hidden: a policy's own entry reads `waived until <date>: <reason>",
+        "(exception #<index>)`, an exception object `waived until <date> by",
+        "BaseImagePolicyException <namespace>/<name>: <reason>` (its name first: a warning is",
+        "cut at 120 characters). `check --format json` adds `waivedBy`; audit reports list such",
+        "a result as `skip` with `properties.waived` and `properties.exception`.",
+        "",
+        "- `spec.exceptions[]` in the policy: written by whoever may edit the policy; it may",
+        "  name namespaces by glob (`namespaces`) or by their labels (`namespaceSelector`,",
+        "  the semantics of `match.namespaceSelector`). Neither covers an object outside the",
+        "  cluster (a Dockerfile judged without `--namespace`).",
+        "- a `BaseImagePolicyException` object: filed by a team **in its own namespace**",
+        "  without editing the policy; RBAC grants `create` on `baseimagepolicyexceptions`",
+        "  apart from any verb on policies (the chart's `<release>-exception-author`",
+        "  ClusterRole, bound per namespace). It waives findings about the workloads of its",
+        "  own namespace only, whatever it says: an exception in `shop` never waives anything",
+        "  in `billing`. It names one policy: a `ClusterBaseImagePolicy`, or a",
+        "  `BaseImagePolicy` of its own namespace.",
+        "",
+        f"`until` is required and at most {MAX_EXCEPTION_DAYS} days after the day the exception is",
+        "read (created, changed, or loaded by `check -p`): a longer one is refused, so an",
+        "exception is renewed on purpose, never forgotten. Past `until` it waives nothing; its",
+        "status says `Ready=False`, reason `Expired`, and `baseguard policy validate` warns.",
+        "One that does not compile waives nothing (`Ready=False`, reason `Invalid`, with the",
+        "field path), unlike a policy, whose last good generation stays in force: what stays",
+        f"in force after a bad edit is the stricter thing. A namespace holds at most {MAX_EXCEPTIONS_PER_NAMESPACE}",
+        "exceptions; the one past that is refused (`Ready=False`) while the others keep working.",
+        "`kubectl get bipx` shows the policy, `until`, Ready and its reason.",
+        "",
+        "`baseguard check -p` and `baseguard policy validate` read exception files next to",
+        "the policies (`-p policies/ -p exceptions/`); `check --namespace shop` judges a",
+        "Dockerfile as a workload of `shop`, so `shop`'s exceptions apply to it.",
+        "",
+        "```yaml",
+        EXCEPTION_EXAMPLE.rstrip(),
+        "```",
+    ]
+    for path, node, description in object_sections(schema["properties"]["spec"], "spec"):
+        # Headings are unique across the page (their anchors are the links of the tables).
+        out += ["", "### BaseImagePolicyException spec" if path == "spec" else f"### {path}", ""]
+        if description:
+            out += [_cell(description), ""]
+        out += field_table(path, node)
+    return out
 
 
 # --- the CLI reference -------------------------------------------------------------------

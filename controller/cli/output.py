@@ -65,6 +65,8 @@ def result_json(workload_result: WorkloadResult, result: ImageResult) -> dict[st
         }
         if v.waived:
             item["waived"] = v.waived
+        if v.waived_by:  # which exception: "BaseImagePolicyException shop/x" or "exception #0"
+            item["waivedBy"] = v.waived_by
         violations.append(item)
     out: dict[str, Any] = {
         "source": wl.source,

@@ -131,7 +131,7 @@ def run_spec(spec: TestSpec, registries: Registries | None = None) -> list[str]:
     from controller.policyfiles import load_policies
     from controller.reference import parse
 
-    policies = load_policies(list(spec.policies))
+    policies = load_policies(list(spec.policies), today=spec.now.date())  # exceptions: as of the test's clock
     loaded = load_inputs(list(spec.resources))
 
     async def work(assessor: Assessor) -> list[WorkloadResult]:

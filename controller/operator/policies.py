@@ -8,20 +8,29 @@ and status) so the leader can tell which status needs writing.
 A policy whose new generation does not compile keeps its last good
 generation in force (the store's rule: an Enforce policy must not vanish
 because of a typo) and is reported ``Ready=False`` with the field path.
+
+``BaseImagePolicyException`` objects go through the same book (a record with
+``exception`` instead of ``policy``) into the same store, which files each
+under the policy it names for its own namespace only. One that does not
+compile waives nothing (the stricter state) and is ``Ready=False``, while
+every other exception and policy keeps working.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import datetime as dt
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from controller.errors import InputError, PolicyError
 from controller.operator.kube import KubeLike
 from controller.policy.compile import DEFAULT_NAMESPACE, check_policy, compile_policy
+from controller.policy.exceptions import CompiledException, attach, compile_exception_checked
 from controller.policy.model import (
     API_VERSION,
     CLUSTER_KIND,
+    EXCEPTION_KIND,
     GROUP,
     NAMESPACED_KIND,
     VERSION,
@@ -52,7 +61,14 @@ class PolicyKind:
 KINDS: Mapping[str, PolicyKind] = {
     CLUSTER_KIND: PolicyKind(CLUSTER_KIND, "clusterbaseimagepolicies", namespaced=False),
     NAMESPACED_KIND: PolicyKind(NAMESPACED_KIND, "baseimagepolicies", namespaced=True),
+    EXCEPTION_KIND: PolicyKind(EXCEPTION_KIND, "baseimagepolicyexceptions", namespaced=True),
 }
+#: The kinds that live in a namespace (and default to ``default`` when a body names none).
+_NAMESPACED = frozenset(k.kind for k in KINDS.values() if k.namespaced)
+
+
+def _utc_today() -> dt.date:
+    return dt.datetime.now(dt.UTC).date()
 
 
 @dataclass(frozen=True)
@@ -67,10 +83,21 @@ class PolicyRecord:
     policy: CompiledPolicy | None
     errors: tuple[PolicyError, ...] = ()
     status: Mapping[str, Any] = field(default_factory=dict)
+    #: For a ``BaseImagePolicyException``: what it compiled to (``policy`` is then ``None``).
+    exception: CompiledException | None = None
 
     @property
     def key(self) -> str:
         return policy_key(self.kind, self.namespace, self.name)
+
+    @property
+    def is_exception(self) -> bool:
+        return self.kind == EXCEPTION_KIND
+
+    @property
+    def compiled(self) -> bool:
+        """It compiled (a policy or an exception): ``Ready`` unless something else says not."""
+        return self.policy is not None or self.exception is not None
 
     @property
     def title(self) -> str:
@@ -101,7 +128,7 @@ def document(
     for name in ("name", "namespace", "uid", "generation"):
         if meta.get(name) is not None:
             out_meta[name] = meta[name]
-    if out_kind == NAMESPACED_KIND and not out_meta.get("namespace") and namespace:
+    if out_kind in _NAMESPACED and not out_meta.get("namespace") and namespace:
         out_meta["namespace"] = namespace
     doc: dict[str, Any] = {
         "apiVersion": body.get("apiVersion") or API_VERSION,
@@ -118,21 +145,32 @@ def key_of(body: Mapping[str, Any], *, kind: str | None = None) -> str:
     meta = document(body, kind=kind)["metadata"]
     kind_name = str(body.get("kind") or kind)
     namespace = None
-    if kind_name == NAMESPACED_KIND:
+    if kind_name in _NAMESPACED:
         namespace = meta.get("namespace") or DEFAULT_NAMESPACE
     return policy_key(kind_name, namespace, str(meta.get("name", "")))
 
 
-def read_policy(body: Mapping[str, Any], *, kind: str | None = None) -> PolicyRecord:
-    """Compile one policy object into a record (never raises)."""
+def read_policy(
+    body: Mapping[str, Any], *, kind: str | None = None, today: dt.date | None = None
+) -> PolicyRecord:
+    """Compile one policy (or exception) object into a record (never raises).
+
+    ``today`` (default: today, UTC) bounds an exception's ``until``.
+    """
     doc = document(body, kind=kind)
     meta = doc["metadata"]
-    errors = tuple(check_policy(doc))
-    policy = None if errors else compile_policy(doc)
-    raw_status = body.get("status")
     kind_name = str(doc["kind"])
-    namespace = meta.get("namespace") if kind_name == NAMESPACED_KIND else None
-    if kind_name == NAMESPACED_KIND and not namespace:
+    policy: CompiledPolicy | None = None
+    exception: CompiledException | None = None
+    if kind_name == EXCEPTION_KIND:
+        exception, found = compile_exception_checked(doc, today=today or _utc_today())
+        errors = tuple(found)
+    else:
+        errors = tuple(check_policy(doc))
+        policy = None if errors else compile_policy(doc)
+    raw_status = body.get("status")
+    namespace = meta.get("namespace") if kind_name in _NAMESPACED else None
+    if kind_name in _NAMESPACED and not namespace:
         namespace = DEFAULT_NAMESPACE
     generation = meta.get("generation")
     return PolicyRecord(
@@ -144,6 +182,7 @@ def read_policy(body: Mapping[str, Any], *, kind: str | None = None) -> PolicyRe
         policy=policy,
         errors=errors,
         status=dict(raw_status) if isinstance(raw_status, Mapping) else {},
+        exception=exception,
     )
 
 
@@ -159,8 +198,9 @@ class PolicyBook:
     publish a new store snapshot (that would empty the webhook's memo).
     """
 
-    def __init__(self, store: PolicyStore) -> None:
+    def __init__(self, store: PolicyStore, today: Callable[[], dt.date] = _utc_today) -> None:
         self.store = store
+        self.today = today
         self._records: dict[str, PolicyRecord] = {}
         self._refused: set[str] = set()  # compiled, but over their namespace's pattern bound
 
@@ -184,7 +224,9 @@ class PolicyBook:
             record = replace(known, status=dict(status) if isinstance(status, Mapping) else {})
             self._records[key] = record
             return record, False
-        record = read_policy(body, kind=kind)
+        record = read_policy(body, kind=kind, today=self.today())
+        if record.is_exception:
+            return self._apply_exception(record), True
         refused = None if record.policy is None else self.store.refusal(record.key, record.policy)
         if refused is not None:  # over its namespace's pattern bound: Ready=False, with the path
             record = replace(record, policy=None, errors=(refused,))
@@ -196,6 +238,22 @@ class PolicyBook:
             record.key, record.policy if record.policy is not None else error_text(record.errors)
         )
         return record, True
+
+    def _apply_exception(self, record: PolicyRecord) -> PolicyRecord:
+        """An exception into the store; over its namespace's bound it is refused (Ready=False)."""
+        exception = record.exception
+        refused = None if exception is None else self.store.exception_refusal(exception)
+        if refused is not None:
+            record = replace(record, exception=None, errors=(refused,))
+            self._refused.add(record.key)
+        else:
+            self._refused.discard(record.key)
+        self._records[record.key] = record
+        self.store.upsert_exception(
+            record.key,
+            record.exception if record.exception is not None else error_text(record.errors),
+        )
+        return record
 
     def remove(self, body: Mapping[str, Any], *, kind: str | None = None) -> PolicyRecord | None:
         """Forget a deleted policy object: it stops applying at once."""
@@ -219,14 +277,22 @@ class PolicyBook:
 
 
 async def cluster_policies(kube: KubeLike) -> tuple[list[CompiledPolicy], list[str]]:
-    """The cluster's compiled policies, and one line per policy that does not compile."""
+    """The cluster's compiled policies (with the exceptions that name them filed in), and
+    one line per policy or exception that does not compile.
+
+    A cluster whose CRDs predate ``BaseImagePolicyException`` has no exceptions:
+    that is not an error, while a missing policy CRD is.
+    """
     policies: list[CompiledPolicy] = []
+    exceptions: list[CompiledException] = []
     problems: list[str] = []
     for kind in KINDS.values():
         try:
             items = await kube.list(kind.path(), kind=kind.kind)
         except Exception as exc:
             if getattr(exc, "status", None) == 404:
+                if kind.kind == EXCEPTION_KIND:
+                    continue
                 raise InputError(
                     f"{kind.plural}.baseguard.io is not installed in this cluster (install the chart's CRDs)"
                 ) from None
@@ -235,6 +301,8 @@ async def cluster_policies(kube: KubeLike) -> tuple[list[CompiledPolicy], list[s
             record = read_policy(item, kind=kind.kind)
             if record.policy is not None:
                 policies.append(record.policy)
+            elif record.exception is not None:
+                exceptions.append(record.exception)
             else:
                 problems.extend(f"{record.title}: {e}" for e in record.errors)
-    return policies, problems
+    return list(attach(policies, exceptions)), problems

@@ -70,7 +70,7 @@ class Operator:
         self.config = config
         self.kube = kube
         self.store = store
-        self.book = PolicyBook(store)
+        self.book = PolicyBook(store, today=lambda: self.clock().date())
         self.namespaces = Namespaces(kube)
         self.serving = serving
         self.clock = clock
@@ -196,7 +196,9 @@ class Operator:
         A patch just sent is not sent again while its own event is on the way
         (events of other changes can arrive first and still show the old status).
         """
-        patch = status_patch(record, now=self.clock(), in_force=self.book.in_force(record.key))
+        # An exception's status names the policy it waives, if that is in force.
+        target = record.exception.policy_key if record.exception is not None else record.key
+        patch = status_patch(record, now=self.clock(), in_force=self.book.in_force(target))
         if patch is None or not self.leading.is_set():
             self._sent.pop(record.key, None)
             return False

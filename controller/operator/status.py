@@ -19,11 +19,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from controller.operator.policies import PolicyRecord
+from controller.policy.exceptions import CompiledException, expired
 from controller.policy.model import CompiledPolicy
 
 READY = "Ready"
 COMPILED = "Compiled"
 INVALID = "Invalid"
+#: A ``BaseImagePolicyException`` past its ``until``: valid, and waiving nothing.
+EXPIRED = "Expired"
 MAX_STATUS_ERRORS = 256  # status.errors maxItems in the CRD schema
 
 
@@ -51,10 +54,15 @@ def ready_condition(
     invalid record, its last good generation (if any), which the message names
     so nobody believes the broken edit is what is enforced.
     """
-    if record.policy is not None:
+    if record.exception is not None:
+        status, reason, message = _exception_ready(record.exception, now.date(), in_force)
+    elif record.policy is not None:
         policy = record.policy
         status, reason = "True", COMPILED
         message = f"in force in {policy.mode.value} mode"
+    elif record.is_exception:
+        status, reason = "False", INVALID
+        message = _first_error(record) + "; not in force: it waives nothing until fixed"
     else:
         status, reason = "False", INVALID
         first = record.errors[0] if record.errors else None
@@ -82,6 +90,32 @@ def ready_condition(
         "lastTransitionTime": since,
         "observedGeneration": record.generation,
     }
+
+
+def _first_error(record: PolicyRecord) -> str:
+    first = record.errors[0] if record.errors else None
+    message = f"{first.path}: {first.reason}" if first and first.path else str(first or "invalid")
+    if len(record.errors) > 1:
+        message += f" (and {len(record.errors) - 1} more in status.errors)"
+    return message
+
+
+def _exception_ready(
+    exception: CompiledException, today: dt.date, target: CompiledPolicy | None
+) -> tuple[str, str, str]:
+    """(status, reason, message) of an exception: what it waives, or why it waives nothing."""
+    gone = expired(exception, today)
+    if gone is not None:
+        return "False", EXPIRED, gone
+    waiver = exception.waiver
+    rules = ", ".join(sorted(waiver.rules)) if waiver.rules is not None else "every rule"
+    message = (
+        f"waives {rules} of {exception.policy_title} for the workloads of namespace "
+        f"{exception.namespace} until {waiver.until.isoformat()}"
+    )
+    if target is None:
+        message += f"; {exception.policy_title} is not in force, so it waives nothing now"
+    return "True", COMPILED, message
 
 
 def desired_status(

@@ -495,6 +495,7 @@ class _Compiler:
                 globs.NAMESPACE_CHARS,
                 "namespace pattern",
             )
+            selector = self.selector(item.get("namespaceSelector"), f"{here}.namespaceSelector")
             until = self.date(item.get("until"), f"{here}.until")
             reason = item.get("reason")
             if until is not None:
@@ -505,6 +506,7 @@ class _Compiler:
                         until=until,
                         reason=reason if isinstance(reason, str) else "",
                         index=index,
+                        namespace_selector=selector,
                     )
                 )
         return tuple(out)
@@ -609,3 +611,21 @@ class _Compiler:
             ),
             platforms=self.platforms(lineage.get("platforms"), f"{path}.platforms"),
         )
+
+
+def image_globs(value: Any, path: str) -> tuple[GlobSet | None, list[PolicyError]]:
+    """Image globs read exactly as ``exclude.images``/``exceptions[].images`` are, and their errors.
+
+    For documents other than policies (a ``BaseImagePolicyException``), so an image
+    pattern means the same, and is refused in the same words, wherever it is written.
+    """
+    compiler = _Compiler()
+    found = compiler.globs(value, path, globs.IMAGE_CHARS, "image pattern", names=True)
+    return found, compiler.errors
+
+
+def calendar_date(value: Any, path: str) -> tuple[dt.date | None, list[PolicyError]]:
+    """A ``YYYY-MM-DD`` date read as ``until`` is in a policy (calendar, range), and its errors."""
+    compiler = _Compiler()
+    day = compiler.date(value, path)
+    return day, compiler.errors

@@ -243,11 +243,9 @@ def _evaluate_image(
         applied.append(policy)
         found, skipped = _judge(policy, image, now=now)
         not_evaluated |= skipped
-        waiver = _waiver(policy, obj, image, today)
+        waivers = _waiver(policy, obj, image, today)
         for violation in _dedupe(found):
-            if waiver is not None:
-                violation = _waive(violation, waiver)
-            violations.append(violation)
+            violations.append(_waive(violation, waivers) if waivers else violation)
     if account is not None:
         account.charge_cpu(clock() - start)
     violations.sort(key=lambda v: (v.policy, _RULE_ORDER[v.rule], v.message))
@@ -271,29 +269,54 @@ def _dedupe(found: Sequence[Violation]) -> list[Violation]:
 
 def _waiver(
     policy: CompiledPolicy, obj: ObjectFacts, image: ImageFacts, today: dt.date
-) -> Waiver | None:
-    """The first exception of ``policy`` covering this image today (``until`` inclusive)."""
-    for waiver in policy.waivers:
-        if today > waiver.until:
-            continue
-        if waiver.images and not _image_matches(waiver.images, image):
-            continue
-        if waiver.namespaces and (
-            obj.namespace is None or not waiver.namespaces.matches(obj.namespace)
-        ):
-            continue
-        return waiver
-    return None
+) -> tuple[Waiver, ...]:
+    """The exceptions covering this image today (``until`` inclusive): the policy's own
+    first, then the exception objects of ``obj``'s namespace (only those: see
+    :attr:`CompiledPolicy.granted`). Each finding takes the first whose ``rules`` hold it."""
+    candidates = policy.waivers
+    if obj.namespace is not None and policy.granted:
+        candidates = candidates + policy.granted.get(obj.namespace, ())
+    return tuple(w for w in candidates if _waiver_covers(w, obj, image, today))
 
 
-def _waive(violation: Violation, waiver: Waiver) -> Violation:
-    return Violation(
-        policy=violation.policy,
-        rule=violation.rule,
-        action=Action.ALLOW,
-        message=violation.message,
-        waived=f"waived until {waiver.until.isoformat()}: {waiver.reason} (exception #{waiver.index})",
-    )
+def _waiver_covers(waiver: Waiver, obj: ObjectFacts, image: ImageFacts, today: dt.date) -> bool:
+    if today > waiver.until:
+        return False
+    if waiver.scope is not None and obj.namespace != waiver.scope:
+        return False  # an exception object never reaches past its own namespace
+    if waiver.namespaces and (obj.namespace is None or not waiver.namespaces.matches(obj.namespace)):
+        return False
+    if waiver.namespace_selector is not None and (
+        obj.namespace is None
+        or not waiver.namespace_selector.matches(obj.effective_namespace_labels)
+    ):
+        return False  # labels name places in the cluster: never a Dockerfile in CI
+    return not waiver.images or _image_matches(waiver.images, image)
+
+
+def _waive(violation: Violation, waivers: Sequence[Waiver]) -> Violation:
+    """``violation`` waived by the first of ``waivers`` that waives its rule (else unchanged)."""
+    for waiver in waivers:
+        if waiver.rules is None or violation.rule in waiver.rules:
+            return Violation(
+                policy=violation.policy,
+                rule=violation.rule,
+                action=Action.ALLOW,
+                message=violation.message,
+                waived=_waived_text(waiver),
+                waived_by=waiver.label,
+            )
+    return violation
+
+
+def _waived_text(waiver: Waiver) -> str:
+    """What a waived finding says. An exception object is named before its reason: a
+    warning is cut at 120 characters, and which exception waived is the fact to keep."""
+    until = waiver.until.isoformat()
+    if waiver.source is not None:
+        head = f"waived until {until} by {waiver.source}"
+        return f"{head}: {waiver.reason}" if waiver.reason else head
+    return f"waived until {until}: {waiver.reason} ({waiver.label})"
 
 
 def _judge(

@@ -23,6 +23,13 @@ API_VERSION = f"{GROUP}/{VERSION}"
 CLUSTER_KIND = "ClusterBaseImagePolicy"
 NAMESPACED_KIND = "BaseImagePolicy"
 POLICY_KINDS = (CLUSTER_KIND, NAMESPACED_KIND)
+#: A team's exception to a policy, filed in its own namespace without editing the policy.
+EXCEPTION_KIND = "BaseImagePolicyException"
+
+
+def policy_key(kind: str, namespace: str | None, name: str) -> str:
+    """The store key of a custom resource: ``kind/namespace/name`` (namespace empty for cluster kinds)."""
+    return f"{kind}/{namespace or ''}/{name}"
 
 #: Patterns (globs, digests, catalog entries) one policy may hold. Each image is
 #: matched against them, so they bound evaluation CPU; the largest policies of the
@@ -176,13 +183,32 @@ class Match:
 
 @dataclass(frozen=True)
 class Waiver:
-    """A time-boxed exception (``spec.exceptions[]``): applies up to and including ``until``."""
+    """A time-boxed exception: applies up to and including ``until``.
+
+    Two sources: a policy's own ``spec.exceptions[index]`` (written by whoever may
+    edit the policy), and a ``BaseImagePolicyException`` object (``source`` names
+    it) filed by a team in its own namespace. The latter's ``scope`` is that
+    namespace and nothing else: it can never waive a finding about another
+    namespace's workload, whatever its other fields say.
+    """
 
     images: GlobSet | None
     namespaces: GlobSet | None
     until: dt.date
     reason: str
     index: int = 0
+    namespace_selector: LabelSelector | None = None
+    #: The rules it waives; ``None``: every rule of the policy.
+    rules: frozenset[RuleCode] | None = None
+    #: The one namespace it may apply in (an exception object's own); ``None`` for a policy's entry.
+    scope: str | None = None
+    #: ``BaseImagePolicyException team-a/legacy``, for an exception object; ``None`` for a policy's entry.
+    source: str | None = None
+
+    @property
+    def label(self) -> str:
+        """How a waived finding names it: the exception object, or the policy's entry."""
+        return self.source if self.source is not None else f"exception #{self.index}"
 
 
 @dataclass(frozen=True)
@@ -254,6 +280,12 @@ class CompiledPolicy:
     #: the compiler's order: what evaluation costs grows with their number, so the compiler
     #: caps it per policy and the store per namespace, each naming the path that crosses.
     pattern_paths: tuple[str, ...] = field(default=(), compare=False, repr=False)
+    #: ``BaseImagePolicyException`` objects that name this policy, by their namespace (their
+    #: only scope): a finding about a workload in ``ns`` consults ``granted[ns]`` and no
+    #: other entry, so one namespace's exceptions cost another's reviews one dict lookup.
+    granted: Mapping[str, tuple[Waiver, ...]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @property
     def patterns(self) -> int:

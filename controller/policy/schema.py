@@ -29,7 +29,14 @@ import yaml
 
 from controller import globs
 from controller.errors import InvalidGlob, PolicyError
-from controller.policy.model import API_VERSION, CLUSTER_KIND, GROUP, NAMESPACED_KIND, VERSION
+from controller.policy.model import (
+    API_VERSION,
+    CLUSTER_KIND,
+    EXCEPTION_KIND,
+    GROUP,
+    NAMESPACED_KIND,
+    VERSION,
+)
 
 if TYPE_CHECKING:
     import jsonschema
@@ -414,14 +421,49 @@ _PRINTER_COLUMNS: tuple[dict[str, str], ...] = (
 )
 
 
+#: ``kubectl get bipx``: what the exception names, until when, and whether it is in force.
+_EXCEPTION_COLUMNS: tuple[dict[str, str], ...] = (
+    {"name": "Policy", "type": "string", "jsonPath": ".spec.policy.name"},
+    {"name": "Until", "type": "string", "jsonPath": ".spec.until"},
+    {
+        "name": "Ready",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
+    },
+    {
+        "name": "Reason",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="Ready")].reason',
+    },
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+)
+
+
 def crd_manifests() -> list[dict[str, Any]]:
-    """The two ``apiextensions.k8s.io/v1`` CustomResourceDefinitions, built from the schema.
+    """The three ``apiextensions.k8s.io/v1`` CustomResourceDefinitions, built from the schemas.
 
     Printed by ``baseguard policy crds`` and rendered into the Helm chart, so the
-    cluster enforces exactly what ``policy validate`` checks.
+    cluster enforces exactly what ``policy validate`` checks: the two policy kinds
+    from ``crd-schema.yaml``, ``BaseImagePolicyException`` from ``exception-schema.yaml``.
     """
+    from controller.policy.exceptions import exception_schema
+
+    kinds = [
+        (kind, plural, short, scope, openapi_schema(), _PRINTER_COLUMNS)
+        for kind, plural, short, scope in _KINDS
+    ]
+    kinds.append(
+        (
+            EXCEPTION_KIND,
+            "baseimagepolicyexceptions",
+            "bipx",
+            "Namespaced",
+            exception_schema(),
+            _EXCEPTION_COLUMNS,
+        )
+    )
     crds: list[dict[str, Any]] = []
-    for kind, plural, short, scope in _KINDS:
+    for kind, plural, short, scope, schema, columns in kinds:
         crds.append(
             {
                 "apiVersion": "apiextensions.k8s.io/v1",
@@ -447,8 +489,8 @@ def crd_manifests() -> list[dict[str, Any]]:
                             "served": True,
                             "storage": True,
                             "subresources": {"status": {}},
-                            "additionalPrinterColumns": [dict(c) for c in _PRINTER_COLUMNS],
-                            "schema": {"openAPIV3Schema": openapi_schema()},
+                            "additionalPrinterColumns": [dict(c) for c in columns],
+                            "schema": {"openAPIV3Schema": schema},
                         }
                     ],
                 },

@@ -28,12 +28,15 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from controller.errors import PolicyError
-from controller.policy.model import MAX_PATTERNS_PER_NAMESPACE, NAMESPACED_KIND, CompiledPolicy
+from controller.policy.exceptions import CompiledException, attach, namespace_full
+from controller.policy.model import (
+    MAX_PATTERNS_PER_NAMESPACE,
+    NAMESPACED_KIND,
+    CompiledPolicy,
+    policy_key,
+)
 
-
-def policy_key(kind: str, namespace: str | None, name: str) -> str:
-    """The store key of a policy custom resource: ``kind/namespace/name`` (namespace empty for cluster kinds)."""
-    return f"{kind}/{namespace or ''}/{name}"
+__all__ = ["PolicyStore", "Snapshot", "policy_key"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,9 @@ class Snapshot:
 
     policies: tuple[CompiledPolicy, ...] = ()
     errors: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    #: The exception objects in force, by key; each is also filed in the ``granted`` of the
+    #: policy it names (:func:`~controller.policy.exceptions.attach`).
+    exceptions: tuple[CompiledException, ...] = ()
     generation: int = 0
     loaded: bool = False
 
@@ -67,6 +73,7 @@ class PolicyStore:
 
     def __init__(self) -> None:
         self._policies: dict[str, CompiledPolicy] = {}
+        self._exceptions: dict[str, CompiledException] = {}
         self._errors: dict[str, str] = {}
         self._snapshot = Snapshot()
 
@@ -80,10 +87,12 @@ class PolicyStore:
         errors: Mapping[str, str] | None = None,
         *,
         loaded: bool = True,
+        exceptions: Iterable[CompiledException] = (),
     ) -> Snapshot:
         """Swap everything at once (``serve`` after reading its files)."""
         items = policies.items() if isinstance(policies, Mapping) else policies
         self._policies = {}
+        self._exceptions = {}
         self._errors = dict(errors or {})
         for key, policy in sorted(items, key=lambda item: item[0]):  # refusals do not depend on order
             refused = self.refusal(key, policy)
@@ -91,7 +100,42 @@ class PolicyStore:
                 self._policies[key] = policy
             else:
                 self._errors[key] = str(refused)
+        for exception in sorted(exceptions, key=lambda e: e.key):
+            refused = self.exception_refusal(exception)
+            if refused is None:
+                self._exceptions[exception.key] = exception
+            else:
+                self._errors[exception.key] = str(refused)
         return self._publish(loaded=loaded or self._snapshot.loaded)
+
+    def exception_refusal(self, exception: CompiledException) -> PolicyError | None:
+        """Why ``exception`` may not be put in force next to the others of its namespace, if not:
+        the namespace holds :data:`~controller.policy.exceptions.MAX_EXCEPTIONS_PER_NAMESPACE`
+        already (its own previous version left out)."""
+        others = sum(
+            1
+            for k, e in self._exceptions.items()
+            if k != exception.key and e.namespace == exception.namespace
+        )
+        return namespace_full(exception.namespace, others)
+
+    def upsert_exception(self, key: str, item: CompiledException | str | Exception) -> Snapshot:
+        """Add or change one exception object; an error takes it out of force.
+
+        Unlike a policy's, a broken exception's last good version is *not* kept:
+        what stays in force when an edit fails must be the stricter thing.
+        """
+        if isinstance(item, CompiledException):
+            refused = self.exception_refusal(item)
+            if refused is not None:
+                item = refused
+        if isinstance(item, CompiledException):
+            self._exceptions[key] = item
+            self._errors.pop(key, None)
+        else:
+            self._exceptions.pop(key, None)
+            self._errors[key] = str(item)
+        return self._publish(loaded=self._snapshot.loaded)
 
     def refusal(self, key: str, policy: CompiledPolicy) -> PolicyError | None:
         """Why ``policy`` may not be put under ``key`` next to what is in force, if it may not.
@@ -140,8 +184,9 @@ class PolicyStore:
         return self._publish(loaded=self._snapshot.loaded)
 
     def remove(self, key: str) -> Snapshot:
-        """Drop the entry: its policy and its error."""
+        """Drop the entry: its policy (or exception) and its error."""
         self._policies.pop(key, None)
+        self._exceptions.pop(key, None)
         self._errors.pop(key, None)
         return self._publish(loaded=self._snapshot.loaded)
 
@@ -151,8 +196,10 @@ class PolicyStore:
 
     def _publish(self, *, loaded: bool) -> Snapshot:
         keys = sorted(self._policies)
+        exceptions = tuple(self._exceptions[k] for k in sorted(self._exceptions))
         self._snapshot = Snapshot(
-            policies=tuple(self._policies[k] for k in keys),
+            policies=attach((self._policies[k] for k in keys), exceptions),
+            exceptions=exceptions,
             errors=MappingProxyType(dict(sorted(self._errors.items()))),
             generation=self._snapshot.generation + 1,
             loaded=loaded,

@@ -23,6 +23,9 @@ class Violation:
     action: Action
     message: str
     waived: str | None = None
+    #: Which exception waived it: ``BaseImagePolicyException <ns>/<name>`` or ``exception #<i>``
+    #: (a policy's own entry); reports name it apart from the text.
+    waived_by: str | None = None
 
 
 @dataclass(frozen=True)

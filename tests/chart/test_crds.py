@@ -141,6 +141,12 @@ CASES: dict[str, dict[str, Any]] = {
         "place": lambda v: {"match": {"objectSelector": {"matchExpressions": [v]}}},
         "field": "spec.match.objectSelector.matchExpressions[0].values",
     },
+    ".spec.exceptions[].namespaceSelector.matchExpressions[]": {
+        "good": [{"key": "tier", "operator": "In", "values": ["legacy"]}, {"key": "tier", "operator": "Exists"}],
+        "bad": [{"key": "tier", "operator": "In"}, {"key": "tier", "operator": "Exists", "values": ["x"]}],
+        "place": lambda v: {"exceptions": [{"until": "2027-01-01", "namespaceSelector": {"matchExpressions": [v]}}]},
+        "field": "spec.exceptions[0].namespaceSelector.matchExpressions[0].values",
+    },
     ".spec.lineage.maxBaseAge": {
         "good": ["1d", "180d", "12h", "26w", "10d", "36525d", "876600h", "5217w", "0036525d"],
         "bad": ["0d", "00h", "0w", "36526d", "876601h", "5218w", "900000000d", "99999999999d"],

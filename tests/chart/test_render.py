@@ -124,11 +124,15 @@ def rbac_rules(chart: Rendered) -> Iterator[tuple[str, dict[str, Any]]]:
                 yield kind, rule
 
 
-def grants(chart: Rendered, kind: str) -> dict[tuple[str, str], set[str]]:
-    """(apiGroup, resource) -> verbs granted by the ``kind`` role (names ignored)."""
+def grants(chart: Rendered, kind: str, name: str | None = None) -> dict[tuple[str, str], set[str]]:
+    """(apiGroup, resource) -> verbs granted by the ``kind`` role named ``name`` (default: the
+    controller's own, named as its Deployment)."""
+    wanted = name or chart.one("Deployment")["metadata"]["name"]
     out: dict[tuple[str, str], set[str]] = {}
-    for found, rule in rbac_rules(chart):
-        if found == kind:
+    for role in chart.of_kind(kind):
+        if role["metadata"]["name"] != wanted:
+            continue
+        for rule in role["rules"]:
             for group in rule["apiGroups"]:
                 for resource in rule["resources"]:
                     out.setdefault((group, resource), set()).update(rule["verbs"])
@@ -191,8 +195,10 @@ def test_cluster_role_grants_exactly_what_the_controller_uses(chart: Rendered) -
     expected: dict[tuple[str, str], set[str]] = {
         ("baseguard.io", "clusterbaseimagepolicies"): read,
         ("baseguard.io", "baseimagepolicies"): read,
+        ("baseguard.io", "baseimagepolicyexceptions"): read,
         ("baseguard.io", "clusterbaseimagepolicies/status"): {"patch"},
         ("baseguard.io", "baseimagepolicies/status"): {"patch"},
+        ("baseguard.io", "baseimagepolicyexceptions/status"): {"patch"},
         ("", "namespaces"): read,
         ("", "pods"): {"list", "watch"},
         ("", "replicationcontrollers"): {"list", "watch"},
@@ -222,6 +228,30 @@ def test_cluster_role_grants_exactly_what_the_controller_uses(chart: Rendered) -
         expected[("admissionregistration.k8s.io", "validatingwebhookconfigurations")] = {"get"}
         expected[("admissionregistration.k8s.io", "mutatingwebhookconfigurations")] = {"get", "patch"}
     assert grants(chart, "ClusterRole") == expected
+
+
+def test_exception_authors_get_exceptions_only_never_edit_on_policies(chart: Rendered) -> None:
+    """Filing an exception is granted apart from editing a policy: the author role writes
+    BaseImagePolicyException objects and only reads policies; it joins `edit` only when asked."""
+    name = f"{chart.one('Deployment')['metadata']['name']}-exception-author"
+    [role] = [r for r in chart.of_kind("ClusterRole") if r["metadata"]["name"] == name]
+    read = {"get", "list", "watch"}
+    assert grants(chart, "ClusterRole", name) == {
+        ("baseguard.io", "baseimagepolicyexceptions"): read | {"create", "update", "patch", "delete"},
+        ("baseguard.io", "clusterbaseimagepolicies"): read,
+        ("baseguard.io", "baseimagepolicies"): read,
+    }
+    assert "rbac.authorization.k8s.io/aggregate-to-edit" not in role["metadata"]["labels"]
+    bound = {b["roleRef"]["name"] for k in ("ClusterRoleBinding", "RoleBinding") for b in chart.of_kind(k)}
+    assert name not in bound  # it grants nothing until a namespace binds it
+
+
+def test_the_exception_author_role_joins_edit_only_when_asked() -> None:
+    chart = render({"exceptions": {"authorRole": {"aggregateToEdit": True}}})
+    [role] = [r for r in chart.of_kind("ClusterRole") if r["metadata"]["name"].endswith("-exception-author")]
+    assert role["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
+    off = render({"exceptions": {"authorRole": {"enabled": False}}})
+    assert not [r for r in off.of_kind("ClusterRole") if r["metadata"]["name"].endswith("-exception-author")]
 
 
 def test_webhook_configurations_are_patchable_by_name_only(chart: Rendered) -> None:
@@ -272,8 +302,9 @@ def test_bindings_grant_the_roles_to_the_service_account(chart: Rendered) -> Non
         assert binding["roleRef"] == {
             "apiGroup": "rbac.authorization.k8s.io",
             "kind": role_kind,
-            "name": chart.one(role_kind)["metadata"]["name"],
+            "name": chart.one("Deployment")["metadata"]["name"],
         }
+        assert binding["roleRef"]["name"] in {r["metadata"]["name"] for r in chart.of_kind(role_kind)}
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account, "namespace": NAMESPACE}]
 
 

@@ -286,12 +286,12 @@ def test_policy_validate_reports_field_paths(capsys: pytest.CaptureFixture[str])
     assert code == 0 and ", 0 invalid" in out
 
 
-def test_policy_crds_prints_both_kinds(capsys: pytest.CaptureFixture[str]) -> None:
+def test_policy_crds_prints_every_kind(capsys: pytest.CaptureFixture[str]) -> None:
     import yaml
 
     code, out, _ = run(capsys, "policy", "crds")
     kinds = {d["spec"]["names"]["kind"] for d in yaml.safe_load_all(out)}
-    assert code == 0 and kinds == {"ClusterBaseImagePolicy", "BaseImagePolicy"}
+    assert code == 0 and kinds == {"ClusterBaseImagePolicy", "BaseImagePolicy", "BaseImagePolicyException"}
 
 
 def test_policy_tests_pass_and_fail(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

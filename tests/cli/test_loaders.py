@@ -359,7 +359,7 @@ def test_a_workload_in_a_policy_file_is_an_error(tmp_path: Path) -> None:
         load_policy_documents([path])
     assert str(caught.value) == (
         f"{path}: document 2 (line 8): a Deployment is not a policy "
-        "(expected BaseImagePolicy or ClusterBaseImagePolicy)"
+        "(expected BaseImagePolicy, BaseImagePolicyException, ClusterBaseImagePolicy)"
     )
 
 

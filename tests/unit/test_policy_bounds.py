@@ -133,11 +133,37 @@ def test_every_crd_list_has_max_items() -> None:
             for key, child in node.items():
                 walk(child, f"{where}.{key}")
 
+    from controller.policy.exceptions import exception_schema
+
     walk(openapi_schema(), "")
+    walk(exception_schema(), "exception")
     assert missing == []
     doc = policy({"registries": {"allowed": [f"docker.io/acme/app{i}" for i in range(513)]}})
     assert [str(e) for e in validate_document(doc)] == [
         "spec.registries.allowed: has 513 entries, more than the 512 allowed"
+    ]
+
+
+def test_an_exceptions_lists_and_strings_are_bounded() -> None:
+    """A team's exception is tried for every image of its namespace: its lists are short."""
+    import datetime as dt
+
+    from controller.policy.exceptions import check_exception
+
+    doc = {
+        "apiVersion": "baseguard.io/v1alpha1",
+        "kind": "BaseImagePolicyException",
+        "metadata": {"name": "x", "namespace": "shop"},
+        "spec": {
+            "policy": {"kind": "ClusterBaseImagePolicy", "name": "p"},
+            "images": [f"docker.io/acme/app{i}" for i in range(65)],
+            "until": "2026-03-31",
+            "reason": "r" * 1025,
+        },
+    }
+    assert [str(e) for e in check_exception(doc, today=dt.date(2026, 3, 1))] == [
+        "spec.images: has 65 entries, more than the 64 allowed",
+        "spec.reason: is 1025 characters long, more than the 1024 allowed",
     ]
 
 

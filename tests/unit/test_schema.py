@@ -142,7 +142,7 @@ def test_schema_is_not_read_at_import_time() -> None:
 
 def test_crd_manifests_are_well_formed() -> None:
     crds = {c["spec"]["names"]["kind"]: c for c in crd_manifests()}
-    assert set(crds) == {"ClusterBaseImagePolicy", "BaseImagePolicy"}
+    assert set(crds) == {"ClusterBaseImagePolicy", "BaseImagePolicy", "BaseImagePolicyException"}
     expected = {
         "ClusterBaseImagePolicy": ("clusterbaseimagepolicies", "cbip", "Cluster"),
         "BaseImagePolicy": ("baseimagepolicies", "bip", "Namespaced"),
@@ -175,6 +175,20 @@ def test_crd_manifests_are_well_formed() -> None:
             "Violations": ("integer", ".status.audit.violations"),
             "Age": ("date", ".metadata.creationTimestamp"),
         }
+
+
+def test_the_exception_crd_is_namespaced_and_built_from_its_own_schema() -> None:
+    from controller.policy.exceptions import exception_schema
+
+    [crd] = [c for c in crd_manifests() if c["spec"]["names"]["kind"] == "BaseImagePolicyException"]
+    assert crd["metadata"]["name"] == "baseimagepolicyexceptions.baseguard.io"
+    assert crd["spec"]["scope"] == "Namespaced"  # never cluster-wide: it waives in its namespace only
+    assert crd["spec"]["names"]["shortNames"] == ["bipx"]
+    [version] = crd["spec"]["versions"]
+    assert version["schema"]["openAPIV3Schema"] == exception_schema()
+    assert version["subresources"] == {"status": {}}
+    spec = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    assert spec["required"] == ["policy", "images", "until"]
 
 
 def test_crd_manifests_dump_as_plain_yaml() -> None:
@@ -326,7 +340,7 @@ def test_identity(doc: Any, expected: list[str]) -> None:
         ),
         (
             {"exceptions": [{"until": "2026-01-01", "reason": "r"}]},
-            ["spec.exceptions[0]: must set at least one of: images, namespaces"],
+            ["spec.exceptions[0]: must set at least one of: images, namespaces, namespaceSelector"],
         ),
         (
             {"exceptions": [{"images": [], "until": "2026-01-01"}]},

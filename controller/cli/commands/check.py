@@ -202,7 +202,7 @@ def run(args: argparse.Namespace) -> int:
             "for is decided by the policy's lineage.onLookupFailure"
         )
     refuse_with_offline(args, "registry_config", "docker_config", "budget")
-    given = load_policies(args.policy) if args.policy else None
+    given = load_policies(args.policy, today=now.date()) if args.policy else None
 
     def load(platforms: Sequence[str]) -> Loaded:
         return load_inputs(
@@ -219,7 +219,7 @@ def run(args: argparse.Namespace) -> int:
     if given is not None:
         policies = given
     elif loaded.policies:
-        policies = compile_documents(loaded.policies)
+        policies = compile_documents(loaded.policies, today=now.date())
         if judged_platforms(policies) != platforms:  # policies among the inputs name others
             loaded = load(judged_platforms(policies))
     else:

@@ -5,11 +5,15 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import sys
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from controller.cli.options import add_now_option, docs, parse_now
 from controller.errors import ExitCode, InputError
+from controller.policy.model import policy_key
+
+if TYPE_CHECKING:
+    from controller.policy.exceptions import CompiledException
 
 
 def register(sub: Any) -> None:
@@ -40,7 +44,7 @@ def _identity(doc: Mapping[str, Any]) -> tuple[str, str | None, str] | None:
         return None
     kind = str(doc.get("kind"))
     namespace = None
-    if kind == "BaseImagePolicy":
+    if kind in ("BaseImagePolicy", "BaseImagePolicyException"):
         ns = meta.get("namespace") if isinstance(meta, Mapping) else None
         namespace = ns if isinstance(ns, str) and ns else "default"
     return kind, namespace, name
@@ -65,10 +69,37 @@ def _expired(doc: Mapping[str, Any], today: dt.date) -> list[str]:
     return out
 
 
+def _exception_notes(
+    exception: CompiledException | None,
+    today: dt.date,
+    documents: Sequence[tuple[str, int, dict[str, Any]]],
+) -> list[str]:
+    """An exception that has expired, or names a policy none of the files define."""
+    from controller.policy.exceptions import expired, is_exception
+
+    if exception is None:
+        return []
+    notes: list[str] = []
+    if (gone := expired(exception, today)) is not None:
+        notes.append(f"spec.until: {gone}")
+    named = {
+        policy_key(*key)
+        for _, _, doc in documents
+        if not is_exception(doc) and (key := _identity(doc)) is not None
+    }
+    if named and exception.policy_key not in named:
+        notes.append(
+            f"spec.policy: {exception.policy_title} is not among the policies given; "
+            "the exception waives nothing unless that policy is in force"
+        )
+    return notes
+
+
 def validate(args: argparse.Namespace) -> int:
     from controller.documents import discover, is_manifest
     from controller.policy.compile import compile_checked
-    from controller.policy.store import PolicyStore, policy_key
+    from controller.policy.exceptions import compile_exception_checked, is_exception
+    from controller.policy.store import PolicyStore
     from controller.policyfiles import load_policy_documents
 
     today = parse_now(args.now).date()
@@ -89,9 +120,22 @@ def validate(args: argparse.Namespace) -> int:
     for path, index, doc in documents:
         name = (doc.get("metadata") or {}).get("name", "?") if isinstance(doc, dict) else "?"
         here = f"{path} (document {index + 1}, {name})"
-        policy, problems = compile_checked(doc)
-        errors = [str(e) for e in problems]
         key = _identity(doc)
+        if is_exception(doc):
+            exception, problems = compile_exception_checked(doc, today=today)
+            errors = [str(e) for e in problems]
+            notes = _exception_notes(exception, today, documents)
+            if exception is not None and key is not None and key not in first:
+                refused = store.exception_refusal(exception)
+                if refused is not None:
+                    errors.append(str(refused))
+                else:
+                    store.upsert_exception(exception.key, exception)
+            policy = None
+        else:
+            policy, problems = compile_checked(doc)
+            errors = [str(e) for e in problems]
+            notes = _expired(doc, today)
         if policy is not None and key is not None and key not in first:
             stored = policy_key(*key)
             refused = store.refusal(stored, policy)
@@ -106,7 +150,6 @@ def validate(args: argparse.Namespace) -> int:
             )
         elif key is not None:
             first[key] = here
-        notes = _expired(doc, today)
         bad += bool(errors)
         warnings += len(notes)
         for line in errors:

@@ -165,6 +165,8 @@ def _result(
         entry["severity"] = severity
     if not breaking and found[0].violation.waived:
         entry["properties"]["waived"] = found[0].violation.waived
+        if found[0].violation.waived_by:  # which exception: a team's object, or the policy's entry
+            entry["properties"]["exception"] = found[0].violation.waived_by
     return entry
 
 
