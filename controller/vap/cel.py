@@ -153,7 +153,8 @@ def images_expression() -> str:
     """
     sections = " + ".join(_new_section(s) for s in _SECTIONS)
     return (
-        f"request.subResource == 'ephemeralcontainers' ? {_new_section('ephemeralContainers')} "
+        "has(request.subResource) && request.subResource == 'ephemeralcontainers' ? "
+        f"{_new_section('ephemeralContainers')} "
         f": ({sections} + {_new_volumes()})"
     )
 
@@ -165,28 +166,44 @@ def images_expression() -> str:
 #: flags are ``'y'`` or ``''``.
 
 
+def _record(var: str, source: str, fields: Sequence[tuple[str, str]]) -> str:
+    """``source.map(var, {...})`` with every value a ``string(...)``: the apiserver's CEL wants
+    the values of a map literal to share one type, and a field read from a ``dyn`` is ``dyn``."""
+    body = ", ".join(f"{string(key)}: string({expr})" for key, expr in fields)
+    return f"{source}.map({var}, {{{body}}})"
+
+
 def parse_steps() -> list[tuple[str, str]]:
     """The VAP variables that turn ``variables.images`` into parsed, normalized references.
 
     The last one, ``refs``, holds for each image: ``raw``, ``valid`` (``'y'`` when
     :func:`controller.reference.parse` accepts it), ``name`` (``registry/repository``),
     ``tag`` (the effective tag: ``latest`` when neither tag nor digest is written,
-    ``''`` for a digest-only reference), ``digest`` and ``normalized``.
+    ``''`` for a digest-only reference), ``digest``, ``hasDigest`` and ``normalized``.
     """
     at = "s.indexOf('@')"
-    step1 = (
-        "variables.images.map(s, {'raw': s, "
-        f"'rem': {at} < 0 ? s : s.substring(0, {at}), "
-        f"'digest': {at} < 0 ? '' : s.substring({at} + 1), "
-        f"'hasDigest': {at} < 0 ? '' : 'y'}})"
+    step1 = _record(
+        "s",
+        "variables.images",
+        [
+            ("raw", "s"),
+            ("rem", f"{at} < 0 ? s : s.substring(0, {at})"),
+            ("digest", f"{at} < 0 ? '' : s.substring({at} + 1)"),
+            ("hasDigest", f"{at} < 0 ? '' : 'y'"),
+        ],
     )
     colon, slash = "e.rem.lastIndexOf(':')", "e.rem.lastIndexOf('/')"
     tagged = f"{colon} > {slash}"
-    step2 = (
-        "variables.ref1.map(e, {'raw': e.raw, 'digest': e.digest, 'hasDigest': e.hasDigest, "
-        f"'name': {tagged} ? e.rem.substring(0, {colon}) : e.rem, "
-        f"'tag': {tagged} ? e.rem.substring({colon} + 1) : '', "
-        f"'hasTag': {tagged} ? 'y' : ''}})"
+    keep = [("raw", "e.raw"), ("digest", "e.digest"), ("hasDigest", "e.hasDigest")]
+    step2 = _record(
+        "e",
+        "variables.ref1",
+        [
+            *keep,
+            ("name", f"{tagged} ? e.rem.substring(0, {colon}) : e.rem"),
+            ("tag", f"{tagged} ? e.rem.substring({colon} + 1) : ''"),
+            ("hasTag", f"{tagged} ? 'y' : ''"),
+        ],
     )
     first = "e.name.indexOf('/')"
     head = f"e.name.substring(0, {first})"
@@ -194,12 +211,17 @@ def parse_steps() -> list[tuple[str, str]]:
         f"({first} >= 0 && ({head}.contains('.') || {head}.contains(':') || "
         f"{head} == 'localhost' || {head}.lowerAscii() != {head}))"
     )
-    step3 = (
-        "variables.ref2.map(e, {'raw': e.raw, 'digest': e.digest, 'hasDigest': e.hasDigest, "
-        "'tag': e.tag, 'hasTag': e.hasTag, 'rem': e.name, "
-        f"'domain': {is_host} ? {head} : '', "
-        f"'hasDomain': {is_host} ? 'y' : '', "
-        f"'path': {is_host} ? e.name.substring({first} + 1) : e.name}})"
+    keep += [("tag", "e.tag"), ("hasTag", "e.hasTag")]
+    step3 = _record(
+        "e",
+        "variables.ref2",
+        [
+            *keep,
+            ("rem", "e.name"),
+            ("domain", f"{is_host} ? {head} : ''"),
+            ("hasDomain", f"{is_host} ? 'y' : ''"),
+            ("path", f"{is_host} ? e.name.substring({first} + 1) : e.name"),
+        ],
     )
     lower = "e.domain.lowerAscii()"
     legacy = " || ".join(f"{lower} == {string(h)}" for h in sorted(LEGACY_REGISTRIES))
@@ -208,11 +230,8 @@ def parse_steps() -> list[tuple[str, str]]:
         f": (({lower}.contains('.') || {lower}.contains(':') || {lower} == 'localhost') "
         f"? {lower} : e.domain))"
     )
-    step4 = (
-        "variables.ref3.map(e, {'raw': e.raw, 'digest': e.digest, 'hasDigest': e.hasDigest, "
-        "'tag': e.tag, 'hasTag': e.hasTag, 'rem': e.rem, 'domain': e.domain, "
-        f"'hasDomain': e.hasDomain, 'path': e.path, 'host': {host}}})"
-    )
+    keep += [("rem", "e.rem"), ("domain", "e.domain"), ("hasDomain", "e.hasDomain"), ("path", "e.path")]
+    step4 = _record("e", "variables.ref3", [*keep, ("host", host)])
     path = (
         f"(e.host == {string(DEFAULT_REGISTRY)} && !e.path.contains('/') ? 'library/' + e.path : e.path)"
     )
@@ -231,14 +250,22 @@ def parse_steps() -> list[tuple[str, str]]:
     )
     effective = "(e.hasTag != '' ? e.tag : (e.hasDigest != '' ? '' : 'latest'))"
     name = f"e.host + '/' + {path}"
-    step5 = (
-        "variables.ref4.map(e, {'raw': e.raw, "
-        f"'valid': ({valid}) ? 'y' : '', "
-        f"'name': {name}, "
-        f"'tag': {effective}, "
-        "'digest': e.digest, 'hasDigest': e.hasDigest, "
-        f"'normalized': {name} + ({effective} != '' ? ':' + {effective} : '') "
-        "+ (e.hasDigest != '' ? '@' + e.digest : '')})"
+    step5 = _record(
+        "e",
+        "variables.ref4",
+        [
+            ("raw", "e.raw"),
+            ("valid", f"({valid}) ? 'y' : ''"),
+            ("name", name),
+            ("tag", effective),
+            ("digest", "e.digest"),
+            ("hasDigest", "e.hasDigest"),
+            (
+                "normalized",
+                f"{name} + ({effective} != '' ? ':' + {effective} : '') "
+                "+ (e.hasDigest != '' ? '@' + e.digest : '')",
+            ),
+        ],
     )
     return [("ref1", step1), ("ref2", step2), ("ref3", step3), ("ref4", step4), ("refs", step5)]
 

@@ -308,11 +308,8 @@ def export(
     }
     if regenerate_by is not None:
         annotations[REGENERATE_ANNOTATION] = regenerate_by.isoformat()
-    metadata = {
-        "name": name,
-        "labels": {"app.kubernetes.io/managed-by": MANAGED_BY},
-        "annotations": annotations,
-    }
+    labels = {"app.kubernetes.io/managed-by": MANAGED_BY}
+    metadata: dict[str, Any] = {"name": name, "labels": labels, "annotations": annotations}
     variables = [
         {"name": "spec", "expression": cel.pod_spec_expression("object")},
         {"name": "old", "expression": cel.old_spec_expression()},
@@ -342,7 +339,7 @@ def export(
     binding = {
         "apiVersion": API_VERSION,
         "kind": "ValidatingAdmissionPolicyBinding",
-        "metadata": {**metadata, "annotations": dict(annotations), "labels": dict(metadata["labels"])},
+        "metadata": {"name": name, "labels": dict(labels), "annotations": dict(annotations)},
         "spec": {"policyName": name, "validationActions": MODE_ACTIONS[policy.mode]},
     }
     return Export(

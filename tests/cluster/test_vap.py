@@ -114,9 +114,10 @@ def dry_run(plane: ControlPlane, objects: Sequence[Mapping[str, Any]]) -> dict[s
         name = obj["metadata"]["name"]
         out[name] = "allow" if name in admitted else "invalid"
     for line in done.stderr.splitlines():
-        found = re.search(r'"([a-z0-9-]+)" is forbidden: ', line)
+        found = re.search(r'"([a-z0-9-]+)" is (?:forbidden|invalid): ', line)
         if found and _VAP_DENIED.search(line):
-            out[found.group(1)] = "deny"
+            # A CEL error denies too (failurePolicy: Fail), but it is no verdict: told apart.
+            out[found.group(1)] = "error" if "resulted in error" in line else "deny"
     return out
 
 
@@ -144,7 +145,15 @@ def activate(plane: ControlPlane, objects: list[dict[str, Any]], applied: list[d
     probe = pod("probe-x", ns, "invalid:Ref")
     deadline = time.monotonic() + 30
     while dry_run(plane, [probe])["probe-x"] != "deny":
-        assert time.monotonic() < deadline, "the ValidatingAdmissionPolicy never took effect"
+        if time.monotonic() > deadline:
+            said = plane.kubectl(
+                "create", "--dry-run=server", "-f", "-", input=json.dumps(probe), check=False
+            )
+            status = plane.get_json("validatingadmissionpolicy", objects[0]["metadata"]["name"])
+            pytest.fail(
+                f"the ValidatingAdmissionPolicy never took effect: {said.stderr}{said.stdout}\n"
+                f"{json.dumps(status.get('status'))[:3000]}"
+            )
         time.sleep(0.3)
 
 
