@@ -162,7 +162,11 @@ def _selector(selector: LabelSelector) -> dict[str, Any]:
         out["matchLabels"] = dict(selector.match_labels)
     if selector.match_expressions:
         out["matchExpressions"] = [
-            {"key": r.key, "operator": r.operator, **({"values": sorted(r.values)} if r.values else {})}
+            {
+                "key": r.key,
+                "operator": r.operator,
+                **({"values": sorted(r.values)} if r.values else {}),
+            }
             for r in selector.match_expressions
         ]
     return out
@@ -192,11 +196,17 @@ def _match_conditions(policy: CompiledPolicy) -> list[dict[str, str]]:
     match = policy.match
     if policy.kind != CLUSTER_KIND and policy.namespace is not None:
         out.append(
-            {"name": "policy-namespace", "expression": f"request.namespace == {cel.string(policy.namespace)}"}
+            {
+                "name": "policy-namespace",
+                "expression": f"request.namespace == {cel.string(policy.namespace)}",
+            }
         )
     if match.namespaces:
         out.append(
-            {"name": "match-namespaces", "expression": cel.glob_test(match.namespaces, "request.namespace")}
+            {
+                "name": "match-namespaces",
+                "expression": cel.glob_test(match.namespaces, "request.namespace"),
+            }
         )
     if match.exclude_namespaces:
         out.append(
@@ -315,7 +325,10 @@ def export(
         {"name": "old", "expression": cel.old_spec_expression()},
         {"name": "images", "expression": cel.images_expression()},
         *({"name": n, "expression": e} for n, e in cel.parse_steps()),
-        {"name": "judged", "expression": f"variables.refs.filter(e, !({_exempt(policy, waivers)}))"},
+        {
+            "name": "judged",
+            "expression": f"variables.refs.filter(e, !({_exempt(policy, waivers)}))",
+        },
     ]
     constraints: dict[str, Any] = {"resourceRules": RESOURCE_RULES, "matchPolicy": "Equivalent"}
     selector = _namespace_selector(policy, exclude_namespaces)

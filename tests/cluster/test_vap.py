@@ -60,12 +60,14 @@ EXTRA = [
 ]
 
 
-def policy_doc(name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
+def policy_doc(name: str, spec: Mapping[str, Any], namespace: str) -> dict[str, Any]:
+    """A cluster policy scoped to the test's namespace: another test's VAP, deleted but still
+    in the apiserver's informer for a moment, never judges this test's objects."""
     return {
         "apiVersion": "baseguard.io/v1alpha1",
         "kind": "ClusterBaseImagePolicy",
         "metadata": {"name": name},
-        "spec": dict(spec),
+        "spec": {**spec, "match": {"namespaces": [namespace]}},
     }
 
 
@@ -75,21 +77,39 @@ def export(tmp_path: Path, doc: Mapping[str, Any], *extra: str) -> list[dict[str
     path.write_text(yaml.safe_dump(dict(doc)))
     done = subprocess.run(
         [sys.executable, "-m", "controller", "export", "vap", "-p", str(path), *extra],
-        capture_output=True, text=True, check=True, timeout=60,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
     )
     return list(yaml.safe_load_all(done.stdout))
 
 
-def check(tmp_path: Path, doc: Mapping[str, Any], objects: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+def check(
+    tmp_path: Path, doc: Mapping[str, Any], objects: Sequence[Mapping[str, Any]]
+) -> dict[str, str]:
     """``baseguard check --offline`` on ``objects``: the worst verdict per object name."""
     policy_path = tmp_path / "check-policy.yaml"
     policy_path.write_text(yaml.safe_dump(dict(doc)))
     manifest = tmp_path / "check-objects.json"
     manifest.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": list(objects)}))
     done = subprocess.run(
-        [sys.executable, "-m", "controller", "check", "-p", str(policy_path), str(manifest),
-         "--offline", "--format", "json"],
-        capture_output=True, text=True, timeout=120, check=False,
+        [
+            sys.executable,
+            "-m",
+            "controller",
+            "check",
+            "-p",
+            str(policy_path),
+            str(manifest),
+            "--offline",
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert done.returncode in (0, 1), done.stderr
     order = {"allow": 0, "audit": 1, "warn": 2, "deny": 3}
@@ -104,9 +124,15 @@ def check(tmp_path: Path, doc: Mapping[str, Any], objects: Sequence[Mapping[str,
 def dry_run(plane: ControlPlane, objects: Sequence[Mapping[str, Any]]) -> dict[str, str]:
     """The apiserver's answer per object name: ``deny`` (by a VAP), ``allow``, or ``invalid``."""
     done = plane.kubectl(
-        "create", "--dry-run=server", "-f", "-", "-o", "name",
+        "create",
+        "--dry-run=server",
+        "-f",
+        "-",
+        "-o",
+        "name",
         input=json.dumps({"apiVersion": "v1", "kind": "List", "items": list(objects)}),
-        check=False, timeout=120,
+        check=False,
+        timeout=120,
     )
     out = {}
     admitted = {line.rsplit("/", 1)[-1] for line in done.stdout.split() if "/" in line}
@@ -122,9 +148,16 @@ def dry_run(plane: ControlPlane, objects: Sequence[Mapping[str, Any]]) -> dict[s
 
 
 def pod(name: str, namespace: str, image: str | None = None, **spec: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {"containers": [{"name": "c", "image": image}]} if image is not None else {}
+    body: dict[str, Any] = (
+        {"containers": [{"name": "c", "image": image}]} if image is not None else {}
+    )
     body.update(spec)
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace}, "spec": body}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": body,
+    }
 
 
 @pytest.fixture
@@ -138,7 +171,9 @@ def applied(control_plane: ControlPlane) -> Iterator[list[dict[str, Any]]]:
         )
 
 
-def activate(plane: ControlPlane, objects: list[dict[str, Any]], applied: list[dict[str, Any]], ns: str) -> None:
+def activate(
+    plane: ControlPlane, objects: list[dict[str, Any]], applied: list[dict[str, Any]], ns: str
+) -> None:
     """Apply the objects and wait until the apiserver judges with them (its informer is async)."""
     plane.apply(objects)
     applied.extend(objects)
@@ -159,7 +194,9 @@ def activate(plane: ControlPlane, objects: list[dict[str, Any]], applied: list[d
 
 ENFORCE = {
     "mode": "Enforce",
-    "registries": {"allowed": ["docker.io/library/*", "registry.corp.example*/team/*", "localhost:5000/*"]},
+    "registries": {
+        "allowed": ["docker.io/library/*", "registry.corp.example*/team/*", "localhost:5000/*"]
+    },
     "pinning": {"require": "Version", "disallowedTags": ["latest", "*-dev"]},
     "exclude": {"images": ["docker.io/library/redis"]},
     "exceptions": [
@@ -172,9 +209,12 @@ ENFORCE = {
 def test_the_apiserver_and_baseguard_agree_on_every_reference(
     control_plane: ControlPlane, ns: str, tmp_path: Path, applied: list[dict[str, Any]]
 ) -> None:
-    doc = policy_doc(short_name(ns, "vap"), ENFORCE)
+    doc = policy_doc(short_name(ns, "vap"), ENFORCE, ns)
     objects = export(tmp_path, doc)
-    assert [o["kind"] for o in objects] == ["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"]
+    assert [o["kind"] for o in objects] == [
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    ]
     assert objects[1]["spec"]["validationActions"] == ["Deny"]
     activate(control_plane, objects, applied, ns)
     images = list(dict.fromkeys([*_vectors(), *EXTRA]))
@@ -186,7 +226,9 @@ def test_the_apiserver_and_baseguard_agree_on_every_reference(
     for name, verdict in apiserver.items():
         if verdict == "invalid":
             assert baseguard[name] == "deny", images[int(name[1:])]
-    disagree = {images[int(n[1:])]: (v, baseguard[n]) for n, v in judged.items() if v != baseguard[n]}
+    disagree = {
+        images[int(n[1:])]: (v, baseguard[n]) for n, v in judged.items() if v != baseguard[n]
+    }
     assert not disagree
     assert len(judged) >= 40
     verdicts = set(judged.values())
@@ -196,26 +238,64 @@ def test_the_apiserver_and_baseguard_agree_on_every_reference(
 def test_every_container_list_and_workload_kind_is_judged(
     control_plane: ControlPlane, ns: str, tmp_path: Path, applied: list[dict[str, Any]]
 ) -> None:
-    doc = policy_doc(short_name(ns, "vapk"), {"pinning": {"require": "Digest"}})
+    doc = policy_doc(short_name(ns, "vapk"), {"pinning": {"require": "Digest"}}, ns)
     activate(control_plane, export(tmp_path, doc), applied, ns)
     good = f"docker.io/library/python@sha256:{HEX64}"
-    template = {"metadata": {"labels": {"app": "x"}}, "spec": {"containers": [{"name": "c", "image": "python:3.12.3"}]}}
+    template = {
+        "metadata": {"labels": {"app": "x"}},
+        "spec": {"containers": [{"name": "c", "image": "python:3.12.3"}]},
+    }
     objects = [
         pod("init", ns, good, initContainers=[{"name": "i", "image": "busybox:1.36.1"}]),
         pod("volume", ns, good, volumes=[{"name": "v", "image": {"reference": "data:1.0.0"}}]),
-        pod("fine", ns, good, initContainers=[{"name": "i", "image": good}],
-            volumes=[{"name": "v", "image": {"reference": good}}]),
-        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "deploy", "namespace": ns},
-         "spec": {"selector": {"matchLabels": {"app": "x"}}, "template": template}},
-        {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "cron", "namespace": ns},
-         "spec": {"schedule": "* * * * *", "jobTemplate": {"spec": {"template": {
-             "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "python:3.12.3"}]}}}}}},
-        {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "tmpl", "namespace": ns},
-         "template": template},
+        pod(
+            "fine",
+            ns,
+            good,
+            initContainers=[{"name": "i", "image": good}],
+            volumes=[{"name": "v", "image": {"reference": good}}],
+        ),
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "deploy", "namespace": ns},
+            "spec": {"selector": {"matchLabels": {"app": "x"}}, "template": template},
+        },
+        {
+            "apiVersion": "batch/v1",
+            "kind": "CronJob",
+            "metadata": {"name": "cron", "namespace": ns},
+            "spec": {
+                "schedule": "* * * * *",
+                "jobTemplate": {
+                    "spec": {
+                        "template": {
+                            "spec": {
+                                "restartPolicy": "Never",
+                                "containers": [{"name": "c", "image": "python:3.12.3"}],
+                            }
+                        }
+                    }
+                },
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "PodTemplate",
+            "metadata": {"name": "tmpl", "namespace": ns},
+            "template": template,
+        },
     ]
     apiserver = dry_run(control_plane, objects)
     assert apiserver == check(tmp_path, doc, objects)
-    assert apiserver == {"init": "deny", "volume": "deny", "fine": "allow", "deploy": "deny", "cron": "deny", "tmpl": "deny"}
+    assert apiserver == {
+        "init": "deny",
+        "volume": "deny",
+        "fine": "allow",
+        "deploy": "deny",
+        "cron": "deny",
+        "tmpl": "deny",
+    }
 
 
 def test_update_judges_only_changed_images_and_kubectl_debug_too(
@@ -223,26 +303,54 @@ def test_update_judges_only_changed_images_and_kubectl_debug_too(
 ) -> None:
     """As the webhook: an unrelated edit of an old object passes; a changed image is judged."""
     deployment = {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "old", "namespace": ns},
-        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "old"}}, "template": {
-            "metadata": {"labels": {"app": "old"}},
-            "spec": {"containers": [{"name": "a", "image": "python"}, {"name": "b", "image": "python:3.12.3"}]}}},
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "old", "namespace": ns},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "old"}},
+            "template": {
+                "metadata": {"labels": {"app": "old"}},
+                "spec": {
+                    "containers": [
+                        {"name": "a", "image": "python"},
+                        {"name": "b", "image": "python:3.12.3"},
+                    ]
+                },
+            },
+        },
     }
     control_plane.apply([deployment, pod("running", ns, "python:3.12.3")])
-    doc = policy_doc(short_name(ns, "vapu"), {"pinning": {"require": "Version"}})
+    doc = policy_doc(short_name(ns, "vapu"), {"pinning": {"require": "Version"}}, ns)
     activate(control_plane, export(tmp_path, doc), applied, ns)
-    scaled = control_plane.kubectl("scale", "deployment", "old", "-n", ns, "--replicas=2", check=False)
+    scaled = control_plane.kubectl(
+        "scale", "deployment", "old", "-n", ns, "--replicas=2", check=False
+    )
     assert scaled.returncode == 0, scaled.stderr
     swapped = control_plane.kubectl(
         "set", "image", "deployment/old", "-n", ns, "b=python:3.12", check=False
     )
     assert swapped.returncode != 0 and _VAP_DENIED.search(swapped.stderr), swapped.stderr
     debug = control_plane.kubectl(
-        "debug", "running", "-n", ns, "--image=busybox", "--container=dbg", "--attach=false", check=False
+        "debug",
+        "running",
+        "-n",
+        ns,
+        "--image=busybox",
+        "--container=dbg",
+        "--attach=false",
+        check=False,
     )
     assert debug.returncode != 0 and _VAP_DENIED.search(debug.stderr), debug.stderr
     debug = control_plane.kubectl(
-        "debug", "running", "-n", ns, "--image=busybox:1.36.1", "--container=dbg2", "--attach=false", check=False
+        "debug",
+        "running",
+        "-n",
+        ns,
+        "--image=busybox:1.36.1",
+        "--container=dbg2",
+        "--attach=false",
+        check=False,
     )
     assert debug.returncode == 0, debug.stderr
 
@@ -250,7 +358,7 @@ def test_update_judges_only_changed_images_and_kubectl_debug_too(
 def test_warn_mode_warns_and_admits(
     control_plane: ControlPlane, ns: str, tmp_path: Path, applied: list[dict[str, Any]]
 ) -> None:
-    doc = policy_doc(short_name(ns, "vapw"), {"mode": "Warn", "pinning": {}})
+    doc = policy_doc(short_name(ns, "vapw"), {"mode": "Warn", "pinning": {}}, ns)
     objects = export(tmp_path, doc)
     assert objects[1]["spec"]["validationActions"] == ["Warn"]
     control_plane.apply(objects)
@@ -258,37 +366,79 @@ def test_warn_mode_warns_and_admits(
     deadline = time.monotonic() + 30
     while True:
         done = control_plane.kubectl(
-            "create", "--dry-run=server", "-f", "-", input=json.dumps(pod("w", ns, "nginx")), check=False
+            "create",
+            "--dry-run=server",
+            "-f",
+            "-",
+            input=json.dumps(pod("w", ns, "nginx")),
+            check=False,
         )
         assert done.returncode == 0, done.stderr
         if "disallowed-tag" in done.stderr:
             break
         assert time.monotonic() < deadline, done.stderr
         time.sleep(0.3)
-    assert "Warning:" in done.stderr and "image nginx uses a tag the policy disallows" in done.stderr
+    assert (
+        "Warning:" in done.stderr and "image nginx uses a tag the policy disallows" in done.stderr
+    )
 
 
-@pytest.mark.parametrize("containers", [1, 50, 200])
-def test_many_containers_stay_inside_the_cel_cost_budget(
-    control_plane: ControlPlane, ns: str, tmp_path: Path, applied: list[dict[str, Any]], containers: int
-) -> None:
-    """A pod with many long images is judged (not refused for cost) by the largest exported policy."""
-    globs = [f"registry{i}.corp.example/team-{i}/*" for i in range(50)]
-    doc = policy_doc(short_name(f"{ns}-{containers}", "vapc"), {
-        **ENFORCE, "registries": {"allowed": [*globs, "registry.corp.example/*"]},
-    })
-    activate(control_plane, export(tmp_path, doc), applied, ns)
-    image = "registry.corp.example/team/" + "a" * 180 + ":1.2.3-" + "b" * 100
+def _many(ns: str, containers: int, last: str | None = None) -> dict[str, Any]:
+    """A pod with ``containers`` images of 300 characters in each of three lists."""
+    image = "registry.corp.example/team/" + "a" * 180 + ":1.2.3-" + "b" * 86
+    lists = [{"name": f"c{i}", "image": image} for i in range(containers)]
+    if last is not None:
+        lists[-1] = {"name": "last", "image": last}
     spec = {
-        "containers": [{"name": f"c{i}", "image": image} for i in range(containers)],
+        "containers": lists,
         "initContainers": [{"name": f"i{i}", "image": image} for i in range(containers)],
         "volumes": [{"name": f"v{i}", "image": {"reference": image}} for i in range(containers)],
     }
-    good = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "many", "namespace": ns}, "spec": spec}
-    done = control_plane.kubectl("create", "--dry-run=server", "-f", "-", input=json.dumps(good), check=False)
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "many", "namespace": ns},
+        "spec": spec,
+    }
+
+
+@pytest.fixture
+def large_policy(
+    control_plane: ControlPlane, ns: str, tmp_path: Path, applied: list[dict[str, Any]]
+) -> None:
+    """The exported form of a policy with a 51-glob allowlist, tags, Version pinning, exceptions."""
+    globs = [f"registry{i}.corp.example/team-{i}/*" for i in range(50)]
+    doc = policy_doc(
+        short_name(ns, "vapc"),
+        {**ENFORCE, "registries": {"allowed": [*globs, "registry.corp.example/*"]}},
+        ns,
+    )
+    activate(control_plane, export(tmp_path, doc), applied, ns)
+
+
+def test_many_containers_stay_inside_the_cel_cost_budget(
+    control_plane: ControlPlane, ns: str, large_policy: None
+) -> None:
+    """1,200 images of 300 characters (400 in each list) are judged, not refused for cost."""
+    done = control_plane.kubectl(
+        "create", "--dry-run=server", "-f", "-", input=json.dumps(_many(ns, 400)), check=False
+    )
     assert done.returncode == 0, done.stderr[-2000:]
-    bad_spec = {**spec, "containers": [*spec["containers"][:-1], {"name": "last", "image": "quay.io/x:1.2.3"}]}
-    bad = {**good, "spec": bad_spec}
-    done = control_plane.kubectl("create", "--dry-run=server", "-f", "-", input=json.dumps(bad), check=False)
-    assert done.returncode != 0 and "registry-not-allowed" in done.stderr, done.stderr[-2000:]
+    bad = _many(ns, 400, last="quay.io/x:1.2.3")
+    done = control_plane.kubectl(
+        "create", "--dry-run=server", "-f", "-", input=json.dumps(bad), check=False
+    )
+    assert done.returncode != 0 and "(registry-not-allowed): image quay.io/x:1.2.3" in done.stderr
     assert "cost" not in done.stderr.lower()
+
+
+def test_past_the_cost_budget_the_apiserver_refuses_never_admits(
+    control_plane: ControlPlane, ns: str, large_policy: None
+) -> None:
+    """1,500 such images cost more than the apiserver lets one CEL expression spend: refused
+    (failurePolicy: Fail), with the apiserver's reason, even though every image is allowed."""
+    done = control_plane.kubectl(
+        "create", "--dry-run=server", "-f", "-", input=json.dumps(_many(ns, 500)), check=False
+    )
+    assert done.returncode != 0
+    assert "cost limit exceeded" in done.stderr and _VAP_DENIED.search(done.stderr)

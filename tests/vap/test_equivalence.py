@@ -87,12 +87,22 @@ def _policy(spec: Mapping[str, Any], *, kind: str = "ClusterBaseImagePolicy") ->
     meta: dict[str, Any] = {"name": "p"}
     if kind == "BaseImagePolicy":
         meta["namespace"] = "team"
-    return compile_policy({"apiVersion": "baseguard.io/v1alpha1", "kind": kind, "metadata": meta, "spec": spec})
+    return compile_policy(
+        {"apiVersion": "baseguard.io/v1alpha1", "kind": kind, "metadata": meta, "spec": spec}
+    )
 
 
 POLICIES: dict[str, CompiledPolicy] = {
     "allowlist": _policy(
-        {"registries": {"allowed": ["docker.io/library/*", "registry.corp.example*/team/*", "quay.io/te?m/*"]}}
+        {
+            "registries": {
+                "allowed": [
+                    "docker.io/library/*",
+                    "registry.corp.example*/team/*",
+                    "quay.io/te?m/*",
+                ]
+            }
+        }
     ),
     "tags": _policy({"pinning": {"disallowedTags": ["latest", "*-dev", "1.?"]}}),
     "version": _policy({"pinning": {"require": "Version"}}),
@@ -108,7 +118,11 @@ POLICIES: dict[str, CompiledPolicy] = {
         {
             "pinning": {},
             "exceptions": [
-                {"images": ["docker.io/library/nginx*"], "until": "2026-06-01", "reason": "in force"},
+                {
+                    "images": ["docker.io/library/nginx*"],
+                    "until": "2026-06-01",
+                    "reason": "in force",
+                },
                 {"images": ["docker.io/user/*"], "until": "2026-05-31", "reason": "expired"},
                 {"namespaces": ["legacy-*"], "until": "2027-01-01", "reason": "namespace"},
             ],
@@ -117,7 +131,11 @@ POLICIES: dict[str, CompiledPolicy] = {
     "namespaced": _policy(
         {
             "registries": {"allowed": ["docker.io/*"]},
-            "match": {"objectSelector": {"matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["free"]}]}},
+            "match": {
+                "objectSelector": {
+                    "matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["free"]}]
+                }
+            },
         },
         kind="BaseImagePolicy",
     ),
@@ -127,7 +145,10 @@ POLICIES: dict[str, CompiledPolicy] = {
             "match": {
                 "namespaces": ["prod-*", "team"],
                 "excludeNamespaces": ["prod-sandbox"],
-                "objectSelector": {"matchLabels": {"app": "web"}, "matchExpressions": [{"key": "debug", "operator": "DoesNotExist"}]},
+                "objectSelector": {
+                    "matchLabels": {"app": "web"},
+                    "matchExpressions": [{"key": "debug", "operator": "DoesNotExist"}],
+                },
             },
         }
     ),
@@ -145,12 +166,12 @@ def baseguard_rules(
     obj = ObjectFacts(kind="Pod", name="x", namespace=namespace, labels=dict(labels))
     facts = ImageFacts(image=image, container="c", reference=ref, invalid=invalid)
     (result,) = evaluate([policy], obj, [facts], now=NOW)
-    return {
-        v.rule.value for v in result.violations if v.waived is None and v.rule in STRING_RULES
-    }
+    return {v.rule.value for v in result.violations if v.waived is None and v.rule in STRING_RULES}
 
 
-def vap_rules(policy: CompiledPolicy, image: str, *, namespace: str, labels: Mapping[str, str]) -> set[str]:
+def vap_rules(
+    policy: CompiledPolicy, image: str, *, namespace: str, labels: Mapping[str, str]
+) -> set[str]:
     """The rules the generated VAP fails for one image (each message names its rule)."""
     vap = export(policy, today=TODAY).policy
     matched, failed = vap_evaluate(vap, [image], namespace=namespace, labels=labels)
@@ -159,7 +180,9 @@ def vap_rules(policy: CompiledPolicy, image: str, *, namespace: str, labels: Map
     return {message.split("(", 1)[1].split(")", 1)[0] for message in failed}
 
 
-def _agree(name: str, image: str, namespace: str = "team", labels: Mapping[str, str] | None = None) -> None:
+def _agree(
+    name: str, image: str, namespace: str = "team", labels: Mapping[str, str] | None = None
+) -> None:
     policy = POLICIES[name]
     given_labels = {"app": "web"} if labels is None else labels
     expected = baseguard_rules(policy, image, namespace=namespace, labels=given_labels)
@@ -182,34 +205,62 @@ def test_the_vectors_do_show_each_rule() -> None:
         ("digest", "unpinned"),
         ("allowlist", "invalid-reference"),
     ]:
-        seen = [vap_rules(POLICIES[name], i, namespace="team", labels={}) for i in [*VECTORS, *EXTRA]]
+        seen = [
+            vap_rules(POLICIES[name], i, namespace="team", labels={}) for i in [*VECTORS, *EXTRA]
+        ]
         assert any(rule in s for s in seen) and any(rule not in s for s in seen), (name, rule)
 
 
 def test_docker_hub_normalisation_host_case_and_ports() -> None:
     policy = POLICIES["allowlist"]
-    for image in ["nginx", "docker.io/nginx", "INDEX.DOCKER.IO/nginx", "Registry.Corp.Example:5000/team/app"]:
+    for image in [
+        "nginx",
+        "docker.io/nginx",
+        "INDEX.DOCKER.IO/nginx",
+        "Registry.Corp.Example:5000/team/app",
+    ]:
         assert vap_rules(policy, image, namespace="team", labels={}) == set(), image
     assert vap_rules(policy, "user/app", namespace="team", labels={}) == {"registry-not-allowed"}
-    assert vap_rules(policy, "evil.io/library/nginx", namespace="team", labels={}) == {"registry-not-allowed"}
+    assert vap_rules(policy, "evil.io/library/nginx", namespace="team", labels={}) == {
+        "registry-not-allowed"
+    }
 
 
 def test_exceptions_in_force_waive_and_expired_ones_are_left_out() -> None:
     policy = POLICIES["exceptions"]
     assert vap_rules(policy, "nginx", namespace="team", labels={}) == set()  # until today: waived
-    assert vap_rules(policy, "user/app", namespace="team", labels={}) == {"disallowed-tag"}  # expired
+    assert vap_rules(policy, "user/app", namespace="team", labels={}) == {
+        "disallowed-tag"
+    }  # expired
     assert vap_rules(policy, "user/app", namespace="legacy-1", labels={}) == set()
-    assert export(policy, today=TODAY).policy["metadata"]["annotations"]["baseguard.io/regenerate-by"] == "2026-06-02"
+    assert (
+        export(policy, today=TODAY).policy["metadata"]["annotations"]["baseguard.io/regenerate-by"]
+        == "2026-06-02"
+    )
 
 
 def test_scope_namespaces_and_selectors() -> None:
-    assert vap_rules(POLICIES["match"], "nginx", namespace="prod-a", labels={"app": "web"}) == {"disallowed-tag", "unpinned"}
-    assert vap_rules(POLICIES["match"], "nginx", namespace="prod-sandbox", labels={"app": "web"}) == set()
+    assert vap_rules(POLICIES["match"], "nginx", namespace="prod-a", labels={"app": "web"}) == {
+        "disallowed-tag",
+        "unpinned",
+    }
+    assert (
+        vap_rules(POLICIES["match"], "nginx", namespace="prod-sandbox", labels={"app": "web"})
+        == set()
+    )
     assert vap_rules(POLICIES["match"], "nginx", namespace="dev", labels={"app": "web"}) == set()
-    assert vap_rules(POLICIES["match"], "nginx", namespace="team", labels={"app": "web", "debug": "1"}) == set()
+    assert (
+        vap_rules(POLICIES["match"], "nginx", namespace="team", labels={"app": "web", "debug": "1"})
+        == set()
+    )
     assert vap_rules(POLICIES["namespaced"], "quay.io/x", namespace="other", labels={}) == set()
-    assert vap_rules(POLICIES["namespaced"], "quay.io/x", namespace="team", labels={}) == {"registry-not-allowed"}
-    assert vap_rules(POLICIES["namespaced"], "quay.io/x", namespace="team", labels={"tier": "free"}) == set()
+    assert vap_rules(POLICIES["namespaced"], "quay.io/x", namespace="team", labels={}) == {
+        "registry-not-allowed"
+    }
+    assert (
+        vap_rules(POLICIES["namespaced"], "quay.io/x", namespace="team", labels={"tier": "free"})
+        == set()
+    )
 
 
 # --------------------------------------------------------------------------- generated
@@ -217,24 +268,58 @@ def test_scope_namespaces_and_selectors() -> None:
 _alnum = st.text("abcz019", min_size=1, max_size=5)
 _hosts = st.one_of(
     st.sampled_from(
-        ["docker.io", "INDEX.docker.io", "registry-1.docker.io", "localhost", "LOCALHOST:5000",
-         "registry.corp.example", "Registry.Corp.Example:5000", "quay.io", "[::1]:5000", "FOO", "a_b.io"]
+        [
+            "docker.io",
+            "INDEX.docker.io",
+            "registry-1.docker.io",
+            "localhost",
+            "LOCALHOST:5000",
+            "registry.corp.example",
+            "Registry.Corp.Example:5000",
+            "quay.io",
+            "[::1]:5000",
+            "FOO",
+            "a_b.io",
+        ]
     ),
     st.builds(lambda a, b: f"{a}.{b}", _alnum, _alnum),
 )
 _paths = st.lists(
-    st.one_of(_alnum, st.sampled_from(["library", "team", "user", "a.b", "a__b", "a--b", "A", "a-", "te1m"])),
+    st.one_of(
+        _alnum,
+        st.sampled_from(["library", "team", "user", "a.b", "a__b", "a--b", "A", "a-", "te1m"]),
+    ),
     min_size=1,
     max_size=3,
 ).map("/".join)
 _tags = st.one_of(
-    st.sampled_from(["latest", "1.2", "1.2.3", "v1.2.3-dev", "3.12.3-slim", "x1.2.3", "1.x", "LATEST", "-bad", "a" * 129]),
+    st.sampled_from(
+        [
+            "latest",
+            "1.2",
+            "1.2.3",
+            "v1.2.3-dev",
+            "3.12.3-slim",
+            "x1.2.3",
+            "1.x",
+            "LATEST",
+            "-bad",
+            "a" * 129,
+        ]
+    ),
     st.text("a1.-_Z", min_size=1, max_size=8),
 )
-_digests = st.sampled_from([f"sha256:{HEX64}", "sha256:" + "a" * 63, "md5:" + "a" * 32, f"sha512:{'f' * 128}"])
+_digests = st.sampled_from(
+    [f"sha256:{HEX64}", "sha256:" + "a" * 63, "md5:" + "a" * 32, f"sha512:{'f' * 128}"]
+)
 images = st.one_of(
     st.builds(
-        lambda host, path, tag, digest: (f"{host}/" if host else "") + path + (f":{tag}" if tag else "") + (f"@{digest}" if digest else ""),
+        lambda host, path, tag, digest: (
+            (f"{host}/" if host else "")
+            + path
+            + (f":{tag}" if tag else "")
+            + (f"@{digest}" if digest else "")
+        ),
         st.one_of(st.none(), _hosts),
         _paths,
         st.one_of(st.none(), _tags),
@@ -243,7 +328,9 @@ images = st.one_of(
     st.text("abcZ19./:@-_[]", max_size=24),
 )
 namespaces = st.sampled_from(["team", "prod-a", "prod-sandbox", "legacy-1", "dev", "default"])
-labelsets = st.dictionaries(st.sampled_from(["app", "debug", "tier"]), st.sampled_from(["web", "free", "1"]), max_size=3)
+labelsets = st.dictionaries(
+    st.sampled_from(["app", "debug", "tier"]), st.sampled_from(["web", "free", "1"]), max_size=3
+)
 
 
 @settings(max_examples=300)

@@ -22,9 +22,7 @@ _FUNCTIONS = {
     "substring": lambda s, a, b=None: ct.StringType(
         str(s)[int(a) :] if b is None else str(s)[int(a) : int(b)]
     ),
-    "lowerAscii": lambda s: ct.StringType(
-        "".join(c.lower() if c.isascii() else c for c in str(s))
-    ),
+    "lowerAscii": lambda s: ct.StringType("".join(c.lower() if c.isascii() else c for c in str(s))),
     "join": lambda items, sep="": ct.StringType(str(sep).join(str(i) for i in items)),
 }
 
@@ -57,9 +55,7 @@ def evaluate(
     for variable in spec["variables"]:
         if variable["name"] in ("spec", "old", "images"):
             continue
-        activation["variables"] = ct.MapType(
-            {ct.StringType(k): v for k, v in variables.items()}
-        )
+        activation["variables"] = ct.MapType({ct.StringType(k): v for k, v in variables.items()})
         value = _program(variable["expression"]).evaluate(activation)
         if isinstance(value, Exception):
             raise value

@@ -58,7 +58,11 @@ def register(sub: Any) -> None:
         "chart's webhook; give --exclude-namespace= to exclude none)",
     )
     v.add_argument(
-        "-o", "--output", choices=("yaml", "json"), default="yaml", help="yaml (default) or json (a List)"
+        "-o",
+        "--output",
+        choices=("yaml", "json"),
+        default="yaml",
+        help="yaml (default) or json (a List)",
     )
     add_now_option(v)
     v.set_defaults(func=vap)
