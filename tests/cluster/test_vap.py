@@ -177,7 +177,7 @@ def activate(
     """Apply the objects and wait until the apiserver judges with them (its informer is async)."""
     plane.apply(objects)
     applied.extend(objects)
-    probe = pod("probe-x", ns, "invalid:Ref")
+    probe = pod("probe-x", ns, "Invalid:ref")  # upper case: invalid-reference under every policy
     deadline = time.monotonic() + 30
     while dry_run(plane, [probe])["probe-x"] != "deny":
         if time.monotonic() > deadline:
@@ -442,3 +442,44 @@ def test_past_the_cost_budget_the_apiserver_refuses_never_admits(
     )
     assert done.returncode != 0
     assert "cost limit exceeded" in done.stderr and _VAP_DENIED.search(done.stderr)
+
+
+def test_scope_namespace_kind_selectors_and_globs(
+    control_plane: ControlPlane, tmp_path: Path, applied: list[dict[str, Any]], ns: str
+) -> None:
+    """A BaseImagePolicy judges its namespace only; object and namespace selectors as the webhook."""
+    other = control_plane.namespace(short_name(ns, "other"), labels={"tier": "free"})
+    mine = control_plane.namespace(short_name(ns, "mine"), labels={"tier": "paid"})
+    try:
+        doc = {
+            "apiVersion": "baseguard.io/v1alpha1",
+            "kind": "BaseImagePolicy",
+            "metadata": {"name": "scoped", "namespace": mine},
+            "spec": {
+                "pinning": {},
+                "match": {
+                    "namespaceSelector": {"matchLabels": {"tier": "paid"}},
+                    "objectSelector": {
+                        "matchExpressions": [{"key": "skip", "operator": "DoesNotExist"}]
+                    },
+                },
+            },
+        }
+        activate(control_plane, export(tmp_path, doc), applied, mine)
+        labelled = pod("labelled", mine, "nginx")
+        labelled["metadata"]["labels"] = {"skip": "yes"}
+        verdicts = dry_run(control_plane, [pod("plain", mine, "nginx"), labelled])
+        assert verdicts == {"plain": "deny", "labelled": "allow"}
+        assert dry_run(control_plane, [pod("elsewhere", other, "nginx")]) == {"elsewhere": "allow"}
+        # `check` cannot see a namespace's labels (it judges files): it agrees without that selector.
+        offline = {
+            **doc,
+            "spec": {
+                **doc["spec"],
+                "match": {"objectSelector": doc["spec"]["match"]["objectSelector"]},
+            },
+        }
+        assert check(tmp_path, offline, [pod("plain", mine, "nginx"), labelled]) == verdicts
+    finally:
+        for name in (other, mine):
+            control_plane.kubectl("delete", "namespace", name, "--wait=false", check=False)
