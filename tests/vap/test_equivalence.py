@@ -333,7 +333,7 @@ labelsets = st.dictionaries(
 )
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(name=st.sampled_from(sorted(POLICIES)), image=images, namespace=namespaces, labels=labelsets)
 def test_generated_pods_are_judged_alike(
     name: str, image: str, namespace: str, labels: dict[str, str]

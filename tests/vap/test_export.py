@@ -9,7 +9,7 @@ from pathlib import Path
 import celpy
 import pytest
 import yaml
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from vap.vapcel import _program
 
@@ -148,6 +148,7 @@ def test_bad_input_is_exit_2_with_a_message(
 _GLOB_CHARS = "ab.-/:*?[]@_"
 
 
+@settings(deadline=None)
 @given(
     patterns=st.lists(st.text(_GLOB_CHARS, min_size=1, max_size=6), min_size=1, max_size=3),
     value=st.text("ab.-/:[]@_*?\\^$(|)+", max_size=8),
