@@ -483,3 +483,37 @@ def test_scope_namespace_kind_selectors_and_globs(
     finally:
         for name in (other, mine):
             control_plane.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def test_audit_mode_admits_and_records_in_the_audit_log(
+    control_plane: ControlPlane, ns: str, tmp_path: Path, applied: list[dict[str, Any]]
+) -> None:
+    doc = policy_doc(short_name(ns, "vapa"), {"mode": "Audit", "pinning": {}}, ns)
+    objects = export(tmp_path, doc)
+    assert objects[1]["spec"]["validationActions"] == ["Audit"]
+    control_plane.apply(objects)
+    applied.extend(objects)
+    name = objects[0]["metadata"]["name"]
+    deadline = time.monotonic() + 30
+    while True:
+        done = control_plane.kubectl(
+            "create",
+            "--dry-run=server",
+            "-f",
+            "-",
+            input=json.dumps(pod("audited", ns, "nginx")),
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        found = [
+            value
+            for event in control_plane.audit_events()
+            if (event.get("objectRef") or {}).get("namespace") == ns
+            for key, value in (event.get("annotations") or {}).items()
+            if key == "validation.policy.admission.k8s.io/validation_failure" and name in value
+        ]
+        if found:
+            break
+        assert time.monotonic() < deadline, "no validation failure in the audit log"
+        time.sleep(0.5)
+    assert "disallowed-tag" in found[0] and "Audit" in found[0]
