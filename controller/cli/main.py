@@ -16,12 +16,12 @@ import os
 import sys
 from collections.abc import Sequence
 
-from controller.cli.commands import audit, check, fix, lineage, policy, run, serve, test
+from controller.cli.commands import audit, check, export, fix, lineage, policy, run, serve, test
 from controller.cli.options import missing_operator_extra
 from controller.errors import BaseguardError, ExitCode
 
 #: In the order ``--help`` lists them.
-COMMANDS = (check, fix, lineage, policy, test, serve, run, audit)
+COMMANDS = (check, fix, lineage, policy, test, serve, run, audit, export)
 
 
 class _Version(argparse.Action):
