@@ -123,7 +123,10 @@ class RegistryCache:
         ttl = None
         if retry_after is not None:
             ttl = min(max(retry_after, self.failures.ttl), MAX_FAILURE_TTL)
-        self.failures.put(key, error, ttl=ttl)
+        # Only the message and context are kept: the exception itself holds its traceback,
+        # and through it (and its ``__context__``) the frames that read the refused body.
+        # Kept as is, every remembered "index over the bounds" held its 4 MiB alive.
+        self.failures.put(key, LookupFailed(error.message, context=dict(error.context)), ttl=ttl)
 
     async def single_flight(self, key: Hashable, work: Callable[[], Awaitable[V]]) -> V:
         result: V = await self.flights.run(key, work)

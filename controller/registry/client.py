@@ -286,9 +286,13 @@ class RegistryClient:
         """Hosts found without the referrers API (shared by every view of this client)."""
         return self._shared.no_referrers_api
 
-    async def digest_of(self, body: bytes, algorithm: str) -> str:
-        """:func:`hash_body`, in a bounded worker thread for a large body (see
-        :data:`OFF_LOOP_HASH_BYTES`): hashing 4 MiB indexes must not hold the event loop."""
+    async def digest_of(self, reply: Reply, algorithm: str) -> str:
+        """The digest of ``reply``'s body: its sha256 as the transport read it, or
+        :func:`hash_body` for another algorithm, in a bounded worker thread for a large
+        body (see :data:`OFF_LOOP_HASH_BYTES`): hashing 4 MiB must not hold the event loop."""
+        if algorithm == "sha256" and reply.sha256 is not None:
+            return reply.sha256
+        body = reply.body
         if len(body) < OFF_LOOP_HASH_BYTES:
             return hash_body(body, algorithm)
         async with self._shared.hashers:
@@ -339,7 +343,11 @@ class RegistryClient:
                     cache.put_failure(
                         key, exc, retry_after=retry_after if isinstance(retry_after, float) else None
                     )
-                raise
+                # The failure leaves the flight without the frames it was raised through:
+                # they hold the body that was refused (4 MiB for a flooded index), and the
+                # flight's task keeps its exception until every waiter has taken it.
+                exc.__context__ = None  # (``from None`` hides the context, it does not drop it)
+                raise exc.with_traceback(None) from None
 
         try:
             return await cache.single_flight(key, remembered)
@@ -404,7 +412,7 @@ class RegistryClient:
         reply = await self.call(entry, "GET", path, KIND_MANIFEST, ref.repository, what, accept=media.ACCEPT)
         if reply.status != 200:
             raise self._transport.http_error(self._config, reply, "GET", path, what)
-        actual = await self.digest_of(reply.body, digest.partition(":")[0])
+        actual = await self.digest_of(reply, digest.partition(":")[0])
         if actual != digest:
             raise LookupFailed(
                 f"manifest for {what} does not match its digest (got {actual})",
@@ -419,10 +427,10 @@ class RegistryClient:
         if reply.status != 200:
             raise self._transport.http_error(self._config, reply, "GET", path, what)
         header = reply.headers.get("Docker-Content-Digest")
-        digest = await self.digest_of(reply.body, "sha256")
+        digest = await self.digest_of(reply, "sha256")
         if header and digests.is_digest(header):
             algorithm = header.partition(":")[0]
-            actual = digest if algorithm == "sha256" else await self.digest_of(reply.body, algorithm)
+            actual = digest if algorithm == "sha256" else await self.digest_of(reply, algorithm)
             if actual != header:
                 raise LookupFailed(
                     f"manifest for {what} does not match the registry's Docker-Content-Digest "
@@ -510,7 +518,7 @@ class RegistryClient:
         reply = await self.call(entry, "GET", path, KIND_BLOB, ref.repository, what, accept=None)
         if reply.status != 200:
             raise self._transport.http_error(self._config, reply, "GET", path, what)
-        actual = await self.digest_of(reply.body, digest.partition(":")[0])
+        actual = await self.digest_of(reply, digest.partition(":")[0])
         if actual != digest:
             raise LookupFailed(
                 f"{what} does not match its digest (got {actual})",

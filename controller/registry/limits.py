@@ -102,80 +102,111 @@ def per_tenant_limit(capacity: int) -> int:
 
 
 class FairSlots:
-    """A per-host concurrency limit shared round-robin between tenants, each under a cap."""
+    """A per-host concurrency limit shared round-robin between tenants, each under a cap.
+
+    Units are slots by default (one per request); :class:`BodyRoom` uses the same
+    scheduler with bytes as units, so a request may take ``amount`` units at once
+    (clamped to what one tenant may hold, so no request waits for ever).
+    """
 
     def __init__(self, capacity: int, *, per_tenant: int | None = None) -> None:
         self.capacity = capacity
         self.per_tenant = per_tenant if per_tenant is not None else per_tenant_limit(capacity)
         self.held = 0
         self.by_tenant: Counter[Tenant] = Counter()
-        self._queues: OrderedDict[Tenant, deque[asyncio.Future[None]]] = OrderedDict()
+        self._queues: OrderedDict[Tenant, deque[tuple[asyncio.Future[None], int]]] = OrderedDict()
 
     def waiting(self, tenant: Tenant = None) -> int:
         return len(self._queues.get(tenant, ()))
 
-    def _can(self, tenant: Tenant) -> bool:
-        return self.held < self.capacity and self.by_tenant[tenant] < self.per_tenant
+    def clamp(self, amount: int) -> int:
+        return max(1, min(amount, self.per_tenant))
 
-    def _take(self, tenant: Tenant) -> None:
-        self.held += 1
-        self.by_tenant[tenant] += 1
+    def _can(self, tenant: Tenant, amount: int) -> bool:
+        return self.held + amount <= self.capacity and self.by_tenant[tenant] + amount <= self.per_tenant
 
-    async def acquire(self, tenant: Tenant) -> None:
-        if not self._queues.get(tenant) and self._can(tenant):
-            self._take(tenant)
+    def _take(self, tenant: Tenant, amount: int) -> None:
+        self.held += amount
+        self.by_tenant[tenant] += amount
+
+    async def acquire(self, tenant: Tenant, amount: int = 1) -> None:
+        """Take ``amount`` units (already :meth:`clamp`-ed by the caller) for ``tenant``."""
+        if not self._queues.get(tenant) and self._can(tenant, amount):
+            self._take(tenant, amount)
             return
         granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queues.setdefault(tenant, deque()).append(granted)
+        ticket = (granted, amount)
+        self._queues.setdefault(tenant, deque()).append(ticket)
         try:
             await granted
         except asyncio.CancelledError:
             if granted.done() and not granted.cancelled():
-                self.release(tenant)  # granted as we were cancelled: hand it on
+                self.release(tenant, amount)  # granted as we were cancelled: hand it on
             else:
                 queue = self._queues.get(tenant)
                 if queue is not None:
                     with contextlib.suppress(ValueError):
-                        queue.remove(granted)
+                        queue.remove(ticket)
                     if not queue:
                         del self._queues[tenant]
             raise
 
-    def release(self, tenant: Tenant) -> None:
-        self.held -= 1
-        self.by_tenant[tenant] -= 1
+    def release(self, tenant: Tenant, amount: int = 1) -> None:
+        self.held -= amount
+        self.by_tenant[tenant] -= amount
         if self.by_tenant[tenant] <= 0:
             del self.by_tenant[tenant]
         self._wake()
 
     def _wake(self) -> None:
-        """Grant free slots to waiting tenants, fewest slots held first, until none can take one.
+        """Grant free units to waiting tenants, fewest units held first, until none can take theirs.
 
         Ties go round-robin: a tenant that was just served moves behind the others.
         """
         while self.held < self.capacity and self._queues:
-            ready = [t for t in self._queues if self._can(t)]
+            ready = [t for t, queue in self._queues.items() if self._can(t, queue[0][1])]
             if not ready:
                 return
             tenant = min(ready, key=lambda t: self.by_tenant[t])  # min() keeps queue order on ties
             queue = self._queues[tenant]
-            granted = queue.popleft()
+            granted, amount = queue.popleft()
             if queue:
                 self._queues.move_to_end(tenant)
             else:
                 del self._queues[tenant]
             if granted.done():  # its waiter was cancelled and has not run yet: skip it
                 continue
-            self._take(tenant)
+            self._take(tenant, amount)
             granted.set_result(None)
 
     @contextlib.asynccontextmanager
-    async def slot(self, tenant: Tenant) -> AsyncIterator[None]:
-        await self.acquire(tenant)
+    async def slot(self, tenant: Tenant, amount: int = 1) -> AsyncIterator[None]:
+        amount = self.clamp(amount)
+        await self.acquire(tenant, amount)
         try:
             yield
         finally:
-            self.release(tenant)
+            self.release(tenant, amount)
+
+
+#: Bytes of registry bodies the whole process may be reading at once (32 MiB), and one
+#: tenant's share of them. A body is read into memory whole (it is hashed and parsed
+#: whole), so without this bound memory grew with the requests in flight: 8 per host on
+#: 4 hostile hosts, each a 4 MiB index, held 128 MiB of bodies and their copies at once,
+#: four such reviews took the process past its 384 MiB limit.
+BODY_ROOM_BYTES = 32 * 1024 * 1024
+
+
+class BodyRoom(FairSlots):
+    """The process's bytes of bodies being read, shared between tenants like request slots.
+
+    A reader takes the body's ``Content-Length`` (or the most it may read, when the
+    registry does not say) before reading; one tenant may hold three quarters, so a
+    flood of large bodies from one namespace leaves room for another's manifests.
+    """
+
+    def __init__(self, capacity: int = BODY_ROOM_BYTES) -> None:
+        super().__init__(capacity, per_tenant=per_tenant_limit(capacity))
 
 
 #: How long a 429 without Retry-After or RateLimit-Reset keeps a host quiet.

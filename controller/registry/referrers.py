@@ -107,7 +107,7 @@ async def _get_blob(
             f"{what} is over {limit} bytes: refused",
             context={"registry": reply.host, "code": "TOO_LARGE"},
         )
-    actual = await client.digest_of(reply.body, digest.partition(":")[0])
+    actual = await client.digest_of(reply, digest.partition(":")[0])
     if actual != digest:
         raise LookupFailed(
             f"{what} does not match its digest (got {actual})",

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import logging
 import ssl
 import time
@@ -61,6 +62,7 @@ from controller.registry.config import (
     RegistryHost,
 )
 from controller.registry.limits import (
+    BodyRoom,
     FairSlots,
     HoldOffs,
     current_account,
@@ -134,6 +136,10 @@ class Reply:
     body: bytes
     host: str
     url: URL
+    #: ``sha256:<hex>`` of :attr:`body`, computed as it was read (a 200 answer's body): the
+    #: digest every manifest and blob is checked against, with nothing to wait for after
+    #: the read, so a body read is a body judged, not one queued for a hasher.
+    sha256: str | None = None
 
 
 def hostport(url: URL) -> str:
@@ -286,6 +292,8 @@ class Transport:
         self.stats = RequestStats()
         self.session: aiohttp.ClientSession | None = None
         self.slots: dict[str, FairSlots] = {}
+        #: Bytes of bodies being read, process-wide (see :class:`BodyRoom`).
+        self.body_room = BodyRoom()
         self.holdoffs = HoldOffs(clock=clock)
         self.proxies: dict[str, str] | None = None  # scheme → proxy URL, from the environment
         #: Credentials that helper programs handed out, per API host: scrubbed like configured ones.
@@ -485,13 +493,14 @@ class Transport:
                     proxy=self._proxy_for(url),
                     timeout=aiohttp.ClientTimeout(total=None, sock_connect=budget, sock_read=budget),
                 ) as resp:
+                    sha256 = None
                     if method == "HEAD":
                         body = b""
                     elif resp.status == 200:
-                        body = await _read_capped(resp, limit, kind, hp, where)
+                        body, sha256 = await self._read_in_room(resp, limit, kind, hp, where)
                     else:
                         body = await _read_prefix(resp, MAX_ERROR_BODY)
-                    reply = Reply(resp.status, resp.headers, body, hp, url)
+                    reply = Reply(resp.status, resp.headers, body, hp, url, sha256)
         except HANDLED as exc:
             raise lookup_failure(exc, host=hp, where=where, budget=budget) from None
         if account is not None:
@@ -506,6 +515,20 @@ class Transport:
             (time.monotonic() - started) * 1000,
         )
         return reply
+
+    async def _read_in_room(
+        self, resp: aiohttp.ClientResponse, limit: int, kind: str, hp: str, where: str
+    ) -> tuple[bytes, str]:
+        """:func:`_read_capped`, holding room for the body in :attr:`body_room` while it is read.
+
+        The room taken is the body's ``Content-Length`` when the registry sends one
+        (and it is under ``limit``), else ``limit``: what the read may hold at most.
+        """
+        length = resp.content_length
+        if length is not None and length > limit:
+            return await _read_capped(resp, limit, kind, hp, where)  # refused on the header, unread
+        async with self.body_room.slot(current_tenant(), length if length is not None else limit):
+            return await _read_capped(resp, limit, kind, hp, where)
 
     # -- what a failed answer is called -----------------------------------------------
 
@@ -558,8 +581,12 @@ def proxy_bypassed(url: URL, proxies: Mapping[str, str]) -> bool:
     return bool(bypass(f"{host}:{port}" if port else host, dict(proxies)))
 
 
-async def _read_capped(resp: aiohttp.ClientResponse, limit: int, kind: str, hp: str, where: str) -> bytes:
-    """Read at most ``limit`` bytes; refuse on the Content-Length, or as soon as the stream passes it."""
+async def _read_capped(
+    resp: aiohttp.ClientResponse, limit: int, kind: str, hp: str, where: str
+) -> tuple[bytes, str]:
+    """Read at most ``limit`` bytes, and their sha256 digest as they arrive (a 64 KiB
+    chunk hashes in tens of microseconds); refuse on the Content-Length, or as soon as
+    the stream passes it."""
     what = "manifest" if kind == KIND_MANIFEST else "config" if kind == KIND_BLOB else "response"
     length = resp.content_length
     if length is not None and length > limit:
@@ -568,6 +595,7 @@ async def _read_capped(resp: aiohttp.ClientResponse, limit: int, kind: str, hp: 
             context={"registry": hp, "code": "TOO_LARGE"},
         )
     buf = bytearray()
+    hasher = hashlib.sha256()
     async for chunk in resp.content.iter_chunked(64 * 1024):
         buf += chunk
         if len(buf) > limit:
@@ -576,7 +604,8 @@ async def _read_capped(resp: aiohttp.ClientResponse, limit: int, kind: str, hp: 
                 f"{what} over {mib(limit)} refused ({hp} {where})",
                 context={"registry": hp, "code": "TOO_LARGE"},
             )
-    return bytes(buf)
+        hasher.update(chunk)
+    return bytes(buf), "sha256:" + hasher.hexdigest()
 
 
 async def _read_prefix(resp: aiohttp.ClientResponse, limit: int) -> bytes:
