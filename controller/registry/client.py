@@ -48,9 +48,10 @@ from controller.registry import auth, jsonread, media, referrers
 from controller.registry.cache import RegistryCache
 from controller.registry.config import RegistryConfig, RegistryHost
 from controller.registry.handshake import Handshake
-from controller.registry.helpers import ProcessLimitReached, ProgramCredentials
+from controller.registry.helpers import ProgramCredentials
 from controller.registry.limits import current_account
 from controller.registry.media import ImageConfig, ImageIndex, ImageManifest
+from controller.registry.programs import ProcessLimitReached
 from controller.registry.transport import (
     KIND_BLOB,
     KIND_MANIFEST,
