@@ -268,16 +268,29 @@ class Admission:
             return rv.build_response(review.uid, allowed=True), Action.ALLOW.value, []
         check: Callable[[Mapping[str, Any]], Sequence[PolicyError]]
         if review.kind == EXCEPTION_KIND:
-            from controller.policy.exceptions import check_exception  # schema on first use only
-
-            today = self.clock().date()
-            check = functools.partial(check_exception, today=today)
+            check = functools.partial(self._exception_errors, today=self.clock().date())
         else:
             from controller.policy.compile import check_policy  # the schema loads on first use only
 
             check = check_policy
         body, verdict, errors = rv.policy_response(review, check)
         return body, verdict.value, errors
+
+    def _exception_errors(self, doc: Mapping[str, Any], *, today: dt.date) -> list[PolicyError]:
+        """An exception's field errors; when it has none, whether its namespace has room.
+
+        A namespace holds at most 64 exceptions in force (each is tried for every image of
+        every review there); one more is refused when filed rather than stored to waive
+        nothing. Counted in this replica's store: only that namespace's own exceptions,
+        so no other tenant's count can refuse it.
+        """
+        from controller.policy.exceptions import compile_exception_checked  # schema on first use
+
+        compiled, errors = compile_exception_checked(doc, today=today)
+        if compiled is None:
+            return errors
+        refused = self.store.exception_refusal(compiled)
+        return [] if refused is None else [refused]
 
     # ---- answers when judging was not possible
 

@@ -122,3 +122,36 @@ async def test_mutate_leaves_exceptions_alone(start_webhook: StartWebhook) -> No
     review = exception_review(good_spec(until="2027-12-31"))
     response = await webhook.response(review, endpoint="mutate")
     assert response == {"uid": review["request"]["uid"], "allowed": True}
+
+
+async def test_the_65th_exception_of_a_namespace_is_refused_when_filed(start_webhook: StartWebhook) -> None:
+    """Counted per namespace: shop's 64 exceptions never refuse one filed in billing."""
+    from controller.policy.exceptions import compile_exception
+    from controller.policy.store import PolicyStore
+
+    def doc(name: str, namespace: str) -> dict[str, Any]:
+        return {
+            "apiVersion": "baseguard.io/v1alpha1",
+            "kind": "BaseImagePolicyException",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": good_spec(),
+        }
+
+    store = PolicyStore()
+    store.replace({}, exceptions=[compile_exception(doc(f"x{i}", "shop"), today=TODAY.date()) for i in range(64)])
+    webhook = await start_webhook(store=store, clock=lambda: TODAY)
+    response = await webhook.response(exception_review(good_spec()))
+    assert response["allowed"] is False
+    assert response["status"]["message"] == (
+        "BaseImagePolicyException app-migration is invalid (1 error):\n"
+        "metadata.name: namespace shop already holds 64 exceptions, the most one namespace may hold "
+        "(64); this one is not applied: merge or delete expired ones"
+    )
+    # an edit of one of the 64 is not one more
+    edit = exception_review(good_spec(reason="APP-2"), operation="UPDATE")
+    edit["request"]["name"] = edit["request"]["object"]["metadata"]["name"] = "x3"
+    edit["request"]["oldObject"] = {**copy.deepcopy(edit["request"]["object"]), "spec": good_spec()}
+    assert await webhook.response(edit) == {"uid": edit["request"]["uid"], "allowed": True}
+    billing = exception_review(good_spec())
+    billing["request"]["namespace"] = "billing"
+    assert (await webhook.response(billing))["allowed"] is True
