@@ -85,6 +85,22 @@ RULE_HELP: Mapping[str, tuple[str, str]] = {
         "that does not match its digest. Check access (--registry-config, --docker-config); "
         "the policy's lineage.onLookupFailure decides what this means.",
     ),
+    RuleCode.UNSIGNED: (
+        "The image, or a base beneath it, carries no signature from the policy's authorities.",
+        "Sign it with one of the keys or keyless identities in spec.trust.authorities "
+        "(cosign sign), or build on a base its publisher signed.",
+    ),
+    RuleCode.SIGNATURE_INVALID: (
+        "A signature is there but does not verify.",
+        "Signed by another key, altered after signing, signed for another image's digest, "
+        "outside the key's notBefore/notAfter window, or the wrong keyless identity: re-sign "
+        "the image with a listed authority.",
+    ),
+    RuleCode.ATTESTATION_MISSING: (
+        "A required attestation (by predicate type) is missing or not signed by its authorities.",
+        "Attest the image (cosign attest --type, or your CI's provenance) with one of the "
+        "authorities spec.trust.attestations names.",
+    ),
 }
 
 

@@ -1,0 +1,240 @@
+"""``spec.trust`` through ``baseguard check``, against the real registry with signatures pushed as cosign does.
+
+Each refusal is asserted as a user sees it: the rule code, the verdict, and a
+message naming the authority.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controller.cli.main import main
+from controller.registry import media
+from tests.support import signing
+from tests.support.cosign_push import push_attestation, push_bundle_referrer, push_signature
+from tests.support.images import layer
+
+NOW = "2026-11-23"
+
+
+def write(path: Path, text: str) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text))
+    return str(path)
+
+
+def indent(pem: str, spaces: int) -> str:
+    return "\n".join(" " * spaces + line for line in pem.strip().splitlines())
+
+
+def policy(
+    tmp_path: Path,
+    key: signing.PrivateKey,
+    *,
+    applies_to: str = "Image",
+    window: str = "",
+    extra: str = "",
+    mode: str = "Enforce",
+) -> str:
+    text = f"""\
+apiVersion: baseguard.io/v1alpha1
+kind: ClusterBaseImagePolicy
+metadata: {{name: signed}}
+spec:
+  mode: {mode}
+  trust:
+    appliesTo: {applies_to}
+    authorities:
+      - name: platform
+        keys:
+          - publicKey: |
+{indent(signing.public_pem(key), 14)}
+{window}
+{extra}
+"""
+    return write(tmp_path / "policy.yaml", text)
+
+
+def pod(tmp_path: Path, image: str, name: str = "pod.yaml") -> str:
+    return write(
+        tmp_path / name,
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: a, namespace: shop}\n"
+        f"spec: {{containers: [{{name: app, image: '{image}'}}]}}\n",
+    )
+
+
+def check(capsys: pytest.CaptureFixture[str], tmp_path: Path, registry: Any, *argv: str) -> tuple[int, str]:
+    config = write(tmp_path / "r.yaml", f'registries:\n  - {{host: "{registry.host}", insecure: true}}\n')
+    code = main(["check", *argv, "--registry-config", config, "--now", NOW])
+    return code, capsys.readouterr().out
+
+
+@pytest.fixture
+def key() -> signing.PrivateKey:
+    return signing.new_key("p256")
+
+
+def test_a_signed_image_is_allowed_and_an_unsigned_one_denied(
+    registry: Any, unique_repo: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], key: Any
+) -> None:
+    signed = registry.push_image(f"{unique_repo}/app", "1.0.0", [layer({"app": "signed"})])
+    push_signature(registry.pusher, f"{unique_repo}/app", signed.digest, key)
+    unsigned = registry.push_image(f"{unique_repo}/app", "2.0.0", [layer({"app": "unsigned"})])
+    rules = policy(tmp_path, key)
+    code, out = check(capsys, tmp_path, registry, pod(tmp_path, signed.reference), "-p", rules)
+    assert code == 0, out
+    code, out = check(capsys, tmp_path, registry, pod(tmp_path, unsigned.reference), "-p", rules)
+    assert code == 1, out
+    assert "unsigned [signed] deny" in out
+    assert "authority platform (keys platform[0])" in out
+    assert f"no signature for {unsigned.digest}" in out
+
+
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [
+        ("wrong-key", "bad-signature"),
+        ("tampered", "bad-signature"),
+        ("other-image", "other-image"),
+        ("expired", "outside-window"),
+    ],
+)
+def test_each_bad_signature_is_refused_as_signature_invalid(
+    registry: Any,
+    unique_repo: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    key: Any,
+    case: str,
+    reason: str,
+) -> None:
+    repo = f"{unique_repo}/app"
+    image = registry.push_image(repo, "1.0.0", [layer({"app": case})])
+    other = registry.push_image(repo, "other", [layer({"app": "other"})])
+    window = ""
+    if case == "wrong-key":
+        push_signature(registry.pusher, repo, image.digest, signing.new_key("p256"))
+    elif case == "tampered":
+        push_signature(registry.pusher, repo, image.digest, key, tamper=True)
+    elif case == "other-image":
+        # other's valid signature, copied under this image's tag
+        push_signature(registry.pusher, repo, image.digest, key, signed_digest=other.digest)
+    else:
+        push_signature(registry.pusher, repo, image.digest, key)
+        window = "            notAfter: 2026-06-30T00:00:00Z"
+    rules = policy(tmp_path, key, window=window)
+    code, out = check(capsys, tmp_path, registry, pod(tmp_path, image.reference), "-p", rules, "--format", "json")
+    assert code == 1, out
+    found = json.loads(out)["results"][0]["violations"]
+    assert [v["rule"] for v in found] == ["signature-invalid"], found
+    assert f"platform refused it ({reason})" in found[0]["message"]
+    assert "authority platform" in found[0]["message"]
+
+
+def test_warn_mode_admits_with_a_warning_and_an_exception_waives(
+    registry: Any, unique_repo: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], key: Any
+) -> None:
+    image = registry.push_image(f"{unique_repo}/app", "1.0.0", [layer({"app": "warn"})])
+    rules = policy(tmp_path, key, mode="Warn")
+    code, out = check(capsys, tmp_path, registry, pod(tmp_path, image.reference), "-p", rules)
+    assert code == 0, out
+    assert "unsigned [signed] warn" in out
+    waived = policy(
+        tmp_path,
+        key,
+        extra=f'  exceptions:\n    - {{images: ["{registry.host}/{unique_repo}/*"], until: "2026-12-31", reason: legacy}}',
+    )
+    code, out = check(capsys, tmp_path, registry, pod(tmp_path, image.reference), "-p", waived)
+    assert code == 0, out
+    assert "waived until 2026-12-31" in out
+
+
+def test_a_bundle_referrer_verifies_and_an_attestation_is_required(
+    registry: Any, unique_repo: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], key: Any
+) -> None:
+    repo = f"{unique_repo}/app"
+    image = registry.push_image(repo, "1.0.0", [layer({"app": "bundle"})])
+    bundle = signing.key_bundle(signing.message_signature(key, image.digest), hint="platform[0]")
+    push_bundle_referrer(registry.pusher, repo, image.digest, image.size, bundle)
+    attested = (
+        "    attestations:\n      - predicateType: https://slsa.dev/provenance/v1\n"
+        "        authorities: [platform]"
+    )
+    rules = policy(tmp_path, key, extra=attested)
+    code, out = check(capsys, tmp_path, registry, pod(tmp_path, image.reference), "-p", rules)
+    assert code == 1, out
+    assert "unsigned" not in out and "signature-invalid" not in out
+    assert "attestation-missing [signed] deny" in out
+    push_attestation(registry.pusher, repo, image.digest, key, signing.SLSA_V1)
+    code, out = check(capsys, tmp_path, registry, pod(tmp_path, image.reference), "-p", rules)
+    assert code == 0, out
+
+
+def test_a_base_signed_by_its_publisher_passes_and_its_unsigned_mirror_copy_is_denied(
+    registry: Any, unique_repo: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], key: Any
+) -> None:
+    os_layer = layer({"etc/os-release": "golden"})
+    base = registry.push_image(f"{unique_repo}/base", "1", [os_layer], annotations={media.BASE_NAME: "scratch"})
+    push_signature(registry.pusher, f"{unique_repo}/base", base.digest, key)
+    mirror = registry.push_image(
+        f"{unique_repo}/mirror/base", "1", [os_layer], annotations={media.BASE_NAME: "scratch"}
+    )
+    app_layer = layer({"app": "x"})
+    on_signed = registry.push_image(
+        f"{unique_repo}/app", "1", [os_layer, app_layer],
+        annotations={media.BASE_NAME: base.tagged, media.BASE_DIGEST: base.digest},
+    )
+    on_mirror = registry.push_image(
+        f"{unique_repo}/app", "2", [os_layer, app_layer],
+        annotations={media.BASE_NAME: mirror.tagged, media.BASE_DIGEST: mirror.digest},
+    )
+    rules = policy(tmp_path, key, applies_to="Bases")
+    code, out = check(capsys, tmp_path, registry, pod(tmp_path, on_signed.reference), "-p", rules)
+    assert code == 0, out
+    code, out = check(capsys, tmp_path, registry, pod(tmp_path, on_mirror.reference), "-p", rules)
+    assert code == 1, out
+    assert "unsigned [signed] deny" in out
+    assert f"base {registry.host}/{unique_repo}/mirror/base:1" in out
+    assert "authority platform" in out
+
+
+def test_the_registry_failing_is_lookup_failed_never_an_allow(
+    unique_repo: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], key: Any
+) -> None:
+    rules = policy(tmp_path, key)
+    image = "127.0.0.1:1/none/app@sha256:" + "a" * 64
+    config = write(tmp_path / "r.yaml", 'registries:\n  - {host: "127.0.0.1:1", insecure: true}\n')
+    code = main(["check", pod(tmp_path, image), "-p", rules, "--registry-config", config, "--now", NOW, "--budget", "3"])
+    out = capsys.readouterr().out
+    assert code == 3, out  # denied, and not judged: exit 3 says which
+    assert "lookup-failed [signed] deny" in out
+
+
+def test_a_policy_with_a_bad_trust_section_names_the_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = write(
+        tmp_path / "bad.yaml",
+        """\
+        apiVersion: baseguard.io/v1alpha1
+        kind: ClusterBaseImagePolicy
+        metadata: {name: bad}
+        spec:
+          trust:
+            authorities:
+              - name: platform
+                keys: [{publicKey: "not a key"}]
+            attestations: [{predicateType: x, authorities: [nobody]}]
+        """,
+    )
+    code = main(["policy", "validate", bad])
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert code == 2, text
+    assert "spec.trust.authorities[0].keys[0].publicKey" in text
+    assert "spec.trust.attestations[0].authorities[0]" in text
