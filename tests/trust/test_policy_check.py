@@ -238,3 +238,29 @@ def test_a_policy_with_a_bad_trust_section_names_the_field(
     assert code == 2, text
     assert "spec.trust.authorities[0].keys[0].publicKey" in text
     assert "spec.trust.attestations[0].authorities[0]" in text
+
+
+def test_a_keyless_authority_without_its_trusted_root_is_not_judged_and_a_bad_root_file_is_refused(
+    registry: Any, unique_repo: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    image = registry.push_image(f"{unique_repo}/app", "1.0.0", [layer({"app": "keyless"})])
+    rules = write(
+        tmp_path / "keyless.yaml",
+        """\
+        apiVersion: baseguard.io/v1alpha1
+        kind: ClusterBaseImagePolicy
+        metadata: {name: keyless}
+        spec:
+          trust:
+            authorities:
+              - name: ci
+                keyless: {issuer: "https://token.actions.githubusercontent.com", subject: "https://github.com/acme/app/.github/workflows/release.yml@refs/heads/main"}
+        """,
+    )
+    code, out = check(capsys, tmp_path, registry, pod(tmp_path, image.reference), "-p", rules)
+    assert code == 3, out
+    assert "lookup-failed [keyless] deny" in out
+    assert "no trusted root named 'default' is configured" in out
+    bad = write(tmp_path / "root.json", "{not json")
+    code, out = check(capsys, tmp_path, registry, pod(tmp_path, image.reference), "-p", rules, "--trusted-root", bad)
+    assert code == 2
