@@ -295,6 +295,7 @@ class Assessor:
         if checker is None:
             return {}
         asked: dict[tuple[str | None, str], list[tuple[AnswerKey, Wanted]]] = {}
+        seen: set[tuple[str | None, str, int]] = set()  # (namespace, image, policy) asked once
         for workload, _obj, scoped, images, _cpu in prepared:
             trusting = [p for p in scoped if p.trust is not None]
             if not trusting:
@@ -305,11 +306,13 @@ class Assessor:
                     continue
                 where = (ns, facts.reference.normalized)
                 lineage = found.get(where)
-                if lineage is None or where in asked:
+                if lineage is None:
                     continue
                 items = asked.setdefault(where, [])
                 for policy in trusting:
-                    assert policy.trust is not None
+                    if (*where, id(policy)) in seen or policy.trust is None:
+                        continue
+                    seen.add((*where, id(policy)))
                     items.extend(_wanted(checker, policy.trust, subjects(policy.trust, lineage)))
         flat = [w for items in asked.values() for _, w in items]
         if not flat:

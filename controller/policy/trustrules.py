@@ -75,14 +75,18 @@ def judge(policy: CompiledPolicy, subject: Subject) -> tuple[list[Violation], se
             if rule is RuleCode.LOOKUP_FAILED:
                 if failure_action is None:
                     continue
+                fix = (
+                    "remove stale signatures from the image's .sig tag"
+                    if "were not read" in message
+                    else "check the registry and the pull credentials, then retry"
+                )
                 found.append(
                     Violation(
                         policy.key,
                         rule,
                         failure_action,
                         f"the signatures of {what} could not be checked: {message} "
-                        f"(lineage.onLookupFailure: {policy.lineage.on_lookup_failure.value}); "
-                        "check the registry and the pull credentials, then retry",
+                        f"(lineage.onLookupFailure: {policy.lineage.on_lookup_failure.value}); {fix}",
                     )
                 )
                 continue

@@ -14,8 +14,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tests.support import signing
-from tests.support.images import Pusher, sha256
+from support import signing
+from support.images import Pusher, sha256
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"

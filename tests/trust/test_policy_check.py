@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import signing
+from support.cosign_push import push_attestation, push_bundle_referrer, push_signature
+from support.images import layer
 
 from controller.cli.main import main
 from controller.registry import media
-from tests.support import signing
-from tests.support.cosign_push import push_attestation, push_bundle_referrer, push_signature
-from tests.support.images import layer
 
 NOW = "2026-11-23"
 
@@ -264,3 +264,80 @@ def test_a_keyless_authority_without_its_trusted_root_is_not_judged_and_a_bad_ro
     bad = write(tmp_path / "root.json", "{not json")
     code, out = check(capsys, tmp_path, registry, pod(tmp_path, image.reference), "-p", rules, "--trusted-root", bad)
     assert code == 2
+
+
+def test_a_namespaced_policys_authorities_judge_only_its_namespace_and_an_exception_object_waives(
+    registry: Any, unique_repo: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], key: Any
+) -> None:
+    """Isolation: shop's BaseImagePolicy requires signatures in shop; billing's pod is not its business."""
+    image = registry.push_image(f"{unique_repo}/app", "1.0.0", [layer({"app": "ns"})])
+    text = Path(policy(tmp_path, key)).read_text()
+    text = text.replace("kind: ClusterBaseImagePolicy\nmetadata: {name: signed}", "kind: BaseImagePolicy\nmetadata: {name: signed, namespace: shop}")
+    rules = write(tmp_path / "shop.yaml", text)
+    shop = pod(tmp_path, image.reference, "pods/shop.yaml")
+    billing = write(
+        tmp_path / "pods/billing.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: a, namespace: billing}\n"
+        f"spec: {{containers: [{{name: app, image: '{image.reference}'}}]}}\n",
+    )
+    code, out = check(capsys, tmp_path, registry, shop, billing, "-p", rules)
+    assert code == 1, out
+    assert "unsigned [shop/signed] deny" in out
+    assert "ALLOW Pod/billing/a  (no policy applies" in out
+    code, out = check(capsys, tmp_path, registry, billing, "-p", rules)
+    assert code == 0, out
+    waiver = write(
+        tmp_path / "waiver.yaml",
+        f"""\
+        apiVersion: baseguard.io/v1alpha1
+        kind: BaseImagePolicyException
+        metadata: {{name: unsigned-app, namespace: shop}}
+        spec:
+          policy: {{kind: BaseImagePolicy, name: signed}}
+          rules: [unsigned]
+          images: ["{registry.host}/{unique_repo}/app"]
+          until: "2026-12-31"
+          reason: SHOP-7 signing in CI next sprint
+        """,
+    )
+    code, out = check(capsys, tmp_path, registry, shop, "-p", rules, "-p", waiver)
+    assert code == 0, out
+    assert "waived until 2026-12-31 by BaseImagePolicyException shop/unsigned-app" in out
+
+
+def test_more_signatures_than_the_bound_none_verifying_is_not_evaluated_never_passed(
+    registry: Any, unique_repo: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], key: Any
+) -> None:
+    import json as _json
+
+    from support.cosign_push import OCI_MANIFEST, SIMPLE_SIGNING, tag_of
+
+    repo = f"{unique_repo}/app"
+    image = registry.push_image(repo, "1.0.0", [layer({"app": "flood"})])
+    mallory = signing.new_key("p256")
+    layers = []
+    for i in range(20):
+        body = signing.simple_signing_payload(image.digest, f"copy-{i}")
+        blob = registry.pusher.push_blob(repo, body)
+        layers.append({
+            "mediaType": SIMPLE_SIGNING, **blob,
+            "annotations": {"dev.cosignproject.cosign/signature": signing.b64(signing.sign(mallory, body))},
+        })  # fmt: skip
+    # the one good signature comes last, past the bound: never read, so never a pass by luck
+    good = signing.simple_signing_payload(image.digest)
+    blob = registry.pusher.push_blob(repo, good)
+    layers.append({
+        "mediaType": SIMPLE_SIGNING, **blob,
+        "annotations": {"dev.cosignproject.cosign/signature": signing.b64(signing.sign(key, good))},
+    })  # fmt: skip
+    config = registry.pusher.push_blob(repo, b"{}")
+    manifest = _json.dumps({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", **config}, "layers": layers,
+    }).encode()  # fmt: skip
+    registry.pusher.push_manifest(repo, tag_of(image.digest, ".sig"), manifest, OCI_MANIFEST)
+    code, out = check(capsys, tmp_path, registry, pod(tmp_path, image.reference), "-p", policy(tmp_path, key))
+    assert code == 3, out  # denied, and not judged
+    assert "lookup-failed [signed] deny" in out
+    assert "more than 16 signatures and attestations" in out
+    assert "remove stale signatures" in out
