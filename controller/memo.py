@@ -51,7 +51,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from controller.assess import Assessor, WorkloadResult
 from controller.caching import Instances, SingleFlight, TTLMap
@@ -60,6 +60,7 @@ from controller.lineage.catalog import Catalog
 from controller.lineage.images import ClaimSource, RegistryClient
 from controller.lineage.model import DEFAULT_MAX_DEPTH, End, Lineage
 from controller.lineage.resolve import LineageKey, LineageResolver, lineage_key
+from controller.lineage.signatures import SignatureChecker
 from controller.policy.facts import ObjectFacts
 from controller.policy.model import CompiledPolicy
 from controller.reference import Reference
@@ -162,8 +163,13 @@ class MemoAssessor(Assessor):
         max_entries: int = DEFAULT_ENTRIES,
         clock: Callable[[], float] = time.monotonic,
         max_credential_sets: int = DEFAULT_CREDENTIAL_SETS,
+        trusted_roots: Mapping[str, Any] | None = None,
     ) -> None:
-        super().__init__(resolver, budget=budget, bounds=bounds)
+        signatures = (
+            SignatureChecker(resolver.client, roots=trusted_roots) if resolver is not None else None
+        )
+        super().__init__(resolver, budget=budget, bounds=bounds, signatures=signatures)
+        self.trusted_roots = dict(trusted_roots or {})
         self.ttl = ttl
         self.max_entries = max_entries
         self.clock = clock
@@ -253,6 +259,8 @@ class MemoAssessor(Assessor):
             max_entries=self.max_entries,
             clock=self.clock,
             max_credential_sets=0,
+            # its own results cache: what was read with one pull secret is judged for it only
+            trusted_roots=self.trusted_roots,
         )
 
     async def assess(

@@ -341,3 +341,44 @@ def test_more_signatures_than_the_bound_none_verifying_is_not_evaluated_never_pa
     assert "lookup-failed [signed] deny" in out
     assert "more than 16 signatures and attestations" in out
     assert "remove stale signatures" in out
+
+
+@pytest.mark.parametrize(("subject", "admitted"), [("WORKFLOW", True), ("https://github.com/mallory/fork/.github/workflows/x.yml@refs/heads/main", False)])
+def test_a_keyless_bundle_referrer_is_judged_against_the_trusted_root_file(
+    registry: Any, unique_repo: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], subject: str, admitted: bool
+) -> None:
+    """The real ``sigstore`` verifier, the local test root written as trusted_root.json, through check."""
+    from support.sigstore_root import GITHUB, WORKFLOW, LocalSigstore
+
+    sigstore = LocalSigstore(tmp_path)
+    repo = f"{unique_repo}/app"
+    image = registry.push_image(repo, "1.0.0", [layer({"app": "keyless"})])
+    push_bundle_referrer(registry.pusher, repo, image.digest, image.size, sigstore.bundle(sigstore.sign_message(image.digest)))
+    wanted = WORKFLOW if subject == "WORKFLOW" else subject
+    rules = write(
+        tmp_path / "keyless.yaml",
+        f"""\
+        apiVersion: baseguard.io/v1alpha1
+        kind: ClusterBaseImagePolicy
+        metadata: {{name: keyless}}
+        spec:
+          trust:
+            authorities:
+              - name: release
+                keyless: {{issuer: "{GITHUB}", subject: "{wanted}", trustedRoot: corp}}
+        """,
+    )
+    config = write(tmp_path / "r.yaml", f'registries:\n  - {{host: "{registry.host}", insecure: true}}\n')
+    today = sigstore.now.date().isoformat()
+    code = main([
+        "check", pod(tmp_path, image.reference), "-p", rules, "--registry-config", config, "--now", today,
+        "--trusted-root", f"corp={sigstore.path}", "--format", "json",
+    ])  # fmt: skip
+    out = capsys.readouterr().out
+    found = json.loads(out)["results"][0]["violations"]
+    if admitted:
+        assert code == 0 and found == [], out
+    else:
+        assert code == 1, out
+        assert [v["rule"] for v in found] == ["signature-invalid"]
+        assert "release refused it (wrong-identity)" in found[0]["message"]
