@@ -313,7 +313,7 @@ class Assessor:
                     if (*where, id(policy)) in seen or policy.trust is None:
                         continue
                     seen.add((*where, id(policy)))
-                    items.extend(_wanted(checker, policy.trust, subjects(policy.trust, lineage)))
+                    items.extend(trust_requests(checker, policy.trust, subjects(policy.trust, lineage)))
         flat = [w for items in asked.values() for _, w in items]
         if not flat:
             return {}
@@ -446,7 +446,7 @@ class Assessor:
         return out
 
 
-def _wanted(
+def trust_requests(
     checker: SignatureChecker, trust: TrustPolicy, targets: Sequence[TrustSubject]
 ) -> list[tuple[AnswerKey, Wanted]]:
     """What to verify for ``targets``: each digest, under each authority (and attestation)."""

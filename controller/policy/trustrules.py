@@ -11,13 +11,14 @@ lookup: never an allow by omission.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from controller.policy.model import TRUST_RULES, CompiledPolicy, RuleCode
 from controller.policy.rules import lookup_failed, lowered
 from controller.policy.rungs import Subject
 from controller.policy.trustspec import (
+    AnswerKey,
     AuthoritySpec,
     TrustPolicy,
     TrustSubject,
@@ -178,3 +179,20 @@ def _outcome(
         f"{a.name} refused it ({r.reason.value if r.reason else 'refused'}): {r.message}" for a, r in shown
     )
     return rule, "; ".join(reasons)
+
+
+def signed_by(answers: Mapping[AnswerKey, TrustAnswer]) -> dict[tuple[str, str], list[str]]:
+    """Who signed what, from the answers gathered: (repository, digest) → ``signer (authority a)``.
+
+    For output only (``lineage``, ``check``): verified signatures, each said once.
+    """
+    out: dict[tuple[str, str], list[str]] = {}
+    for (name, digest, _, predicate), answer in answers.items():
+        result = answer.result
+        if result is None or not result.verified or predicate:
+            continue
+        text = f"{result.signer} (authority {result.authority})"
+        seen = out.setdefault((name, digest), [])
+        if text not in seen:
+            seen.append(text)
+    return out
