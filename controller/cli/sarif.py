@@ -20,6 +20,7 @@ from urllib.parse import quote
 from controller import __version__
 from controller.assess import WorkloadResult
 from controller.policy.model import Action, RuleCode, most_severe
+from controller.policy.trustrules import signed_by
 from controller.policy.verdict import Violation
 
 SCHEMA_URI = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
@@ -189,6 +190,11 @@ def check_sarif(
                 }
                 if waived:
                     item["suppressions"] = [{"kind": "external", "justification": waived}]
+                signers = signed_by(result.facts.trust)
+                if signers:  # who did vouch (spec.trust): a base signed while the image is not
+                    item["properties"]["signedBy"] = {
+                        f"{name}@{digest}": who for (name, digest), who in signers.items()
+                    }
                 out.append(item)
     invocation: dict[str, Any] = {"executionSuccessful": True}
     if not_evaluated_note:

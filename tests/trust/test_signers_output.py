@@ -64,3 +64,21 @@ def test_check_text_and_json_carry_the_signers(
         {"image": f"{registry.host}/{unique_repo}/base", "digest": base.digest, "signers": ["platform[0] (authority platform)"]}
     ]
     assert [lv.get("signedBy") for lv in result["lineage"]] == [None, ["platform[0] (authority platform)"]]
+
+
+def test_sarif_names_who_signed_beside_the_finding(
+    registry: Any, unique_repo: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The base is signed, the image is not: the alert says so, and who signed the base."""
+    key = signing.new_key("p256")
+    base, app = chain(registry, unique_repo, key)
+    rules = policy(tmp_path, key, applies_to="All")
+    code, out = check(capsys, tmp_path, registry, pod(tmp_path, app.reference), "-p", rules, "--format", "sarif")
+    assert code == 1, out
+    [alert] = json.loads(out)["runs"][0]["results"]
+    assert alert["ruleId"] == "unsigned"
+    assert alert["properties"]["signedBy"] == {
+        f"{registry.host}/{unique_repo}/base@{base.digest}": ["platform[0] (authority platform)"]
+    }
+    rules_listed = {r["id"]: r for r in json.loads(out)["runs"][0]["tool"]["driver"]["rules"]}
+    assert "no signature from the policy's authorities" in rules_listed["unsigned"]["shortDescription"]["text"]
