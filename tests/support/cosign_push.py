@@ -88,18 +88,28 @@ def push_attestation(
 
 
 def push_bundle_referrer(
-    pusher: Pusher, repository: str, subject_digest: str, subject_size: int, bundle: bytes
+    pusher: Pusher,
+    repository: str,
+    subject_digest: str,
+    subject_size: int,
+    bundle: bytes,
+    *,
+    artifact_type: str = BUNDLE,
+    fallback_tag: bool = True,
 ) -> str:
-    """A Sigstore bundle as an OCI 1.1 referrer of the subject, and the referrers tag index."""
+    """A Sigstore bundle (or, with ``artifact_type``, any blob) as an OCI 1.1 referrer of the
+    subject; with ``fallback_tag``, the referrers tag index too (for a registry without the API)."""
     blob = pusher.push_blob(repository, bundle)
     manifest = _manifest(
         pusher,
         repository,
-        [{"mediaType": BUNDLE, **blob}],
-        artifactType=BUNDLE,
+        [{"mediaType": artifact_type, **blob}],
+        artifactType=artifact_type,
         subject={"mediaType": OCI_MANIFEST, "digest": subject_digest, "size": subject_size},
     )
     digest = pusher.push_manifest(repository, sha256(manifest), manifest, OCI_MANIFEST)
+    if not fallback_tag:
+        return digest
     index = json.dumps(
         {
             "schemaVersion": 2,
