@@ -16,9 +16,10 @@ from dataclasses import dataclass
 
 from controller.policy.model import TRUST_RULES, CompiledPolicy, RuleCode
 from controller.policy.rules import lookup_failed, lowered
-from controller.policy.rungs import Subject
+from controller.policy.rungs import Subject, chain_of
 from controller.policy.trustspec import (
     AnswerKey,
+    AppliesTo,
     AuthoritySpec,
     TrustPolicy,
     TrustSubject,
@@ -57,8 +58,30 @@ def judge(policy: CompiledPolicy, subject: Subject) -> tuple[list[Violation], se
     found: list[Violation] = []
     skipped: set[RuleCode] = set()
     failure_action = lowered(policy.base_action, policy.lineage.on_lookup_failure)
+    if trust.applies_to is not AppliesTo.IMAGE and not policy.judges_lineage:
+        # A chain cut short (a failed lookup, maxDepth) hides bases that were never
+        # checked: said as the lineage rules say it, never a pass by omission.
+        settings = policy.lineage
+        chains = [
+            chain_of(p, max_depth=settings.max_depth, verify=settings.verify) for p in lineage.platforms
+        ]
+        found += lookup_failed(policy, subject, lineage, chains)
     for target in subjects(trust, lineage):
         what = _what(subject, target)
+        if not target.digests:
+            if failure_action is not None:
+                found.append(
+                    Violation(
+                        policy.key,
+                        RuleCode.LOOKUP_FAILED,
+                        failure_action,
+                        f"the signatures of {what} could not be checked: "
+                        f"{target.note or 'its digest is not known'} "
+                        f"(lineage.onLookupFailure: {policy.lineage.on_lookup_failure.value}); "
+                        "check the registry and the pull credentials, then retry",
+                    )
+                )
+            continue
         checks: list[tuple[Sequence[AuthoritySpec], str | None]] = [(trust.authorities, None)]
         checks += [(a.authorities, a.predicate_type) for a in trust.attestations]
         for authorities, predicate in checks:

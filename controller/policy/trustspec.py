@@ -109,6 +109,7 @@ class TrustSubject:
     display: str
     depth: int
     digests: tuple[str, ...]
+    note: str = ""  # why a base has no digest (the lineage's note): said, never skipped
 
 
 AnswerKey = tuple[str, str, str, str]
@@ -147,14 +148,16 @@ def subjects(trust: TrustPolicy, lineage: Lineage | None) -> list[TrustSubject]:
                 base = level.reference
                 if base is None or not _wanted(trust, base.name):
                     continue
-                digests = [d for d in (level.digest, base.digest) if d]
+                # Only what was fetched: a claimed digest nobody could read vouches for nothing.
+                digests = [d for d in (level.digest, base.digest) if d] if level.digest else []
                 key = (depth, base.name)
                 known = found.get(key)
                 merged = tuple(dict.fromkeys([*(known.digests if known else ()), *digests]))
                 found[key] = TrustSubject(
-                    base.name, base.registry, base.repository, base.normalized, depth, merged
+                    base.name, base.registry, base.repository, base.normalized, depth, merged,
+                    level.note if not merged else "",
                 )
-    return [s for s in found.values() if s.digests]
+    return list(found.values())  # one without digests is judged lookup-failed, never skipped
 
 
 def _wanted(trust: TrustPolicy, name: str) -> bool:

@@ -382,3 +382,19 @@ def test_a_keyless_bundle_referrer_is_judged_against_the_trusted_root_file(
         assert code == 1, out
         assert [v["rule"] for v in found] == ["signature-invalid"]
         assert "release refused it (wrong-identity)" in found[0]["message"]
+
+
+def test_a_base_that_cannot_be_looked_up_is_not_passed_unsigned_or_silently(
+    registry: Any, unique_repo: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], key: Any
+) -> None:
+    """A trust-only policy (no bases, no lineage section) still says when a base it must judge was not reached."""
+    gone = f"{registry.host}/{unique_repo}/gone:1"
+    image = registry.push_image(
+        f"{unique_repo}/app", "1", [layer({"app": "orphan"})],
+        annotations={media.BASE_NAME: gone, media.BASE_DIGEST: "sha256:" + "e" * 64},
+    )  # fmt: skip
+    code, out = check(capsys, tmp_path, registry, pod(tmp_path, image.reference), "-p", policy(tmp_path, key, applies_to="Bases"))
+    assert code == 3, out
+    assert "lookup-failed [signed] deny" in out
+    assert f"the signatures of base {gone}" in out and "it is gone from the registry" in out
+    assert "unsigned [signed]" not in out
