@@ -78,3 +78,5 @@ async def test_a_signed_base_is_admitted_and_its_unsigned_mirror_copy_denied(
     assert "rule unsigned" in message
     assert f"base {registry.host}/{unique_repo}/mirror/base:1" in message
     assert "authority platform" in message
+    _, metrics = await hook.get("/metrics")
+    assert 'rule="unsigned"' in metrics, metrics
