@@ -267,9 +267,17 @@ class SignatureChecker:
 
             fetched = dict(zip(todo, await asyncio.gather(*(one(*w) for w in todo)), strict=True))
             for item in wanted:
-                if item.key not in answers:
-                    found = fetched[(item.registry, item.repository, item.digest)]
-                    answers[item.key] = self._judge(found, item, now)
+                if item.key in answers:
+                    continue
+                stopped = budget.cpu_exhausted()
+                if stopped is not None:  # verification CPU is the review's too: said, never skipped
+                    answers[item.key] = TrustAnswer(failure=f"signatures not verified: {stopped}")
+                    continue
+                began = time.thread_time()
+                found = fetched[(item.registry, item.repository, item.digest)]
+                answers[item.key] = self._judge(found, item, now)
+                budget.charge_cpu(time.thread_time() - began)
+                await asyncio.sleep(0)  # one authority's verification at a time: others' reviews run between
         return [answers[item.key] for item in wanted]
 
     def _judge(self, found: Found | str, item: Wanted, now: dt.datetime) -> TrustAnswer:

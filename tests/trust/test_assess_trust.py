@@ -90,3 +90,28 @@ async def test_every_request_bound_short_of_the_reviews_need_denies_and_the_warm
     assert warm.verdict is Action.ALLOW
     assert checker.results.hits >= 1
     assert client.stats.total - before <= cold_requests
+
+
+async def test_verification_cpu_is_the_reviews_and_running_out_is_a_failure_not_a_pass(
+    registry: Any, unique_repo: str, client: RegistryClient
+) -> None:
+    """Each verification is charged to the review's CPU; past the bound the rest is not verified, and says so."""
+    from controller.lineage.budget import ReviewBudget
+    from controller.lineage.signatures import Wanted
+    from controller.trust.authorities import KeyAuthority
+    from controller.trust.keys import load_key
+
+    key = signing.new_key("rsa")
+    image = registry.push_image(f"{unique_repo}/app", "1.0.0", [layer({"app": "cpu"})])
+    push_signature(registry.pusher, f"{unique_repo}/app", image.digest, key)
+    authority = KeyAuthority("platform", (load_key("platform[0]", signing.public_pem(key)),))
+    wanted = [Wanted(registry.host, f"{unique_repo}/app", image.digest, authority, "platform", "f" * 64)]
+    budget = ReviewBudget()
+    [answer] = await SignatureChecker(client).check(wanted, budget=budget, now=NOW)
+    assert answer.result is not None and answer.result.verified
+    assert budget.cpu > 0  # the verification was charged
+    spent = ReviewBudget(Bounds(max_cpu_per_review=0.001))
+    spent.charge_cpu(1.0)
+    [answer] = await SignatureChecker(client).check(wanted, budget=spent, now=NOW)
+    assert answer.result is None
+    assert answer.failure is not None and "max_cpu_per_review" in answer.failure
