@@ -345,10 +345,38 @@ def test_more_signatures_than_the_bound_none_verifying_is_not_evaluated_never_pa
 
 @pytest.mark.parametrize(("subject", "admitted"), [("WORKFLOW", True), ("https://github.com/mallory/fork/.github/workflows/x.yml@refs/heads/main", False)])
 def test_a_keyless_bundle_referrer_is_judged_against_the_trusted_root_file(
-    registry: Any, unique_repo: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], subject: str, admitted: bool
+    registry: Any,
+    unique_repo: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    subject: str,
+    admitted: bool,
 ) -> None:
-    """The real ``sigstore`` verifier, the local test root written as trusted_root.json, through check."""
+    """The real ``sigstore`` verifier, the local test root written as trusted_root.json, through
+    check; and nothing but the registry is reached (a guard refuses any other connection)."""
+    import socket
+
     from support.sigstore_root import GITHUB, WORKFLOW, LocalSigstore
+
+    host, port = registry.host.rsplit(":", 1)
+    reached: list[Any] = []
+    connect, getaddrinfo = socket.socket.connect, socket.getaddrinfo
+
+    def only_the_registry(sock: socket.socket, address: Any) -> Any:
+        if isinstance(address, tuple) and address[:2] != (host, int(port)):
+            reached.append(address)
+            raise OSError(f"the test allows only the registry, not {address!r}")
+        return connect(sock, address)
+
+    def no_lookups(name: Any, *args: Any, **kwargs: Any) -> Any:
+        if name not in (host, None):
+            reached.append(name)
+            raise OSError(f"the test allows no name lookups, not {name!r}")
+        return getaddrinfo(name, *args, **kwargs)
+
+    monkeypatch.setattr(socket.socket, "connect", only_the_registry)
+    monkeypatch.setattr(socket, "getaddrinfo", no_lookups)
 
     sigstore = LocalSigstore(tmp_path)
     repo = f"{unique_repo}/app"
@@ -376,6 +404,7 @@ def test_a_keyless_bundle_referrer_is_judged_against_the_trusted_root_file(
     ])  # fmt: skip
     out = capsys.readouterr().out
     found = json.loads(out)["results"][0]["violations"]
+    assert reached == []  # no TUF, no Rekor, no Fulcio: the registry alone
     if admitted:
         assert code == 0 and found == [], out
     else:
