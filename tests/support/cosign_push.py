@@ -121,3 +121,20 @@ def push_bundle_referrer(
     ).encode()
     pusher.push_manifest(repository, tag_of(subject_digest), index, OCI_INDEX)
     return digest
+
+
+def push_keyless_signature(pusher: Pusher, repository: str, digest: str, parts: dict[str, Any]) -> str:
+    """cosign sign (keyless, cosign 2): the ``.sig`` layer with its certificate, chain and log promise.
+
+    ``parts`` is what :func:`support.sigstore_root.simple_signing_keyless` returns.
+    """
+    blob = pusher.push_blob(repository, parts["payload"])
+    notes = {
+        "dev.cosignproject.cosign/signature": parts["signature"],
+        "dev.sigstore.cosign/certificate": parts["certificate"],
+        "dev.sigstore.cosign/bundle": parts["rekor_bundle"],
+    }
+    if parts.get("chain"):
+        notes["dev.sigstore.cosign/chain"] = parts["chain"]
+    manifest = _manifest(pusher, repository, [{"mediaType": SIMPLE_SIGNING, **blob, "annotations": notes}])
+    return pusher.push_manifest(repository, tag_of(digest, ".sig"), manifest, OCI_MANIFEST)

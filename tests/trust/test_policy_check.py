@@ -427,3 +427,44 @@ def test_a_base_that_cannot_be_looked_up_is_not_passed_unsigned_or_silently(
     assert "lookup-failed [signed] deny" in out
     assert f"the signatures of base {gone}" in out and "it is gone from the registry" in out
     assert "unsigned [signed]" not in out
+
+
+def test_cosigns_keyless_sig_tag_is_judged_with_its_certificate_and_log_promise(
+    registry: Any, unique_repo: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """cosign 2's keyless signature (the .sig layer's certificate, chain and signed entry timestamp)."""
+    from support.cosign_push import push_keyless_signature
+    from support.sigstore_root import GITHUB, WORKFLOW, LocalSigstore, simple_signing_keyless
+
+    sigstore = LocalSigstore(tmp_path)
+    repo = f"{unique_repo}/app"
+    image = registry.push_image(repo, "1.0.0", [layer({"app": "cosign-keyless"})])
+    other = registry.push_image(repo, "2.0.0", [layer({"app": "replayed"})])
+    push_keyless_signature(registry.pusher, repo, image.digest, simple_signing_keyless(sigstore, image.digest))
+    # another image's valid keyless signature, copied under this one's tag
+    push_keyless_signature(registry.pusher, repo, other.digest, simple_signing_keyless(sigstore, image.digest))
+    rules = write(
+        tmp_path / "keyless.yaml",
+        f"""\
+        apiVersion: baseguard.io/v1alpha1
+        kind: ClusterBaseImagePolicy
+        metadata: {{name: keyless}}
+        spec:
+          trust:
+            authorities:
+              - name: release
+                keyless: {{issuer: "{GITHUB}", subjectRegExp: "^https://github.com/corp/.*@refs/heads/main$"}}
+        """,
+    )
+    config = write(tmp_path / "r.yaml", f'registries:\n  - {{host: "{registry.host}", insecure: true}}\n')
+    today = sigstore.now.date().isoformat()
+    base = ["-p", rules, "--registry-config", config, "--now", today, "--trusted-root", str(sigstore.path)]
+    code = main(["check", pod(tmp_path, image.reference), *base])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert f"by {WORKFLOW} (authority release)" in out
+    code = main(["check", pod(tmp_path, other.reference), *base, "--format", "json"])
+    out = capsys.readouterr().out
+    [violation] = json.loads(out)["results"][0]["violations"]
+    assert violation["rule"] == "signature-invalid", out
+    assert "release refused it (other-image)" in violation["message"]
