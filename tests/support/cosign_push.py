@@ -73,10 +73,20 @@ def push_signature(
 
 
 def push_attestation(
-    pusher: Pusher, repository: str, digest: str, key: signing.PrivateKey, predicate_type: str
+    pusher: Pusher,
+    repository: str,
+    digest: str,
+    key: signing.PrivateKey,
+    predicate_type: str,
+    *,
+    about: str | None = None,
 ) -> str:
-    """cosign attest --key --type: a DSSE envelope layer under the ``.att`` tag."""
-    envelope = json.dumps(signing.envelope(key, signing.statement(digest, predicate_type))).encode()
+    """cosign attest --key --type: a DSSE envelope layer under the ``.att`` tag.
+
+    ``about`` makes the statement's subject another image's digest (stored under this one's tag).
+    """
+    statement = signing.statement(about or digest, predicate_type)
+    envelope = json.dumps(signing.envelope(key, statement)).encode()
     blob = pusher.push_blob(repository, envelope)
     layer = {
         "mediaType": DSSE,

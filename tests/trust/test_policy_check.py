@@ -468,3 +468,22 @@ def test_cosigns_keyless_sig_tag_is_judged_with_its_certificate_and_log_promise(
     [violation] = json.loads(out)["results"][0]["violations"]
     assert violation["rule"] == "signature-invalid", out
     assert "release refused it (other-image)" in violation["message"]
+
+
+def test_an_attestation_about_another_image_or_of_another_type_is_missing(
+    registry: Any, unique_repo: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], key: Any
+) -> None:
+    repo = f"{unique_repo}/app"
+    image = registry.push_image(repo, "1.0.0", [layer({"app": "att"})])
+    other = registry.push_image(repo, "2.0.0", [layer({"app": "att-other"})])
+    push_signature(registry.pusher, repo, image.digest, key)
+    push_attestation(registry.pusher, repo, image.digest, key, signing.SLSA_V1, about=other.digest)
+    attested = "    attestations:\n      - predicateType: https://slsa.dev/provenance/v1"
+    code, out = check(capsys, tmp_path, registry, pod(tmp_path, image.reference), "-p", policy(tmp_path, key, extra=attested), "--format", "json")
+    [violation] = json.loads(out)["results"][0]["violations"]
+    assert code == 1 and violation["rule"] == "attestation-missing", out
+    assert "(other-image)" in violation["message"] and other.digest in violation["message"]
+    push_attestation(registry.pusher, repo, image.digest, key, "https://spdx.dev/Document")
+    code, out = check(capsys, tmp_path, registry, pod(tmp_path, image.reference), "-p", policy(tmp_path, key, extra=attested), "--format", "json")
+    [violation] = json.loads(out)["results"][0]["violations"]
+    assert violation["rule"] == "attestation-missing" and "(other-predicate)" in violation["message"], out
