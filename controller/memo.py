@@ -84,6 +84,11 @@ def lineage_ok(lineage: Lineage | None) -> bool:
     )
 
 
+def trust_ok(answers: Mapping[Any, Any]) -> bool:
+    """Signature answers worth remembering: none failed (registry trouble, a bound, a missing root)."""
+    return all(getattr(a, "failure", None) is None for a in answers.values())
+
+
 class MemoResolver(LineageResolver):
     """A :class:`LineageResolver` that remembers successful lineages for ``ttl`` seconds."""
 
@@ -217,7 +222,9 @@ class MemoAssessor(Assessor):
         async def judging() -> list[WorkloadResult]:
             results = await judge()  # a failure is for its callers only, never remembered
             if policies is self._policies and all(
-                lineage_ok(r.facts.lineage) for result in results for r in result.results
+                lineage_ok(r.facts.lineage) and trust_ok(r.facts.trust)
+                for result in results
+                for r in result.results
             ):
                 self.reviews.put(key, tuple(results))
             return results
@@ -291,7 +298,7 @@ class MemoAssessor(Assessor):
             )
             for i, result in zip(missing, fresh, strict=True):
                 out[i] = result
-                if all(lineage_ok(r.facts.lineage) for r in result.results):
+                if all(lineage_ok(r.facts.lineage) and trust_ok(r.facts.trust) for r in result.results):
                     self.memo.put(keys[i], result)
         return [r for r in out if r is not None]
 

@@ -115,3 +115,26 @@ async def test_verification_cpu_is_the_reviews_and_running_out_is_a_failure_not_
     [answer] = await SignatureChecker(client).check(wanted, budget=spent, now=NOW)
     assert answer.result is None
     assert answer.failure is not None and "max_cpu_per_review" in answer.failure
+
+
+async def test_a_signature_failure_is_never_remembered_by_the_webhooks_memo(
+    registry: Any, unique_repo: str, client: RegistryClient
+) -> None:
+    """A review whose signatures could not be judged is asked again, never answered from memory."""
+    from controller.memo import MemoAssessor, MemoResolver
+
+    image = registry.push_image(f"{unique_repo}/app", "1.0.0", [layer({"app": "memo"})])
+    keyless = compile_policy(
+        {
+            "apiVersion": "baseguard.io/v1alpha1",
+            "kind": "ClusterBaseImagePolicy",
+            "metadata": {"name": "keyless"},
+            "spec": {"trust": {"authorities": [{"name": "ci", "keyless": {"issuer": "https://i", "subject": "s"}}]}},
+        }
+    )
+    key = signing.new_key("p256")
+    push_signature(registry.pusher, f"{unique_repo}/app", image.digest, key)
+    for policies, remembered in (((keyless,), 0), ((trust_policy(key),), 1)):
+        assessor = MemoAssessor(MemoResolver(client))  # no trusted roots: the keyless one fails
+        [result] = await assessor.assess([workload(image.reference)], policies, now=NOW)
+        assert len(assessor.memo) == remembered, result.results[0].violations
