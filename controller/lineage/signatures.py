@@ -284,7 +284,7 @@ class SignatureChecker:
         if isinstance(found, str):
             return TrustAnswer(failure=found)  # never remembered: the next review asks again
         if isinstance(item.authority, str):
-            return TrustAnswer(failure=f"authority {item.name}: {item.authority}")
+            return TrustAnswer(failure=item.authority)  # the rule names the authority
         artifacts = found.attestations if item.predicate else found.signatures
         result = verify(item.digest, artifacts, item.authority, now, predicate_type=item.predicate)
         if not result.verified and found.truncated:

@@ -12,7 +12,6 @@ lookup: never an allow by omission.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 from controller.policy.model import TRUST_RULES, CompiledPolicy, RuleCode
 from controller.policy.rules import lookup_failed, lowered
@@ -34,15 +33,6 @@ _SIGN_FIX = "sign it with a listed authority"
 _ATTEST_FIX = "attest it with a listed authority"
 
 
-@dataclass(frozen=True)
-class Vouched:
-    """A subject some authority vouched for: who signed, for lineage output."""
-
-    subject: TrustSubject
-    authority: str
-    signer: str
-
-
 def judge(policy: CompiledPolicy, subject: Subject) -> tuple[list[Violation], set[RuleCode]]:
     """The trust rules of ``policy`` for one image: (violations, rules not evaluated)."""
     trust = policy.trust
@@ -50,13 +40,12 @@ def judge(policy: CompiledPolicy, subject: Subject) -> tuple[list[Violation], se
         return [], set()
     lineage = subject.facts.lineage
     if lineage is None:
-        return [], set(_codes(trust))
+        return [], _codes(trust)
     if lineage.failure is not None:
         if policy.judges_lineage:
             return [], set()  # the lineage rules already say lookup-failed for it
         return lookup_failed(policy, subject, lineage, ()), set()
     found: list[Violation] = []
-    skipped: set[RuleCode] = set()
     failure_action = lowered(policy.base_action, policy.lineage.on_lookup_failure)
     if trust.applies_to is not AppliesTo.IMAGE and not policy.judges_lineage:
         # A chain cut short (a failed lookup, maxDepth) hides bases that were never
@@ -89,13 +78,6 @@ def judge(policy: CompiledPolicy, subject: Subject) -> tuple[list[Violation], se
             if outcome is None:
                 continue  # vouched for
             rule, message = outcome
-            if rule is None:  # not looked at (offline, or the review stopped first)
-                skipped |= (
-                    {RuleCode.ATTESTATION_MISSING}
-                    if predicate
-                    else {RuleCode.UNSIGNED, RuleCode.SIGNATURE_INVALID}
-                )
-                continue
             if rule is RuleCode.LOOKUP_FAILED:
                 if failure_action is None:
                     continue
@@ -124,30 +106,12 @@ def judge(policy: CompiledPolicy, subject: Subject) -> tuple[list[Violation], se
                     f"{what} has no valid {kind} from {_names(authorities)}: {message}; {fix}",
                 )
             )
-    return found, skipped
+    return found, set()
 
 
-def vouched(trust: TrustPolicy, subject: Subject) -> list[Vouched]:
-    """Who signed each subject that passed (for ``lineage`` and ``check`` output)."""
-    out: list[Vouched] = []
-    for target in subjects(trust, subject.facts.lineage):
-        for authority in trust.authorities:
-            for digest in target.digests:
-                answer = subject.facts.trust.get(answer_key(target, digest, authority, None))
-                if answer is not None and answer.result is not None and answer.result.verified:
-                    out.append(Vouched(target, authority.name, answer.result.signer or "?"))
-                    break
-            else:
-                continue
-            break
-    return out
-
-
-def _codes(trust: TrustPolicy) -> list[RuleCode]:
-    codes = [RuleCode.UNSIGNED, RuleCode.SIGNATURE_INVALID]
-    if trust.attestations:
-        codes.append(RuleCode.ATTESTATION_MISSING)
-    return [c for c in codes if c in TRUST_RULES]
+def _codes(trust: TrustPolicy) -> set[RuleCode]:
+    """The rules left open when nothing was looked up (offline)."""
+    return set(TRUST_RULES) if trust.attestations else set(TRUST_RULES) - {RuleCode.ATTESTATION_MISSING}
 
 
 def _what(subject: Subject, target: TrustSubject) -> str:
@@ -167,8 +131,8 @@ def _outcome(
     target: TrustSubject,
     authorities: Sequence[AuthoritySpec],
     predicate: str | None,
-) -> tuple[RuleCode | None, str] | None:
-    """``None`` when some authority vouches; else (rule, why), rule ``None`` = not looked at."""
+) -> tuple[RuleCode, str] | None:
+    """``None`` when some authority vouches; else (rule, why)."""
     answers: list[tuple[AuthoritySpec, TrustAnswer]] = []
     missing = False
     for authority in authorities:
@@ -190,7 +154,8 @@ def _outcome(
         first = (failures or too_many)[0]
         return RuleCode.LOOKUP_FAILED, f"{first[0].name}: {first[1]}"
     if missing or not answers:
-        return None, "not looked at"
+        # The lineage is there but these signatures were not asked about: never a pass.
+        return RuleCode.LOOKUP_FAILED, "the signatures were not looked up in this review"
     refused = [(a, x.result) for a, x in answers if x.result is not None]
     telling = [(a, r) for a, r in refused if r.reason is not Reason.UNSIGNED]
     if predicate is not None:

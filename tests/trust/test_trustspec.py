@@ -107,3 +107,20 @@ def test_bases_are_the_levels_not_contradicted_narrowed_by_images() -> None:
     assert narrowed.trust is not None
     assert [s.name for s in subjects(narrowed.trust, lineage)] == ["registry.corp/base/debian"]
     assert subjects(narrowed.trust, None) == []
+
+
+def test_signatures_nobody_looked_up_are_lookup_failed_and_offline_they_are_not_evaluated() -> None:
+    from controller.policy import rules, trustrules
+    from controller.policy.facts import ImageFacts
+    from controller.policy.model import RuleCode
+
+    image = "registry.corp/team/app:1"
+    policy = compile_policy(doc({"authorities": [KEYS]}))
+    lineage = Lineage(parse(image), "sha256:" + "a" * 64, (plat("linux/amd64", image, end=End.SCRATCH),))
+    looked_up = ImageFacts(image=image, reference=parse(image), lineage=lineage)
+    found, open_ = trustrules.judge(policy, rules.Subject(looked_up, parse(image)))
+    assert [v.rule for v in found] == [RuleCode.LOOKUP_FAILED] and open_ == set()
+    assert "were not looked up" in found[0].message
+    offline = ImageFacts(image=image, reference=parse(image))
+    found, open_ = trustrules.judge(policy, rules.Subject(offline, parse(image)))
+    assert found == [] and open_ == {RuleCode.UNSIGNED, RuleCode.SIGNATURE_INVALID}
