@@ -7,6 +7,7 @@ import argparse
 import datetime as dt
 import os
 import re
+import shutil
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -186,6 +187,46 @@ def duration(text: str) -> float:
 def colour(stream: object) -> bool:
     """Colour only on a terminal, and never with ``NO_COLOR`` set (no-color.org)."""
     return bool(getattr(stream, "isatty", lambda: False)()) and "NO_COLOR" not in os.environ
+
+
+#: The narrowest ``--width`` taken: fewer columns leave no room for a finding's words.
+WIDTH_MIN = 40
+
+
+def add_width_option(parser: _Adder) -> None:
+    parser.add_argument(
+        "--width",
+        type=_width,
+        metavar="N",
+        help="text: wrap lines at N columns, continuation lines indented (default: the "
+        "terminal's width on a terminal; no wrapping when the output is a file or a pipe, "
+        "as in CI, so each finding stays one line to grep; 0: never wrap)",
+    )
+
+
+def _width(text: str) -> int:
+    try:
+        columns = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of columns") from None
+    if columns != 0 and columns < WIDTH_MIN:
+        raise argparse.ArgumentTypeError(f"{columns} columns is too narrow: use {WIDTH_MIN} or more, or 0")
+    return columns
+
+
+def text_width(args: argparse.Namespace, stream: object) -> int | None:
+    """The columns text output wraps at: ``--width``; else the terminal's when ``stream`` is
+    one (``COLUMNS`` first, as :func:`shutil.get_terminal_size` reads it); else ``None``.
+
+    Not a terminal means a CI log or a pipe: CI log viewers wrap long lines themselves,
+    and a hard-wrapped finding would no longer be one line for ``grep`` to find.
+    """
+    given = getattr(args, "width", None)
+    if given is not None:
+        return given or None
+    if not getattr(stream, "isatty", lambda: False)():
+        return None
+    return max(shutil.get_terminal_size().columns, WIDTH_MIN)
 
 
 #: ``--budget`` of ``check`` and ``lineage`` when not given.

@@ -1,12 +1,16 @@
 """Renderers for ``check`` and ``lineage``: a readable table, or the JSON of ``--format json`` (docs/cli.md).
 
 Colour only on a terminal (and never with ``NO_COLOR``), so CI logs stay clean.
+The table's lines are wrapped at a width (:func:`wrap_spans`; ``check`` passes the
+terminal's, or ``--width``), continuation lines indented under their start; a
+word is never broken, so an image reference stays whole and can be copied.
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, TextIO
 
 from controller.assess import WorkloadResult
@@ -148,6 +152,59 @@ class Painter:
     def dim(self, text: str) -> str:
         return f"\x1b[2m{text}\x1b[0m" if self.colour else text
 
+    def verdict_style(self, action: Action) -> Style:
+        """How :meth:`verdict` paints, for a :data:`Span` (painted after wrapping)."""
+        return _escape(_COLOURS[action]) if self.colour else None
+
+    def dim_style(self) -> Style:
+        return _escape("2") if self.colour else None
+
+
+#: How a piece of a line is painted: ``None`` plain, else a function adding the escapes.
+Style = Callable[[str], str] | None
+#: A piece of one output line and its style. Lines are wrapped on their plain text and
+#: painted afterwards, so an escape sequence never counts as width or is cut in two.
+Span = tuple[str, Style]
+
+_WORD = re.compile(r"\S+")
+
+
+def _escape(code: str) -> Callable[[str], str]:
+    return lambda text: f"\x1b[{code}m{text}\x1b[0m"
+
+
+def wrap_spans(spans: Sequence[Span], width: int | None, *, hang: int) -> list[str]:
+    """One logical line (its indent included) as the physical lines to print, painted.
+
+    With ``width`` (columns), words move to continuation lines that start with ``hang``
+    spaces, so the reader sees where a finding goes on; words are never broken (an image
+    reference longer than the line stays whole and runs past it). ``None``: one line.
+    """
+    text = "".join(t for t, _ in spans)
+    cuts: list[tuple[int, int]] = []  # (start, end) of each physical line in text
+    if width is None or len(text) <= width:
+        cuts.append((0, len(text)))
+    else:
+        hang = min(hang, max(width // 3, 0))
+        start, end, room = 0, None, width
+        for word in _WORD.finditer(text):
+            if end is not None and word.end() - start > room:
+                cuts.append((start, end))
+                start, room = word.start(), width - hang
+            end = word.end()
+        cuts.append((start, len(text) if end is None else end))
+    out = []
+    for i, (a, b) in enumerate(cuts):
+        pieces, offset = [" " * hang] if i else [], 0
+        for piece, style in spans:
+            lo, hi = max(a, offset), min(b, offset + len(piece))
+            if lo < hi:
+                part = piece[lo - offset : hi - offset]
+                pieces.append(style(part) if style else part)
+            offset += len(piece)
+        out.append("".join(pieces))
+    return out
+
 
 def _object_name(result: WorkloadResult) -> str:
     wl = result.workload
@@ -189,15 +246,24 @@ def write_check_text(
     skipped: Sequence[str],
     colour: bool,
     failing: Collection[Action] | None = None,
+    width: int | None = None,
 ) -> None:
     """The table of ``check`` (and ``audit``): each input, its images, their findings; a summary.
 
     ``failing`` (``--quiet``) shows only the images whose verdict is in it, and not the
     skipped inputs (the summary still counts them). An image whose findings are exactly
     those of one shown before (the same image in six Deployments) gets one line pointing
-    there instead of repeating them: the first says how many share them.
+    there instead of repeating them: the first says how many share them. ``width``:
+    lines longer than that many columns are wrapped (:func:`wrap_spans`); ``None``:
+    never (a log a program reads, or a terminal the caller could not measure).
     """
     paint = Painter(out, colour=colour)
+    dim = paint.dim_style()
+
+    def line(*spans: Span, hang: int) -> None:
+        for physical in wrap_spans(spans, width, hang=hang):
+            out.write(physical + "\n")
+
     flat = [r for w in results for r in w.results]
     shown_results = [
         (wr, [r for r in wr.results if failing is None or r.verdict in failing]) for wr in results
@@ -208,41 +274,49 @@ def write_check_text(
     for wr, images in shown_results:
         if not images:
             continue
-        out.write(f"{paint.verdict(wr.verdict)} {_object_name(wr)}  {paint.dim(_applied(wr))}\n")
+        verdict = (action_text(wr.verdict), paint.verdict_style(wr.verdict))
+        line(verdict, (f" {_object_name(wr)}  ", None), (_applied(wr), dim), hang=4)
         for r in images:
             who = r.facts.container or "-"
             shown = r.facts.reference.normalized if r.facts.reference else r.facts.image
             mark = " (not judged: see lookup-failed)" if could_not_judge(r) else ""
-            out.write(f"  {paint.verdict(r.verdict)} {who}: {shown}{mark}\n")
+            image_verdict = (action_text(r.verdict), paint.verdict_style(r.verdict))
+            line(("  ", None), image_verdict, (f" {who}: {shown}{mark}", None), hang=4)
             for (name, digest), who_signed in signed_by(r.facts.trust).items():
-                out.write(paint.dim(f"      signed: {name}@{_short(digest)} by {', '.join(who_signed)}\n"))
+                line((f"      signed: {name}@{_short(digest)} by {', '.join(who_signed)}", dim), hang=8)
             lines = tuple(_grouped(r.violations))
             if lines and lines in first:
-                out.write(paint.dim(f"      the same {_findings(len(lines))} as {first[lines]}\n"))
+                line((f"      the same {_findings(len(lines))} as {first[lines]}", dim), hang=8)
                 continue
-            for line in lines:
-                out.write(f"      {line}\n")
+            for finding in lines:
+                line((f"      {finding}", None), hang=8)
             if lines and repeats[lines] > 1:
                 first[lines] = f"{_object_name(wr)} {who}"
                 more = repeats[lines] - 1
-                out.write(paint.dim(f"      (and for {more} more image(s) below: said once)\n"))
+                line((f"      (and for {more} more image(s) below: said once)", dim), hang=8)
     counts = summarize(flat)
-    out.write(
-        f"\n{len(flat)} image(s): {counts['deny']} deny, {counts['warn']} warn, "
+    summary = (
+        f"{len(flat)} image(s): {counts['deny']} deny, {counts['warn']} warn, "
         f"{counts['audit']} audit, {counts['allow']} allow"
     )
     unjudged = sum(1 for r in flat if could_not_judge(r))
     if unjudged:
-        out.write(f" ({unjudged} of them not judged)")
+        summary += f" ({unjudged} of them not judged)"
     if skipped:
-        out.write(f"; {len(skipped)} skipped")
+        summary += f"; {len(skipped)} skipped"
     out.write("\n")
+    line((summary, None), hang=2)
     if skipped and failing is None:
         out.write("skipped (not judged):\n")
         for item in skipped:
-            out.write(f"  {item}\n")
+            line((f"  {item}", None), hang=4)
     for note in not_evaluated_notes(flat, offline=offline):
-        out.write(paint.dim(note + "\n"))
+        line((note, dim), hang=2)
+
+
+def action_text(action: Action) -> str:
+    """A verdict as the table prints it: upper case, in a column of five."""
+    return action.value.upper().ljust(5)
 
 
 def _findings(n: int) -> str:
