@@ -85,6 +85,14 @@ spec:
     maxBaseAge: 180d
     staleBase: Warn
     platforms: ["linux/amd64", "linux/arm64"]
+  trust:
+    appliesTo: Bases
+    images: ["gcr.io/distroless/*"]
+    authorities:
+      - name: distroless
+        keyless:
+          issuer: https://accounts.google.com
+          subject: keyless@distroless.iam.gserviceaccount.com
 """
 
 

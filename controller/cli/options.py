@@ -9,7 +9,7 @@ import os
 import re
 import shutil
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from controller.errors import InputError
 
@@ -37,6 +37,14 @@ def add_registry_options(parser: _Adder, *, offline: bool = True) -> None:
     )
     parser.add_argument(
         "--docker-config", metavar="FILE", help="a Docker config.json to read credentials from"
+    )
+    parser.add_argument(
+        "--trusted-root",
+        metavar="[NAME=]FILE",
+        action="append",
+        default=None,
+        help="a Sigstore trusted_root.json for spec.trust keyless authorities (NAME defaults to "
+        "default); read once, offline: no TUF, nothing but the registry is reached",
     )
     if offline:
         parser.add_argument(
@@ -252,5 +260,26 @@ async def with_assessor(args: argparse.Namespace, work: Callable[[Assessor], Awa
     from controller.registry.config import load_registry_config
 
     config = load_registry_config(args.registry_config, docker_config=args.docker_config)
+    roots = trusted_roots(getattr(args, "trusted_root", None))
     async with RegistryClient(config) as client:
-        return await work(Assessor(LineageResolver(client), budget=budget_of(args)))
+        from controller.lineage.signatures import SignatureChecker
+
+        checker = SignatureChecker(client, roots=roots)
+        return await work(
+            Assessor(LineageResolver(client), budget=budget_of(args), signatures=checker)
+        )
+
+
+def trusted_roots(given: list[str] | None) -> dict[str, Any]:
+    """``--trusted-root [NAME=]FILE`` read into roots by name (``sigstore`` loads only if given)."""
+    if not given:
+        return {}
+    from controller.trust.roots import load_trusted_root
+
+    roots: dict[str, Any] = {}
+    for item in given:
+        name, sep, path = item.partition("=")
+        if not sep:
+            name, path = "default", item
+        roots[name] = load_trusted_root(path)
+    return roots

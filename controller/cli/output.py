@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, TextIO
 
 from controller.assess import WorkloadResult
@@ -19,6 +19,7 @@ from controller.findings import grouped
 from controller.lineage.model import End, Lineage, PlatformLineage, Source
 from controller.policy.facts import ImageFacts
 from controller.policy.model import Action, RuleCode
+from controller.policy.trustrules import signed_by
 from controller.policy.verdict import ImageResult, Violation, summarize
 from controller.roles import ImageRole
 
@@ -40,6 +41,39 @@ def lineage_json(facts: ImageFacts) -> list[dict[str, Any]]:
     """The chain as ``--format json`` lists it (docs/cli.md); one entry per level, per platform when known."""
     if facts.reference is None:
         return []
+    levels = _lineage_json(facts)
+    if facts.trust and facts.lineage is not None:
+        signers = signed_by(facts.trust)
+        for level, entry in zip(_levels(facts.lineage), levels, strict=False):
+            found = _signers_of(signers, *level)
+            if found:
+                entry["signedBy"] = found
+    return levels
+
+
+def _levels(lineage: Lineage) -> list[tuple[str | None, tuple[str | None, ...]]]:
+    """(repository, digests) of each level, in :func:`lineage_json`'s order."""
+    out: list[tuple[str | None, tuple[str | None, ...]]] = []
+    for platform in lineage.platforms:
+        for depth, level in enumerate(platform.levels):
+            ref = level.reference
+            extra = (lineage.digest, lineage.reference.digest) if depth == 0 else (ref.digest if ref else None,)
+            out.append((ref.name if ref else None, (level.digest, *extra)))
+    return out
+
+
+def _signers_of(
+    signers: Mapping[tuple[str, str], list[str]], name: str | None, digests: Iterable[str | None]
+) -> list[str]:
+    found: list[str] = []
+    for digest in digests:
+        if name is not None and digest is not None:
+            found += [s for s in signers.get((name, digest), []) if s not in found]
+    return found
+
+
+def _lineage_json(facts: ImageFacts) -> list[dict[str, Any]]:
+    assert facts.reference is not None
     lineage = facts.lineage
     if lineage is None or not lineage.platforms:
         source = Source.DOCKERFILE if facts.role is not ImageRole.CONTAINER else Source.IMAGE
@@ -84,6 +118,11 @@ def result_json(workload_result: WorkloadResult, result: ImageResult) -> dict[st
         "violations": violations,
         "lineage": lineage_json(facts),
     }
+    signers = signed_by(facts.trust)
+    if signers:  # who vouched for the image and its bases (spec.trust)
+        out["signedBy"] = [
+            {"image": name, "digest": digest, "signers": who} for (name, digest), who in signers.items()
+        ]
     out["policies"] = list(result.policies)
     out["judged"] = not could_not_judge(result)
     if result.not_evaluated:
@@ -243,6 +282,8 @@ def write_check_text(
             mark = " (not judged: see lookup-failed)" if could_not_judge(r) else ""
             image_verdict = (action_text(r.verdict), paint.verdict_style(r.verdict))
             line(("  ", None), image_verdict, (f" {who}: {shown}{mark}", None), hang=4)
+            for (name, digest), who_signed in signed_by(r.facts.trust).items():
+                line((f"      signed: {name}@{_short(digest)} by {', '.join(who_signed)}", dim), hang=8)
             lines = tuple(_grouped(r.violations))
             if lines and lines in first:
                 line((f"      the same {_findings(len(lines))} as {first[lines]}", dim), hang=8)
@@ -343,7 +384,19 @@ def not_evaluated_note(codes: set[RuleCode], *, why: str) -> str:
     return f"not evaluated ({why}): " + "; ".join(parts)
 
 
-def lineage_dict(lineage: Lineage) -> dict[str, Any]:
+def lineage_dict(
+    lineage: Lineage, signers: Mapping[tuple[str, str], list[str]] | None = None
+) -> dict[str, Any]:
+    """``baseguard lineage --format json``; with ``signers`` (``-p``), each level's ``signedBy``."""
+    out = _lineage_dict(lineage)
+    if signers is not None:
+        flat = [lv for p in out["platforms"] for lv in p["levels"]]
+        for level, entry in zip(_levels(lineage), flat, strict=True):
+            entry["signedBy"] = _signers_of(signers, *level)
+    return out
+
+
+def _lineage_dict(lineage: Lineage) -> dict[str, Any]:
     return {
         "reference": lineage.reference.normalized,
         "digest": lineage.digest,
@@ -378,14 +431,26 @@ def _verified_mark(verified: bool | None) -> str:
     return {True: "verified", False: "CONTRADICTED", None: "unverified"}[verified]
 
 
-def write_lineage_text(lineage: Lineage, out: TextIO) -> None:
+def write_lineage_text(
+    lineage: Lineage, out: TextIO, signers: Mapping[tuple[str, str], list[str]] | None = None
+) -> None:
+    """The tree; with ``signers`` (``-p``), each level says who signed it, or ``unsigned``."""
     out.write(f"{lineage.reference.normalized}")
     out.write(f"  ({lineage.digest})\n" if lineage.digest else "\n")
     if lineage.failure:
         out.write(f"  lookup failed: {lineage.failure}\n")
         return
+    marks: list[str] | None = None
+    if signers is not None:
+        marks = [
+            ("signed by " + ", ".join(found)) if (found := _signers_of(signers, *level)) else "unsigned"
+            for level in _levels(lineage)
+        ]
     for platform in lineage.platforms:
-        _write_platform(platform, out, shown=lineage.digest)
+        own = None
+        if marks is not None:
+            own, marks = marks[: len(platform.levels)], marks[len(platform.levels) :]
+        _write_platform(platform, out, shown=lineage.digest, signed=own)
 
 
 def _short(digest: str) -> str:
@@ -394,13 +459,17 @@ def _short(digest: str) -> str:
     return f"{algorithm}:{hexpart[:12]}…"
 
 
-def _write_platform(platform: PlatformLineage, out: TextIO, *, shown: str | None = None) -> None:
+def _write_platform(
+    platform: PlatformLineage, out: TextIO, *, shown: str | None = None, signed: list[str] | None = None
+) -> None:
     """One platform's chain; each digest said once (the header's full one is not repeated)."""
     out.write(f"  {platform.platform}\n")
     for depth, level in enumerate(platform.levels):
         indent = "    " + "   " * depth
         branch = "" if depth == 0 else "└─ "
         detail = level.source.value if depth == 0 else f"{level.source.value}, {_verified_mark(level.verified)}"
+        if signed is not None and depth < len(signed):
+            detail += f", {signed[depth]}"
         name = level.name
         if level.digest and name.endswith(f"@{level.digest}"):
             name = name[: -len(level.digest) - 1]

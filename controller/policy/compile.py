@@ -56,6 +56,7 @@ from controller.policy.schema import (
     to_plain,
     validate_document,
 )
+from controller.policy.trustspec import compile_trust
 
 __all__ = [
     "calendar_date", "catalog_references", "check_policy", "compile_policy", "image_globs", "patterns_refusal",
@@ -168,11 +169,18 @@ class _Compiler(FieldReader):
             bases_deprecated=self.deprecated(bases.get("deprecated"), "spec.bases.deprecated"),
             lineage=self.lineage(lineage, "spec.lineage"),
             lineage_declared=isinstance(lineage, dict),
+            trust=compile_trust(spec.get("trust"), "spec.trust", self.fail, self.trust_images),
         )
         paths = self.patterns
         if len(paths) > MAX_PATTERNS_PER_POLICY:
             self.fail(paths[MAX_PATTERNS_PER_POLICY], patterns_refusal(len(paths)))
         return replace(compiled, pattern_paths=tuple(paths))
+
+    def trust_images(self, value: Any, path: str) -> GlobSet | None:
+        """``spec.trust.images``: repository globs, read as ``bases.allowed[].image`` is."""
+        return self.globs(
+            value, path, globs.REPOSITORY_CHARS, "repository pattern", names=True, repository=True
+        )
 
     def match(self, value: Any, path: str) -> Match:
         match = as_mapping(value)

@@ -12,10 +12,14 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from controller.globs import GlobSet
 from controller.lineage.model import DEFAULT_MAX_DEPTH
 from controller.reference import Reference
+
+if TYPE_CHECKING:
+    from controller.policy.trustspec import TrustPolicy
 
 GROUP = "baseguard.io"
 VERSION = "v1alpha1"
@@ -108,6 +112,9 @@ class RuleCode(StrEnum):
     LINEAGE_MISMATCH = "lineage-mismatch"
     STALE_BASE = "stale-base"
     LOOKUP_FAILED = "lookup-failed"
+    UNSIGNED = "unsigned"
+    SIGNATURE_INVALID = "signature-invalid"
+    ATTESTATION_MISSING = "attestation-missing"
 
 
 #: What each rule means, one line each: the policy reference's table of rule codes.
@@ -126,7 +133,16 @@ RULE_DOCS: Mapping[RuleCode, str] = {
     RuleCode.LINEAGE_MISMATCH: "A claimed base's layers are not a prefix of the image's (`verify: Layers`).",
     RuleCode.STALE_BASE: "The base tag has moved on since the build, or the base is older than `maxBaseAge`.",
     RuleCode.LOOKUP_FAILED: "The registry could not answer (or a bound was reached); `onLookupFailure` decides.",
+    RuleCode.UNSIGNED: "An image (or a base, `trust.appliesTo`) carries no signature from any `trust.authorities` entry.",
+    RuleCode.SIGNATURE_INVALID: (
+        "A signature is there but fails: wrong key, altered payload, another image's digest, "
+        "outside the key's window, or the wrong keyless identity."
+    ),
+    RuleCode.ATTESTATION_MISSING: "No verified attestation of a `trust.attestations[].predicateType` from its authorities.",
 }
+
+#: Rules judged on signatures read from the registry (``spec.trust``).
+TRUST_RULES = frozenset({RuleCode.UNSIGNED, RuleCode.SIGNATURE_INVALID, RuleCode.ATTESTATION_MISSING})
 
 #: Rules that can only be fully judged with facts from the registry.
 LINEAGE_RULES = frozenset(
@@ -286,6 +302,8 @@ class CompiledPolicy:
     granted: Mapping[str, tuple[Waiver, ...]] = field(
         default_factory=dict, compare=False, repr=False
     )
+    #: ``spec.trust`` compiled (:mod:`controller.policy.trustspec`); ``None``: no signatures required.
+    trust: TrustPolicy | None = None
 
     @property
     def patterns(self) -> int:
@@ -300,7 +318,7 @@ class CompiledPolicy:
     @property
     def needs_lineage(self) -> bool:
         """True when some rule of this policy needs the registry (lookups are lazy: none without it)."""
-        return self.judges_lineage or self.pinning.mutate_to_digest
+        return self.judges_lineage or self.pinning.mutate_to_digest or self.trust is not None
 
     @property
     def judges_lineage(self) -> bool:
