@@ -95,6 +95,8 @@ class Operator:
             on_stop=self.leading.clear,
         )
         self.last_audit: AuditRun | None = None
+        self.audits = 0
+        """Audits published by this replica (tests and the bench wait on it)."""
         self.closers: list[Callable[[], Coroutine[Any, Any, None]]] = []
         self._closed = False
         self._listed = False
@@ -328,7 +330,9 @@ class Operator:
             log.info("audit done but no longer leading; not published")
             return run
         await self.auditor.publish(run, self.book)
+        self.audits += 1
         broken = sum(c.violations for c in run.counts.values())
+        writes = self.auditor.last_writes
         log.info(
             "audit published",
             extra={
@@ -337,6 +341,11 @@ class Operator:
                     "policies": len(run.counts),
                     "violating": broken,
                     "seconds": round(run.seconds, 3),
+                    "reports_written": writes.written,
+                    "reports_unchanged": writes.unchanged,
+                    "reports_deleted": writes.deleted,
+                    "report_bytes": writes.bytes,
+                    "status_written": self.auditor.status_writes,
                 }
             },
         )

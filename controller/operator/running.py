@@ -83,6 +83,10 @@ def build(
         events_per_run=config.audit_events_per_run,
         policy_reports=config.policy_reports,
         ledger=EventLedger(config.event_interval),
+        writes=Throttle(
+            config.audit_writes_per_second, burst=max(int(config.audit_writes_per_second), 1)
+        ),
+        status_refresh=config.audit_status_refresh,
     )
     keeper = None
     if config.manage_certificates and config.tls_secret:

@@ -82,6 +82,14 @@ class OperatorSettings:
     audit_lookups_per_second: float = 10.0
     """Lineage lookups the audit starts per second at most (cached ones are free)."""
 
+    audit_writes_per_second: float = 20.0
+    """Writes (reports, Events, ``status.audit``) the audit sends the apiserver per second at
+    most: a thousand namespaces whose reports change at once do not flood it."""
+
+    audit_status_refresh: dt.timedelta = dt.timedelta(hours=1)
+    """``status.audit`` is rewritten when its figures change, or when its ``lastRun`` is this
+    old: an audit that found what the last one found writes nothing."""
+
     audit_events_per_run: int = 200
     """Events one audit posts at most; the rest follow in the next run."""
 

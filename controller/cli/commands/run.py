@@ -224,6 +224,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="registry lookups the audit starts per second at most (default 10)",
     )
     aud.add_argument(
+        "--audit-write-rate",
+        type=float,
+        default=20.0,
+        metavar="PER_SECOND",
+        help="writes (reports, Events, status) the audit sends the apiserver per second at most "
+        "(default 20)",
+    )
+    aud.add_argument(
+        "--audit-status-refresh",
+        type=duration,
+        default=3600.0,
+        metavar="DURATION",
+        help="status.audit is rewritten when its figures change, or when it is this old "
+        "(default 1h)",
+    )
+    aud.add_argument(
         "--event-interval",
         type=duration,
         default=3600.0,
@@ -282,6 +298,8 @@ def config_from(args: argparse.Namespace) -> OperatorSettings:
         audit_budget=args.audit_budget,
         audit_batch=args.audit_batch,
         audit_lookups_per_second=args.audit_rate,
+        audit_writes_per_second=args.audit_write_rate,
+        audit_status_refresh=dt.timedelta(seconds=args.audit_status_refresh),
         event_interval=dt.timedelta(seconds=args.event_interval),
         policy_reports=args.policy_reports,
         catalog_refresh_interval=args.catalog_refresh_interval,
