@@ -194,6 +194,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="how often every replica reads the Secret (default 10s)",
     )
 
+    vap = parser.add_argument_group("ValidatingAdmissionPolicy backstop")
+    vap.add_argument(
+        "--vap-backstop",
+        action="store_true",
+        help="the leader keeps a ValidatingAdmissionPolicy and binding per policy (its rules "
+        "that need no registry) in step with the policies, so they hold while the webhook is "
+        "down (docs/vap.md)",
+    )
+    vap.add_argument(
+        "--vap-owner",
+        default="",
+        metavar="NAME",
+        help="the baseguard.io/backstop label value of the objects it writes, the only ones it "
+        "replaces or deletes (default: --namespace)",
+    )
+    vap.add_argument(
+        "--vap-exclude-namespace",
+        action="append",
+        default=None,
+        metavar="NS",
+        help="a namespace the generated objects never judge (repeatable; default kube-system)",
+    )
+    vap.add_argument(
+        "--vap-check-interval",
+        type=duration,
+        default=60.0,
+        metavar="DURATION",
+        help="time between backstop checks when no policy changed (default 1m)",
+    )
+
     aud = parser.add_argument_group("audit")
     aud.add_argument(
         "--audit-interval",
@@ -291,6 +321,12 @@ def config_from(args: argparse.Namespace) -> OperatorSettings:
         webhook_configurations=tuple(args.webhook_configuration or ["baseguard"]),
         mutating_webhook=args.mutating_webhook or None,
         mutation_check_interval=args.mutation_check_interval,
+        vap_backstop=args.vap_backstop,
+        vap_owner=args.vap_owner,
+        vap_exclude_namespaces=tuple(
+            ns for ns in (args.vap_exclude_namespace or ["kube-system"]) if ns
+        ),
+        vap_check_interval=args.vap_check_interval,
         lifetimes=lifetimes,
         cert_check_interval=args.cert_check_interval,
         tls_poll_interval=args.tls_poll_interval,
