@@ -150,6 +150,8 @@ class Changes:
     deleted: list[str] = field(default_factory=list)
     foreign: list[str] = field(default_factory=list)
     """Names held by objects this installation did not write: left alone."""
+    failed: list[str] = field(default_factory=list)
+    """Objects the apiserver refused (logged; tried again at the next check)."""
 
     @property
     def any(self) -> bool:
@@ -204,6 +206,30 @@ class Backstop:
             if (i.get("metadata") or {}).get("labels", {}).get(OWNER_LABEL) == self.owner
         }
 
+    async def _put(self, item: Wanted, old: Mapping[str, Any] | None, changes: Changes) -> None:
+        """Create ``item``, or replace ``old`` when its digest differs; a foreign name is left alone."""
+        if old is None:
+            try:
+                await self.kube.create(f"{API}/{item.resource}", item.body)
+                changes.created.append(f"{item.resource}/{item.name}")
+            except Exception as exc:
+                if getattr(exc, "status", None) != 409:
+                    raise
+                changes.foreign.append(f"{item.resource}/{item.name}")
+                log.warning(
+                    "an object of that name exists and was not written by this "
+                    "installation; left alone",
+                    extra={"fields": {"object": f"{item.resource}/{item.name}"}},
+                )
+            return
+        meta = old.get("metadata") or {}
+        if (meta.get("annotations") or {}).get(DIGEST_ANNOTATION) == item.digest:
+            return
+        body = json.loads(json.dumps(item.body))
+        body["metadata"]["resourceVersion"] = meta.get("resourceVersion")
+        await self.kube.replace(f"{API}/{item.resource}/{item.name}", body)
+        changes.replaced.append(f"{item.resource}/{item.name}")
+
     async def reconcile(
         self,
         policies: Sequence[CompiledPolicy],
@@ -222,29 +248,19 @@ class Backstop:
         held = {r: await self._held(r) for r in (POLICIES, BINDINGS)}
         # Policies before bindings: a binding naming a policy not yet there matches nothing.
         for item in sorted(wanted, key=lambda w: w.resource != POLICIES):
-            old = held[item.resource].get(item.name)
-            path = f"{API}/{item.resource}/{item.name}"
-            if old is None:
-                try:
-                    await self.kube.create(f"{API}/{item.resource}", item.body)
-                    changes.created.append(f"{item.resource}/{item.name}")
-                except Exception as exc:
-                    if getattr(exc, "status", None) != 409:
-                        raise
-                    changes.foreign.append(f"{item.resource}/{item.name}")
-                    log.warning(
-                        "an object of that name exists and was not written by this "
-                        "installation; left alone",
-                        extra={"fields": {"object": f"{item.resource}/{item.name}"}},
-                    )
-                continue
-            meta = old.get("metadata") or {}
-            if (meta.get("annotations") or {}).get(DIGEST_ANNOTATION) == item.digest:
-                continue
-            body = json.loads(json.dumps(item.body))
-            body["metadata"]["resourceVersion"] = meta.get("resourceVersion")
-            await self.kube.replace(path, body)
-            changes.replaced.append(f"{item.resource}/{item.name}")
+            try:
+                await self._put(item, held[item.resource].get(item.name), changes)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # One object the apiserver refuses (a 422) must not hold up the others.
+                if getattr(exc, "status", None) in (0, 401, None):
+                    raise
+                changes.failed.append(f"{item.resource}/{item.name}")
+                log.warning(
+                    "cannot write a generated ValidatingAdmissionPolicy object",
+                    extra={"fields": {"object": f"{item.resource}/{item.name}", "error": str(exc)}},
+                )
         keep = {(w.resource, w.name) for w in wanted}
         # Bindings before policies: a policy deleted under its binding leaves it dangling.
         for resource in (BINDINGS, POLICIES):
