@@ -259,6 +259,7 @@ async def audit_passes(
                     client.stats.total - before,
                     writes,
                     auditor.status_writes,
+                    auditor.events_posted,
                     current,
                     peak,
                     load(),
@@ -273,7 +274,20 @@ async def audit_passes(
         await client.close()
         kube.close()
     print()
-    for label, run, judged, wall, verbs, registry, writes, status, current, peak, at in rows:
+    for (
+        label,
+        run,
+        judged,
+        wall,
+        verbs,
+        registry,
+        writes,
+        status,
+        posted,
+        current,
+        peak,
+        at,
+    ) in rows:
         print(f"== {label}")
         print(f"  objects judged            {run.objects:>10}            ({at})")
         print(
@@ -288,6 +302,9 @@ async def audit_passes(
             f"  reports written           {writes.written:>10}            ({writes.bytes / 1024:.0f} KiB; {writes.unchanged} unchanged, {writes.deleted} deleted)"
         )
         print(f"  status.audit patches      {status:>10}")
+        print(
+            f"  Events posted             {posted:>10}            (at most 200 per audit; the rest follow)"
+        )
         print(f"  RSS                       {current:>10.0f} MiB        (peak {peak:.0f} MiB)")
     return 0
 

@@ -185,6 +185,8 @@ class Auditor:
     """The report writes of the last :meth:`publish`."""
     status_writes: int = 0
     """``status.audit`` patches of the last :meth:`publish`."""
+    events_posted: int = 0
+    """Events created or updated by the last :meth:`publish` (at most :attr:`events_per_run`)."""
 
     # ---- reading and judging
 
@@ -317,7 +319,7 @@ class Auditor:
         now = self.clock()
         found = events.event_findings(run.pairs)
         self.ledger.keep_only(events.event_key(f) for f in found)
-        posted = 0
+        posted = self.events_posted = 0
         for finding in found:
             key = events.event_key(finding)
             if not self.ledger.due(key, now):
@@ -364,6 +366,7 @@ class Auditor:
                 continue
             self.ledger.posted(key, first=first, now=now, count=count)
             posted += 1
+            self.events_posted = posted
 
     async def report_apis(self) -> list[reports.ReportApi]:
         """The report APIs this cluster serves (discovery needs no RBAC), in writing order."""
