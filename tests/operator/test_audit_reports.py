@@ -79,3 +79,32 @@ async def test_parts_are_written_once_and_tidied_exactly(double: ApiDouble, kube
     ]
     left = sorted(r["metadata"]["name"] for r in double.objects(API, "PolicyReport", "team-a"))
     assert left == ["baseguard-audit", "baseguard-audit-x", "team-report"]
+
+
+async def test_an_unchanged_audit_past_its_event_budget_writes_nothing(double: ApiDouble, kube: Kube) -> None:
+    """600 findings and an Event budget of 200: the first pass posts 200 Events and the
+    reports hold all 600; the next pass, nothing changed, writes nothing at all (it used
+    to post the next 200 of the backlog, and so every pass at cluster scale)."""
+    for i in range(600):
+        double.apply(pod(f"p-{i:03d}", "team-a", "nginx:latest"))
+    policies = [compile_policy(cluster_policy("no-latest", NO_LATEST))]
+    auditor = Auditor(
+        kube=kube,
+        assessors=Assessors(lambda _: Assessor(None), None),
+        clock=lambda: NOW,
+        writes=Throttle(0),
+    )
+    book = PolicyBook(PolicyStore())
+
+    await auditor.publish(await auditor.run(policies), book)
+    events = [r for r in double.recorded() if r.method == "POST" and r.path.endswith("/events")]
+    assert len(events) == auditor.events_per_run == 200
+    results = sum(
+        len(r.get("results", [])) for r in double.objects(API, "PolicyReport", "team-a")
+    )
+    assert results == 600
+
+    since = len(double.recorded())
+    await auditor.publish(await auditor.run(policies), book)
+    writes = [(r.method, r.path) for r in double.recorded()[since:] if r.method in WRITES]
+    assert writes == []

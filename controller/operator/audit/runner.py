@@ -320,16 +320,17 @@ class Auditor:
         found = events.event_findings(run.pairs)
         self.ledger.keep_only(events.event_key(f) for f in found)
         posted = self.events_posted = 0
+        untold = 0
         for finding in found:
             key = events.event_key(finding)
             if not self.ledger.due(key, now):
                 continue
             if posted >= self.events_per_run:
-                log.info(
-                    "event budget of this audit used up; the rest follow next time",
-                    extra={"fields": {"left": len(found) - posted}},
-                )
-                break
+                # Events announce findings; the report is the record. What is past the
+                # budget is in the report and is not posted later while it persists.
+                self.ledger.untold(key)
+                untold += 1
+                continue
             first, count = self.ledger.next_count(key, now)
             body = events.event_body(
                 finding, now=now, first=first, count=count, instance=self.identity
@@ -367,6 +368,11 @@ class Auditor:
             self.ledger.posted(key, first=first, now=now, count=count)
             posted += 1
             self.events_posted = posted
+        if untold:
+            log.info(
+                "event budget of this audit used up; the other findings are in the reports only",
+                extra={"fields": {"posted": posted, "untold": untold}},
+            )
 
     async def report_apis(self) -> list[reports.ReportApi]:
         """The report APIs this cluster serves (discovery needs no RBAC), in writing order."""
