@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 from controller import digests, globs, reference
 from controller.errors import InvalidReference, PolicyError
 from controller.globs import GlobSet
+from controller.policy.evidencespec import compile_evidence
 from controller.policy.lookups import catalog_references  # re-exported: its old home
 from controller.policy.model import (
     CLUSTER_KIND,
@@ -457,7 +458,10 @@ class _Compiler:
         paths = self.patterns
         if len(paths) > MAX_PATTERNS_PER_POLICY:
             self.fail(paths[MAX_PATTERNS_PER_POLICY], patterns_refusal(len(paths)))
-        return replace(compiled, pattern_paths=tuple(paths))
+        evidence = compile_evidence(
+            spec.get("evidence"), "spec.evidence", fail=self.fail, duration=self.duration
+        )
+        return replace(compiled, pattern_paths=tuple(paths), evidence=evidence)
 
     def match(self, value: Any, path: str) -> Match:
         match = _mapping(value)

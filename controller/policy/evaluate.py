@@ -35,7 +35,7 @@ from controller.globs import GlobSet
 from controller.lineage.identity import KnownTags
 from controller.lineage.model import PlatformLineage
 from controller.platforms import key as platform_key
-from controller.policy import rules
+from controller.policy import evidencerules, rules
 from controller.policy.facts import ImageFacts, ObjectFacts
 from controller.policy.index import PolicyIndex
 from controller.policy.model import (
@@ -152,7 +152,7 @@ def needs_lineage(policies: Sequence[CompiledPolicy], obj: ObjectFacts, image: I
     for policy in applicable(policies, obj):
         if _excluded(policy, image) and not _excluded_by_tag(policy, image):
             continue
-        if policy.judges_lineage:
+        if policy.judges_lineage or policy.evidence is not None:
             return True
         if (
             policy.pinning.mutate_to_digest
@@ -210,6 +210,7 @@ def rules_of(policy: CompiledPolicy) -> set[RuleCode]:
         out.add(RuleCode.UNPINNED)
     if policy.judges_lineage:
         out |= LINEAGE_RULES - {RuleCode.LOOKUP_FAILED}
+    out |= evidencerules.rules_of(policy.evidence)
     return out
 
 
@@ -336,10 +337,12 @@ def _judge(
         )
         if v is not None
     ]
+    evidence_found, evidence_skipped = evidencerules.judge(policy, subject, now=now)
+    found += evidence_found
     if image.role is ImageRole.BUILD or not policy.judges_lineage:
-        return found, set()
+        return found, evidence_skipped
     lineage_found, skipped = _judge_lineage(policy, subject, now=now)
-    return found + lineage_found, skipped
+    return found + lineage_found, skipped | evidence_skipped
 
 
 def _judge_lineage(

@@ -15,6 +15,7 @@ from enum import StrEnum
 
 from controller.globs import GlobSet
 from controller.lineage.model import DEFAULT_MAX_DEPTH
+from controller.policy.evidencespec import EvidenceSpec
 from controller.reference import Reference
 
 GROUP = "baseguard.io"
@@ -108,6 +109,9 @@ class RuleCode(StrEnum):
     LINEAGE_MISMATCH = "lineage-mismatch"
     STALE_BASE = "stale-base"
     LOOKUP_FAILED = "lookup-failed"
+    SCAN_MISSING = "scan-missing"
+    SCAN_STALE = "scan-stale"
+    FIXABLE_VULNERABILITIES = "fixable-vulnerabilities"
 
 
 #: What each rule means, one line each: the policy reference's table of rule codes.
@@ -126,7 +130,17 @@ RULE_DOCS: Mapping[RuleCode, str] = {
     RuleCode.LINEAGE_MISMATCH: "A claimed base's layers are not a prefix of the image's (`verify: Layers`).",
     RuleCode.STALE_BASE: "The base tag has moved on since the build, or the base is older than `maxBaseAge`.",
     RuleCode.LOOKUP_FAILED: "The registry could not answer (or a bound was reached); `onLookupFailure` decides.",
+    RuleCode.SCAN_MISSING: "No vulnerability scan is attached to the image (`evidence`: cosign vuln attestation, Trivy report).",
+    RuleCode.SCAN_STALE: "The newest scan of the image is older than `evidence.maxScanAge`.",
+    RuleCode.FIXABLE_VULNERABILITIES: (
+        "The scan lists vulnerabilities of an `evidence.denyFixable` severity that have a fixed "
+        "version, in the base's layers or the application's (`evidence.scope`)."
+    ),
 }
+#: The rules of the ``evidence`` section (judged only with scan evidence from the registry).
+EVIDENCE_RULES = frozenset(
+    {RuleCode.SCAN_MISSING, RuleCode.SCAN_STALE, RuleCode.FIXABLE_VULNERABILITIES}
+)
 
 #: Rules that can only be fully judged with facts from the registry.
 LINEAGE_RULES = frozenset(
@@ -286,6 +300,8 @@ class CompiledPolicy:
     granted: Mapping[str, tuple[Waiver, ...]] = field(
         default_factory=dict, compare=False, repr=False
     )
+    #: ``spec.evidence``: the scan evidence the image must carry (``None``: not judged).
+    evidence: EvidenceSpec | None = None
 
     @property
     def patterns(self) -> int:
@@ -300,7 +316,7 @@ class CompiledPolicy:
     @property
     def needs_lineage(self) -> bool:
         """True when some rule of this policy needs the registry (lookups are lazy: none without it)."""
-        return self.judges_lineage or self.pinning.mutate_to_digest
+        return self.judges_lineage or self.pinning.mutate_to_digest or self.evidence is not None
 
     @property
     def judges_lineage(self) -> bool:

@@ -1,0 +1,239 @@
+"""Scan evidence read from the real docker-registry and judged through ``baseguard check``.
+
+Each test pushes a base (two layers) and an application built on it (one more
+layer, the base claimed by annotation), then what scanners leave behind: cosign
+vuln attestations (DSSE at the ``.att`` tag), Trivy JSON reports as OCI
+artifacts, OpenVEX documents. What is asserted is what ``check`` prints.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from support.images import Pushed, layer
+from support.registry import RegistryProcess
+from support.scans import (
+    VULN,
+    cosign_attest,
+    openvex,
+    push_artifact,
+    trivy_report,
+    vuln,
+    vuln_statement,
+)
+
+from controller.cli.main import main
+
+BASE_L1 = layer({"etc/os-release": "ID=debian\nVERSION_ID=12\n"})
+BASE_L2 = layer({"usr/lib/libssl.so.3": "openssl 3.0.11\n"})
+NEW_BASE_L2 = layer({"usr/lib/libssl.so.3": "openssl 3.0.15\n"})
+APP_L = layer({"app/main.py": "print('shop')\n"})
+NOW = "2026-12-07"
+TRIVY = "application/vnd.aquasec.trivy.report.v1+json"
+
+
+def push_app(registry: RegistryProcess, repo: str) -> tuple[Pushed, Pushed]:
+    pusher = registry.pusher
+    base = pusher.push_image(f"{repo}/python", "3.12-slim", [BASE_L1, BASE_L2])
+    ann = {
+        "org.opencontainers.image.base.name": f"{registry.host}/{repo}/python:3.12-slim",
+        "org.opencontainers.image.base.digest": base.digest,
+    }
+    app = pusher.push_image(f"{repo}/shop", "1.0.0", [BASE_L1, BASE_L2, APP_L], annotations=ann)
+    return base, app
+
+
+def findings(app: Pushed) -> list[dict[str, object]]:
+    return [
+        vuln(
+            "CVE-2024-5535",
+            "libssl3",
+            "3.0.11-1~deb12u2",
+            "3.0.15-1~deb12u1",
+            "CRITICAL",
+            BASE_L2.diff_id,
+        ),
+        vuln("CVE-2024-0001", "libc6", "2.36-9", "", "CRITICAL", BASE_L1.diff_id),  # no fix yet
+        vuln("CVE-2024-6345", "setuptools", "65.5.1", "70.0.0", "HIGH", APP_L.diff_id),
+    ]
+
+
+def write_inputs(tmp_path: Path, registry: RegistryProcess, image: str, evidence: str) -> list[str]:
+    (tmp_path / "pod.yaml").write_text(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: shop, namespace: shop}\n"
+        f"spec: {{containers: [{{name: app, image: '{image}'}}]}}\n"
+    )
+    (tmp_path / "policy.yaml").write_text(
+        "apiVersion: baseguard.io/v1alpha1\nkind: ClusterBaseImagePolicy\n"
+        f"metadata: {{name: patched}}\nspec: {{mode: Enforce, evidence: {evidence}}}\n"
+    )
+    (tmp_path / "r.yaml").write_text(
+        f'registries:\n  - {{host: "{registry.host}", insecure: true}}\n'
+    )
+    return [
+        "check", str(tmp_path / "pod.yaml"), "-p", str(tmp_path / "policy.yaml"),
+        "--registry-config", str(tmp_path / "r.yaml"), "--now", NOW, "--format", "json",
+    ]  # fmt: skip
+
+
+def run(capsys: pytest.CaptureFixture[str], argv: list[str]) -> tuple[int, list[dict[str, object]]]:
+    code = main(argv)
+    out, _ = capsys.readouterr()
+    (result,) = json.loads(out)["results"]
+    return code, result["violations"]
+
+
+def by_rule(violations: list[dict[str, object]], rule: str) -> list[str]:
+    return [str(v["message"]) for v in violations if v["rule"] == rule]
+
+
+def test_fixable_criticals_in_the_base_are_told_apart_from_the_applications(
+    registry: RegistryProcess, unique_repo: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, app = push_app(registry, unique_repo)
+    report = trivy_report(app.reference, findings(app), created="2026-12-06T10:00:00Z")
+    cosign_attest(
+        registry.pusher, app, [vuln_statement(app, report, finished="2026-12-06T10:00:00Z")]
+    )
+    argv = write_inputs(tmp_path, registry, app.reference, "{denyFixable: [CRITICAL, HIGH]}")
+    code, violations = run(capsys, argv)
+    assert code == 1
+    fixable = by_rule(violations, "fixable-vulnerabilities")
+    assert len(fixable) == 2, violations
+    in_base = next(m for m in fixable if "in its base" in m)
+    assert "1 fixable CRITICAL/HIGH vulnerability in its base" in in_base
+    assert "CVE-2024-5535 in libssl3 3.0.11-1~deb12u2, fixed in 3.0.15-1~deb12u1" in in_base
+    assert "CVE-2024-0001" not in in_base  # no fixed version: not fixable
+    assert "has not been rebuilt since the build; update libssl3 to 3.0.15-1~deb12u1" in in_base
+    in_app = next(m for m in fixable if "own layers" in m)
+    assert "CVE-2024-6345 in setuptools" in in_app and in_app.endswith(
+        "update setuptools to 70.0.0"
+    )
+    # scope: Base judges only what the base's layers carry
+    argv = write_inputs(tmp_path, registry, app.reference, "{denyFixable: [CRITICAL], scope: Base}")
+    code, violations = run(capsys, argv)
+    assert [m for m in by_rule(violations, "fixable-vulnerabilities")] == [
+        in_base.replace("CRITICAL/HIGH", "CRITICAL")
+    ]
+
+
+def test_a_rebuilt_base_whose_scan_is_clean_is_the_fix(
+    registry: RegistryProcess, unique_repo: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, app = push_app(registry, unique_repo)
+    report = trivy_report(app.reference, findings(app)[:1], created="2026-12-06T10:00:00Z")
+    cosign_attest(
+        registry.pusher, app, [vuln_statement(app, report, finished="2026-12-06T10:00:00Z")]
+    )
+    # python:3.12-slim is rebuilt with the fixed openssl, and its scan is clean of it
+    rebuilt = registry.pusher.push_image(
+        f"{unique_repo}/python", "3.12-slim", [BASE_L1, NEW_BASE_L2]
+    )
+    clean = trivy_report(rebuilt.reference, [], created="2026-12-06T11:00:00Z")
+    push_artifact(
+        registry.pusher,
+        rebuilt,
+        [
+            (
+                TRIVY,
+                json.dumps(clean).encode(),
+                {"org.opencontainers.image.created": "2026-12-06T11:00:00Z"},
+            )
+        ],
+    )
+    argv = write_inputs(tmp_path, registry, app.reference, "{denyFixable: [CRITICAL]}")
+    code, violations = run(capsys, argv)
+    assert code == 1
+    (message,) = by_rule(violations, "fixable-vulnerabilities")
+    assert (
+        f"the current {registry.host}/{unique_repo}/python:3.12-slim ({rebuilt.digest}) is scanned without them"
+        in message
+    )
+    assert message.endswith(
+        f"rebuild on the current {registry.host}/{unique_repo}/python:3.12-slim"
+    )
+    assert (
+        by_rule(violations, "stale-base") == []
+    )  # no bases section: stale-base is not this policy's
+
+
+def test_a_rebuilt_base_that_still_has_them_says_update_the_package(
+    registry: RegistryProcess, unique_repo: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, app = push_app(registry, unique_repo)
+    report = trivy_report(app.reference, findings(app)[:1], created="2026-12-06T10:00:00Z")
+    cosign_attest(
+        registry.pusher, app, [vuln_statement(app, report, finished="2026-12-06T10:00:00Z")]
+    )
+    rebuilt = registry.pusher.push_image(
+        f"{unique_repo}/python", "3.12-slim", [BASE_L1, layer({"x": "y"})]
+    )
+    still = trivy_report(rebuilt.reference, findings(app)[:1], created="2026-12-06T11:00:00Z")
+    push_artifact(registry.pusher, rebuilt, [(TRIVY, json.dumps(still).encode(), {})])
+    argv = write_inputs(tmp_path, registry, app.reference, "{denyFixable: [CRITICAL]}")
+    _, violations = run(capsys, argv)
+    (message,) = by_rule(violations, "fixable-vulnerabilities")
+    assert "still has 1 of them; update libssl3 to 3.0.15-1~deb12u1" in message
+
+
+def test_vex_not_affected_suppresses_and_a_trivy_artifact_is_read(
+    registry: RegistryProcess, unique_repo: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, app = push_app(registry, unique_repo)
+    report = trivy_report(app.reference, findings(app), created="2026-12-06T10:00:00Z")
+    other = openvex(app, ["CVE-2024-6345"], product="pkg:oci/other@sha256%3A" + "1" * 64)
+    push_artifact(registry.pusher, app, [
+        (TRIVY, json.dumps(report).encode(), {"org.opencontainers.image.created": "2026-12-06T10:00:00Z"}),
+        ("application/vnd.openvex+json", openvex(app, ["CVE-2024-5535"]), {}),
+        ("application/vnd.openvex+json", other, {}),  # about another image: suppresses nothing here
+        ("application/spdx+json", b"{}", {}),  # an SBOM: never fetched
+    ])  # fmt: skip
+    argv = write_inputs(tmp_path, registry, app.reference, "{denyFixable: [CRITICAL, HIGH]}")
+    code, violations = run(capsys, argv)
+    assert code == 1
+    (message,) = by_rule(violations, "fixable-vulnerabilities")
+    assert "CVE-2024-6345" in message and "own layers" in message
+
+
+def test_missing_and_stale_scans(
+    registry: RegistryProcess, unique_repo: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, app = push_app(registry, unique_repo)
+    argv = write_inputs(
+        tmp_path, registry, app.reference, "{maxScanAge: 7d, denyFixable: [CRITICAL]}"
+    )
+    code, violations = run(capsys, argv)
+    assert code == 1
+    (missing,) = by_rule(violations, "scan-missing")
+    assert "has no vulnerability scan attached; attach one: cosign attest --type vuln" in missing
+    report = trivy_report(app.reference, [], created="2026-11-01T10:00:00Z")
+    cosign_attest(
+        registry.pusher, app, [vuln_statement(app, report, finished="2026-11-01T10:00:00Z")]
+    )
+    code, violations = run(capsys, argv)
+    assert code == 1
+    assert by_rule(violations, "scan-missing") == []
+    (stale,) = by_rule(violations, "scan-stale")
+    assert "finished 2026-11-01 (36d ago), older than evidence.maxScanAge (7d)" in stale
+    # a fresh scan with nothing fixable: allowed
+    fresh = trivy_report(app.reference, [], created="2026-12-06T10:00:00Z")
+    cosign_attest(
+        registry.pusher, app, [vuln_statement(app, fresh, finished="2026-12-06T10:00:00Z")]
+    )
+    code, violations = run(capsys, argv)
+    assert (code, violations) == (0, [])
+
+
+def test_the_predicate_without_https_and_a_review_out_of_requests(
+    registry: RegistryProcess, unique_repo: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, app = push_app(registry, unique_repo)
+    report = trivy_report(app.reference, findings(app)[:1], created="2026-12-06T10:00:00Z")
+    statement = vuln_statement(app, report, finished="2026-12-06T10:00:00Z")
+    statement["predicateType"] = VULN.removeprefix("https://")
+    cosign_attest(registry.pusher, app, [statement])
+    argv = write_inputs(tmp_path, registry, app.reference, "{denyFixable: [CRITICAL]}")
+    code, violations = run(capsys, argv)
+    assert code == 1 and len(by_rule(violations, "fixable-vulnerabilities")) == 1
