@@ -85,6 +85,11 @@ spec:
     maxBaseAge: 180d
     staleBase: Warn
     platforms: ["linux/amd64", "linux/arm64"]
+  evidence:
+    maxScanAge: 7d
+    denyFixable: [CRITICAL, HIGH]
+    scope: All
+    requireScan: true
 """
 
 

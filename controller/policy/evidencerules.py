@@ -101,8 +101,8 @@ def _judge_one(
                 policy,
                 RuleCode.SCAN_MISSING,
                 action,
-                f"{subject.title} ({platform}) has no vulnerability scan attached{seen}; "
-                "attach one: cosign attest --type vuln",
+                f"{subject.title} has no vulnerability scan attached{seen}; "
+                "attach a scan with cosign attest --type vuln",
             )
         ]
     out: list[Violation] = []
@@ -153,13 +153,13 @@ def _fixable(
         if not found:
             continue
         count = f"{len(found)} fixable {severities} vulnerabilit{'y' if len(found) == 1 else 'ies'}"
-        listed = _listing(found)
+        listed = _listing(found, severities=len(wanted) > 1)
         if where is Where.BASE and subject.facts.role is ImageRole.BASE:
             head = f"{subject.title} carries {count} ({listed})"
             fix = _package_fix(found, "pull a patched tag of it or update")
         elif where is Where.BASE:
             base = evidence.base or "its base"
-            head = f"{subject.title} has {count} in its base {base}'s layers ({listed})"
+            head = f"{subject.title} has {count} in its base {base} ({listed})"
             why, fix = _base_fix(evidence, found)
             head += why
         elif where is Where.APPLICATION:
@@ -178,24 +178,17 @@ def _fixable(
 
 def _base_fix(evidence: Evidence, found: Sequence[Vulnerability]) -> tuple[str, str]:
     """(what the base's current image says, the action)."""
-    base = evidence.base or "the base"
     now = evidence.base_now
-    rebuild = f"rebuild on the current {base}"
+    rebuild = f"rebuild on the current {evidence.base or 'base'}"
     if evidence.base_moved_to is None:
-        return (
-            f"; {base} has not been rebuilt since the build",
-            _package_fix(found, "update"),
-        )
+        return "; the base has not been rebuilt since", _package_fix(found, "update")
     if now is None or not now.scanned:
-        return (
-            f"; {base} has been rebuilt since (now {evidence.base_moved_to}, not scanned)",
-            rebuild,
-        )
+        return "; the base has been rebuilt since (its current image is not scanned)", rebuild
     still = [v for v in found if v.key in now.still]
     if not still:
-        return f"; the current {base} ({now.digest}) is scanned without them", rebuild
+        return "; the base's current image is scanned clean of them", rebuild
     return (
-        f"; the current {base} still has {len(still)} of them",
+        f"; the base's current image still has {len(still)} of them",
         _package_fix(still, "update"),
     )
 
@@ -206,9 +199,9 @@ def _package_fix(found: Sequence[Vulnerability], verb: str) -> str:
     return f"{verb} {first.package} to {fixed}"
 
 
-def _listing(found: Sequence[Vulnerability]) -> str:
+def _listing(found: Sequence[Vulnerability], *, severities: bool) -> str:
     shown = [
-        f"{v.severity} {v.id} in {v.package} {v.installed}, fixed in {v.fixed}"
+        f"{v.severity + ' ' if severities else ''}{v.id} {v.package} {v.installed}, fixed in {v.fixed}"
         for v in found[:SHOWN]
     ]
     more = f", and {len(found) - SHOWN} more" if len(found) > SHOWN else ""

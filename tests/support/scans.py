@@ -19,13 +19,15 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from support.images import Pushed, Pusher, sha256
+from support.images import Pushed, Pusher, layer, sha256
+from support.registry import RegistryProcess
 
 OCI = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_EMPTY = "application/vnd.oci.empty.v1+json"
 DSSE = "application/vnd.dsse.envelope.v1+json"
 VULN = "https://cosign.sigstore.dev/attestation/vuln/v1"
+TRIVY = "application/vnd.aquasec.trivy.report.v1+json"
 
 
 def vuln(
@@ -174,3 +176,37 @@ def openvex(subject: Pushed, not_affected: Sequence[str], *, product: str | None
             for cve in not_affected
         ],
     }).encode()  # fmt: skip
+
+
+# --------------------------------------------------------------------------- a scanned app
+
+BASE_L1 = layer({"etc/os-release": "ID=debian\nVERSION_ID=12\n"})
+BASE_L2 = layer({"usr/lib/libssl.so.3": "openssl 3.0.11\n"})
+NEW_BASE_L2 = layer({"usr/lib/libssl.so.3": "openssl 3.0.15\n"})
+APP_L = layer({"app/main.py": "print('shop')\n"})
+
+
+def push_app(registry: RegistryProcess, repo: str) -> tuple[Pushed, Pushed]:
+    pusher = registry.pusher
+    base = pusher.push_image(f"{repo}/python", "3.12-slim", [BASE_L1, BASE_L2])
+    ann = {
+        "org.opencontainers.image.base.name": f"{registry.host}/{repo}/python:3.12-slim",
+        "org.opencontainers.image.base.digest": base.digest,
+    }
+    app = pusher.push_image(f"{repo}/shop", "1.0.0", [BASE_L1, BASE_L2, APP_L], annotations=ann)
+    return base, app
+
+
+def findings(app: Pushed) -> list[dict[str, object]]:
+    return [
+        vuln(
+            "CVE-2024-5535",
+            "libssl3",
+            "3.0.11-1~deb12u2",
+            "3.0.15-1~deb12u1",
+            "CRITICAL",
+            BASE_L2.diff_id,
+        ),
+        vuln("CVE-2024-0001", "libc6", "2.36-9", "", "CRITICAL", BASE_L1.diff_id),  # no fix yet
+        vuln("CVE-2024-6345", "setuptools", "65.5.1", "70.0.0", "HIGH", APP_L.diff_id),
+    ]
