@@ -25,11 +25,11 @@ from support.webhook import StartWebhook, fixture, set_images
 
 from controller import logs
 from controller.assess import Assessor
+from controller.evidence.model import BaseNow, Evidence, Scan, Vulnerability, Where
 from controller.findings import SECTION_NOUN, Finding, Group, grouped_findings
 from controller.lineage.identity import KnownTags
 from controller.lineage.model import End, Lineage, PlatformLineage, Source
 from controller.lineage.resolve import LineageResolver
-from controller.evidence.model import BaseNow, Evidence, Scan, Vulnerability, Where
 from controller.policy import evidencerules, rules
 from controller.policy.evidencespec import EvidenceSpec
 from controller.policy.facts import ImageFacts
