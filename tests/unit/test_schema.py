@@ -87,6 +87,8 @@ def test_defaults_are_valid_for_their_fields() -> None:
         ".spec.lineage.onUnknownBase",
         ".spec.lineage.onLookupFailure",
         ".spec.lineage.staleBase",
+        ".spec.evidence.scope",
+        ".spec.evidence.requireScan",
     }
     for path, node in with_defaults:
         assert list(jsonschema.Draft7Validator(node).iter_errors(node["default"])) == [], path
