@@ -132,7 +132,7 @@ def test_a_vuln_predicate_of_another_scanner_is_named_not_guessed() -> None:
         }
     }
     with pytest.raises(
-        DocumentError, match="grype 0.80.0: scanner.result is not a Trivy JSON report"
+        DocumentError, match=r"grype 0\.80\.0: scanner\.result is not a Trivy JSON report"
     ):
         documents.vuln_predicate_scan(grype, source="x", created=None)
 
