@@ -254,5 +254,16 @@ async def attach(client: EvidenceClient, lineage: Lineage) -> Lineage:
     """``lineage`` with each platform's :class:`Evidence`; ``client`` is charged to the review."""
     if lineage.failure is not None or not lineage.platforms:
         return lineage
+    if not (hasattr(client, "fetch_referrers") and hasattr(client, "fetch_blob")):
+        failure = "this registry client reads no referrers or blobs, so no scan could be read"
+        return replace(
+            lineage,
+            platforms=tuple(
+                replace(p, evidence=Evidence(p.levels[0].digest or "", failure=failure))
+                if p.levels
+                else p
+                for p in lineage.platforms
+            ),
+        )
     platforms = await asyncio.gather(*(_platform(client, lineage, p) for p in lineage.platforms))
     return replace(lineage, platforms=tuple(platforms))

@@ -211,3 +211,31 @@ def test_referrers_are_chosen_by_type_before_any_blob_is_fetched() -> None:
         "application/json",
     ]
     assert len(choose.referrers([d(choose.TRIVY_REPORT)] * 20)) == choose.MAX_REFERRERS
+
+
+DATA = Path(__file__).parent / "data"
+
+
+def test_baseguard_test_judges_described_scans(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """``baseguard test``: images described with a ``scan`` carry a Trivy report as a referrer."""
+    assert main(["test", str(DATA)]) == 0
+    assert "PASS" in capsys.readouterr().out
+    # the same case expecting an allow fails, and says what was found and the fix
+    case = (DATA / "patched" / "baseguard-test.yaml").read_text()
+    for name in ("patched-bases.yaml", "deployment.yaml"):
+        (tmp_path / name).write_text((DATA / "patched" / name).read_text())
+    (tmp_path / "baseguard-test.yaml").write_text(
+        case.replace(
+            "on-old-base, verdict: deny, rules: [fixable-vulnerabilities]",
+            "on-old-base, verdict: allow, rules: []",
+        )
+    )
+    assert main(["test", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert (
+        "has 1 fixable CRITICAL vulnerability in its base docker.io/library/python:3.12-slim "
+        "(CVE-2024-5535 libssl3 3.0.11-1, fixed in 3.0.15-1); the base's current image is scanned clean "
+        "of them; rebuild on the current docker.io/library/python:3.12-slim"
+    ) in out
