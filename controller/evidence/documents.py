@@ -140,6 +140,15 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
+def trivy_diff_ids(report: Any) -> tuple[str, ...]:
+    """``Metadata.DiffIDs``: the layers of the image Trivy scanned (absent for other targets)."""
+    metadata = report.get("Metadata") if isinstance(report, dict) else None
+    found = metadata.get("DiffIDs") if isinstance(metadata, dict) else None
+    if not isinstance(found, list):
+        return ()
+    return tuple(d.lower() for d in found if isinstance(d, str))
+
+
 def trivy_vulnerabilities(report: Any) -> tuple[list[Vulnerability], dt.datetime | None]:
     """The vulnerabilities of a Trivy JSON report, and its ``CreatedAt``.
 
@@ -187,7 +196,7 @@ def trivy_scan(body: bytes, *, source: str, created: dt.datetime | None) -> Scan
         report.get("Trivy", {}).get("Version") if isinstance(report.get("Trivy"), dict) else None
     )
     scanner = f"trivy {version}" if isinstance(version, str) else "trivy"
-    return Scan(source, scanner, at or created, tuple(found))
+    return Scan(source, scanner, at or created, tuple(found), trivy_diff_ids(report))
 
 
 def vuln_predicate_scan(predicate: Any, *, source: str, created: dt.datetime | None) -> Scan:
@@ -210,7 +219,8 @@ def vuln_predicate_scan(predicate: Any, *, source: str, created: dt.datetime | N
             "JSON report, which is the format baseguard reads"
         ) from None
     finished = parse_time(metadata.get("scanFinishedOn"))
-    return Scan(source, name or "scanner", finished or at or created, tuple(found))
+    layers = trivy_diff_ids(scanner.get("result"))
+    return Scan(source, name or "scanner", finished or at or created, tuple(found), layers)
 
 
 @dataclass(frozen=True)

@@ -215,7 +215,13 @@ async def _platform(
                 image.digest, failure=f"scans of {image.name} could not be read: {exc}"
             ),
         )
-    scans = [attributed(s, base.diff_ids if base else (), image.diff_ids) for s in scans]
+    own = [s for s in scans if s.describes(image.diff_ids)]
+    if len(own) < len(scans):
+        notes.append(
+            f"{len(scans) - len(own)} scan(s) describe an image with other layers "
+            "(another platform, or another build): not used"
+        )
+    scans = [attributed(s, base.diff_ids if base else (), image.diff_ids) for s in own]
     evidence = Evidence(
         image.digest,
         tuple(scans),

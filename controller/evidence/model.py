@@ -55,6 +55,21 @@ class Scan:
     scanner: str  # "trivy 0.58.1", or the predicate's scanner.uri
     finished: dt.datetime | None  # scanFinishedOn, else the report's or referrer's created time
     vulnerabilities: tuple[Vulnerability, ...] = ()
+    #: The layers the scanned image had (Trivy's ``Metadata.DiffIDs``): a scan of another
+    #: image (another platform of the index, an older build) is told apart by them.
+    diff_ids: tuple[str, ...] = ()
+
+    def describes(self, diff_ids: tuple[str, ...]) -> bool:
+        """Whether this scan can be about an image with these layers.
+
+        By the scanned image's layers when the report records them; else by the
+        layers its vulnerabilities name (one of them must be the image's); a report
+        that names no layer at all cannot be told apart, and is taken as it is.
+        """
+        if self.diff_ids:
+            return self.diff_ids == diff_ids
+        named = {v.diff_id for v in self.vulnerabilities if v.diff_id}
+        return not named or not named.isdisjoint(diff_ids)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from dataclasses import replace
 
 from controller.evidence.model import SEVERITIES, Evidence, Vulnerability, Where
 from controller.lineage.model import Lineage
@@ -25,6 +26,8 @@ from controller.policy.model import EVIDENCE_RULES, Action, CompiledPolicy, Rule
 from controller.policy.verdict import Violation
 from controller.roles import ImageRole
 
+#: Where the platforms go in a message: filled once the platforms are merged (:func:`_merged`).
+_AT = "\x00platforms\x00"
 #: Vulnerabilities a message names; the rest are counted.
 SHOWN = 3
 _RANK = {s: i for i, s in enumerate(SEVERITIES)}
@@ -57,7 +60,7 @@ def judge(
         # A policy that judges lineage reports the failure with its lineage rules already.
         failed = [] if policy.judges_lineage else rules.lookup_failed(policy, subject, lineage, ())
         return failed, wanted
-    found: list[Violation] = []
+    found: list[tuple[str, Violation]] = []
     skipped: set[RuleCode] = set()
     for platform in lineage.platforms:
         evidence = platform.evidence
@@ -65,11 +68,21 @@ def judge(
             skipped |= wanted
             continue
         if evidence.failure is not None:
-            found += _failed(policy, subject, evidence.failure)
+            found += [(platform.platform, v) for v in _failed(policy, subject, evidence.failure)]
             skipped |= wanted
             continue
-        found += _judge_one(policy, spec, subject, evidence, platform.platform, now=now)
-    return found, skipped & wanted
+        judged = _judge_one(policy, spec, subject, evidence, now=now)
+        found += [(platform.platform, v) for v in judged]
+    return _merged(found, several=len(lineage.platforms) > 1), skipped & wanted
+
+
+def _merged(found: Sequence[tuple[str, Violation]], *, several: bool) -> list[Violation]:
+    """One violation per message, naming the platforms it holds for when the image has several."""
+    platforms: dict[Violation, list[str]] = {}
+    for platform, v in found:
+        platforms.setdefault(v, []).append(platform)
+    at = {v: f" ({', '.join(sorted(set(p)))})" if several else "" for v, p in platforms.items()}
+    return [replace(v, message=v.message.replace(_AT, at[v])) for v in platforms]
 
 
 def _violation(policy: CompiledPolicy, rule: RuleCode, action: Action, message: str) -> Violation:
@@ -86,7 +99,6 @@ def _judge_one(
     spec: EvidenceSpec,
     subject: rules.Subject,
     evidence: Evidence,
-    platform: str,
     *,
     now: dt.datetime,
 ) -> list[Violation]:
@@ -101,7 +113,7 @@ def _judge_one(
                 policy,
                 RuleCode.SCAN_MISSING,
                 action,
-                f"{subject.title} has no vulnerability scan attached{seen}; "
+                f"{subject.title}{_AT} has no vulnerability scan attached{seen}; "
                 "attach a scan with cosign attest --type vuln",
             )
         ]
@@ -110,14 +122,14 @@ def _judge_one(
         if newest.finished is None:
             out.append(_violation(
                 policy, RuleCode.SCAN_STALE, action,
-                f"the newest scan of {subject.title} ({newest.source}) records no time, so its "
+                f"the newest scan of {subject.title}{_AT} ({newest.source}) records no time, so its "
                 f"age is unknown (evidence.maxScanAge {_days(spec.max_scan_age)}); rescan it and "
                 "attach the result",
             ))  # fmt: skip
         elif newest.finished < _utc(now) - spec.max_scan_age:
             out.append(_violation(
                 policy, RuleCode.SCAN_STALE, action,
-                f"the newest scan of {subject.title} ({newest.scanner}, {newest.source}) finished "
+                f"the newest scan of {subject.title}{_AT} ({newest.scanner}, {newest.source}) finished "
                 f"{newest.finished.date().isoformat()} ({_days(_utc(now) - newest.finished)} ago), "
                 f"older than evidence.maxScanAge ({_days(spec.max_scan_age)}); rescan it and attach "
                 "the result",
@@ -155,18 +167,18 @@ def _fixable(
         count = f"{len(found)} fixable {severities} vulnerabilit{'y' if len(found) == 1 else 'ies'}"
         listed = _listing(found, severities=len(wanted) > 1)
         if where is Where.BASE and subject.facts.role is ImageRole.BASE:
-            head = f"{subject.title} carries {count} ({listed})"
+            head = f"{subject.title}{_AT} carries {count} ({listed})"
             fix = _package_fix(found, "pull a patched tag of it or update")
         elif where is Where.BASE:
             base = evidence.base or "its base"
-            head = f"{subject.title} has {count} in its base {base} ({listed})"
+            head = f"{subject.title}{_AT} has {count} in its base {base} ({listed})"
             why, fix = _base_fix(evidence, found)
             head += why
         elif where is Where.APPLICATION:
-            head = f"{subject.title} has {count} in its own layers ({listed})"
+            head = f"{subject.title}{_AT} has {count} in its own layers ({listed})"
             fix = _package_fix(found, "update")
         else:
-            head = f"{subject.title} has {count} in layers the scan does not name ({listed})"
+            head = f"{subject.title}{_AT} has {count} in layers the scan does not name ({listed})"
             fix = _package_fix(found, "update")
         out.append(
             _violation(

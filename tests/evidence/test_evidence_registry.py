@@ -15,7 +15,9 @@ import pytest
 from support.images import layer
 from support.registry import RegistryProcess
 from support.scans import (
+    APP_L,
     BASE_L1,
+    BASE_L2,
     NEW_BASE_L2,
     TRIVY,
     VULN,
@@ -213,3 +215,42 @@ def test_the_predicate_without_https_and_a_review_out_of_requests(
     argv = write_inputs(tmp_path, registry, app.reference, "{denyFixable: [CRITICAL]}")
     code, violations = run(capsys, argv)
     assert code == 1 and len(by_rule(violations, "fixable-vulnerabilities")) == 1
+
+
+def test_scans_attached_to_the_index_speak_for_the_platform_they_scanned(
+    registry: RegistryProcess, unique_repo: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``cosign attest`` on a multi-arch tag attaches to the index: each report is used for the
+    platform whose layers it records (Trivy's ``Metadata.DiffIDs``), never for the other."""
+    pusher = registry.pusher
+    arm_l1, arm_l2, arm_app = (layer({"arch": f"arm64 {i}"}) for i in range(3))
+    base_amd = pusher.push_image(f"{unique_repo}/python", None, [BASE_L1, BASE_L2])
+    base_arm = pusher.push_image(f"{unique_repo}/python", None, [arm_l1, arm_l2], arch="arm64")
+    base = pusher.push_index(
+        f"{unique_repo}/python", "3.12-slim", [(base_amd, "linux/amd64"), (base_arm, "linux/arm64")]
+    )
+    ann = {"org.opencontainers.image.base.name": f"{registry.host}/{unique_repo}/python:3.12-slim",
+           "org.opencontainers.image.base.digest": base.digest}  # fmt: skip
+    amd = pusher.push_image(f"{unique_repo}/shop", None, [BASE_L1, BASE_L2, APP_L], annotations=ann)
+    arm = pusher.push_image(
+        f"{unique_repo}/shop", None, [arm_l1, arm_l2, arm_app], annotations=ann, arch="arm64"
+    )
+    app = pusher.push_index(
+        f"{unique_repo}/shop", "1.0.0", [(amd, "linux/amd64"), (arm, "linux/arm64")]
+    )
+    amd_report = trivy_report(app.reference, findings(app)[:1], created="2026-12-06T10:00:00Z")
+    amd_report["Metadata"]["DiffIDs"] = list(amd.diff_ids)
+    arm_report = trivy_report(app.reference, [], created="2026-12-06T10:00:00Z")
+    arm_report["Metadata"]["DiffIDs"] = list(arm.diff_ids)
+    cosign_attest(pusher, app, [
+        vuln_statement(app, amd_report, finished="2026-12-06T10:00:00Z"),
+        vuln_statement(app, arm_report, finished="2026-12-06T10:00:00Z"),
+    ])  # fmt: skip
+    argv = write_inputs(
+        tmp_path, registry, f"{registry.host}/{unique_repo}/shop:1.0.0", "{denyFixable: [CRITICAL]}"
+    )
+    code, violations = run(capsys, argv)
+    assert code == 1
+    (message,) = by_rule(violations, "fixable-vulnerabilities")
+    assert "shop:1.0.0 (linux/amd64) has 1 fixable CRITICAL vulnerability in its base" in message
+    assert [v for v in violations if v["rule"] != "fixable-vulnerabilities"] == []
