@@ -67,8 +67,16 @@ def main() -> int:
     from support.faulty_proxy import FaultyProxy
     from support.registry import INSTALL_HINT, registry_binary, start_registry
     from support.scans import (
-        APP_L, BASE_L1, BASE_L2, NEW_BASE_L2, TRIVY, cosign_attest, findings, push_artifact,
-        trivy_report, vuln_statement,
+        APP_L,
+        BASE_L1,
+        BASE_L2,
+        NEW_BASE_L2,
+        TRIVY,
+        cosign_attest,
+        findings,
+        push_artifact,
+        trivy_report,
+        vuln_statement,
     )  # fmt: skip
 
     if registry_binary() is None:
@@ -87,11 +95,19 @@ def main() -> int:
         report = trivy_report(app.reference, findings(app), created="2026-12-06T10:00:00Z")
         cosign_attest(pusher, app, [vuln_statement(app, report, finished="2026-12-06T10:00:00Z")])
         rebuilt = pusher.push_image("bench/python", "3.12-slim", [BASE_L1, NEW_BASE_L2])
-        clean = json.dumps(trivy_report(rebuilt.reference, [], created="2026-12-06T11:00:00Z")).encode()
+        clean = json.dumps(
+            trivy_report(rebuilt.reference, [], created="2026-12-06T11:00:00Z")
+        ).encode()
         push_artifact(pusher, rebuilt, [(TRIVY, clean, {})])
         image = f"{proxy.host}/bench/shop@{app.digest}"
-        print(f"baseguard evidence bench: docker-registry {registry.host}, counting proxy {proxy.host}\n")
-        print(f"    {'policy':<44} " + " ".join(f"{k:>13}" for k in KINDS) + f" {'cold':>5} {'warm':>5}  verdict")
+        print(
+            f"baseguard evidence bench: docker-registry {registry.host}, counting proxy {proxy.host}\n"
+        )
+        print(
+            f"    {'policy':<44} "
+            + " ".join(f"{k:>13}" for k in KINDS)
+            + f" {'cold':>5} {'warm':>5}  verdict"
+        )
         cases = [
             ("lineage only (staleBase: Deny)", {"lineage": {"staleBase": "Deny"}}, "stale-base"),
             ("evidence: denyFixable [CRITICAL]", {"evidence": {"denyFixable": ["CRITICAL"]}}, "fixable-vulnerabilities"),
