@@ -422,7 +422,7 @@ async def _with_evidence(
     lineage = await lookup
     if budget is None:
         return lineage
-    return await gather.attach(charged(resolver.client, budget), lineage)  # type: ignore[arg-type]
+    return await gather.attach(charged(resolver.client, budget), lineage, budget)  # type: ignore[arg-type]
 
 
 async def _as_tenant(tenant: str | None, lookup: Awaitable[Lineage]) -> Lineage:

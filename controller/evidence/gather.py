@@ -32,6 +32,7 @@ from controller.evidence.documents import DocumentError, VexStatement
 from controller.evidence.model import BaseNow, Evidence, Scan, Vulnerability, Where
 from controller.lineage.model import Level, Lineage, PlatformLineage
 from controller.reference import Reference
+from controller.registry.limits import ByteAccount, charged_to
 from controller.registry.media import ImageIndex, ImageManifest
 from controller.registry.referrers import fallback_tag
 
@@ -256,8 +257,22 @@ async def _base_now(client: EvidenceClient, base: Level, current: str) -> BaseNo
     return BaseNow(name, current, True, still)
 
 
-async def attach(client: EvidenceClient, lineage: Lineage) -> Lineage:
-    """``lineage`` with each platform's :class:`Evidence`; ``client`` is charged to the review."""
+async def attach(
+    client: EvidenceClient, lineage: Lineage, account: ByteAccount | None = None
+) -> Lineage:
+    """``lineage`` with each platform's :class:`Evidence`.
+
+    ``client`` charges every request to the review; ``account`` (the review's budget)
+    is charged the bytes of every document parsed here, as the registry's JSON
+    reader charges what it parses for the client.
+    """
+    if account is None:
+        return await _attach(client, lineage)
+    with charged_to(account):
+        return await _attach(client, lineage)
+
+
+async def _attach(client: EvidenceClient, lineage: Lineage) -> Lineage:
     if lineage.failure is not None or not lineage.platforms:
         return lineage
     if not (hasattr(client, "fetch_referrers") and hasattr(client, "fetch_blob")):

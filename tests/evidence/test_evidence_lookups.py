@@ -77,6 +77,28 @@ async def test_every_request_bound_short_of_the_evidence_is_lookup_failed_never_
     assert {r for r, _, _ in judged[full]} == {RuleCode.FIXABLE_VULNERABILITIES}
 
 
+async def test_a_byte_bound_reached_by_the_scans_is_lookup_failed(
+    registry: RegistryProcess, unique_repo: str
+) -> None:
+    """Bytes fetched and parsed count too: the documents' parse is charged to the review."""
+    image = scanned(registry, unique_repo)
+    seen: dict[int, set[RuleCode]] = {}
+    for limit in (2_000, 6_000, 10_000, 14_000, 10**8):
+        async with RegistryClient(
+            RegistryConfig.of(RegistryHost(registry.host, insecure=True))
+        ) as client:
+            assessor = Assessor(LineageResolver(client), bounds=Bounds(max_bytes=limit))
+            (result,) = await assessor.assess(pod(image), (policy(),), now=NOW)
+        found = result.results[0].violations
+        assert found, f"max_bytes={limit}: an allow by omission"
+        seen[limit] = {v.rule for v in found}
+        if v_failed := [v for v in found if v.rule is RuleCode.LOOKUP_FAILED]:
+            assert all(v.action is Action.DENY for v in v_failed)
+            assert any("max_bytes_per_review" in v.message for v in v_failed), v_failed
+    assert seen[10**8] == {RuleCode.FIXABLE_VULNERABILITIES}
+    assert RuleCode.LOOKUP_FAILED in seen[2_000]
+
+
 async def test_a_registry_failing_on_the_scans_is_lookup_failed_under_on_lookup_failure(
     registry: RegistryProcess, proxy: FaultyProxy, unique_repo: str
 ) -> None:
