@@ -170,8 +170,7 @@ def _fixable(
             head = f"{subject.title}{_AT} carries {count} ({listed})"
             fix = _package_fix(found, "pull a patched tag of it or update")
         elif where is Where.BASE:
-            base = evidence.base or "its base"
-            head = f"{subject.title}{_AT} has {count} in its base {base} ({listed})"
+            head = f"{subject.title}{_AT} has {count} in its base's layers ({listed})"
             why, fix = _base_fix(evidence, found)
             head += why
         elif where is Where.APPLICATION:
@@ -189,20 +188,19 @@ def _fixable(
 
 
 def _base_fix(evidence: Evidence, found: Sequence[Vulnerability]) -> tuple[str, str]:
-    """(what the base's current image says, the action)."""
+    """(what the base's current image says, the action). The base is named once: in the
+    action when it is the rebuild, else here (a denial line is cut at 600 bytes)."""
     now = evidence.base_now
-    rebuild = f"rebuild on the current {evidence.base or 'base'}"
+    base = evidence.base or "the base"
+    rebuild = f"rebuild on the current {base}"
     if evidence.base_moved_to is None:
-        return "; the base has not been rebuilt since", _package_fix(found, "update")
+        return f"; {base} has not been rebuilt since", _package_fix(found, "update")
     if now is None or not now.scanned:
-        return "; the base has been rebuilt since (its current image is not scanned)", rebuild
+        return "; the base was rebuilt since (not scanned)", rebuild
     still = [v for v in found if v.key in now.still]
     if not still:
-        return "; the base's current image is scanned clean of them", rebuild
-    return (
-        f"; the base's current image still has {len(still)} of them",
-        _package_fix(still, "update"),
-    )
+        return "; the base was rebuilt since and scans clean of them", rebuild
+    return f"; the current {base} still has {len(still)} of them", _package_fix(still, "update")
 
 
 def _package_fix(found: Sequence[Vulnerability], verb: str) -> str:

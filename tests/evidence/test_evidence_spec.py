@@ -235,7 +235,7 @@ def test_baseguard_test_judges_described_scans(
     assert main(["test", str(tmp_path)]) == 1
     out = capsys.readouterr().out
     assert (
-        "has 1 fixable CRITICAL vulnerability in its base docker.io/library/python:3.12-slim "
-        "(CVE-2024-5535 libssl3 3.0.11-1, fixed in 3.0.15-1); the base's current image is scanned clean "
-        "of them; rebuild on the current docker.io/library/python:3.12-slim"
+        "has 1 fixable CRITICAL vulnerability in its base's layers (CVE-2024-5535 libssl3 3.0.11-1, "
+        "fixed in 3.0.15-1); the base was rebuilt since and scans clean of them; rebuild on the "
+        "current docker.io/library/python:3.12-slim"
     ) in out

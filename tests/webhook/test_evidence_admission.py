@@ -74,7 +74,7 @@ async def test_a_base_with_a_fixable_critical_is_denied_with_the_rebuild_that_fi
         assert response["allowed"] is False and response["status"]["code"] == 403
         said = response["status"]["message"]
         assert "fixable-vulnerabilities" in said and "patched-bases" in said, said
-        assert "1 fixable CRITICAL vulnerability in its base" in said, said
+        assert "1 fixable CRITICAL vulnerability in its base's layers" in said, said
         assert "(CVE-2024-5535 libssl3 3.0.11-1~deb12u2, fixed in 3.0.15-1~deb12u1)" in said, said
         assert f"rebuild on the current {base}" in said, said
     else:
