@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from controller.globs import GlobSet
 from controller.evidence.model import Where
+from controller.globs import GlobSet
 from controller.lineage.model import Level, Lineage
 from controller.operator.audit.plan import (
     ObjectRef,
