@@ -28,6 +28,8 @@ from controller.roles import ImageRole
 
 #: Where the platforms go in a message: filled once the platforms are merged (:func:`_merged`).
 _AT = "\x00platforms\x00"
+#: Characters of a note on an unused document a message carries (a denial line has 600).
+NOTE_MAX = 160
 #: Vulnerabilities a message names; the rest are counted.
 SHOWN = 3
 _RANK = {s: i for i, s in enumerate(SEVERITIES)}
@@ -107,7 +109,12 @@ def _judge_one(
     if newest is None:
         if not spec.require_scan:
             return []
-        seen = f" ({'; '.join(evidence.notes[:2])})" if evidence.notes else ""
+        seen = ""
+        if evidence.notes:  # what was found and not used: the first, cut, and a count
+            first = evidence.notes[0]
+            first = first if len(first) <= NOTE_MAX else first[: NOTE_MAX - 3] + "..."
+            more = f", and {len(evidence.notes) - 1} more" if len(evidence.notes) > 1 else ""
+            seen = f" (found but not used: {first}{more})"
         return [
             _violation(
                 policy,

@@ -81,7 +81,9 @@ def test_fixable_criticals_in_the_base_are_told_apart_from_the_applications(
     assert "1 fixable CRITICAL/HIGH vulnerability in its base's layers" in in_base
     assert "CRITICAL CVE-2024-5535 libssl3 3.0.11-1~deb12u2, fixed in 3.0.15-1~deb12u1" in in_base
     assert "CVE-2024-0001" not in in_base  # no fixed version: not fixable
-    assert "python:3.12-slim has not been rebuilt since; update libssl3 to 3.0.15-1~deb12u1" in in_base
+    assert (
+        "python:3.12-slim has not been rebuilt since; update libssl3 to 3.0.15-1~deb12u1" in in_base
+    )
     in_app = next(m for m in fixable if "own layers" in m)
     assert "HIGH CVE-2024-6345 setuptools 65.5.1, fixed in 70.0.0" in in_app and in_app.endswith(
         "update setuptools to 70.0.0"
@@ -147,10 +149,7 @@ def test_a_rebuilt_base_that_still_has_them_says_update_the_package(
     argv = write_inputs(tmp_path, registry, app.reference, "{denyFixable: [CRITICAL]}")
     _, violations = run(capsys, argv)
     (message,) = by_rule(violations, "fixable-vulnerabilities")
-    assert (
-        "python:3.12-slim still has 1 of them; update libssl3 to 3.0.15-1~deb12u1"
-        in message
-    )
+    assert "python:3.12-slim still has 1 of them; update libssl3 to 3.0.15-1~deb12u1" in message
 
 
 def test_vex_not_affected_suppresses_and_a_trivy_artifact_is_read(
@@ -252,5 +251,45 @@ def test_scans_attached_to_the_index_speak_for_the_platform_they_scanned(
     code, violations = run(capsys, argv)
     assert code == 1
     (message,) = by_rule(violations, "fixable-vulnerabilities")
-    assert "shop:1.0.0 (linux/amd64) has 1 fixable CRITICAL vulnerability in its base's layers" in message
+    assert (
+        "shop:1.0.0 (linux/amd64) has 1 fixable CRITICAL vulnerability in its base's layers"
+        in message
+    )
     assert [v for v in violations if v["rule"] != "fixable-vulnerabilities"] == []
+
+
+def test_a_dockerfile_from_a_base_with_fixable_criticals(
+    registry: RegistryProcess, unique_repo: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """For a Dockerfile the FROM image is the base: all it carries is the base's."""
+    base, _ = push_app(registry, unique_repo)
+    report = trivy_report(base.reference, findings(base)[:1], created="2026-12-06T10:00:00Z")
+    push_artifact(registry.pusher, base, [(TRIVY, json.dumps(report).encode(), {})])
+    argv = write_inputs(tmp_path, registry, "unused", "{denyFixable: [CRITICAL], scope: Base}")
+    (tmp_path / "Dockerfile").write_text(
+        f"FROM {registry.host}/{unique_repo}/python:3.12-slim\nRUN true\n"
+    )
+    argv[1] = str(tmp_path / "Dockerfile")
+    code, violations = run(capsys, argv)
+    assert code == 1
+    (message,) = by_rule(violations, "fixable-vulnerabilities")
+    assert "base image" in message and "carries 1 fixable CRITICAL vulnerability" in message
+    assert message.endswith("update libssl3 to 3.0.15-1~deb12u1")
+
+
+def test_a_scan_the_reader_cannot_judge_is_named_and_the_image_is_unscanned(
+    registry: RegistryProcess, unique_repo: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, app = push_app(registry, unique_repo)
+    grype = vuln_statement(app, {"matches": []}, finished="2026-12-06T10:00:00Z")
+    grype["predicate"]["scanner"].update(uri="pkg:github/anchore/grype@0.80.0", version="0.80.0")
+    cosign_attest(registry.pusher, app, [grype])
+    argv = write_inputs(tmp_path, registry, app.reference, "{denyFixable: [CRITICAL]}")
+    code, violations = run(capsys, argv)
+    assert code == 1
+    (missing,) = by_rule(violations, "scan-missing")
+    assert (
+        "found but not used:" in missing
+        and "grype 0.80.0: scanner.result is not a Trivy JSON report" in missing
+    )
+    assert missing.endswith("; attach a scan with cosign attest --type vuln")
