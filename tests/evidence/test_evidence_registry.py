@@ -293,3 +293,30 @@ def test_a_scan_the_reader_cannot_judge_is_named_and_the_image_is_unscanned(
         and "grype 0.80.0: scanner.result is not a Trivy JSON report" in missing
     )
     assert missing.endswith("; attach a scan with cosign attest --type vuln")
+
+
+def test_the_rules_follow_the_mode_and_the_policys_exceptions(
+    registry: RegistryProcess, unique_repo: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, app = push_app(registry, unique_repo)
+    report = trivy_report(app.reference, findings(app)[:1], created="2026-12-06T10:00:00Z")
+    cosign_attest(
+        registry.pusher, app, [vuln_statement(app, report, finished="2026-12-06T10:00:00Z")]
+    )
+    argv = write_inputs(tmp_path, registry, app.reference, "{denyFixable: [CRITICAL]}")
+    policy = tmp_path / "policy.yaml"
+    enforce = policy.read_text()
+    policy.write_text(enforce.replace("mode: Enforce", "mode: Warn"))
+    code, violations = run(capsys, argv)
+    assert code == 0 and [(v["rule"], v["action"]) for v in violations] == [
+        ("fixable-vulnerabilities", "warn")
+    ]
+    waiver = (
+        f", exceptions: [{{images: ['{registry.host}/{unique_repo}/shop'], until: '2026-12-31', "
+        "reason: 'SEC-42: base rebuild scheduled'}]"
+    )
+    policy.write_text(enforce.replace("mode: Enforce", "mode: Enforce" + waiver))
+    code, violations = run(capsys, argv)
+    (waived,) = violations
+    assert code == 0 and (waived["rule"], waived["action"]) == ("fixable-vulnerabilities", "allow")
+    assert "SEC-42" in str(waived.get("waived")), waived
