@@ -30,7 +30,7 @@ from controller.errors import LookupFailed
 from controller.evidence import choose, documents
 from controller.evidence.documents import DocumentError, VexStatement
 from controller.evidence.model import BaseNow, Evidence, Scan, Vulnerability, Where
-from controller.lineage.model import Level, Lineage, PlatformLineage
+from controller.lineage.model import End, Level, Lineage, PlatformLineage
 from controller.reference import Reference
 from controller.registry.limits import ByteAccount, charged_to
 from controller.registry.media import ImageIndex, ImageManifest
@@ -158,14 +158,21 @@ async def read(
     return scans, documents.suppressed(vex, subjects), notes
 
 
-def attributed(scan: Scan, base: Sequence[str], image: Sequence[str]) -> Scan:
-    """``scan`` with each vulnerability placed by its layer's diff_id."""
-    in_base, in_image = set(base), set(image)
+def attributed(scan: Scan, base: Sequence[str] | None, image: Sequence[str]) -> Scan:
+    """``scan`` with each vulnerability placed by its layer's diff_id.
+
+    ``base`` is the verified base's diff_ids, ``()`` for an image built from
+    scratch (every layer is its own), ``None`` when no base was established:
+    then no layer can be called the application's, and every finding is unknown.
+    """
+    in_base, in_image = set(base or ()), set(image)
 
     def where(v: Vulnerability) -> Where:
-        if v.diff_id and v.diff_id in in_base:
+        if base is None or not v.diff_id:
+            return Where.UNKNOWN
+        if v.diff_id in in_base:
             return Where.BASE
-        if v.diff_id and v.diff_id in in_image:
+        if v.diff_id in in_image:
             return Where.APPLICATION
         return Where.UNKNOWN
 
@@ -222,7 +229,12 @@ async def _platform(
             f"{len(scans) - len(own)} scan(s) describe an image with other layers "
             "(another platform, or another build): not used"
         )
-    scans = [attributed(s, base.diff_ids if base else (), image.diff_ids) for s in own]
+    layers = (
+        base.diff_ids
+        if base
+        else (() if platform.end is End.SCRATCH and len(platform.levels) == 1 else None)
+    )
+    scans = [attributed(s, layers, image.diff_ids) for s in own]
     evidence = Evidence(
         image.digest,
         tuple(scans),

@@ -153,6 +153,12 @@ CASES: dict[str, dict[str, Any]] = {
         "place": lambda v: {"lineage": {"maxBaseAge": v}},
         "field": "spec.lineage.maxBaseAge",
     },
+    ".spec.evidence.maxScanAge": {
+        "good": ["1d", "7d", "24h", "2w", "36525d"],
+        "bad": ["0d", "0h", "36526d", "876601h"],
+        "place": lambda v: {"evidence": {"maxScanAge": v}},
+        "field": "spec.evidence.maxScanAge",
+    },
 }
 
 

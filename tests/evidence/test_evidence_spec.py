@@ -239,3 +239,21 @@ def test_baseguard_test_judges_described_scans(
         "fixed in 3.0.15-1); the base was rebuilt since and scans clean of them; rebuild on the "
         "current docker.io/library/python:3.12-slim"
     ) in out
+
+
+def test_findings_are_placed_by_layer_and_unknown_without_an_established_base() -> None:
+    from controller.evidence.gather import attributed
+    from controller.evidence.model import Scan, Vulnerability, Where
+
+    base, own = ("sha256:" + "1" * 64,), ("sha256:" + "2" * 64,)
+    found = tuple(
+        Vulnerability(f"CVE-{i}", "p", "1", "2", "CRITICAL", diff_id=d)
+        for i, d in enumerate((base[0], own[0], "sha256:" + "3" * 64, ""))
+    )
+    scan = Scan("s", "trivy", None, found)
+    placed = [v.where for v in attributed(scan, base, base + own).vulnerabilities]
+    assert placed == [Where.BASE, Where.APPLICATION, Where.UNKNOWN, Where.UNKNOWN]
+    # no base established: no layer is known to be the application's
+    assert {v.where for v in attributed(scan, None, base + own).vulnerabilities} == {Where.UNKNOWN}
+    # built from scratch: every layer is the image's own
+    assert attributed(scan, (), base + own).vulnerabilities[0].where is Where.APPLICATION
