@@ -103,7 +103,8 @@ def parse_statement(body: bytes) -> Statement:
     if not isinstance(predicate_type, str):
         raise DocumentError("statement without a predicateType")
     subjects: set[str] = set()
-    for s in obj.get("subject") or ():
+    listed = obj.get("subject")
+    for s in listed if isinstance(listed, list) else ():
         digest = s.get("digest") if isinstance(s, dict) else None
         hexa = digest.get("sha256") if isinstance(digest, dict) else None
         if isinstance(hexa, str):
@@ -253,7 +254,8 @@ def vex_statements(doc: Any) -> list[VexStatement]:
         if not name:
             continue
         products = []
-        for p in s.get("products") or ():
+        named = s.get("products")
+        for p in named if isinstance(named, list) else ():
             pid = _text(p.get("@id")) if isinstance(p, Mapping) else _text(p)
             if pid:
                 products.append(pid)
