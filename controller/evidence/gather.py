@@ -22,9 +22,9 @@ policy reports ``lookup-failed``. Nothing here raises for registry trouble.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import replace
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from controller.errors import LookupFailed
 from controller.evidence import choose, documents
@@ -45,6 +45,26 @@ class EvidenceClient(Protocol):
     async def fetch_blob(self, ref: Reference, digest: str, *, limit: int) -> bytes: ...
 
     async def fetch_referrers(self, ref: Reference, digest: str) -> ImageIndex: ...
+
+
+T = TypeVar("T")
+
+
+async def _all(*steps: Awaitable[T]) -> list[T]:
+    """Every step's result, in order; the first :class:`LookupFailed` raised once all are done
+    (a plain ``gather`` would leave the others' failures unretrieved)."""
+
+    async def caught(step: Awaitable[T]) -> T | LookupFailed:
+        try:
+            return await step
+        except LookupFailed as exc:
+            return exc
+
+    results = await asyncio.gather(*(caught(s) for s in steps))
+    for result in results:
+        if isinstance(result, LookupFailed):
+            raise result
+    return [r for r in results if not isinstance(r, LookupFailed)]
 
 
 def _missing(exc: LookupFailed) -> bool:
@@ -71,10 +91,11 @@ async def _referrer_documents(
     client: EvidenceClient, repo: Reference, digest: str, notes: list[str]
 ) -> list[choose.Document]:
     index = await client.fetch_referrers(repo, digest)
+    chosen = choose.referrers(index.manifests)
+    fetched = await _all(*(client.fetch_manifest(repo, d.digest) for d in chosen))
     out: list[choose.Document] = []
-    for desc in choose.referrers(index.manifests):
-        fetched = await client.fetch_manifest(repo, desc.digest)
-        manifest = fetched.manifest
+    for desc, got in zip(chosen, fetched, strict=True):
+        manifest = got.manifest
         if not isinstance(manifest, ImageManifest):
             continue
         notes.extend(choose.oversized(manifest.layers))
@@ -126,9 +147,13 @@ async def read(
     """
     notes: list[str] = []
     found: list[choose.Document] = []
-    for digest in dict.fromkeys(digests):
-        found += await _attestation_documents(client, repo, digest)
-        found += await _referrer_documents(client, repo, digest, notes)
+    subjects = list(dict.fromkeys(digests))
+    places = await _all(
+        *(_attestation_documents(client, repo, d) for d in subjects),
+        *(_referrer_documents(client, repo, d, notes) for d in subjects),
+    )
+    for place in places:
+        found += place
     unique = list({d.descriptor.digest: d for d in found}.values())
     if len(unique) > choose.MAX_DOCUMENTS:
         notes.append(
@@ -136,18 +161,18 @@ async def read(
             f"(MAX_DOCUMENTS = {choose.MAX_DOCUMENTS} per image)"
         )
         unique = unique[: choose.MAX_DOCUMENTS]
-    bodies = await asyncio.gather(
+    bodies = await _all(
         *(
             client.fetch_blob(repo, d.descriptor.digest, limit=documents.MAX_DOCUMENT_BYTES)
             for d in unique
         )
     )
-    subjects = frozenset(digests)
+    about = frozenset(digests)
     scans: list[Scan] = []
     vex: list[VexStatement] = []
     for doc, body in zip(unique, bodies, strict=True):
         try:
-            got = _read(body, doc, subjects)
+            got = _read(body, doc, about)
         except DocumentError as exc:
             notes.append(f"{doc.descriptor.digest}: {exc}")
             continue
@@ -155,7 +180,7 @@ async def read(
             scans.append(got)
         else:
             vex += got
-    return scans, documents.suppressed(vex, subjects), notes
+    return scans, documents.suppressed(vex, about), notes
 
 
 def attributed(scan: Scan, base: Sequence[str] | None, image: Sequence[str]) -> Scan:
@@ -298,5 +323,5 @@ async def _attach(client: EvidenceClient, lineage: Lineage) -> Lineage:
                 for p in lineage.platforms
             ),
         )
-    platforms = await asyncio.gather(*(_platform(client, lineage, p) for p in lineage.platforms))
+    platforms = await _all(*(_platform(client, lineage, p) for p in lineage.platforms))
     return replace(lineage, platforms=tuple(platforms))
