@@ -14,6 +14,9 @@ seconds each:
   three warn-level findings (a moving tag, a deprecated base by lineage with an
   end-of-life reason, a failed lookup), the containers named 3 to 40
   characters;
+  once as a review of the same pod template again writes them (remembered since
+  the warning caches: each pod of a ReplicaSet, a retried apply), once as the
+  first time (the caches emptied before each call);
 * ``deny_message()`` of the same findings at deny level.
 
 ``--baseline REV`` loads ``controller/webhook/messages.py`` as it was at the git
@@ -132,11 +135,13 @@ def cases(module: ModuleType) -> dict[str, Callable[[], Any]]:
     short = 'disallowed-tag, container "app": image 127.0.0.1:5055/shop/app:latest uses the tag "latest"'
     typography = "image a:1 is built on b:2 → c:3 (deprecated: end of life — see the log)"
     long_line = 'container "app" image "x": policy p, rule r: ' + "word " * 120
+    forget = getattr(module, "forget_words", lambda: None)  # no cache before it: always first
     return {
         "clip(), 90-char ASCII warning": lambda: module.clip(short, 120),
         "clip(), line with typography": lambda: module.clip(typography, 120),
         "clip(), 600-byte denial line": lambda: module.clip(long_line, 600, ascii_only=False),
         "warning_lines(), 5 containers x 3": lambda: module.warning_lines(warn),
+        "warning_lines(), same, first time": lambda: (forget(), module.warning_lines(warn)),
         "deny_message(), 5 containers x 3": lambda: module.deny_message(deny, uid="u-1"),
     }
 

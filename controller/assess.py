@@ -31,14 +31,25 @@ from controller.lineage.budget import Bounds, ReviewBudget
 from controller.lineage.images import charged
 from controller.lineage.indexer import IdentityIndex
 from controller.lineage.model import Lineage
+from controller.lineage.signatures import SignatureChecker, Wanted
 from controller.policy.evaluate import applicable_indexed, evaluate, needs_lineage
 from controller.policy.facts import ImageFacts, ObjectFacts
 from controller.policy.index import PolicyIndex
 from controller.policy.lookups import catalog_references, identity_targets, repositories_to_index
 from controller.policy.model import Action, CompiledPolicy, most_severe
+from controller.policy.trustspec import (
+    AnswerKey,
+    AuthoritySpec,
+    TrustPolicy,
+    TrustSubject,
+    answer_key,
+    subjects,
+)
 from controller.policy.verdict import ImageResult
 from controller.reference import Reference, parse
 from controller.registry.limits import as_tenant
+from controller.trust.authorities import KeyAuthority, KeylessAuthority
+from controller.trust.results import TrustAnswer
 from controller.turns import TURNS
 from controller.workloads import Workload
 
@@ -135,8 +146,13 @@ class Assessor:
         budget: float = 8.0,
         identities: IdentityIndex | None = None,
         bounds: Bounds | None = None,
+        signatures: SignatureChecker | None = None,
     ) -> None:
         self.resolver = resolver
+        if signatures is None and resolver is not None:
+            signatures = SignatureChecker(resolver.client)
+        #: Verifies ``spec.trust`` signatures; its results cache outlives reviews.
+        self.signatures = signatures
         self.budget = budget
         self.bounds = bounds or Bounds()
         self._index: PolicyIndex | None = None
@@ -232,10 +248,12 @@ class Assessor:
                 await _sliced(images, ns, prepare, charge=cpu)
             prepared.append((workload, obj, scoped, images, cpu))
 
-        gathered, indexed = await self._gather(
-            lookups.values(), targets, self.budget if budget is None else budget, allowance
-        )
+        seconds = self.budget if budget is None else budget
+        started = asyncio.get_running_loop().time()
+        gathered, indexed = await self._gather(lookups.values(), targets, seconds, allowance)
         found = dict(zip(lookups, gathered, strict=True))
+        left = seconds - (asyncio.get_running_loop().time() - started)
+        signed = await self._signatures(prepared, found, now=now, budget=left, allowance=allowance)
         results = []
         for workload, obj, scoped, images, cpu in prepared:
             ns = workload.namespace
@@ -252,12 +270,67 @@ class Assessor:
                 own: Mapping[str, frozenset[str]] = own,
             ) -> None:
                 if facts.reference is not None:
-                    facts = self._with_facts(facts, found.get((ns, facts.reference.normalized)), own)
+                    where = (ns, facts.reference.normalized)
+                    facts = self._with_facts(facts, found.get(where), own)
+                    if where in signed:
+                        facts = replace(facts, trust=signed[where])
                 judged.extend(evaluate(scoped, obj, [facts], now=now, account=cpu))
 
             await _sliced(images, ns, judge)  # judging charges itself
             results.append(WorkloadResult(workload, obj, tuple(judged)))
         return results
+
+    async def _signatures(
+        self,
+        prepared: Sequence[tuple[Workload, ObjectFacts, list[CompiledPolicy], list[ImageFacts], ReviewBudget]],
+        found: Mapping[tuple[str | None, str], Lineage],
+        *,
+        now: dt.datetime,
+        budget: float,
+        allowance: ReviewBudget,
+    ) -> dict[tuple[str | None, str], dict[AnswerKey, TrustAnswer]]:
+        """The ``spec.trust`` answers of each looked-up image, by (namespace, image).
+
+        Only the policies of the image's own namespace decide what is fetched and
+        whose authorities judge it. Charged to the review's budget; what the
+        deadline cuts short is a failure (``lookup-failed``), never a pass.
+        """
+        checker = self.signatures
+        if checker is None:
+            return {}
+        asked: dict[tuple[str | None, str], list[tuple[AnswerKey, Wanted]]] = {}
+        seen: set[tuple[str | None, str, int]] = set()  # (namespace, image, policy) asked once
+        for workload, _obj, scoped, images, _cpu in prepared:
+            trusting = [p for p in scoped if p.trust is not None]
+            if not trusting:
+                continue
+            ns = workload.namespace
+            for facts in images:
+                if facts.reference is None:
+                    continue
+                where = (ns, facts.reference.normalized)
+                lineage = found.get(where)
+                if lineage is None:
+                    continue
+                items = asked.setdefault(where, [])
+                for policy in trusting:
+                    if (*where, id(policy)) in seen or policy.trust is None:
+                        continue
+                    seen.add((*where, id(policy)))
+                    items.extend(trust_requests(checker, policy.trust, subjects(policy.trust, lineage)))
+        flat = [w for items in asked.values() for _, w in items]
+        if not flat:
+            return {}
+        try:
+            async with asyncio.timeout(max(budget, 0.0)):
+                answers = await checker.check(flat, budget=allowance, now=now)
+        except TimeoutError:
+            late = TrustAnswer(failure=f"the signatures were not read within the review's {self.budget:.1f}s")
+            answers = [late] * len(flat)
+        by_key = dict(zip((w.key for w in flat), answers, strict=True))
+        return {
+            where: {key: by_key[w.key] for key, w in items} for where, items in asked.items()
+        }
 
     async def _gather(
         self,
@@ -379,6 +452,33 @@ class Assessor:
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
         return out
+
+
+def trust_requests(
+    checker: SignatureChecker, trust: TrustPolicy, targets: Sequence[TrustSubject]
+) -> list[tuple[AnswerKey, Wanted]]:
+    """What to verify for ``targets``: each digest, under each authority (and attestation)."""
+    out: list[tuple[AnswerKey, Wanted]] = []
+    asks: list[tuple[AuthoritySpec, str | None]] = [(a, None) for a in trust.authorities]
+    asks += [(a, att.predicate_type) for att in trust.attestations for a in att.authorities]
+    for target in targets:
+        for digest in target.digests:
+            for spec, predicate in asks:
+                authority: KeyAuthority | KeylessAuthority | str
+                if spec.keyless is None:
+                    authority = KeyAuthority(spec.name, spec.keys)
+                else:
+                    k = spec.keyless
+                    authority = checker.keyless(spec.name, k.trusted_root, k.issuer, k.subject, k.subject_regexp)
+                ends = [key.not_after for key in spec.keys if key.not_after is not None]
+                out.append((
+                    answer_key(target, digest, spec, predicate),
+                    Wanted(
+                        target.registry, target.repository, digest, authority, spec.name,
+                        spec.fingerprint, predicate, min(ends) if ends else None,
+                    ),
+                ))
+    return out
 
 
 async def _sliced(

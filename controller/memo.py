@@ -51,7 +51,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from controller.assess import Assessor, WorkloadResult
 from controller.caching import Instances, SingleFlight, TTLMap
@@ -60,6 +60,7 @@ from controller.lineage.catalog import Catalog
 from controller.lineage.images import ClaimSource, RegistryClient
 from controller.lineage.model import DEFAULT_MAX_DEPTH, End, Lineage
 from controller.lineage.resolve import LineageKey, LineageResolver, lineage_key
+from controller.lineage.signatures import SignatureChecker
 from controller.policy.facts import ObjectFacts
 from controller.policy.model import CompiledPolicy
 from controller.reference import Reference
@@ -81,6 +82,11 @@ def lineage_ok(lineage: Lineage | None) -> bool:
     return lineage.failure is None and all(
         p.end is not End.LOOKUP_FAILED for p in lineage.platforms
     )
+
+
+def trust_ok(answers: Mapping[Any, Any]) -> bool:
+    """Signature answers worth remembering: none failed (registry trouble, a bound, a missing root)."""
+    return all(getattr(a, "failure", None) is None for a in answers.values())
 
 
 class MemoResolver(LineageResolver):
@@ -162,8 +168,13 @@ class MemoAssessor(Assessor):
         max_entries: int = DEFAULT_ENTRIES,
         clock: Callable[[], float] = time.monotonic,
         max_credential_sets: int = DEFAULT_CREDENTIAL_SETS,
+        trusted_roots: Mapping[str, Any] | None = None,
     ) -> None:
-        super().__init__(resolver, budget=budget, bounds=bounds)
+        signatures = (
+            SignatureChecker(resolver.client, roots=trusted_roots) if resolver is not None else None
+        )
+        super().__init__(resolver, budget=budget, bounds=bounds, signatures=signatures)
+        self.trusted_roots = dict(trusted_roots or {})
         self.ttl = ttl
         self.max_entries = max_entries
         self.clock = clock
@@ -211,7 +222,9 @@ class MemoAssessor(Assessor):
         async def judging() -> list[WorkloadResult]:
             results = await judge()  # a failure is for its callers only, never remembered
             if policies is self._policies and all(
-                lineage_ok(r.facts.lineage) for result in results for r in result.results
+                lineage_ok(r.facts.lineage) and trust_ok(r.facts.trust)
+                for result in results
+                for r in result.results
             ):
                 self.reviews.put(key, tuple(results))
             return results
@@ -253,6 +266,8 @@ class MemoAssessor(Assessor):
             max_entries=self.max_entries,
             clock=self.clock,
             max_credential_sets=0,
+            # its own results cache: what was read with one pull secret is judged for it only
+            trusted_roots=self.trusted_roots,
         )
 
     async def assess(
@@ -283,7 +298,7 @@ class MemoAssessor(Assessor):
             )
             for i, result in zip(missing, fresh, strict=True):
                 out[i] = result
-                if all(lineage_ok(r.facts.lineage) for r in result.results):
+                if all(lineage_ok(r.facts.lineage) and trust_ok(r.facts.trust) for r in result.results):
                     self.memo.put(keys[i], result)
         return [r for r in out if r is not None]
 

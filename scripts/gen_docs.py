@@ -85,6 +85,14 @@ spec:
     maxBaseAge: 180d
     staleBase: Warn
     platforms: ["linux/amd64", "linux/arm64"]
+  trust:
+    appliesTo: Bases
+    images: ["gcr.io/distroless/*"]
+    authorities:
+      - name: distroless
+        keyless:
+          issuer: https://accounts.google.com
+          subject: keyless@distroless.iam.gserviceaccount.com
   evidence:
     maxScanAge: 7d
     denyFixable: [CRITICAL, HIGH]
@@ -416,10 +424,14 @@ def exception_reference() -> list[str]:
         "read (created, changed, or loaded by `check -p`): a longer one is refused, so an",
         "exception is renewed on purpose, never forgotten. Past `until` it waives nothing; its",
         "status says `Ready=False`, reason `Expired`, and `baseguard policy validate` warns.",
-        "One that does not compile waives nothing (`Ready=False`, reason `Invalid`, with the",
-        "field path), unlike a policy, whose last good generation stays in force: what stays",
-        f"in force after a bad edit is the stricter thing. A namespace holds at most {MAX_EXCEPTIONS_PER_NAMESPACE}",
-        "exceptions; the one past that is refused (`Ready=False`) while the others keep working.",
+        "With the policy webhook (the chart's default), `kubectl apply` of one that does not",
+        f"compile, or of one more than {MAX_EXCEPTIONS_PER_NAMESPACE} in a namespace, fails with the field paths and",
+        "nothing is stored. One that does not compile and was stored all the same (the webhook",
+        "off, or down with `failurePolicy: Ignore`) waives nothing (`Ready=False`, reason",
+        "`Invalid`, with the field path), unlike a policy, whose last good generation stays in",
+        "force: what stays in force after a bad edit is the stricter thing. A namespace holds at",
+        f"most {MAX_EXCEPTIONS_PER_NAMESPACE} exceptions; the one past that is refused (when filed, else `Ready=False`)",
+        "while the others keep working.",
         "`kubectl get bipx` shows the policy, `until`, Ready and its reason.",
         "",
         "`baseguard check -p` and `baseguard policy validate` read exception files next to",

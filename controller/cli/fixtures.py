@@ -416,6 +416,14 @@ class DescribedRegistry:
             return ref.digest
         digest = self._tags.get((ref.name, ref.effective_tag or ""))
         if digest is None:
+            tag = ref.effective_tag or ""
+            if tag.startswith("sha256-") and tag.endswith((".sig", ".att")):
+                # A test describes no signatures: its images are unsigned, as a registry
+                # without the .sig tag says (404), so spec.trust finds them ``unsigned``.
+                raise LookupFailed(
+                    f"{ref.name}:{tag}: no signatures are described in this test's images",
+                    context={"status": 404},
+                )
             raise self._missing(ref.without_digest().normalized)
         return digest
 

@@ -7,8 +7,9 @@ import argparse
 import datetime as dt
 import os
 import re
+import shutil
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from controller.errors import InputError
 
@@ -36,6 +37,14 @@ def add_registry_options(parser: _Adder, *, offline: bool = True) -> None:
     )
     parser.add_argument(
         "--docker-config", metavar="FILE", help="a Docker config.json to read credentials from"
+    )
+    parser.add_argument(
+        "--trusted-root",
+        metavar="[NAME=]FILE",
+        action="append",
+        default=None,
+        help="a Sigstore trusted_root.json for spec.trust keyless authorities (NAME defaults to "
+        "default); read once, offline: no TUF, nothing but the registry is reached",
     )
     if offline:
         parser.add_argument(
@@ -180,6 +189,46 @@ def colour(stream: object) -> bool:
     return bool(getattr(stream, "isatty", lambda: False)()) and "NO_COLOR" not in os.environ
 
 
+#: The narrowest ``--width`` taken: fewer columns leave no room for a finding's words.
+WIDTH_MIN = 40
+
+
+def add_width_option(parser: _Adder) -> None:
+    parser.add_argument(
+        "--width",
+        type=_width,
+        metavar="N",
+        help="text: wrap lines at N columns, continuation lines indented (default: the "
+        "terminal's width on a terminal; no wrapping when the output is a file or a pipe, "
+        "as in CI, so each finding stays one line to grep; 0: never wrap)",
+    )
+
+
+def _width(text: str) -> int:
+    try:
+        columns = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of columns") from None
+    if columns != 0 and columns < WIDTH_MIN:
+        raise argparse.ArgumentTypeError(f"{columns} columns is too narrow: use {WIDTH_MIN} or more, or 0")
+    return columns
+
+
+def text_width(args: argparse.Namespace, stream: object) -> int | None:
+    """The columns text output wraps at: ``--width``; else the terminal's when ``stream`` is
+    one (``COLUMNS`` first, as :func:`shutil.get_terminal_size` reads it); else ``None``.
+
+    Not a terminal means a CI log or a pipe: CI log viewers wrap long lines themselves,
+    and a hard-wrapped finding would no longer be one line for ``grep`` to find.
+    """
+    given = getattr(args, "width", None)
+    if given is not None:
+        return given or None
+    if not getattr(stream, "isatty", lambda: False)():
+        return None
+    return max(shutil.get_terminal_size().columns, WIDTH_MIN)
+
+
 #: ``--budget`` of ``check`` and ``lineage`` when not given.
 DEFAULT_BUDGET = 10.0
 
@@ -211,5 +260,26 @@ async def with_assessor(args: argparse.Namespace, work: Callable[[Assessor], Awa
     from controller.registry.config import load_registry_config
 
     config = load_registry_config(args.registry_config, docker_config=args.docker_config)
+    roots = trusted_roots(getattr(args, "trusted_root", None))
     async with RegistryClient(config) as client:
-        return await work(Assessor(LineageResolver(client), budget=budget_of(args)))
+        from controller.lineage.signatures import SignatureChecker
+
+        checker = SignatureChecker(client, roots=roots)
+        return await work(
+            Assessor(LineageResolver(client), budget=budget_of(args), signatures=checker)
+        )
+
+
+def trusted_roots(given: list[str] | None) -> dict[str, Any]:
+    """``--trusted-root [NAME=]FILE`` read into roots by name (``sigstore`` loads only if given)."""
+    if not given:
+        return {}
+    from controller.trust.roots import load_trusted_root
+
+    roots: dict[str, Any] = {}
+    for item in given:
+        name, sep, path = item.partition("=")
+        if not sep:
+            name, path = "default", item
+        roots[name] = load_trusted_root(path)
+    return roots

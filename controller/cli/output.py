@@ -1,12 +1,16 @@
 """Renderers for ``check`` and ``lineage``: a readable table, or the JSON of ``--format json`` (docs/cli.md).
 
 Colour only on a terminal (and never with ``NO_COLOR``), so CI logs stay clean.
+The table's lines are wrapped at a width (:func:`wrap_spans`; ``check`` passes the
+terminal's, or ``--width``), continuation lines indented under their start; a
+word is never broken, so an image reference stays whole and can be copied.
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, TextIO
 
 from controller.assess import WorkloadResult
@@ -15,6 +19,7 @@ from controller.findings import grouped
 from controller.lineage.model import End, Lineage, PlatformLineage, Source
 from controller.policy.facts import ImageFacts
 from controller.policy.model import Action, RuleCode
+from controller.policy.trustrules import signed_by
 from controller.policy.verdict import ImageResult, Violation, summarize
 from controller.roles import ImageRole
 
@@ -36,6 +41,39 @@ def lineage_json(facts: ImageFacts) -> list[dict[str, Any]]:
     """The chain as ``--format json`` lists it (docs/cli.md); one entry per level, per platform when known."""
     if facts.reference is None:
         return []
+    levels = _lineage_json(facts)
+    if facts.trust and facts.lineage is not None:
+        signers = signed_by(facts.trust)
+        for level, entry in zip(_levels(facts.lineage), levels, strict=False):
+            found = _signers_of(signers, *level)
+            if found:
+                entry["signedBy"] = found
+    return levels
+
+
+def _levels(lineage: Lineage) -> list[tuple[str | None, tuple[str | None, ...]]]:
+    """(repository, digests) of each level, in :func:`lineage_json`'s order."""
+    out: list[tuple[str | None, tuple[str | None, ...]]] = []
+    for platform in lineage.platforms:
+        for depth, level in enumerate(platform.levels):
+            ref = level.reference
+            extra = (lineage.digest, lineage.reference.digest) if depth == 0 else (ref.digest if ref else None,)
+            out.append((ref.name if ref else None, (level.digest, *extra)))
+    return out
+
+
+def _signers_of(
+    signers: Mapping[tuple[str, str], list[str]], name: str | None, digests: Iterable[str | None]
+) -> list[str]:
+    found: list[str] = []
+    for digest in digests:
+        if name is not None and digest is not None:
+            found += [s for s in signers.get((name, digest), []) if s not in found]
+    return found
+
+
+def _lineage_json(facts: ImageFacts) -> list[dict[str, Any]]:
+    assert facts.reference is not None
     lineage = facts.lineage
     if lineage is None or not lineage.platforms:
         source = Source.DOCKERFILE if facts.role is not ImageRole.CONTAINER else Source.IMAGE
@@ -80,6 +118,11 @@ def result_json(workload_result: WorkloadResult, result: ImageResult) -> dict[st
         "violations": violations,
         "lineage": lineage_json(facts),
     }
+    signers = signed_by(facts.trust)
+    if signers:  # who vouched for the image and its bases (spec.trust)
+        out["signedBy"] = [
+            {"image": name, "digest": digest, "signers": who} for (name, digest), who in signers.items()
+        ]
     out["policies"] = list(result.policies)
     out["judged"] = not could_not_judge(result)
     if result.not_evaluated:
@@ -108,6 +151,59 @@ class Painter:
 
     def dim(self, text: str) -> str:
         return f"\x1b[2m{text}\x1b[0m" if self.colour else text
+
+    def verdict_style(self, action: Action) -> Style:
+        """How :meth:`verdict` paints, for a :data:`Span` (painted after wrapping)."""
+        return _escape(_COLOURS[action]) if self.colour else None
+
+    def dim_style(self) -> Style:
+        return _escape("2") if self.colour else None
+
+
+#: How a piece of a line is painted: ``None`` plain, else a function adding the escapes.
+Style = Callable[[str], str] | None
+#: A piece of one output line and its style. Lines are wrapped on their plain text and
+#: painted afterwards, so an escape sequence never counts as width or is cut in two.
+Span = tuple[str, Style]
+
+_WORD = re.compile(r"\S+")
+
+
+def _escape(code: str) -> Callable[[str], str]:
+    return lambda text: f"\x1b[{code}m{text}\x1b[0m"
+
+
+def wrap_spans(spans: Sequence[Span], width: int | None, *, hang: int) -> list[str]:
+    """One logical line (its indent included) as the physical lines to print, painted.
+
+    With ``width`` (columns), words move to continuation lines that start with ``hang``
+    spaces, so the reader sees where a finding goes on; words are never broken (an image
+    reference longer than the line stays whole and runs past it). ``None``: one line.
+    """
+    text = "".join(t for t, _ in spans)
+    cuts: list[tuple[int, int]] = []  # (start, end) of each physical line in text
+    if width is None or len(text) <= width:
+        cuts.append((0, len(text)))
+    else:
+        hang = min(hang, max(width // 3, 0))
+        start, end, room = 0, None, width
+        for word in _WORD.finditer(text):
+            if end is not None and word.end() - start > room:
+                cuts.append((start, end))
+                start, room = word.start(), width - hang
+            end = word.end()
+        cuts.append((start, len(text) if end is None else end))
+    out = []
+    for i, (a, b) in enumerate(cuts):
+        pieces, offset = [" " * hang] if i else [], 0
+        for piece, style in spans:
+            lo, hi = max(a, offset), min(b, offset + len(piece))
+            if lo < hi:
+                part = piece[lo - offset : hi - offset]
+                pieces.append(style(part) if style else part)
+            offset += len(piece)
+        out.append("".join(pieces))
+    return out
 
 
 def _object_name(result: WorkloadResult) -> str:
@@ -150,15 +246,24 @@ def write_check_text(
     skipped: Sequence[str],
     colour: bool,
     failing: Collection[Action] | None = None,
+    width: int | None = None,
 ) -> None:
     """The table of ``check`` (and ``audit``): each input, its images, their findings; a summary.
 
     ``failing`` (``--quiet``) shows only the images whose verdict is in it, and not the
     skipped inputs (the summary still counts them). An image whose findings are exactly
     those of one shown before (the same image in six Deployments) gets one line pointing
-    there instead of repeating them: the first says how many share them.
+    there instead of repeating them: the first says how many share them. ``width``:
+    lines longer than that many columns are wrapped (:func:`wrap_spans`); ``None``:
+    never (a log a program reads, or a terminal the caller could not measure).
     """
     paint = Painter(out, colour=colour)
+    dim = paint.dim_style()
+
+    def line(*spans: Span, hang: int) -> None:
+        for physical in wrap_spans(spans, width, hang=hang):
+            out.write(physical + "\n")
+
     flat = [r for w in results for r in w.results]
     shown_results = [
         (wr, [r for r in wr.results if failing is None or r.verdict in failing]) for wr in results
@@ -169,39 +274,49 @@ def write_check_text(
     for wr, images in shown_results:
         if not images:
             continue
-        out.write(f"{paint.verdict(wr.verdict)} {_object_name(wr)}  {paint.dim(_applied(wr))}\n")
+        verdict = (action_text(wr.verdict), paint.verdict_style(wr.verdict))
+        line(verdict, (f" {_object_name(wr)}  ", None), (_applied(wr), dim), hang=4)
         for r in images:
             who = r.facts.container or "-"
             shown = r.facts.reference.normalized if r.facts.reference else r.facts.image
             mark = " (not judged: see lookup-failed)" if could_not_judge(r) else ""
-            out.write(f"  {paint.verdict(r.verdict)} {who}: {shown}{mark}\n")
+            image_verdict = (action_text(r.verdict), paint.verdict_style(r.verdict))
+            line(("  ", None), image_verdict, (f" {who}: {shown}{mark}", None), hang=4)
+            for (name, digest), who_signed in signed_by(r.facts.trust).items():
+                line((f"      signed: {name}@{_short(digest)} by {', '.join(who_signed)}", dim), hang=8)
             lines = tuple(_grouped(r.violations))
             if lines and lines in first:
-                out.write(paint.dim(f"      the same {_findings(len(lines))} as {first[lines]}\n"))
+                line((f"      the same {_findings(len(lines))} as {first[lines]}", dim), hang=8)
                 continue
-            for line in lines:
-                out.write(f"      {line}\n")
+            for finding in lines:
+                line((f"      {finding}", None), hang=8)
             if lines and repeats[lines] > 1:
                 first[lines] = f"{_object_name(wr)} {who}"
                 more = repeats[lines] - 1
-                out.write(paint.dim(f"      (and for {more} more image(s) below: said once)\n"))
+                line((f"      (and for {more} more image(s) below: said once)", dim), hang=8)
     counts = summarize(flat)
-    out.write(
-        f"\n{len(flat)} image(s): {counts['deny']} deny, {counts['warn']} warn, "
+    summary = (
+        f"{len(flat)} image(s): {counts['deny']} deny, {counts['warn']} warn, "
         f"{counts['audit']} audit, {counts['allow']} allow"
     )
     unjudged = sum(1 for r in flat if could_not_judge(r))
     if unjudged:
-        out.write(f" ({unjudged} of them not judged)")
+        summary += f" ({unjudged} of them not judged)"
     if skipped:
-        out.write(f"; {len(skipped)} skipped")
+        summary += f"; {len(skipped)} skipped"
     out.write("\n")
+    line((summary, None), hang=2)
     if skipped and failing is None:
         out.write("skipped (not judged):\n")
         for item in skipped:
-            out.write(f"  {item}\n")
+            line((f"  {item}", None), hang=4)
     for note in not_evaluated_notes(flat, offline=offline):
-        out.write(paint.dim(note + "\n"))
+        line((note, dim), hang=2)
+
+
+def action_text(action: Action) -> str:
+    """A verdict as the table prints it: upper case, in a column of five."""
+    return action.value.upper().ljust(5)
 
 
 def _findings(n: int) -> str:
@@ -269,7 +384,19 @@ def not_evaluated_note(codes: set[RuleCode], *, why: str) -> str:
     return f"not evaluated ({why}): " + "; ".join(parts)
 
 
-def lineage_dict(lineage: Lineage) -> dict[str, Any]:
+def lineage_dict(
+    lineage: Lineage, signers: Mapping[tuple[str, str], list[str]] | None = None
+) -> dict[str, Any]:
+    """``baseguard lineage --format json``; with ``signers`` (``-p``), each level's ``signedBy``."""
+    out = _lineage_dict(lineage)
+    if signers is not None:
+        flat = [lv for p in out["platforms"] for lv in p["levels"]]
+        for level, entry in zip(_levels(lineage), flat, strict=True):
+            entry["signedBy"] = _signers_of(signers, *level)
+    return out
+
+
+def _lineage_dict(lineage: Lineage) -> dict[str, Any]:
     return {
         "reference": lineage.reference.normalized,
         "digest": lineage.digest,
@@ -304,14 +431,26 @@ def _verified_mark(verified: bool | None) -> str:
     return {True: "verified", False: "CONTRADICTED", None: "unverified"}[verified]
 
 
-def write_lineage_text(lineage: Lineage, out: TextIO) -> None:
+def write_lineage_text(
+    lineage: Lineage, out: TextIO, signers: Mapping[tuple[str, str], list[str]] | None = None
+) -> None:
+    """The tree; with ``signers`` (``-p``), each level says who signed it, or ``unsigned``."""
     out.write(f"{lineage.reference.normalized}")
     out.write(f"  ({lineage.digest})\n" if lineage.digest else "\n")
     if lineage.failure:
         out.write(f"  lookup failed: {lineage.failure}\n")
         return
+    marks: list[str] | None = None
+    if signers is not None:
+        marks = [
+            ("signed by " + ", ".join(found)) if (found := _signers_of(signers, *level)) else "unsigned"
+            for level in _levels(lineage)
+        ]
     for platform in lineage.platforms:
-        _write_platform(platform, out, shown=lineage.digest)
+        own = None
+        if marks is not None:
+            own, marks = marks[: len(platform.levels)], marks[len(platform.levels) :]
+        _write_platform(platform, out, shown=lineage.digest, signed=own)
 
 
 def _short(digest: str) -> str:
@@ -320,13 +459,17 @@ def _short(digest: str) -> str:
     return f"{algorithm}:{hexpart[:12]}…"
 
 
-def _write_platform(platform: PlatformLineage, out: TextIO, *, shown: str | None = None) -> None:
+def _write_platform(
+    platform: PlatformLineage, out: TextIO, *, shown: str | None = None, signed: list[str] | None = None
+) -> None:
     """One platform's chain; each digest said once (the header's full one is not repeated)."""
     out.write(f"  {platform.platform}\n")
     for depth, level in enumerate(platform.levels):
         indent = "    " + "   " * depth
         branch = "" if depth == 0 else "└─ "
         detail = level.source.value if depth == 0 else f"{level.source.value}, {_verified_mark(level.verified)}"
+        if signed is not None and depth < len(signed):
+            detail += f", {signed[depth]}"
         name = level.name
         if level.digest and name.endswith(f"@{level.digest}"):
             name = name[: -len(level.digest) - 1]

@@ -20,6 +20,7 @@ from urllib.parse import quote
 from controller import __version__
 from controller.assess import WorkloadResult
 from controller.policy.model import Action, RuleCode, most_severe
+from controller.policy.trustrules import signed_by
 from controller.policy.verdict import Violation
 
 SCHEMA_URI = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
@@ -84,6 +85,22 @@ RULE_HELP: Mapping[str, tuple[str, str]] = {
         "The registry did not answer, refused the credentials, timed out or sent content "
         "that does not match its digest. Check access (--registry-config, --docker-config); "
         "the policy's lineage.onLookupFailure decides what this means.",
+    ),
+    RuleCode.UNSIGNED: (
+        "The image, or a base beneath it, carries no signature from the policy's authorities.",
+        "Sign it with one of the keys or keyless identities in spec.trust.authorities "
+        "(cosign sign), or build on a base its publisher signed.",
+    ),
+    RuleCode.SIGNATURE_INVALID: (
+        "A signature is there but does not verify.",
+        "Signed by another key, altered after signing, signed for another image's digest, "
+        "outside the key's notBefore/notAfter window, or the wrong keyless identity: re-sign "
+        "the image with a listed authority.",
+    ),
+    RuleCode.ATTESTATION_MISSING: (
+        "A required attestation (by predicate type) is missing or not signed by its authorities.",
+        "Attest the image (cosign attest --type, or your CI's provenance) with one of the "
+        "authorities spec.trust.attestations names.",
     ),
     RuleCode.SCAN_MISSING: (
         "No vulnerability scan is attached to the image.",
@@ -188,6 +205,11 @@ def check_sarif(
                 }
                 if waived:
                     item["suppressions"] = [{"kind": "external", "justification": waived}]
+                signers = signed_by(result.facts.trust)
+                if signers:  # who did vouch (spec.trust): a base signed while the image is not
+                    item["properties"]["signedBy"] = {
+                        f"{name}@{digest}": who for (name, digest), who in signers.items()
+                    }
                 out.append(item)
     invocation: dict[str, Any] = {"executionSuccessful": True}
     if not_evaluated_note:

@@ -15,7 +15,7 @@ registry trouble and ``onLookupFailure`` decides.
 
 Programs count too: a Docker credential helper or a kubelet credential
 provider plugin started for one of the review's lookups is charged to the
-review that started it (:func:`controller.registry.helpers.processes_charged_to`),
+review that started it (:func:`controller.registry.programs.processes_charged_to`),
 so a review cannot make the process start thousands of them.
 
 Bytes are counted where they are spent, not per call: the registry transport
@@ -31,7 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from controller.errors import LookupFailed
-from controller.registry.helpers import ProcessLimitReached
+from controller.registry.programs import ProcessLimitReached
 
 #: Defaults of the bounds; the webhook's settings (``max_*_per_review`` and so on)
 #: document each and can change it.

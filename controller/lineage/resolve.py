@@ -34,7 +34,7 @@ from controller.lineage.model import DEFAULT_MAX_DEPTH, Lineage
 from controller.lineage.sources import default_sources
 from controller.lineage.walk import Walk
 from controller.reference import Reference
-from controller.registry.helpers import processes_charged_to
+from controller.registry.programs import processes_charged_to
 
 LineageKey = tuple[str, int, tuple[str, ...] | None, tuple[str, ...]]
 

@@ -21,17 +21,21 @@ Conventions a policy author can rely on:
 
 from __future__ import annotations
 
-import datetime as dt
-import re
 from collections.abc import Mapping
 from dataclasses import replace
-from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any
 
-from controller import digests, globs, reference
-from controller.errors import InvalidReference, PolicyError
+from controller import globs
+from controller.errors import PolicyError
 from controller.globs import GlobSet
 from controller.policy.evidencespec import compile_evidence
+from controller.policy.fields import (
+    FieldReader,
+    as_mapping,
+    calendar_date,
+    image_globs,
+    patterns_refusal,
+)
 from controller.policy.lookups import catalog_references  # re-exported: its old home
 from controller.policy.model import (
     CLUSTER_KIND,
@@ -39,8 +43,6 @@ from controller.policy.model import (
     BaseEntry,
     CompiledPolicy,
     DeprecatedEntry,
-    LabelRequirement,
-    LabelSelector,
     LineageSettings,
     Match,
     Mode,
@@ -51,34 +53,17 @@ from controller.policy.model import (
     Waiver,
 )
 from controller.policy.schema import (
-    DNS_SUBDOMAIN,
-    field_path,
-    glob_problem,
     in_document_order,
     to_plain,
     validate_document,
 )
-from controller.reference import Reference
+from controller.policy.trustspec import compile_trust
 
-__all__ = ["catalog_references", "check_policy", "compile_policy"]
+__all__ = [
+    "calendar_date", "catalog_references", "check_policy", "compile_policy", "image_globs", "patterns_refusal",
+]  # fmt: skip
 
 DEFAULT_NAMESPACE = "default"
-
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_DURATION = re.compile(r"^([0-9]+)([hdw])$")
-_DURATION_UNITS = {"h": "hours", "d": "days", "w": "weeks"}
-#: The longest duration a policy may name, per unit (100 years): past it the
-#: arithmetic on dates overflows (``now - 900000000d``), and no base is that old.
-MAX_DURATION_DAYS = 36525
-MAX_DURATION = {"h": MAX_DURATION_DAYS * 24, "d": MAX_DURATION_DAYS, "w": MAX_DURATION_DAYS // 7}
-#: The dates a policy may name (inclusive): anything outside is a typo, and a
-#: date near the calendar's end overflows as soon as a day is added to it.
-MIN_DATE = dt.date(1970, 1, 1)
-MAX_DATE = dt.date(2999, 12, 31)
-_PLATFORM_PART = re.compile(r"^[a-z0-9._\-]+$")
-_LABEL_NAME = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
-
-E = TypeVar("E", bound=StrEnum)
 
 # The defaults live on the model's dataclasses (one source); the schema repeats them for
 # the apiserver and tests/unit/test_schema.py holds the two equal.
@@ -130,299 +115,30 @@ def _run(doc: Mapping[str, Any]) -> tuple[CompiledPolicy | None, list[PolicyErro
     return (None if errors else policy), errors
 
 
-def patterns_refusal(count: int) -> str:
-    """Why a policy of ``count`` patterns is refused (said at the first pattern past the cap)."""
-    return (
-        f"the policy holds {count} patterns (globs, digests and catalog entries together), "
-        f"more than the {MAX_PATTERNS_PER_POLICY} one policy may hold: every image is matched "
-        "against them; use wider globs (docker.io/acme/*) or split the policy"
-    )
-
-
 def _covered(path: str, faulted: list[str]) -> bool:
     return any(path == p or path.startswith((f"{p}.", f"{p}[")) for p in faulted if p)
 
 
-def _mapping(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _host_like(component: str) -> bool:
-    """The distribution grammar's test for "this first component is a registry host"."""
-    return "." in component or ":" in component or component == "localhost"
-
-
-def _wild(text: str) -> bool:
-    return "*" in text or "?" in text
-
-
-def _normalized_suggestion(pattern: str, *, image: bool = False) -> str | None:
-    """How ``pattern`` would have to be written to match normalized names, if it does not."""
-    head, slash, _ = pattern.partition("/")
-    if _wild(head) or (slash and _host_like(head)):
-        return None
-    if not slash and image:
-        # ``python:3.12`` is an image, never a registry: ask the reference grammar.
-        try:
-            return reference.parse(pattern).normalized
-        except InvalidReference:
-            return f"docker.io/library/{pattern}"
-    if not slash and _host_like(head):
-        return f"{pattern}/*"
-    return f"docker.io/{pattern}" if slash else f"docker.io/library/{pattern}"
-
-
-def _name_problem(pattern: str, *, repository: bool, tags_field: bool = False) -> str | None:
-    """Why a glob can never match a *normalized* name, if it cannot.
-
-    Normalized names always start with a registry host (``docker.io/library/python``),
-    so ``python`` or ``library/*`` would silently match nothing; a repository
-    pattern with a tag (``…/python:3.12``) neither.
-    """
-    if tags_field and pattern == "scratch":
-        return None  # a base entry may name scratch: static images are built from nothing
-    last = pattern.rsplit("/", 1)[-1]
-    tagged = ":" in last and ("/" in pattern or not _host_like(last.split(":", 1)[0]))
-    if repository and tagged:
-        name = pattern[: len(pattern) - len(last)] + last.split(":", 1)[0]
-        name = _normalized_suggestion(name) or name
-        where = " and put the tag in 'tags'" if tags_field else ""
-        return f"{pattern!r} has a tag, but this is a repository pattern: write {name!r}{where}"
-    suggestion = _normalized_suggestion(pattern, image=not repository)
-    if suggestion is None:
-        return None
-    if suggestion.endswith("/*") and suggestion[:-2] == pattern:
-        return f"{pattern!r} names a registry, not a repository: write {suggestion!r}"
-    return (
-        f"{pattern!r} never matches: names are normalized with their registry, write {suggestion!r}"
-    )
-
-
-def _label_key_problem(key: str) -> str | None:
-    prefix, slash, name = key.rpartition("/")
-    if slash and (not prefix or len(prefix) > 253 or not DNS_SUBDOMAIN.match(prefix)):
-        return f"invalid label key {key!r}: the prefix must be a DNS subdomain"
-    if not name or len(name) > 63 or not _LABEL_NAME.match(name):
-        return (
-            f"invalid label key {key!r}: at most 63 letters, digits, '-', '_' or '.', "
-            "starting and ending with a letter or digit"
-        )
-    return None
-
-
-def _label_value_problem(value: str) -> str | None:
-    if len(value) > 63 or not _LABEL_NAME.match(value):
-        return (
-            f"invalid label value {value!r}: at most 63 letters, digits, '-', '_' or '.', "
-            "starting and ending with a letter or digit"
-        )
-    return None
-
-
-class _Compiler:
+class _Compiler(FieldReader):
     """One pass over a plain policy document: builds the policy and collects errors.
 
     Written defensively: a value of the wrong type has already been reported by
     the schema, so here it silently falls back to the default.
     """
 
-    def __init__(self) -> None:
-        self.errors: list[PolicyError] = []
-        self.patterns: list[str] = []  # the path of every pattern kept, in compile order
-
-    def fail(self, path: str, reason: str) -> None:
-        self.errors.append(PolicyError(path, reason))
-
-    # --- leaves ---------------------------------------------------------------------
-
-    def enum(self, value: Any, cls: type[E], path: str, default: E) -> E:
-        if value is None:
-            return default
-        try:
-            return cls(value)
-        except ValueError:
-            allowed = ", ".join(m.value for m in cls)
-            self.fail(path, f"unsupported value {value!r}: must be one of {allowed}")
-            return default
-
-    def glob(
-        self,
-        pattern: str,
-        path: str,
-        alphabet: re.Pattern[str],
-        what: str,
-        *,
-        names: bool = False,
-        repository: bool = False,
-        tags_field: bool = False,
-    ) -> str | None:
-        """One glob, or ``None`` after reporting why it is wrong."""
-        if not pattern:
-            self.fail(path, "must not be empty")
-            return None
-        problem = glob_problem(pattern, alphabet, what) or (
-            _name_problem(pattern, repository=repository, tags_field=tags_field) if names else None
-        )
-        if problem:
-            self.fail(path, problem)
-            return None
-        self.patterns.append(path)
-        return pattern
-
-    def globs(
-        self,
-        value: Any,
-        path: str,
-        alphabet: re.Pattern[str],
-        what: str,
-        *,
-        names: bool = False,
-        repository: bool = False,
-    ) -> GlobSet | None:
-        """A list of globs; ``None`` when absent or empty (not constrained)."""
-        if not isinstance(value, list) or not value:
-            return None
-        ok = [
-            self.glob(p, f"{path}[{i}]", alphabet, what, names=names, repository=repository)
-            for i, p in enumerate(value)
-            if isinstance(p, str)
-        ]
-        return GlobSet.of(p for p in ok if p is not None).prepared()
-
-    def date(self, value: Any, path: str) -> dt.date | None:
-        if not isinstance(value, str):
-            return None
-        if not _DATE.match(value):
-            self.fail(path, f"{value!r} is not a date: expected YYYY-MM-DD")
-            return None
-        try:
-            day = dt.date.fromisoformat(value)
-        except ValueError as exc:
-            self.fail(path, f"{value!r} is not a calendar date: {exc}")
-            return None
-        if not MIN_DATE <= day <= MAX_DATE:
-            self.fail(
-                path,
-                f"{value!r} is out of range: a date must be between {MIN_DATE.isoformat()} "
-                f"and {MAX_DATE.isoformat()}",
-            )
-            return None
-        return day
-
-    def duration(self, value: Any, path: str) -> dt.timedelta | None:
-        if not isinstance(value, str):
-            return None
-        found = _DURATION.match(value)
-        if not found:
-            self.fail(
-                path,
-                f"{value!r} is not a duration: expected a number and a unit h, d or w (e.g. 180d)",
-            )
-            return None
-        amount, unit = int(found.group(1)), found.group(2)
-        if amount == 0:
-            self.fail(path, f"{value!r} must be longer than zero")
-            return None
-        if amount > MAX_DURATION[unit]:  # checked before timedelta(), which would overflow
-            self.fail(
-                path,
-                f"{value!r} is longer than 100 years: at most {MAX_DURATION['d']}d, "
-                f"{MAX_DURATION['h']}h or {MAX_DURATION['w']}w",
-            )
-            return None
-        return dt.timedelta(**{_DURATION_UNITS[unit]: amount})
-
-    def reference(self, value: Any, path: str) -> Reference | None:
-        if not isinstance(value, str):
-            return None
-        try:
-            return reference.parse(value)
-        except InvalidReference as exc:
-            self.fail(path, exc.message)
-            return None
-
-    def digests(self, value: Any, path: str) -> frozenset[str] | None:
-        if not isinstance(value, list):
-            return None
-        ok: set[str] = set()
-        for index, digest in enumerate(value):
-            if not isinstance(digest, str):
-                continue
-            problem = digests.problem(digest)
-            if problem is None:
-                ok.add(digest)
-                self.patterns.append(f"{path}[{index}]")
-            else:
-                self.fail(f"{path}[{index}]", f"{digest!r} is not a digest: {problem}")
-        return frozenset(ok) if value else None
-
-    def platforms(self, value: Any, path: str) -> tuple[str, ...] | None:
-        if not isinstance(value, list):
-            return None
-        ok: list[str] = []
-        for index, text in enumerate(value):
-            if not isinstance(text, str):
-                continue
-            parts = text.split("/")
-            if len(parts) in (2, 3) and all(_PLATFORM_PART.match(p) for p in parts):
-                ok.append(text)
-            else:
-                self.fail(
-                    f"{path}[{index}]",
-                    f"{text!r} is not a platform: expected os/arch or os/arch/variant in lower case "
-                    "(e.g. linux/arm64)",
-                )
-        return tuple(ok)
-
-    def selector(self, value: Any, path: str) -> LabelSelector | None:
-        if not isinstance(value, dict):
-            return None
-        labels: list[tuple[str, str]] = []
-        for key, val in _mapping(value.get("matchLabels")).items():
-            here = f"{path}.{field_path(('matchLabels', key))}"
-            problem = _label_key_problem(key) or (
-                _label_value_problem(val) if isinstance(val, str) else None
-            )
-            if problem:
-                self.fail(here, problem)
-            elif isinstance(val, str):
-                labels.append((key, val))
-        requirements: list[LabelRequirement] = []
-        expressions = value.get("matchExpressions")
-        for index, expr in enumerate(expressions if isinstance(expressions, list) else []):
-            here = f"{path}.matchExpressions[{index}]"
-            if not isinstance(expr, dict):
-                continue
-            expr_key, operator, values = expr.get("key"), expr.get("operator"), expr.get("values")
-            if not isinstance(expr_key, str) or not isinstance(operator, str):
-                continue
-            problem = _label_key_problem(expr_key)
-            if problem:
-                self.fail(f"{here}.key", problem)
-                continue
-            given = [v for v in values if isinstance(v, str)] if isinstance(values, list) else []
-            if operator in ("In", "NotIn") and not given:
-                self.fail(f"{here}.values", f"must not be empty when operator is {operator}")
-                continue
-            if operator in ("Exists", "DoesNotExist") and given:
-                self.fail(f"{here}.values", f"must be empty when operator is {operator}")
-                continue
-            requirements.append(LabelRequirement(expr_key, operator, frozenset(given)))
-        return LabelSelector(tuple(sorted(labels)), tuple(requirements))
-
     # --- sections -------------------------------------------------------------------
 
     def policy(self, doc: dict[str, Any]) -> CompiledPolicy:
-        metadata = _mapping(doc.get("metadata"))
-        spec = _mapping(doc.get("spec"))
+        metadata = as_mapping(doc.get("metadata"))
+        spec = as_mapping(doc.get("spec"))
         kind = doc.get("kind") if isinstance(doc.get("kind"), str) else CLUSTER_KIND
         name = metadata.get("name")
         namespace = metadata.get("namespace")
         generation = metadata.get("generation")
         uid = metadata.get("uid")
         lineage = spec.get("lineage")
-        bases = _mapping(spec.get("bases"))
-        exclude = _mapping(spec.get("exclude"))
+        bases = as_mapping(spec.get("bases"))
+        exclude = as_mapping(spec.get("exclude"))
         compiled = CompiledPolicy(
             kind=str(kind),
             name=name if isinstance(name, str) else "",
@@ -442,7 +158,7 @@ class _Compiler:
             ),
             waivers=self.waivers(spec.get("exceptions"), "spec.exceptions"),
             registries_allowed=self.globs(
-                _mapping(spec.get("registries")).get("allowed"),
+                as_mapping(spec.get("registries")).get("allowed"),
                 "spec.registries.allowed",
                 globs.REPOSITORY_CHARS,
                 "repository pattern",
@@ -454,6 +170,7 @@ class _Compiler:
             bases_deprecated=self.deprecated(bases.get("deprecated"), "spec.bases.deprecated"),
             lineage=self.lineage(lineage, "spec.lineage"),
             lineage_declared=isinstance(lineage, dict),
+            trust=compile_trust(spec.get("trust"), "spec.trust", self.fail, self.trust_images),
         )
         paths = self.patterns
         if len(paths) > MAX_PATTERNS_PER_POLICY:
@@ -463,8 +180,14 @@ class _Compiler:
         )
         return replace(compiled, pattern_paths=tuple(paths), evidence=evidence)
 
+    def trust_images(self, value: Any, path: str) -> GlobSet | None:
+        """``spec.trust.images``: repository globs, read as ``bases.allowed[].image`` is."""
+        return self.globs(
+            value, path, globs.REPOSITORY_CHARS, "repository pattern", names=True, repository=True
+        )
+
     def match(self, value: Any, path: str) -> Match:
-        match = _mapping(value)
+        match = as_mapping(value)
         return Match(
             namespaces=self.globs(
                 match.get("namespaces"),
@@ -516,7 +239,7 @@ class _Compiler:
         return tuple(out)
 
     def pinning(self, value: Any, path: str) -> Pinning:
-        pinning = _mapping(value)
+        pinning = as_mapping(value)
         tags = pinning.get("disallowedTags")
         mutate = pinning.get("mutateToDigest")
         return Pinning(
@@ -583,7 +306,7 @@ class _Compiler:
         return tuple(out)
 
     def lineage(self, value: Any, path: str) -> LineageSettings:
-        lineage = _mapping(value)
+        lineage = as_mapping(value)
         depth = lineage.get("maxDepth")
         catalog = lineage.get("catalog")
         refs = [
@@ -615,21 +338,3 @@ class _Compiler:
             ),
             platforms=self.platforms(lineage.get("platforms"), f"{path}.platforms"),
         )
-
-
-def image_globs(value: Any, path: str) -> tuple[GlobSet | None, list[PolicyError]]:
-    """Image globs read exactly as ``exclude.images``/``exceptions[].images`` are, and their errors.
-
-    For documents other than policies (a ``BaseImagePolicyException``), so an image
-    pattern means the same, and is refused in the same words, wherever it is written.
-    """
-    compiler = _Compiler()
-    found = compiler.globs(value, path, globs.IMAGE_CHARS, "image pattern", names=True)
-    return found, compiler.errors
-
-
-def calendar_date(value: Any, path: str) -> tuple[dt.date | None, list[PolicyError]]:
-    """A ``YYYY-MM-DD`` date read as ``until`` is in a policy (calendar, range), and its errors."""
-    compiler = _Compiler()
-    day = compiler.date(value, path)
-    return day, compiler.errors

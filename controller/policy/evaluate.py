@@ -35,12 +35,13 @@ from controller.globs import GlobSet
 from controller.lineage.identity import KnownTags
 from controller.lineage.model import PlatformLineage
 from controller.platforms import key as platform_key
-from controller.policy import evidencerules, rules
+from controller.policy import evidencerules, rules, trustrules
 from controller.policy.facts import ImageFacts, ObjectFacts
 from controller.policy.index import PolicyIndex
 from controller.policy.model import (
     LINEAGE_RULES,
     SEVERITY,
+    TRUST_RULES,
     Action,
     CompiledPolicy,
     OnOutcome,
@@ -152,7 +153,7 @@ def needs_lineage(policies: Sequence[CompiledPolicy], obj: ObjectFacts, image: I
     for policy in applicable(policies, obj):
         if _excluded(policy, image) and not _excluded_by_tag(policy, image):
             continue
-        if policy.judges_lineage or policy.evidence is not None:
+        if policy.judges_lineage or policy.trust is not None or policy.evidence is not None:
             return True
         if (
             policy.pinning.mutate_to_digest
@@ -210,6 +211,8 @@ def rules_of(policy: CompiledPolicy) -> set[RuleCode]:
         out.add(RuleCode.UNPINNED)
     if policy.judges_lineage:
         out |= LINEAGE_RULES - {RuleCode.LOOKUP_FAILED}
+    if policy.trust is not None:
+        out |= TRUST_RULES
     out |= evidencerules.rules_of(policy.evidence)
     return out
 
@@ -337,12 +340,20 @@ def _judge(
         )
         if v is not None
     ]
+    if image.role is ImageRole.BUILD:
+        return found, set()
+    skipped = set[RuleCode]()
+    if policy.judges_lineage:
+        lineage_found, skipped = _judge_lineage(policy, subject, now=now)
+        found += lineage_found
+    if policy.trust is not None:
+        trust_found, trust_skipped = trustrules.judge(policy, subject)
+        found += trust_found
+        skipped |= trust_skipped
     evidence_found, evidence_skipped = evidencerules.judge(policy, subject, now=now)
     found += evidence_found
-    if image.role is ImageRole.BUILD or not policy.judges_lineage:
-        return found, evidence_skipped
-    lineage_found, skipped = _judge_lineage(policy, subject, now=now)
-    return found + lineage_found, skipped | evidence_skipped
+    skipped |= evidence_skipped
+    return found, skipped
 
 
 def _judge_lineage(

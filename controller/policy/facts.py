@@ -11,8 +11,10 @@ from dataclasses import dataclass, field
 
 from controller.lineage.identity import KnownTags
 from controller.lineage.model import Lineage
+from controller.policy.trustspec import AnswerKey
 from controller.reference import Reference
 from controller.roles import ImageRole
+from controller.trust.results import TrustAnswer
 
 
 @dataclass(frozen=True)
@@ -58,3 +60,6 @@ class ImageFacts:
     invalid: str | None = None
     lineage: Lineage | None = None
     identities: Mapping[str, KnownTags] = field(default_factory=dict, compare=False)
+    #: Signatures judged for ``spec.trust`` (:func:`controller.policy.trustspec.answer_key`):
+    #: a subject missing here was not looked at, and its trust rules are not evaluated.
+    trust: Mapping[AnswerKey, TrustAnswer] = field(default_factory=dict, compare=False)

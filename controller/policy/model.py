@@ -12,11 +12,15 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from controller.globs import GlobSet
 from controller.lineage.model import DEFAULT_MAX_DEPTH
 from controller.policy.evidencespec import EvidenceSpec
 from controller.reference import Reference
+
+if TYPE_CHECKING:
+    from controller.policy.trustspec import TrustPolicy
 
 GROUP = "baseguard.io"
 VERSION = "v1alpha1"
@@ -109,6 +113,9 @@ class RuleCode(StrEnum):
     LINEAGE_MISMATCH = "lineage-mismatch"
     STALE_BASE = "stale-base"
     LOOKUP_FAILED = "lookup-failed"
+    UNSIGNED = "unsigned"
+    SIGNATURE_INVALID = "signature-invalid"
+    ATTESTATION_MISSING = "attestation-missing"
     SCAN_MISSING = "scan-missing"
     SCAN_STALE = "scan-stale"
     FIXABLE_VULNERABILITIES = "fixable-vulnerabilities"
@@ -130,6 +137,12 @@ RULE_DOCS: Mapping[RuleCode, str] = {
     RuleCode.LINEAGE_MISMATCH: "A claimed base's layers are not a prefix of the image's (`verify: Layers`).",
     RuleCode.STALE_BASE: "The base tag has moved on since the build, or the base is older than `maxBaseAge`.",
     RuleCode.LOOKUP_FAILED: "The registry could not answer (or a bound was reached); `onLookupFailure` decides.",
+    RuleCode.UNSIGNED: "An image (or a base, `trust.appliesTo`) carries no signature from any `trust.authorities` entry.",
+    RuleCode.SIGNATURE_INVALID: (
+        "A signature is there but fails: wrong key, altered payload, another image's digest, "
+        "outside the key's window, or the wrong keyless identity."
+    ),
+    RuleCode.ATTESTATION_MISSING: "No verified attestation of a `trust.attestations[].predicateType` from its authorities.",
     RuleCode.SCAN_MISSING: "No vulnerability scan is attached to the image (`evidence`: cosign vuln attestation, Trivy report).",
     RuleCode.SCAN_STALE: "The newest scan of the image is older than `evidence.maxScanAge`.",
     RuleCode.FIXABLE_VULNERABILITIES: (
@@ -141,6 +154,9 @@ RULE_DOCS: Mapping[RuleCode, str] = {
 EVIDENCE_RULES = frozenset(
     {RuleCode.SCAN_MISSING, RuleCode.SCAN_STALE, RuleCode.FIXABLE_VULNERABILITIES}
 )
+
+#: Rules judged on signatures read from the registry (``spec.trust``).
+TRUST_RULES = frozenset({RuleCode.UNSIGNED, RuleCode.SIGNATURE_INVALID, RuleCode.ATTESTATION_MISSING})
 
 #: Rules that can only be fully judged with facts from the registry.
 LINEAGE_RULES = frozenset(
@@ -300,6 +316,8 @@ class CompiledPolicy:
     granted: Mapping[str, tuple[Waiver, ...]] = field(
         default_factory=dict, compare=False, repr=False
     )
+    #: ``spec.trust`` compiled (:mod:`controller.policy.trustspec`); ``None``: no signatures required.
+    trust: TrustPolicy | None = None
     #: ``spec.evidence``: the scan evidence the image must carry (``None``: not judged).
     evidence: EvidenceSpec | None = None
 
@@ -316,7 +334,12 @@ class CompiledPolicy:
     @property
     def needs_lineage(self) -> bool:
         """True when some rule of this policy needs the registry (lookups are lazy: none without it)."""
-        return self.judges_lineage or self.pinning.mutate_to_digest or self.evidence is not None
+        return (
+            self.judges_lineage
+            or self.pinning.mutate_to_digest
+            or self.trust is not None
+            or self.evidence is not None
+        )
 
     @property
     def judges_lineage(self) -> bool:

@@ -48,9 +48,10 @@ from controller.registry import auth, jsonread, media, referrers
 from controller.registry.cache import RegistryCache
 from controller.registry.config import RegistryConfig, RegistryHost
 from controller.registry.handshake import Handshake
-from controller.registry.helpers import ProcessLimitReached, ProgramCredentials
+from controller.registry.helpers import ProgramCredentials
 from controller.registry.limits import current_account
 from controller.registry.media import ImageConfig, ImageIndex, ImageManifest
+from controller.registry.programs import ProcessLimitReached
 from controller.registry.transport import (
     KIND_BLOB,
     KIND_MANIFEST,
@@ -406,10 +407,24 @@ class RegistryClient:
     def _manifest_path(self, ref: Reference, tag_or_digest: str) -> str:
         return f"/v2/{ref.repository}/manifests/{tag_or_digest}"
 
+    async def _manifest_reply(self, entry: RegistryHost, ref: Reference, path: str, what: str) -> Reply:
+        """GET a manifest, its values counted as it is read; a refusal names the manifest."""
+        try:
+            return await self.call(
+                entry, "GET", path, KIND_MANIFEST, ref.repository, what, accept=media.ACCEPT,
+                max_values=media.MAX_MANIFEST_VALUES,
+            )
+        except LookupFailed as exc:
+            if not jsonread.is_refusal(exc.message):
+                raise
+            raise LookupFailed(
+                f"manifest for {what}: {exc.message}", context={**exc.context, "registry": entry.api_host}
+            ) from None
+
     async def _get_manifest_by_digest(self, entry: RegistryHost, ref: Reference, digest: str) -> Fetched:
         path = self._manifest_path(ref, digest)
         what = f"{ref.name}@{digest}"
-        reply = await self.call(entry, "GET", path, KIND_MANIFEST, ref.repository, what, accept=media.ACCEPT)
+        reply = await self._manifest_reply(entry, ref, path, what)
         if reply.status != 200:
             raise self._transport.http_error(self._config, reply, "GET", path, what)
         actual = await self.digest_of(reply, digest.partition(":")[0])
@@ -423,7 +438,7 @@ class RegistryClient:
     async def _get_manifest_by_tag(self, entry: RegistryHost, ref: Reference, tag: str) -> Fetched:
         path = self._manifest_path(ref, tag)
         what = f"{ref.name}:{tag}"
-        reply = await self.call(entry, "GET", path, KIND_MANIFEST, ref.repository, what, accept=media.ACCEPT)
+        reply = await self._manifest_reply(entry, ref, path, what)
         if reply.status != 200:
             raise self._transport.http_error(self._config, reply, "GET", path, what)
         header = reply.headers.get("Docker-Content-Digest")
@@ -549,10 +564,15 @@ class RegistryClient:
         what: str,
         *,
         accept: str | None,
+        max_values: int | None = None,
     ) -> Reply:
-        """One request with at most one authentication round (:mod:`controller.registry.handshake`)."""
+        """One request with at most one authentication round (:mod:`controller.registry.handshake`).
+
+        ``max_values``: the JSON values the body may hold, counted as it is read.
+        """
         return await self._shared.handshake.call(
-            self._config, entry, method, self._url(entry, path), path, kind, repository, what, accept=accept
+            self._config, entry, method, self._url(entry, path), path, kind, repository, what,
+            accept=accept, max_values=max_values,
         )
 
 

@@ -53,6 +53,7 @@ class Handshake:
         what: str,
         *,
         accept: str | None,
+        max_values: int | None = None,
     ) -> Reply:
         """One request to a registry host with at most one authentication round.
 
@@ -63,7 +64,8 @@ class Handshake:
         async with self.transport.slot(config, entry):
             authorization, cached_token = self._preemptive(entry, repository)
             reply = await self.transport.send_hops(
-                config, entry, method, url, kind, authorization=authorization, accept=accept, limit=media.MAX_BODY
+                config, entry, method, url, kind, authorization=authorization, accept=accept, limit=media.MAX_BODY,
+                max_values=max_values,
             )
             if reply.status != 401:
                 return reply
@@ -90,7 +92,8 @@ class Handshake:
                     )
                 authorization = auth.basic_authorization(creds)
                 reply = await self.transport.send_hops(
-                    config, entry, method, url, kind, authorization=authorization, accept=accept, limit=media.MAX_BODY
+                    config, entry, method, url, kind, authorization=authorization, accept=accept, limit=media.MAX_BODY,
+                max_values=max_values,
                 )
                 if reply.status == 401:
                     raise LookupFailed(
@@ -107,7 +110,7 @@ class Handshake:
             token = await self._token(config, entry, challenge, scope)
             reply = await self.transport.send_hops(
                 config, entry, method, url, kind, authorization=f"Bearer {token.value}", accept=accept,
-                limit=media.MAX_BODY,
+                limit=media.MAX_BODY, max_values=max_values,
             )
             if reply.status == 401:
                 self.tokens.discard(key)

@@ -44,328 +44,36 @@ status only. Answers are kept in memory only.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 import os
 import re
-import signal
 import time
-import weakref
-from collections.abc import Iterator, Mapping, Sequence
-from contextvars import ContextVar
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
-from urllib.parse import urlsplit
+from typing import Literal
 
 import yaml
 
 from controller.caching import Clock, Loader, SingleFlight, TTLMap
-from controller.errors import InputError, LookupFailed
+from controller.errors import InputError
 from controller.registry.config import DOCKER_HUB, Credentials, canonical_host
+from controller.registry.kubeletmatch import AuthMap, go_duration, image_matches
+from controller.registry.programs import (
+    ProgramFailed,
+    charge_program,
+    run_program,
+)
 
 log = logging.getLogger(__name__)
 
 PROVIDER_CONFIG_API = "kubelet.config.k8s.io/v1"
 PROTOCOL_API = "credentialprovider.kubelet.k8s.io/v1"
-#: How long one helper or plugin may run.
-EXEC_TIMEOUT = 10.0
 #: How long a Docker helper's answer is reused (the Docker CLI asks on every pull).
 HELPER_TTL = 300.0
 #: How long "nothing for this host" or a failed run is remembered.
 MISS_TTL = 30.0
-#: The most a helper or plugin may print (an answer is a few hundred bytes).
-MAX_OUTPUT = 1024 * 1024
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
-_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def go_duration(text: str, *, where: str) -> float:
-    """``12h``, ``1h30m``, ``90s`` (Go's ``time.ParseDuration``) → seconds."""
-    value = text.strip()
-    if value in ("0", ""):
-        return 0.0
-    parts = _DURATION.findall(value)
-    if not parts or "".join(n + u for n, u in parts) != value:
-        raise InputError(f"{where}: {text!r} is not a duration like 12h, 1h30m or 90s")
-    return sum(float(n) * _UNITS[u] for n, u in parts)
-
-
-# ------------------------------------------------------------------ matchImages and auth keys
-
-
-def go_glob(pattern: str) -> re.Pattern[str] | None:
-    """Go's ``path/filepath.Match`` pattern as a regular expression; ``None`` when malformed.
-
-    The kubelet matches every ``matchImages`` entry and every key of a plugin's
-    ``auth`` with ``filepath.Match``, whose syntax is not :mod:`fnmatch`'s: ``[^a]``
-    negates (``[!a]`` is a class holding ``!``), ``\\`` escapes, and a malformed
-    pattern (an unclosed ``[``, ``[]``, ``[a-]``) is an error the kubelet treats as
-    "does not match". Doing the same here means a key the kubelet would never
-    use for an image is never used by us either.
-    """
-    out: list[str] = []
-    i, n = 0, len(pattern)
-
-    def char(at: int) -> tuple[str, int] | None:
-        if at >= n or pattern[at] in "-]":
-            return None
-        if pattern[at] == "\\":
-            at += 1
-            if at >= n:
-                return None
-        return pattern[at], at + 1
-
-    while i < n:
-        c = pattern[i]
-        if c == "*":
-            out.append("[^/]*")
-            i += 1
-        elif c == "?":
-            out.append("[^/]")
-            i += 1
-        elif c == "\\":
-            if i + 1 >= n:
-                return None
-            out.append(re.escape(pattern[i + 1]))
-            i += 2
-        elif c == "[":
-            i += 1
-            negated = i < n and pattern[i] == "^"
-            i += 1 if negated else 0
-            ranges: list[str] = []
-            count = 0
-            while True:
-                if i < n and pattern[i] == "]" and count > 0:
-                    i += 1
-                    break
-                low = char(i)
-                if low is None:
-                    return None
-                lo, i = low
-                hi = lo
-                if i < n and pattern[i] == "-":
-                    high = char(i + 1)
-                    if high is None:
-                        return None
-                    hi, i = high
-                if i >= n:
-                    return None
-                count += 1
-                if lo <= hi:  # Go compares lo <= r <= hi: a reversed range matches nothing
-                    ranges.append(f"{re.escape(lo)}-{re.escape(hi)}")
-            if ranges:
-                out.append(("[^" if negated else "[") + "".join(ranges) + "]")
-            else:
-                out.append("." if negated else "(?!)")
-        else:
-            out.append(re.escape(c))
-            i += 1
-    return re.compile("".join(out), re.DOTALL)
-
-
-#: What Go's ``url.Parse`` accepts in a host besides letters, digits and non-ASCII.
-_HOST_CHARS = frozenset("-_.~!$&'()*+,;=:[]<>\"%")
-
-
-def _split_image(image: str) -> tuple[str, str, str] | None:
-    """``[scheme://]host[:port]/path`` → (host, port, /path), as the kubelet's ``url.Parse`` and
-    ``net.SplitHostPort`` read it; ``None`` where Go fails to parse it (the kubelet: no match).
-
-    Hand-written rather than :func:`urllib.parse.urlsplit`, which reads ``[`` in a host
-    as the start of an IPv6 literal where Go reads a glob's character class.
-    """
-    text = image.split("://", 1)[1] if "://" in image else image
-    for stop in "?#":  # Go's query and fragment: not part of host or path
-        text = text.split(stop, 1)[0]
-    hostport, slash, path = text.partition("/")
-    if any(ord(c) < 0x80 and not c.isalnum() and c not in _HOST_CHARS for c in hostport):
-        return None
-    host, port = hostport, ""
-    if not hostport.endswith("]") and ":" in hostport:
-        host, _, port = hostport.rpartition(":")
-        if not port.isdigit():
-            return None
-    return host.lower(), port, slash + path
-
-
-def image_matches(pattern: str, image: str) -> bool:
-    """The kubelet's ``URLsMatch``: same number of host labels, each a Go glob; equal ports;
-    the pattern's path a prefix of the image's (a string prefix, as the kubelet's).
-
-    ``*.dkr.ecr.*.amazonaws.com`` matches ``1234.dkr.ecr.eu-west-1.amazonaws.com/app`` but
-    not ``dkr.ecr.eu-west-1.amazonaws.com``; ``registry.io:5000/team`` matches
-    ``registry.io:5000/team/app`` but not ``registry.io/team/app``; a malformed glob
-    (``registry.[io``) matches nothing.
-    """
-    glob, target = _split_image(pattern), _split_image(image)
-    if glob is None or target is None:
-        return False
-    g_host, g_port, g_path = glob
-    t_host, t_port, t_path = target
-    if not g_host or not t_host or g_port != t_port:
-        return False
-    g_labels, t_labels = g_host.split("."), t_host.split(".")
-    if len(g_labels) != len(t_labels):
-        return False
-    for part, label in zip(g_labels, t_labels, strict=True):
-        compiled = go_glob(part)
-        if compiled is None or compiled.fullmatch(label) is None:
-            return False
-    return t_path.startswith(g_path)
-
-
-def _keyring_key(key: str) -> str:
-    """An ``auth`` key as the kubelet's keyring files it: no scheme, ``/v1/`` and ``/v2/`` dropped."""
-    text = key if key.startswith(("https://", "http://")) else f"https://{key}"
-    try:
-        parts = urlsplit(text)
-    except ValueError:
-        return key
-    path = parts.path
-    if path.startswith(("/v2/", "/v1/")):
-        path = path[3:]
-    return parts.netloc + path if path not in ("", "/") else parts.netloc
-
-
-def _default_registry_image(image: str) -> bool:
-    """The kubelet's ``isDefaultRegistryMatch``: an image on Docker Hub."""
-    first, _, rest = image.partition("/")
-    if not first:
-        return False
-    return not rest or first in ("docker.io", "index.docker.io") or not any(c in first for c in ".:")
-
-
-@dataclass(frozen=True)
-class AuthMap:
-    """A plugin's whole ``auth`` answer, kept as the kubelet keeps it: every key, most specific first.
-
-    The answer is cached under its ``cacheKeyType`` key *as a map*, and each image
-    is matched against the map when it is looked up. Caching only the entry the
-    first image matched would hand a ``Global`` answer's credentials for host A to
-    host B, or remember "nothing" for every host because the first image had none.
-    """
-
-    entries: tuple[tuple[str, Credentials], ...] = ()
-
-    @classmethod
-    def parse(cls, auth: Mapping[str, Any]) -> AuthMap:
-        """``{"<pattern>": {"username", "password"}}``; entries of another shape are skipped."""
-        found: dict[str, Credentials] = {}
-        for pattern, entry in auth.items():
-            if not isinstance(pattern, str) or not isinstance(entry, dict):
-                continue
-            user, password = entry.get("username"), entry.get("password", "")
-            if not isinstance(user, str) or not isinstance(password, str):
-                continue
-            found.setdefault(_keyring_key(pattern), Credentials(username=user, password=password))
-        # The kubelet sorts its keys in reverse lexicographic order: longer (more specific) first.
-        return cls(tuple(sorted(found.items(), key=lambda kv: kv[0], reverse=True)))
-
-    def lookup(self, image: str) -> Credentials:
-        """The credentials of the first key (most specific) matching ``image``; empty if none does."""
-        for key, creds in self.entries:
-            if image_matches(key, image):
-                return creds
-        if _default_registry_image(image):
-            for key, creds in self.entries:
-                if key == "index.docker.io":
-                    return creds
-        return Credentials()
-
-
-# ------------------------------------------------------------------ running a program
-
-
-class ProgramFailed(Exception):
-    """A helper or plugin did not answer usably: killed at a limit, timed out, not started."""
-
-
-#: Programs (Docker helpers and plugins together) running at once in this process.
-MAX_CONCURRENT_PROGRAMS = 4
-_SLOTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
-
-
-def program_slots() -> asyncio.Semaphore:
-    """The process-wide cap on programs running at once (one semaphore per event loop).
-
-    Every client, every review and every tenant shares it: however many
-    lookups need a plugin, at most :data:`MAX_CONCURRENT_PROGRAMS` processes
-    exist at a time, the rest wait their turn (within their review's deadline).
-    """
-    loop = asyncio.get_running_loop()
-    slots = _SLOTS.get(loop)
-    if slots is None:
-        slots = _SLOTS[loop] = asyncio.Semaphore(MAX_CONCURRENT_PROGRAMS)
-    return slots
-
-
-def _kill_group(proc: asyncio.subprocess.Process) -> None:
-    """SIGKILL the program's process group: the program and whatever it started."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(ProcessLookupError):
-        proc.kill()
-
-
-async def _exchange(proc: asyncio.subprocess.Process, stdin: bytes, limit: int, what: str) -> bytes:
-    """Feed ``stdin``, read stdout a chunk at a time; :class:`ProgramFailed` past ``limit`` bytes."""
-    assert proc.stdin is not None and proc.stdout is not None
-    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-        proc.stdin.write(stdin)
-        await proc.stdin.drain()
-    proc.stdin.close()
-    chunks: list[bytes] = []
-    size = 0
-    while chunk := await proc.stdout.read(64 * 1024):
-        size += len(chunk)
-        if size > limit:
-            raise ProgramFailed(f"{what} printed more than {limit} bytes; it was killed")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-async def run_program(
-    argv: Sequence[str],
-    stdin: bytes,
-    *,
-    env: Mapping[str, str] | None,
-    what: str,
-    limit: int = MAX_OUTPUT,
-    time_limit: float = EXEC_TIMEOUT,
-) -> tuple[int, bytes]:
-    """(exit status, stdout) of ``argv`` fed ``stdin``, within the process-wide cap on programs.
-
-    The output is read as it comes and the program is killed (its whole process
-    group: a plugin's children too) the moment it passes ``limit`` bytes, when it
-    runs past ``time_limit`` seconds, or when the lookup that needed it is
-    abandoned: a program printing gigabytes costs a few chunks of memory, never
-    its output. :class:`ProgramFailed` says which limit it hit.
-    """
-    seconds = time_limit
-    async with program_slots():
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL,
-            env=dict(env) if env is not None else None,
-            start_new_session=True,
-        )
-        try:
-            try:
-                async with asyncio.timeout(seconds):
-                    out = await _exchange(proc, stdin, limit, what)
-                    status = await proc.wait()
-            except TimeoutError:
-                raise ProgramFailed(f"{what} did not answer within {seconds:g}s; it was killed") from None
-        finally:
-            _kill_group(proc)
-            with contextlib.suppress(BaseException):
-                await asyncio.shield(proc.wait())
-    return status, out
 
 
 # ------------------------------------------------------------------ Docker credential helpers
@@ -501,48 +209,6 @@ def parse_provider_config(text: str, *, source: str) -> tuple[Provider, ...]:
     return tuple(out)
 
 
-# ------------------------------------------------------------------ the sources together
-
-
-class ProcessAccount(Protocol):
-    """What a helper or plugin run is charged to: the review that needed it."""
-
-    def charge_process(self, program: str) -> None:
-        """Count one program started; raise :class:`ProcessLimitReached` once none may be."""
-
-
-class ProcessLimitReached(LookupFailed):
-    """The review that asked may start no more programs; its message names the bound.
-
-    It belongs to that review alone: the registry client never remembers it as
-    the answer for the image (another review has budget of its own).
-    """
-
-
-_ACCOUNT: ContextVar[ProcessAccount | None] = ContextVar("baseguard_process_account", default=None)
-
-
-@contextlib.contextmanager
-def processes_charged_to(account: ProcessAccount | None) -> Iterator[None]:
-    """Programs started inside (and in tasks started inside) count against ``account``.
-
-    A context variable, like the registry tenant: the run happens deep inside
-    the registry client, which knows nothing of reviews; a run shared by several
-    lookups is paid by the lookup that started it.
-    """
-    token = _ACCOUNT.set(account)
-    try:
-        yield
-    finally:
-        _ACCOUNT.reset(token)
-
-
-def _charge(program: str) -> None:
-    account = _ACCOUNT.get()
-    if account is not None:
-        account.charge_process(program)
-
-
 KeyType = Literal["Image", "Registry", "Global"]
 
 
@@ -614,7 +280,7 @@ class ProgramCredentials:
             key = (helper, canonical_host(host))
             answers = self._helper_answers
             if answers.entries.get(key) is None and answers.flights.pending(key) is None:
-                _charge(f"docker-credential-{helper}")  # the lookup that starts the run pays
+                charge_program(f"docker-credential-{helper}")  # the lookup that starts the run pays
             creds = await answers.get(key, lambda: self._helper(helper, host))
             if not creds.empty:
                 return creds
@@ -652,7 +318,7 @@ class ProgramCredentials:
             )
             task = self._plugin_runs.pending(flight)
             if task is None:
-                _charge(provider.name)
+                charge_program(provider.name)
                 task = self._plugin_runs.start(flight, lambda: self._exec_plugin(provider, host, image))
             answer = await self._plugin_runs.wait(flight, task)
             if answer.serves(image):

@@ -35,7 +35,7 @@ from controller.documents import MAX_DEPTH, nesting_depth
 from controller.errors import LookupFailed
 from controller.registry.limits import current_account
 
-__all__ = ["MAX_DEPTH", "MAX_VALUES", "is_refusal", "read", "values_at_most"]
+__all__ = ["MAX_DEPTH", "MAX_VALUES", "is_refusal", "read", "too_many_values", "values_at_most"]
 
 #: Values one document may hold. An image config with a long history and a Buildpacks
 #: label is a few thousand; an index of 128 entries about 1,500. 64 Ki values parse in
@@ -99,6 +99,16 @@ def read(
     if nesting_depth(data, MAX_DEPTH) > MAX_DEPTH:
         raise _too_deep(what, size)
     return data
+
+
+def too_many_values(what: str, max_values: int, *, read: int) -> LookupFailed:
+    """The refusal of a document found, while still being read (``read`` bytes so far),
+    to hold more than ``max_values`` values: the same words and code as :func:`read`'s,
+    so it is told apart the same way (:func:`is_refusal`)."""
+    return LookupFailed(
+        f"{what} holds more than the {max_values} JSON values {_TOO_MANY}",
+        context={"code": "TOO_LARGE", "bytes": read},
+    )
 
 
 def _too_deep(what: str, size: int) -> LookupFailed:

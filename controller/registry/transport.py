@@ -407,6 +407,7 @@ class Transport:
         authorization: str | None,
         accept: str | None,
         limit: int,
+        max_values: int | None = None,
         form: Mapping[str, str] | None = None,
     ) -> Reply:
         """Send, following at most :data:`MAX_REDIRECTS` redirects under the rules above."""
@@ -417,7 +418,7 @@ class Transport:
             await self.check_address(config, hp)
             reply = await self.send(
                 config, method, url, kind, hp, authorization=authorization, accept=accept,
-                limit=limit, budget=timeout, form=form,
+                limit=limit, max_values=max_values, budget=timeout, form=form,
             )
             if reply.status not in REDIRECT_STATUSES:
                 return reply
@@ -462,8 +463,12 @@ class Transport:
         limit: int,
         budget: float,
         form: Mapping[str, str] | None,
+        max_values: int | None = None,
     ) -> Reply:
-        """One HTTP exchange, no redirects followed; every failure is a :class:`LookupFailed`."""
+        """One HTTP exchange, no redirects followed; every failure is a :class:`LookupFailed`.
+
+        ``max_values``: the JSON values the body may hold (see :func:`_read_capped`).
+        """
         headers: dict[str, str] = {}
         if accept:
             headers["Accept"] = accept
@@ -497,7 +502,7 @@ class Transport:
                     if method == "HEAD":
                         body = b""
                     elif resp.status == 200:
-                        body, sha256 = await self._read_in_room(resp, limit, kind, hp, where)
+                        body, sha256 = await self._read_in_room(resp, limit, kind, hp, where, max_values)
                     else:
                         body = await _read_prefix(resp, MAX_ERROR_BODY)
                     reply = Reply(resp.status, resp.headers, body, hp, url, sha256)
@@ -517,7 +522,8 @@ class Transport:
         return reply
 
     async def _read_in_room(
-        self, resp: aiohttp.ClientResponse, limit: int, kind: str, hp: str, where: str
+        self, resp: aiohttp.ClientResponse, limit: int, kind: str, hp: str, where: str,
+        max_values: int | None,
     ) -> tuple[bytes, str]:
         """:func:`_read_capped`, holding room for the body in :attr:`body_room` while it is read.
 
@@ -526,9 +532,9 @@ class Transport:
         """
         length = resp.content_length
         if length is not None and length > limit:
-            return await _read_capped(resp, limit, kind, hp, where)  # refused on the header, unread
+            return await _read_capped(resp, limit, kind, hp, where, None)  # refused on the header
         async with self.body_room.slot(current_tenant(), length if length is not None else limit):
-            return await _read_capped(resp, limit, kind, hp, where)
+            return await _read_capped(resp, limit, kind, hp, where, max_values)
 
     # -- what a failed answer is called -----------------------------------------------
 
@@ -582,11 +588,18 @@ def proxy_bypassed(url: URL, proxies: Mapping[str, str]) -> bool:
 
 
 async def _read_capped(
-    resp: aiohttp.ClientResponse, limit: int, kind: str, hp: str, where: str
+    resp: aiohttp.ClientResponse, limit: int, kind: str, hp: str, where: str, max_values: int | None
 ) -> tuple[bytes, str]:
     """Read at most ``limit`` bytes, and their sha256 digest as they arrive (a 64 KiB
     chunk hashes in tens of microseconds); refuse on the Content-Length, or as soon as
-    the stream passes it."""
+    the stream passes it.
+
+    With ``max_values`` (a manifest's bound), the commas are counted as the chunks
+    arrive, and the read stops once they alone show more values than the JSON reader
+    would parse (:func:`controller.registry.jsonread.values_at_most`): a 4 MiB index of
+    a flood is refused after its first few hundred KiB, never read, hashed or scanned
+    whole. The bytes read are charged to the review either way.
+    """
     what = "manifest" if kind == KIND_MANIFEST else "config" if kind == KIND_BLOB else "response"
     length = resp.content_length
     if length is not None and length > limit:
@@ -596,16 +609,31 @@ async def _read_capped(
         )
     buf = bytearray()
     hasher = hashlib.sha256()
+    commas = 0
     async for chunk in resp.content.iter_chunked(64 * 1024):
         buf += chunk
         if len(buf) > limit:
             resp.close()
+            _charge_unread(len(buf))
             raise LookupFailed(
                 f"{what} over {mib(limit)} refused ({hp} {where})",
                 context={"registry": hp, "code": "TOO_LARGE"},
             )
+        if max_values is not None:
+            commas += chunk.count(b",")
+            if commas + 1 > max_values:
+                resp.close()
+                _charge_unread(len(buf))
+                raise jsonread.too_many_values(what, max_values, read=len(buf))
         hasher.update(chunk)
     return bytes(buf), "sha256:" + hasher.hexdigest()
+
+
+def _charge_unread(size: int) -> None:
+    """Charge a body refused part-way to the review: it was fetched, if never returned."""
+    account = current_account()
+    if account is not None:
+        account.charge_fetched(size)
 
 
 async def _read_prefix(resp: aiohttp.ClientResponse, limit: int) -> bytes:

@@ -79,3 +79,16 @@ class Refused(Exception):
         super().__init__(message)
         self.reason = reason
         self.message = message
+
+
+@dataclass(frozen=True)
+class TrustAnswer:
+    """What was found for one (digest, authority, predicate): a result, or why there is none.
+
+    ``failure`` is set when the registry could not answer or a bound was reached
+    (judged like a failed lookup); ``examined`` counts the artifacts judged.
+    """
+
+    result: TrustResult | None = None
+    failure: str | None = None
+    examined: int = 0

@@ -130,6 +130,8 @@ def left_out(policy: CompiledPolicy) -> list[str]:
         out.append(
             "lineage (unknown-base, lineage-mismatch, stale-base, lookup-failed: registry facts)"
         )
+    if policy.trust is not None:
+        out.append("trust (unsigned, signature-invalid, attestation-missing: signatures from the registry)")
     if policy.pinning.mutate_to_digest:
         out.append("pinning.mutateToDigest (a mutation: a validating policy cannot rewrite images)")
     if policy.exclude_images or any(w.images for w in policy.waivers):

@@ -31,9 +31,11 @@ Decisions worth knowing:
   measure the webhook's load. The decision log line says ``dry_run: true``.
 * **Policy objects at the door.** A review of a ``ClusterBaseImagePolicy`` or
   ``BaseImagePolicy`` is checked with the compiler
-  (:func:`controller.policy.compile.check_policy`): /validate refuses an
+  (:func:`controller.policy.compile.check_policy`), a
+  ``BaseImagePolicyException`` with
+  :func:`controller.policy.exceptions.check_exception`: /validate refuses an
   invalid one (403) listing every field path and reason; /mutate leaves
-  policies alone.
+  them alone.
 * **Registry credentials per review.** ``credentials`` (the operator: the
   pod's ``imagePullSecrets`` and its service account's) is asked for each
   workload review; its answer binds the assessor to that credential set for
@@ -50,6 +52,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import logging
 import time
 from collections import Counter
@@ -58,9 +61,10 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
 from controller import logs
+from controller.errors import PolicyError
 from controller.findings import Finding
 from controller.memo import MemoAssessor, bind_credentials
-from controller.policy.model import POLICY_KINDS, Action, Mode, most_severe
+from controller.policy.model import EXCEPTION_KIND, POLICY_KINDS, Action, Mode, most_severe
 from controller.policy.store import PolicyStore, Snapshot
 from controller.webhook import messages, patches
 from controller.webhook import review as rv
@@ -257,13 +261,36 @@ class Admission:
         return rv.build_response(review.uid, allowed=True, patch=patch), verdict, patch
 
     def _policy(self, review: Review, endpoint: Endpoint) -> tuple[dict[str, Any], str, list[str]]:
-        """A review of a policy object: /validate checks it compiles; /mutate leaves it alone."""
+        """A review of a policy or exception object: /validate checks it compiles; /mutate
+        leaves it alone. An exception is checked as of the webhook's clock (its ``until``
+        may be at most 90 days from today), the day the operator will read it."""
         if endpoint is Endpoint.MUTATE:
             return rv.build_response(review.uid, allowed=True), Action.ALLOW.value, []
-        from controller.policy.compile import check_policy  # the schema loads on first use only
+        check: Callable[[Mapping[str, Any]], Sequence[PolicyError]]
+        if review.kind == EXCEPTION_KIND:
+            check = functools.partial(self._exception_errors, today=self.clock().date())
+        else:
+            from controller.policy.compile import check_policy  # the schema loads on first use only
 
-        body, verdict, errors = rv.policy_response(review, check_policy)
+            check = check_policy
+        body, verdict, errors = rv.policy_response(review, check)
         return body, verdict.value, errors
+
+    def _exception_errors(self, doc: Mapping[str, Any], *, today: dt.date) -> list[PolicyError]:
+        """An exception's field errors; when it has none, whether its namespace has room.
+
+        A namespace holds at most 64 exceptions in force (each is tried for every image of
+        every review there); one more is refused when filed rather than stored to waive
+        nothing. Counted in this replica's store: only that namespace's own exceptions,
+        so no other tenant's count can refuse it.
+        """
+        from controller.policy.exceptions import compile_exception_checked  # schema on first use
+
+        compiled, errors = compile_exception_checked(doc, today=today)
+        if compiled is None:
+            return errors
+        refused = self.store.exception_refusal(compiled)
+        return [] if refused is None else [refused]
 
     # ---- answers when judging was not possible
 
@@ -366,7 +393,7 @@ class Admission:
 
 
 #: Kinds the metrics name as themselves; any other is ``other``.
-_KIND_LABELS = frozenset({*rv.WORKLOAD_GROUPS, *POLICY_KINDS})
+_KIND_LABELS = frozenset({*rv.WORKLOAD_GROUPS, *POLICY_KINDS, EXCEPTION_KIND})
 
 
 def _generated_name(review: Review) -> str | None:

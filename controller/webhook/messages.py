@@ -8,6 +8,7 @@ audit-annotation keys must be qualified-name *name parts*.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Sequence
@@ -43,6 +44,8 @@ _ASCII = str.maketrans(
         "\u201d": '"',
     }
 )
+#: The same as pairs: a few ``in`` scans and a replace cost a tenth of ``str.translate``.
+_ASCII_PAIRS = tuple((chr(code), spelled) for code, spelled in _ASCII.items())
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 #: A lone surrogate (``"\\ud800"`` in the JSON of a review) is no character: UTF-8 cannot
 #: carry it, so it is shown as its escape.
@@ -56,16 +59,23 @@ def _escape(match: re.Match[str]) -> str:
 def _one_line(text: str, *, ascii_only: bool = True) -> str:
     """``text`` on one line: white space runs as one space; see :func:`clip` for the characters.
 
-    Nearly every text is already printable ASCII on one line (rule messages,
-    container names): that is checked by two C-speed string scans and the
-    regular expressions are left for the rest.
+    Nearly every text is already printable on one line (rule messages, container
+    names): that is checked by C-speed string scans, and the regular expressions
+    (some microseconds on a non-ASCII line) are left for the rest. A printable text
+    has no control character, no white space but the space and no lone surrogate.
     """
-    if text.isascii() and text.isprintable():
-        return (_SPACES.sub(" ", text) if "  " in text else text).strip()
-    line = _SPACES.sub(" ", text).strip()
-    if ascii_only:
-        return _NOT_PRINTABLE.sub("?", line.translate(_ASCII))
-    return _SURROGATE.sub(_escape, _CONTROL.sub(" ", line))
+    if text.isprintable():
+        line = (_SPACES.sub(" ", text) if "  " in text else text).strip()
+        if line.isascii() or not ascii_only:
+            return line
+    else:
+        line = _SPACES.sub(" ", text).strip()
+        if not ascii_only:
+            return _SURROGATE.sub(_escape, _CONTROL.sub(" ", line))
+    for char, spelled in _ASCII_PAIRS:
+        if char in line:
+            line = line.replace(char, spelled)
+    return line if line.isascii() and line.isprintable() else _NOT_PRINTABLE.sub("?", line)
 
 
 def _cut(line: str, limit: int, lookback: int = 20) -> str:
@@ -359,10 +369,52 @@ def warning(
     than a warning. ``fixes`` are other policies' fixes for the same finding,
     offered as alternatives. The whole text is in the decision log.
     """
-    text = _DOCKER_HUB.sub("", _one_line(text))
-    what, fix = _split_fix(text)
-    alternatives = list(dict.fromkeys([fix, *fixes])) if fix else []
-    return _compose(group.rule.value, group.policies, _one_line(where), what, alternatives, image, limit)
+    what, fix, _ = _message_parts(text)
+    alternatives = tuple(dict.fromkeys([fix, *fixes])) if fix else ()
+    return _composed(
+        group.rule.value, tuple(group.policies), _one_line(where), what, alternatives, image, limit
+    )
+
+
+#: Entries of each of the two caches below. Both are keyed by the whole of what a warning is
+#: written from (a rule message; the rule, policies, container, message parts, fixes, image
+#: and limit) and hold what those words give, the same for any review that has them: a
+#: review can evict another's entry (LRU), which costs that one a rewrite, never its words.
+#: Bounded in entries; each key is a few rule messages long (a reference is at most 4 KiB).
+WORDS_CACHED = 2048
+
+
+def words_cached() -> dict[str, functools._CacheInfo]:
+    """How the two warning caches stand (hits, misses, entries): for tests and benches."""
+    return {"messages": _message_parts.cache_info(), "warnings": _composed.cache_info()}
+
+
+def forget_words() -> None:
+    """Empty both warning caches (a bench timing the first writing of a warning)."""
+    _message_parts.cache_clear()
+    _composed.cache_clear()
+
+
+@functools.lru_cache(maxsize=WORDS_CACHED)
+def _message_parts(message: str) -> tuple[str, str, str]:
+    """A rule message as warnings read it: (what, fix, what without asides), Docker Hub short.
+
+    Remembered: the same pod template reviewed again (each pod of a ReplicaSet, an
+    apply retried, a dry run) has the same messages, and splitting them was a good part
+    of an answer's time on a warm cache (bench/review_parse.py).
+    """
+    what, fix = _split_fix(_DOCKER_HUB.sub("", _one_line(message)))
+    return what, fix, _ASIDE.sub("", what)
+
+
+@functools.lru_cache(maxsize=WORDS_CACHED)
+def _composed(
+    rule: str, policies: tuple[str, ...], where: str, what: str, fixes: tuple[str, ...], image: str,
+    limit: int,
+) -> str:  # fmt: skip
+    """:func:`_compose`, remembered: shortening one warning costs some 40 us of regular
+    expressions and forms tried; the same warning written again costs a lookup."""
+    return _compose(rule, policies, where, what, fixes, image, limit)
 
 
 def warning_lines(
@@ -380,14 +432,17 @@ def warning_lines(
     merged: dict[tuple[ContainerImage, RuleCode, str], tuple[Finding, str, list[str], list[str]]] = {}
     for f, g in groups:
         if g.action is Action.WARN and g.waived is None:
-            what, fix = _split_fix(_DOCKER_HUB.sub("", _one_line(g.message)))
-            key = (f.image, g.rule, _ASIDE.sub("", what))
+            what, fix, bare = _message_parts(g.message)
+            key = (f.image, g.rule, bare)
             _, _, fixes, policies = merged.setdefault(key, (f, what, [], []))
             fixes.extend(x for x in (fix,) if x and x not in fixes)
             policies.extend(p for p in g.policies if p not in policies)
     candidates: dict[str, None] = {}
     for (_, rule, _), (f, what, fixes, policies) in merged.items():
-        line = _compose(rule.value, policies, _one_line(f.where), what, fixes, f.image.image, WARNING_MAX)
+        line = _composed(
+            rule.value, tuple(policies), _one_line(f.where), what, tuple(fixes), f.image.image,
+            WARNING_MAX,
+        )  # fmt: skip
         candidates.setdefault(line)
     for f, g in groups:
         if g.waived is not None:

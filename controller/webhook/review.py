@@ -455,22 +455,29 @@ def validation_response(
 POLICY_ERRORS_MAX = 50
 
 
+#: baseguard's own kinds checked at the door: the two policy kinds and the exception kind.
+CHECKED_KINDS = (*policy_model.POLICY_KINDS, policy_model.EXCEPTION_KIND)
+#: Those of them that live in a namespace (the request names it when the body does not).
+_NAMESPACED_KINDS = (policy_model.NAMESPACED_KIND, policy_model.EXCEPTION_KIND)
+
+
 def is_policy(review: Review) -> bool:
-    """A review of one of baseguard's own policy kinds (``baseguard.io/v1alpha1``)."""
+    """A review of one of baseguard's own kinds (``baseguard.io/v1alpha1``): a policy or an
+    exception, which the policy webhook checks before the apiserver stores it."""
     return (
         review.group == policy_model.GROUP
         and review.version == policy_model.VERSION
-        and review.kind in policy_model.POLICY_KINDS
+        and review.kind in CHECKED_KINDS
     )
 
 
 def policy_document(review: Review) -> dict[str, Any]:
-    """The part of a reviewed policy object the compiler reads: identity and ``spec``.
+    """The part of a reviewed policy (or exception) object the compiler reads: identity and ``spec``.
 
     Server-side fields (``status``, ``managedFields``, ``resourceVersion`` …)
     are left out, so what is checked is what a policy file would hold. The
-    request names the kind and, for a ``BaseImagePolicy``, the namespace when
-    the body does not.
+    request names the kind and, for a ``BaseImagePolicy`` or a
+    ``BaseImagePolicyException``, the namespace when the body does not.
     """
     obj = review.object or {}
     raw_meta = obj.get("metadata")
@@ -478,7 +485,7 @@ def policy_document(review: Review) -> dict[str, Any]:
     out_meta = {
         k: meta[k] for k in ("name", "generateName", "namespace") if meta.get(k) is not None
     }
-    namespaced = review.kind == policy_model.NAMESPACED_KIND
+    namespaced = review.kind in _NAMESPACED_KINDS
     if namespaced and not out_meta.get("namespace") and review.namespace:
         out_meta["namespace"] = review.namespace
     doc: dict[str, Any] = {
@@ -498,7 +505,11 @@ def policy_response(
 
     So ``kubectl apply`` of a broken policy fails at once and says what to
     fix, instead of being stored and showing ``Ready=False`` later. ``check``
-    is :func:`controller.policy.compile.check_policy`. Only CREATE and UPDATE
+    is :func:`controller.policy.compile.check_policy` for a policy, and
+    :func:`controller.policy.exceptions.check_exception` (as of the webhook's
+    day) for an exception: a team's exception with a ``spec.until`` too far
+    away or a bad image glob is refused when filed, not stored to waive
+    nothing. Only CREATE and UPDATE
     of the object itself are judged, never a subresource (``/status`` is the
     operator writing). An UPDATE that leaves an invalid ``spec`` exactly as it
     was is allowed with a warning: labels, annotations and finalizers of a
@@ -519,7 +530,8 @@ def policy_response(
         and old is not None
         and old.get("spec") == review.object.get("spec")
     ):
-        note = f"policy {name} is still invalid: {lines[0]}"  # the rest: the decision log
+        noun = "exception" if review.kind == policy_model.EXCEPTION_KIND else "policy"
+        note = f"{noun} {name} is still invalid: {lines[0]}"  # the rest: the decision log
         return (
             build_response(review.uid, allowed=True, warnings=[clip(note, WARNING_MAX)]),
             Action.WARN,

@@ -153,6 +153,18 @@ CASES: dict[str, dict[str, Any]] = {
         "place": lambda v: {"lineage": {"maxBaseAge": v}},
         "field": "spec.lineage.maxBaseAge",
     },
+    ".spec.trust.authorities[]": {
+        "good": [{"name": "a", "keyless": {"issuer": "https://i", "subject": "s"}}],
+        "bad": [{"name": "a"}],
+        "place": lambda v: {"trust": {"authorities": [v]}},
+        "field": "spec.trust.authorities[0]",
+    },
+    ".spec.trust.authorities[].keyless": {
+        "good": [{"issuer": "https://i", "subject": "s"}, {"issuer": "https://i", "subjectRegExp": "^s$"}],
+        "bad": [{"issuer": "https://i"}, {"issuer": "https://i", "subject": "s", "subjectRegExp": "s"}],
+        "place": lambda v: {"trust": {"authorities": [{"name": "a", "keyless": v}]}},
+        "field": "spec.trust.authorities[0].keyless",
+    },
     ".spec.evidence.maxScanAge": {
         "good": ["1d", "7d", "24h", "2w", "36525d"],
         "bad": ["0d", "0h", "36526d", "876601h"],

@@ -411,7 +411,7 @@ def test_extra_namespace_exclusions_are_added_not_replacing() -> None:
         assert selector_matches(selector, namespace_labels("apps"))
 
 
-def test_policy_webhook_checks_every_policy(chart: Rendered) -> None:
+def test_policy_webhook_checks_every_policy_and_exception(chart: Rendered) -> None:
     [hook] = [h for _, h in webhooks(chart) if h["name"] == "policies.validate.baseguard.io"]
     assert hook["failurePolicy"] == "Fail"
     assert "objectSelector" not in hook
@@ -419,6 +419,7 @@ def test_policy_webhook_checks_every_policy(chart: Rendered) -> None:
     assert rule_tuples(hook["rules"]) == {
         ("baseguard.io", "clusterbaseimagepolicies", ("CREATE", "UPDATE")),
         ("baseguard.io", "baseimagepolicies", ("CREATE", "UPDATE")),
+        ("baseguard.io", "baseimagepolicyexceptions", ("CREATE", "UPDATE")),
     }
     assert hook["rules"][0]["scope"] == "*"
 

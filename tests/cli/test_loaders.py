@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -15,6 +19,8 @@ from controller.cli.loaders import (
 )
 from controller.errors import InputError
 from controller.roles import ImageRole
+
+ROOT = Path(__file__).resolve().parents[2]
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 WORKLOADS = DATA / "workloads"
@@ -212,12 +218,37 @@ def test_a_missing_path_is_an_input_error(tmp_path: Path) -> None:
         load_inputs([missing])
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
 def test_an_unreadable_file_is_an_input_error(tmp_path: Path) -> None:
-    path = write(tmp_path / "secret.yaml", "kind: Pod\n")
-    os.chmod(path, 0)
-    with pytest.raises(InputError, match=f"^{path}: cannot read: Permission denied$"):
-        load_inputs([path])
+    if os.geteuid() != 0:
+        path = write(tmp_path / "secret.yaml", "kind: Pod\n")
+        os.chmod(path, 0)
+        with pytest.raises(InputError, match=f"^{path}: cannot read: Permission denied$"):
+            load_inputs([path])
+        return
+    # Root reads any file, so the reader is a child process that drops to an unprivileged
+    # user (nobody) once its imports are done, on a file in a directory it may enter.
+    folder = Path(tempfile.mkdtemp(prefix="baseguard-unreadable-"))
+    try:
+        folder.chmod(0o755)
+        path = write(folder / "secret.yaml", "kind: Pod\n")
+        os.chmod(path, 0)
+        code = (
+            "import os, sys\n"
+            "from controller.cli.loaders import load_inputs\n"
+            "from controller.errors import InputError\n"
+            "os.setuid(65534)\n"
+            "try:\n"
+            "    load_inputs([sys.argv[1]])\n"
+            "except InputError as exc:\n"
+            "    print(exc)\n"
+        )
+        child = subprocess.run(
+            [sys.executable, "-c", code, path], capture_output=True, text=True,
+            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60,
+        )
+        assert child.stdout.strip() == f"{path}: cannot read: Permission denied", child.stderr
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_an_explicit_file_of_unknown_type_is_refused(tmp_path: Path) -> None:

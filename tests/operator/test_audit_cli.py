@@ -64,6 +64,20 @@ def test_the_table_names_what_would_be_denied(
     assert writes == []  # read-only
 
 
+def test_the_table_wraps_at_width_and_not_in_a_pipe(
+    double: ApiDouble, kubeconfig: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seed(double)
+    _, whole, _ = run_cli(capsys, "--kubeconfig", str(kubeconfig), "--offline")
+    assert max(len(line) for line in whole.splitlines()) > 100  # a pipe: one line per finding
+    code, wrapped, _ = run_cli(capsys, "--kubeconfig", str(kubeconfig), "--offline", "--width", "60")
+    assert code == 1
+    assert all(len(line) <= 60 or " " not in line.strip() for line in wrapped.splitlines()), wrapped
+    assert wrapped.split() == whole.split()
+    code, _, err = run_cli(capsys, "--kubeconfig", str(kubeconfig), "--width", "60", "--format", "json")
+    assert code == 2 and "--width shapes the report's text; --format json is never wrapped" in err
+
+
 def test_json_and_one_namespace(
     double: ApiDouble, kubeconfig: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

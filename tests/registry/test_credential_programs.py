@@ -32,15 +32,9 @@ from controller.registry.config import (
     RegistryHost,
     parse_registry_config,
 )
-from controller.registry.helpers import (
-    MAX_CONCURRENT_PROGRAMS,
-    AuthMap,
-    CredentialProviders,
-    ProgramFailed,
-    go_duration,
-    image_matches,
-    run_program,
-)
+from controller.registry.helpers import CredentialProviders
+from controller.registry.kubeletmatch import AuthMap, go_duration, image_matches
+from controller.registry.programs import MAX_CONCURRENT_PROGRAMS, ProgramFailed, run_program
 
 BASE = layer({"etc/os-release": "ID=programs\n"})
 

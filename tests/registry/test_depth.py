@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.cli_check import check_pod
 from support.images import Pushed, layer
 from support.registry import RegistryProcess
 
-from controller.cli.main import main
 from controller.errors import ExitCode
 
 BASE_NAME = "org.opencontainers.image.base.name"
@@ -71,25 +71,6 @@ def _policy(tmp_path: Path, python: str, *, catalog: bool) -> Path:
     return path
 
 
-def _check(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], host: str, policy: Path, image: str
-) -> tuple[int, dict[str, Any]]:
-    config = tmp_path / "registries.yaml"
-    config.write_text(f'registries:\n  - {{host: "{host}", insecure: true}}\n')
-    pod = tmp_path / "pod.yaml"
-    pod.write_text(
-        "apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: shop}\n"
-        f'spec:\n  containers:\n    - {{name: app, image: "{image}"}}\n'
-    )
-    code = main(
-        ["check", str(pod), "-p", str(policy), "--registry-config", str(config), "--format", "json"]
-    )
-    out, err = capsys.readouterr()
-    assert out, err
-    (result,) = json.loads(out)["results"]
-    return code, result
-
-
 def _messages(result: dict[str, Any], rule: str) -> list[str]:
     return [v["message"] for v in result["violations"] if v["rule"] == rule]
 
@@ -99,7 +80,7 @@ def test_a_deprecated_base_within_max_depth_is_denied(
 ) -> None:
     python, image = _chain(registry, unique_repo, 3)
     policy = _policy(tmp_path, f"{registry.host}/{unique_repo}/python", catalog=False)
-    code, result = _check(tmp_path, capsys, registry.host, policy, image.tagged)
+    code, result = check_pod(tmp_path, capsys, registry.host, policy, image.tagged)
     assert code == 1 and result["verdict"] == "deny"
     (message,) = _messages(result, "deprecated-base")
     assert f"is built on {python.tagged} (deprecated: Python 3.8 is end of life)" in message
@@ -112,7 +93,7 @@ def test_a_chain_cut_at_max_depth_is_reported_not_allowed(
     """One intermediate more: the walk stops at step1, which still names python:3.8-slim."""
     _, image = _chain(registry, unique_repo, 4)
     policy = _policy(tmp_path, f"{registry.host}/{unique_repo}/python", catalog=False)
-    code, result = _check(tmp_path, capsys, registry.host, policy, image.tagged)
+    code, result = check_pod(tmp_path, capsys, registry.host, policy, image.tagged)
     # denied, and not by a rule that was judged: "could not judge" (a rule's denial would be 1)
     assert code == ExitCode.UNJUDGED and result["verdict"] == "deny"
     (message,) = _messages(result, "lookup-failed")
@@ -129,7 +110,7 @@ def test_a_deprecated_base_past_max_depth_is_found_by_its_layers(
     """With the deprecated base in the catalog, the image's own layers show it, whatever the depth."""
     python, image = _chain(registry, unique_repo, 4)
     policy = _policy(tmp_path, f"{registry.host}/{unique_repo}/python", catalog=True)
-    code, result = _check(tmp_path, capsys, registry.host, policy, image.tagged)
+    code, result = check_pod(tmp_path, capsys, registry.host, policy, image.tagged)
     assert code == 1 and result["verdict"] == "deny"
     (message,) = _messages(result, "deprecated-base")
     assert f"is built on {python.tagged} (deprecated: Python 3.8 is end of life)" in message
@@ -145,7 +126,7 @@ def test_a_max_depth_that_reaches_the_base_says_nothing_more(
     doc = json.loads(path.read_text())
     doc["spec"]["lineage"] = {"maxDepth": 5}
     path.write_text(json.dumps(doc))
-    code, result = _check(tmp_path, capsys, registry.host, path, image.tagged)
+    code, result = check_pod(tmp_path, capsys, registry.host, path, image.tagged)
     assert code == 1
     assert _messages(result, "lookup-failed") == []
     (message,) = _messages(result, "deprecated-base")

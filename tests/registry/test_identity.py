@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.cli_check import check_pod
 from support.images import Pushed, layer
 from support.registry import RegistryProcess
 from support.tag_pages import PagingFront
 
 from controller.assess import Assessor
-from controller.cli.main import main
 from controller.lineage.indexer import IdentityIndex, IndexSettings
 from controller.lineage.resolve import LineageResolver
 from controller.policy.compile import compile_policy
@@ -74,23 +74,6 @@ def _policy(
     return path
 
 
-def _check(tmp_path: Path, capsys: pytest.CaptureFixture[str], host: str, policy: Path, image: str) -> tuple[int, dict[str, Any]]:
-    config = tmp_path / "registries.yaml"
-    config.write_text(f'registries:\n  - {{host: "{host}", insecure: true}}\n')
-    pod = tmp_path / "pod.yaml"
-    pod.write_text(
-        "apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: shop}\n"
-        f'spec:\n  containers:\n    - {{name: app, image: "{image}"}}\n'
-    )
-    code = main(
-        ["check", str(pod), "-p", str(policy), "--registry-config", str(config), "--format", "json"]
-    )
-    out, err = capsys.readouterr()
-    assert out, err
-    (result,) = json.loads(out)["results"]
-    return code, result
-
-
 def _rules(result: dict[str, Any]) -> set[str]:
     return {v["rule"] for v in result["violations"] if not v.get("waived")}
 
@@ -108,7 +91,7 @@ def test_a_tag_that_lies_is_judged_as_the_digest_it_pins(
     """``python:3.12-slim@<digest of 3.8-slim>``: the runtime pulls 3.8-slim."""
     python, py38, _ = pythons
     policy = _policy(tmp_path, "bases", python, allowed=True, deprecated=True)
-    code, result = _check(tmp_path, capsys, registry.host, policy, f"{python}:3.12-slim@{py38.digest}")
+    code, result = check_pod(tmp_path, capsys, registry.host, policy, f"{python}:3.12-slim@{py38.digest}")
     assert code == 1 and result["verdict"] == "deny"
     assert {"tag-mismatch", "deprecated-base"} <= _rules(result)
     mismatch = next(v for v in result["violations"] if v["rule"] == "tag-mismatch")
@@ -131,7 +114,7 @@ def test_pinning_by_digest_keeps_the_end_of_life_library_on(
     policy = _policy(tmp_path, "eol", python, allowed=False, deprecated=True, pattern=pattern)
     platform_digest = json.loads(py38.body)["manifests"][1]["digest"]
     for digest in (py38.digest, platform_digest):
-        code, result = _check(tmp_path, capsys, registry.host, policy, f"{python}@{digest}")
+        code, result = check_pod(tmp_path, capsys, registry.host, policy, f"{python}@{digest}")
         assert code == 1, digest
         assert _rules(result) == {"deprecated-base"}, result["violations"]
         assert "is deprecated (Python 3.8 is end of life)" in result["violations"][0]["message"]
@@ -146,9 +129,9 @@ def test_an_exclusion_by_tag_does_not_cover_a_lying_tag(
     doc["spec"]["exclude"] = {"images": [f"{python}:3.12*"]}
     policy = tmp_path / "eol.yaml"
     policy.write_text(json.dumps(doc))
-    code, result = _check(tmp_path, capsys, registry.host, policy, f"{python}:3.12-slim@{py38.digest}")
+    code, result = check_pod(tmp_path, capsys, registry.host, policy, f"{python}:3.12-slim@{py38.digest}")
     assert (code, _rules(result)) == (1, {"tag-mismatch", "deprecated-base"})
-    code, result = _check(tmp_path, capsys, registry.host, policy, f"{python}:3.12-slim@{py312.digest}")
+    code, result = check_pod(tmp_path, capsys, registry.host, policy, f"{python}:3.12-slim@{py312.digest}")
     assert (code, result["violations"]) == (0, [])
 
 
@@ -158,7 +141,7 @@ def test_pinning_an_allowed_tag_by_digest_stays_allowed(
     """``python@<digest of 3.12-slim>`` under an allowlist of ``3.12*`` is not base-not-allowed."""
     python, _, py312 = pythons
     policy = _policy(tmp_path, "allow", python, allowed=True, deprecated=False)
-    code, result = _check(tmp_path, capsys, registry.host, policy, f"{python}@{py312.digest}")
+    code, result = check_pod(tmp_path, capsys, registry.host, policy, f"{python}@{py312.digest}")
     assert (code, result["verdict"], result["violations"]) == (0, "allow", [])
 
 
@@ -170,7 +153,7 @@ def test_a_base_claim_is_judged_by_its_digest(
     claim = {BASE_NAME: f"{python}:3.12-slim", BASE_DIGEST: py38.digest}
     registry.push_image(f"{unique_repo}/app", "1.0.0", [OS, PY38, layer({"app": "x"})], annotations=claim)
     policy = _policy(tmp_path, "bases", python, allowed=True, deprecated=True)
-    code, result = _check(tmp_path, capsys, registry.host, policy, f"{registry.host}/{unique_repo}/app:1.0.0")
+    code, result = check_pod(tmp_path, capsys, registry.host, policy, f"{registry.host}/{unique_repo}/app:1.0.0")
     assert code == 1
     assert {"tag-mismatch", "deprecated-base"} <= _rules(result)
     texts = " ".join(v["message"] for v in result["violations"])
@@ -185,7 +168,7 @@ def test_an_unknown_digest_is_judged_by_its_tag_and_marked_unverified(
     python, _, _ = pythons
     stray = registry.push_image(f"{unique_repo}/python", None, [OS, PY312, layer({"old": "1"})])
     policy = _policy(tmp_path, "allow", python, allowed=True, deprecated=False)
-    code, result = _check(tmp_path, capsys, registry.host, policy, f"{python}:3.12-slim@{stray.digest}")
+    code, result = check_pod(tmp_path, capsys, registry.host, policy, f"{python}:3.12-slim@{stray.digest}")
     assert (code, result["violations"]) == (0, [])
     (note,) = {lv.get("note") for lv in result["lineage"] if lv.get("note")}
     assert "tag 3.12-slim unverified: the identity index has not seen" in note

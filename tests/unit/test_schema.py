@@ -87,6 +87,8 @@ def test_defaults_are_valid_for_their_fields() -> None:
         ".spec.lineage.onUnknownBase",
         ".spec.lineage.onLookupFailure",
         ".spec.lineage.staleBase",
+        ".spec.trust.appliesTo",
+        ".spec.trust.authorities[].keyless.trustedRoot",
         ".spec.evidence.scope",
         ".spec.evidence.requireScan",
     }

@@ -15,12 +15,15 @@ import io
 import json
 import re
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support import signing
 from support.policy_builders import D_IMG, D_NEW, D_OLD, NOW, g, lvl, plat, pol
+from support.signing import SLSA_V1
 from support.webhook import StartWebhook, fixture, set_images
 
 from controller import logs
@@ -30,7 +33,7 @@ from controller.findings import SECTION_NOUN, Finding, Group, grouped_findings
 from controller.lineage.identity import KnownTags
 from controller.lineage.model import End, Lineage, PlatformLineage, Source
 from controller.lineage.resolve import LineageResolver
-from controller.policy import evidencerules, rules
+from controller.policy import evidencerules, rules, trustrules
 from controller.policy.evidencespec import EvidenceSpec
 from controller.policy.facts import ImageFacts
 from controller.policy.model import (
@@ -43,10 +46,19 @@ from controller.policy.model import (
     RuleCode,
     Verify,
 )
+from controller.policy.trustspec import (
+    AttestationSpec,
+    AuthoritySpec,
+    TrustPolicy,
+    answer_key,
+    subjects,
+)
 from controller.policy.verdict import Violation
 from controller.reference import parse
 from controller.registry.client import RegistryClient
 from controller.registry.config import RegistryConfig
+from controller.trust.keys import load_key
+from controller.trust.results import Reason, TrustAnswer, TrustResult
 from controller.webhook import messages
 from controller.workloads import ContainerImage
 
@@ -215,9 +227,47 @@ def rule_messages() -> dict[str, tuple[RuleCode, str, str, str]]:
             _one(rules.lookup_failed(pol(), s, Lineage(reference=s.reference, digest=D_IMG), [stopped])),
             "check the registry and the pull credentials, then retry",
         ),
+        **trust_messages(s),
         **evidence_messages(),
     }
     return messages_by_id
+
+
+def trust_messages(s: rules.Subject) -> dict[str, tuple[RuleCode, str, str, str]]:
+    """The trust rules' messages, as :func:`trustrules.judge` writes them for real answers."""
+    key = load_key("platform[0]", signing.public_pem(signing.new_key("p256")))
+    authority = AuthoritySpec("platform", keys=(key,), fingerprint="f" * 64)
+    trust = TrustPolicy((authority,), attestations=(AttestationSpec(SLSA_V1, (authority,)),))
+    lineage = Lineage(reference=s.reference, digest=D_IMG)
+
+    def judged(signature: TrustResult, attestation: TrustResult) -> list[Violation]:
+        facts = replace(s.facts, lineage=lineage)
+        [target] = subjects(trust, lineage)
+        answers = {
+            answer_key(target, D_IMG, authority, None): TrustAnswer(signature),
+            answer_key(target, D_IMG, authority, SLSA_V1): TrustAnswer(attestation),
+        }
+        found, _ = trustrules.judge(pol(trust=trust), rules.Subject(replace(facts, trust=answers), s.reference))
+        return found
+
+    ok = TrustResult.ok("platform", "platform[0]", "verified", predicate_type=SLSA_V1)
+    unsigned = TrustResult.refused("platform", Reason.UNSIGNED, f"no signature for {D_IMG}")
+    bad = TrustResult.refused(
+        "platform", Reason.BAD_SIGNATURE,
+        "the signature does not verify with any key (platform[0]): signed by another key, or the signed bytes were altered",
+    )  # fmt: skip
+    missing = TrustResult.refused("platform", Reason.UNSIGNED, f"no attestation of {SLSA_V1} for {D_IMG}")
+    return {
+        "unsigned": (RuleCode.UNSIGNED, IMAGE, _one(judged(unsigned, ok)), "sign it with a listed authority"),
+        "signature-invalid": (
+            RuleCode.SIGNATURE_INVALID, IMAGE, _one(judged(bad, ok)), "sign it with a listed authority",
+        ),
+        "attestation-missing": (
+            RuleCode.ATTESTATION_MISSING, IMAGE,
+            _one([v for v in judged(TrustResult.ok("platform", "platform[0]", "verified"), missing)]),
+            "attest it with a listed authority",
+        ),
+    }
 
 
 def _with_evidence(evidence: Evidence) -> rules.Subject:

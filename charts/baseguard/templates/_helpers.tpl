@@ -194,6 +194,11 @@ otherwise the pair is a mounted Secret volume, read from files and reloaded on c
 {{- if not .Values.registryCredentials.pullSecrets }}
 - --no-pull-secrets
 {{- end }}
+{{- if .Values.trust.trustedRootsConfigMap }}
+{{- range .Values.trust.trustedRoots }}
+- --trusted-root={{ . }}=/etc/baseguard/trust/{{ . }}.json
+{{- end }}
+{{- end }}
 - --audit-interval={{ .Values.audit.interval }}
 {{- if not .Values.audit.policyReports }}
 - --no-policy-reports

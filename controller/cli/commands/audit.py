@@ -27,10 +27,12 @@ from typing import TYPE_CHECKING, Any, TextIO
 from controller.cli.options import (
     add_now_option,
     add_registry_options,
+    add_width_option,
     colour,
     docs,
     parse_now,
     refuse_with_offline,
+    text_width,
 )
 from controller.errors import BaseguardError, ExitCode, InputError
 
@@ -81,6 +83,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--format", choices=("text", "json"), default="text", help="text (default) or json"
     )
+    add_width_option(parser)
     parser.add_argument(
         "-p",
         "--policy",
@@ -246,9 +249,15 @@ def write_uses(
 
 
 def write_report(
-    run: AuditRun, problems: Sequence[str], out: TextIO, *, fmt: str, colour: bool
+    run: AuditRun,
+    problems: Sequence[str],
+    out: TextIO,
+    *,
+    fmt: str,
+    colour: bool,
+    width: int | None = None,
 ) -> int:
-    from controller.cli.output import check_json, write_check_text
+    from controller.cli.output import check_json, wrap_spans, write_check_text
     from controller.operator.audit.uses import PROBE
     from controller.policy.model import Action
 
@@ -267,14 +276,14 @@ def write_report(
         json.dump(doc, out, indent=2)
         out.write("\n")
     else:
-        write_check_text(results, out, offline=False, skipped=[], colour=colour)
-        out.write(f"{run.objects} object(s) audited in {run.seconds:.1f}s\n")
+        write_check_text(results, out, offline=False, skipped=[], colour=colour, width=width)
+        lines = [f"{run.objects} object(s) audited in {run.seconds:.1f}s"]
         for key, c in counts.items():
-            out.write(
-                f"  {key.replace('//', ' ')}: {c['objects']} object(s), {c['violations']} violating\n"
-            )
-        for line in problems:
-            out.write(f"  invalid policy, not applied: {line}\n")
+            lines.append(f"  {key.replace('//', ' ')}: {c['objects']} object(s), {c['violations']} violating")
+        lines += [f"  invalid policy, not applied: {line}" for line in problems]
+        for line in lines:
+            for physical in wrap_spans([(line, None)], width, hang=4):
+                out.write(physical + "\n")
     return ExitCode.DENIED if any(r.verdict is Action.DENY for r in results) else ExitCode.OK
 
 
@@ -287,6 +296,9 @@ def run(args: argparse.Namespace) -> int:
         if args.namespace is not None and not is_dns1123_label(args.namespace):
             raise InputError(f"--namespace {args.namespace!r} is not a namespace name")
         pattern = args.uses
+        if args.width is not None and (args.format != "text" or pattern is not None):
+            shaped = "--uses" if pattern is not None else f"--format {args.format}"
+            raise InputError(f"--width shapes the report's text; {shaped} is never wrapped")
         if args.fixable and pattern is None:
             raise InputError("--fixable lists the workloads --uses finds: give --uses BASE-GLOB too")
         if pattern is not None:
@@ -311,4 +323,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"baseguard audit: invalid policy, not applied: {line}", file=sys.stderr)
     if pattern is not None:
         return write_uses(result, pattern, sys.stdout, fmt=args.format, fixable=args.fixable)
-    return write_report(result, problems, sys.stdout, fmt=args.format, colour=colour(sys.stdout))
+    return write_report(
+        result, problems, sys.stdout, fmt=args.format, colour=colour(sys.stdout),
+        width=text_width(args, sys.stdout),
+    )  # fmt: skip

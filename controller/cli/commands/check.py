@@ -18,10 +18,12 @@ from controller.cli.options import (
     add_budget_option,
     add_now_option,
     add_registry_options,
+    add_width_option,
     colour,
     docs,
     parse_now,
     refuse_with_offline,
+    text_width,
     with_assessor,
 )
 from controller.errors import ExitCode, InputError
@@ -112,6 +114,7 @@ def register(sub: Any) -> None:
         help="text: only what fails (denied and not judged images; warned ones too with a "
         "nonzero --warn-exit-code) and the summary",
     )
+    add_width_option(p)
     p.add_argument(
         "--warn-exit-code",
         type=warn_exit_code,
@@ -196,6 +199,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(
             f"--quiet shapes the text output; --format {args.format} always holds every result"
         )
+    if args.width is not None and args.format != "text":
+        raise InputError(f"--width shapes the text output; --format {args.format} is never wrapped")
     if args.allow_unevaluated and not args.offline:
         raise InputError(
             "--allow-unevaluated needs --offline: online, a rule the registry could not answer "
@@ -269,5 +274,6 @@ def run(args: argparse.Namespace) -> int:
             skipped=loaded.skipped,
             colour=colour(sys.stdout),
             failing=failing if args.quiet else None,
+            width=text_width(args, sys.stdout),
         )
     return exit_code(results, warn_code=args.warn_exit_code)

@@ -45,6 +45,15 @@ def register(sub: Any) -> None:
         metavar="IMAGE",
         help="a known base for detection by layers (repeatable)",
     )
+    p.add_argument(
+        "-p",
+        "--policy",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="policy files or folders: every level is checked against the spec.trust "
+        "authorities they name and shows who signed it (keyless needs --trusted-root)",
+    )
     add_registry_options(p, offline=False)
     add_budget_option(p)
     p.set_defaults(func=run)
@@ -79,10 +88,12 @@ def run(args: argparse.Namespace) -> int:
     config = load_registry_config(args.registry_config, docker_config=args.docker_config)
     catalog = [parse(c) for c in args.catalog]
 
-    async def work() -> Any:
+    authorities = _authorities(args.policy) if args.policy else None
+
+    async def work_and_sign() -> tuple[Any, Any]:
         async with RegistryClient(config) as client:
             resolver = LineageResolver(client)
-            return await asyncio.wait_for(
+            lineage = await asyncio.wait_for(
                 resolver.resolve(
                     ref,
                     max_depth=args.max_depth,
@@ -91,9 +102,12 @@ def run(args: argparse.Namespace) -> int:
                 ),
                 timeout=args.budget,
             )
+            if authorities is None:
+                return lineage, None
+            return lineage, await _signers(lineage, authorities, args, client)
 
     try:
-        lineage = asyncio.run(work())
+        lineage, signers = asyncio.run(work_and_sign())
     except TimeoutError:
         print(
             f"baseguard: lookup of {ref.normalized} did not finish within {args.budget}s",
@@ -104,10 +118,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"baseguard: lookup of {ref.normalized} failed: {exc}", file=sys.stderr)
         return ExitCode.DENIED
     if args.format == "json":
-        json.dump(lineage_dict(lineage), sys.stdout, indent=2)
+        json.dump(lineage_dict(lineage, signers), sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        write_lineage_text(lineage, sys.stdout)
+        write_lineage_text(lineage, sys.stdout, signers)
     failures = [lineage.failure, *(p.failure for p in lineage.platforms)]
     refused = [text for text in failures if text is not None and is_refusal(text)]
     if refused:
@@ -116,3 +130,39 @@ def run(args: argparse.Namespace) -> int:
             print(f"baseguard: {ref.normalized}: {text}", file=sys.stderr)
         return ExitCode.USAGE
     return ExitCode.DENIED if lineage.failure else ExitCode.OK
+
+
+def _authorities(paths: list[str]) -> Any:
+    """The spec.trust authorities of the policies at ``paths``, each once (by fingerprint)."""
+    from controller.policyfiles import compile_documents, load_policy_documents
+
+    found: dict[str, Any] = {}
+    for policy in compile_documents(load_policy_documents(paths)):
+        for authority in policy.trust.authorities if policy.trust is not None else ():
+            found.setdefault(authority.fingerprint, authority)
+    if not found:
+        from controller.errors import InputError
+
+        raise InputError(f"no spec.trust authorities in {', '.join(paths)}: nothing to check signatures with")
+    return tuple(found.values())
+
+
+async def _signers(lineage: Any, authorities: Any, args: argparse.Namespace, client: Any) -> Any:
+    """Who signed each level: every level, every authority, through the one registry client."""
+    import datetime as dt
+
+    from controller.assess import trust_requests
+    from controller.cli.options import trusted_roots
+    from controller.lineage.budget import ReviewBudget
+    from controller.lineage.signatures import SignatureChecker
+    from controller.policy.trustrules import signed_by
+    from controller.policy.trustspec import AppliesTo, TrustPolicy, subjects
+
+    trust = TrustPolicy(authorities, applies_to=AppliesTo.ALL)
+    checker = SignatureChecker(client, roots=trusted_roots(args.trusted_root))
+    asked = trust_requests(checker, trust, subjects(trust, lineage))
+    answers = await asyncio.wait_for(
+        checker.check([w for _, w in asked], budget=ReviewBudget(), now=dt.datetime.now(dt.UTC)),
+        timeout=args.budget,
+    )
+    return signed_by({key: answer for (key, _), answer in zip(asked, answers, strict=True)})

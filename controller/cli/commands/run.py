@@ -30,7 +30,7 @@ import logging
 import os
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +40,7 @@ from controller.cli.options import (
     docs,
     duration,
     missing_operator_extra,
+    trusted_roots,
     webhook_settings,
 )
 from controller.errors import ExitCode, InputError
@@ -320,6 +321,7 @@ async def serve(
     registry_config: RegistryConfig | None,
     registry_client: RegistryClient | None = None,
     tls_files: tuple[str, str] | None = None,
+    roots: Mapping[str, Any] | None = None,
     stop_flag: asyncio.Event | None = None,
     started: Callable[[Started], None] | None = None,
     clock: Callable[[], dt.datetime] = utc_now,
@@ -347,7 +349,8 @@ async def serve(
     catalog = Catalog()
     resolver = MemoResolver(client, catalog=catalog, ttl=settings.cache_ttl) if client else None
     assessor = MemoAssessor(
-        resolver, budget=settings.budget, bounds=settings.bounds, ttl=settings.cache_ttl
+        resolver, budget=settings.budget, bounds=settings.bounds, ttl=settings.cache_ttl,
+        trusted_roots=roots,
     )
     hosts = config.serving_hosts
     try:
@@ -457,6 +460,7 @@ def run(args: argparse.Namespace) -> int:
                     kube=kube,
                     registry_config=registry_config_from(args),
                     tls_files=tls_files,
+                    roots=trusted_roots(getattr(args, "trusted_root", None)),
                 )
             )
         finally:

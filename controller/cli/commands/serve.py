@@ -24,6 +24,7 @@ from controller.cli.options import (
     add_webhook_options,
     docs,
     refuse_with_offline,
+    trusted_roots,
     webhook_settings,
 )
 from controller.errors import ExitCode, InputError
@@ -143,7 +144,8 @@ async def start(args: argparse.Namespace, settings: Settings, *, out: TextIO | N
         stats = read_stats
         resolver = MemoResolver(client, ttl=settings.cache_ttl)
         assessor = MemoAssessor(
-            resolver, budget=settings.budget, bounds=settings.bounds, ttl=settings.cache_ttl
+            resolver, budget=settings.budget, bounds=settings.bounds, ttl=settings.cache_ttl,
+            trusted_roots=trusted_roots(getattr(args, "trusted_root", None)),
         )
 
     metrics = Metrics(snapshot=lambda: store.snapshot, registry_stats=stats)

@@ -1,0 +1,147 @@
+"""Registry requests and milliseconds of ``spec.trust``, cold and warm.
+
+    python bench/trust.py [--rounds 20]
+
+Everything on 127.0.0.1: Debian's ``docker-registry`` (started with the test
+suite's helpers in a temporary directory) and the suite's faulty proxy in front
+of it, used without faults to count the requests that reach the registry. It
+pushes a base signed with cosign's simple signing (the ``.sig`` tag), an app
+built on it, signed too, and a Sigstore bundle referrer on the app; then judges
+the app under a policy that requires the platform key's signature on the image
+and on its bases (``appliesTo: All``), with one Assessor (one client, one
+results cache, as the webhook has):
+
+1. cold: the first review (lineage + signatures), requests by kind and ms;
+2. warm: the same review again (the lineage from the client's caches, the
+   signatures from the results cache), median ms over ``--rounds``;
+3. the same policy without ``trust`` for comparison (what signatures add).
+
+Load average is printed at the start and the end (``uptime``): figures from a
+busy machine are not comparable. The exit status is non-zero only when a
+verdict is not the expected one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from registry import classify  # bench/registry.py: the one request classifier
+
+ROOT = Path(__file__).resolve().parents[1]
+NOW = dt.datetime(2026, 11, 23, tzinfo=dt.UTC)
+
+
+def load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average: {one:.2f}, {five:.2f}, {fifteen:.2f}"
+
+
+def policy(pem: str, *, trust: bool) -> Any:
+    from controller.policy.compile import compile_policy
+
+    spec: dict[str, Any] = {"pinning": {"disallowedTags": []}, "lineage": {"onUnknownBase": "Allow"}}
+    if trust:
+        spec["trust"] = {
+            "appliesTo": "All",
+            "authorities": [{"name": "platform", "keys": [{"publicKey": pem}]}],
+        }
+    doc = {"apiVersion": "baseguard.io/v1alpha1", "kind": "ClusterBaseImagePolicy"}
+    return compile_policy({**doc, "metadata": {"name": "signed"}, "spec": spec})
+
+
+async def measure(proxy: Any, host: str, image: str, pem: str, rounds: int, *, trust: bool) -> None:
+    from controller.assess import Assessor
+    from controller.lineage.resolve import LineageResolver
+    from controller.policy.model import Action
+    from controller.registry.client import RegistryClient
+    from controller.registry.config import RegistryConfig, RegistryHost
+    from controller.workloads import ContainerImage, Workload
+
+    policies = (policy(pem, trust=trust),)
+    pod = Workload("Pod", "a", "shop", images=(ContainerImage("app", image, "/spec/containers/0/image"),))
+    async with RegistryClient(RegistryConfig.of(RegistryHost(host, insecure=True))) as client:
+        assessor = Assessor(LineageResolver(client))
+        proxy.clear()
+        start = time.perf_counter()
+        [cold] = await assessor.assess([pod], policies, now=NOW)
+        cold_ms = (time.perf_counter() - start) * 1000
+        seen = Counter(classify(s.method, s.path)[1] for s in proxy.seen)
+        if cold.verdict is not Action.ALLOW:
+            raise SystemExit(f"expected an allow, got {cold.results[0].violations}")
+        proxy.clear()
+        times = []
+        for _ in range(rounds):
+            start = time.perf_counter()
+            [warm] = await assessor.assess([pod], policies, now=NOW)
+            times.append((time.perf_counter() - start) * 1000)
+            if warm.verdict is not Action.ALLOW:
+                raise SystemExit("expected an allow when warm")
+        warm_requests = len(proxy.seen) / rounds
+    label = "with trust (image + base signed)" if trust else "without trust (lineage only)"
+    kinds = ", ".join(f"{n} {k}" for k, n in sorted(seen.items()))
+    print(f"  {label}")
+    print(f"    cold: {sum(seen.values())} requests ({kinds}), {cold_ms:.1f} ms")
+    print(f"    warm: {warm_requests:g} requests per review, median {statistics.median(times):.2f} ms over {rounds}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=20)
+    args = parser.parse_args()
+    sys.path.insert(0, str(ROOT / "tests"))
+    from support import signing
+    from support.cosign_push import push_bundle_referrer, push_signature
+    from support.faulty_proxy import FaultyProxy
+    from support.images import layer
+    from support.registry import INSTALL_HINT, registry_binary, start_registry
+
+    from controller.registry import media
+
+    if registry_binary() is None:
+        print(f"bench/trust.py needs docker-registry: {INSTALL_HINT}", file=sys.stderr)
+        return 2
+    print(f"baseguard trust bench; {load()}")
+    workdir = Path(tempfile.mkdtemp(prefix="baseguard-bench-trust-"))
+    registry = proxy = None
+    try:
+        registry = start_registry(workdir / "registry")
+        proxy = FaultyProxy(registry.url).start()
+        key = signing.new_key("p256")
+        pem = signing.public_pem(key)
+        os_layer = layer({"etc/os-release": "bench"})
+        base = registry.push_image("bench/trust/base", "1", [os_layer], annotations={media.BASE_NAME: "scratch"})
+        push_signature(registry.pusher, "bench/trust/base", base.digest, key)
+        app = registry.push_image(
+            "bench/trust/app", "1", [os_layer, layer({"app": "bench"})],
+            annotations={media.BASE_NAME: f"{proxy.host}/bench/trust/base:1", media.BASE_DIGEST: base.digest},
+        )  # fmt: skip
+        push_signature(registry.pusher, "bench/trust/app", app.digest, key)
+        bundle = signing.key_bundle(signing.message_signature(key, app.digest), hint="platform[0]")
+        push_bundle_referrer(registry.pusher, "bench/trust/app", app.digest, app.size, bundle)
+        image = f"{proxy.host}/bench/trust/app:1"
+        print(f"docker-registry {registry.host}, counting proxy {proxy.host}; image {image}\n")
+        for trust in (True, False):
+            asyncio.run(measure(proxy, proxy.host, image, pem, args.rounds, trust=trust))
+    finally:
+        if proxy is not None:
+            proxy.stop()
+        if registry is not None:
+            registry.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    print(f"\n{load()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
