@@ -33,6 +33,7 @@ from typing import Any
 
 from controller.lineage.resolve import LineageResolver
 from controller.operator.audit.runner import Auditor, AuditRun
+from controller.operator.backstop import Backstop
 from controller.operator.credentials import PullSecrets
 from controller.operator.kube import Kube
 from controller.operator.leader import Elector
@@ -66,6 +67,7 @@ class Operator:
         resolver: LineageResolver | None = None,
         pull_secrets: PullSecrets | None = None,
         mutation: MutationKeeper | None = None,
+        backstop: Backstop | None = None,
     ) -> None:
         self.config = config
         self.kube = kube
@@ -81,6 +83,8 @@ class Operator:
         """Pods' registry credentials, for the webhook's reviews and the audit (``None``: off)."""
         self.mutation = mutation
         """Keeps the mutating webhook registered only while a policy pins (``None``: off)."""
+        self.backstop = backstop
+        """Keeps the ValidatingAdmissionPolicy backstop in step with the policies (``None``: off)."""
         self.leading = asyncio.Event()
         self.loaded = asyncio.Event()
         self.elector = Elector(
@@ -95,6 +99,8 @@ class Operator:
             on_stop=self.leading.clear,
         )
         self.last_audit: AuditRun | None = None
+        self.audits = 0
+        """Audits published by this replica (tests and the bench wait on it)."""
         self.closers: list[Callable[[], Coroutine[Any, Any, None]]] = []
         self._closed = False
         self._listed = False
@@ -135,7 +141,11 @@ class Operator:
                 extra={"fields": {"policy": gone.title if gone else key_of(body, kind=kind)}},
             )
             await self.sync_mutation()
+            if self.backstop is not None:
+                self.backstop.poke()
             return
+        if self.backstop is not None:
+            self.backstop.poke()
         record = self.book.get(key_of(body, kind=kind))
         if record is not None and self.leading.is_set():
             # The webhook first: a policy reported Ready pins the next pod it applies to.
@@ -305,6 +315,29 @@ class Operator:
                 continue
             await self._pause(self.mutation.interval, wake=self.mutation.wake)
 
+    async def backstop_loop(self) -> None:
+        """The leader, after the initial listing: the generated ValidatingAdmissionPolicies kept
+        equal to the policies in force, at once on a policy event, else on a timer (an
+        exception's end date passes without any event)."""
+        if self.backstop is None:
+            return
+        await self.loaded.wait()
+        while True:
+            await self.leading.wait()
+            uids = {(r.kind, r.namespace, r.name): r.uid for r in self.book.records()}
+            try:
+                await self.backstop.reconcile(self.store.snapshot.policies, uids)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning(
+                    "ValidatingAdmissionPolicy backstop check failed; retrying",
+                    extra={"fields": {"error": str(exc)}},
+                )
+                await self._pause(min(self.backstop.interval, 5.0))
+                continue
+            await self._pause(self.backstop.seconds_to_wait(), wake=self.backstop.wake)
+
     async def audit_loop(self) -> None:
         if self.auditor is None or self.config.audit_interval <= 0:
             return
@@ -328,7 +361,9 @@ class Operator:
             log.info("audit done but no longer leading; not published")
             return run
         await self.auditor.publish(run, self.book)
+        self.audits += 1
         broken = sum(c.violations for c in run.counts.values())
+        writes = self.auditor.last_writes
         log.info(
             "audit published",
             extra={
@@ -337,6 +372,11 @@ class Operator:
                     "policies": len(run.counts),
                     "violating": broken,
                     "seconds": round(run.seconds, 3),
+                    "reports_written": writes.written,
+                    "reports_unchanged": writes.unchanged,
+                    "reports_deleted": writes.deleted,
+                    "report_bytes": writes.bytes,
+                    "status_written": self.auditor.status_writes,
                 }
             },
         )

@@ -57,6 +57,7 @@ def build(
     from controller.assess import Assessor
     from controller.operator.audit.events import EventLedger
     from controller.operator.audit.runner import Assessors, Auditor, AuditResolver, Throttle
+    from controller.operator.backstop import Backstop
     from controller.operator.credentials import PullSecrets
     from controller.operator.mutation import MutationKeeper
     from controller.operator.replica import Operator
@@ -83,6 +84,10 @@ def build(
         events_per_run=config.audit_events_per_run,
         policy_reports=config.policy_reports,
         ledger=EventLedger(config.event_interval),
+        writes=Throttle(
+            config.audit_writes_per_second, burst=max(int(config.audit_writes_per_second), 1)
+        ),
+        status_refresh=config.audit_status_refresh,
     )
     keeper = None
     if config.manage_certificates and config.tls_secret:
@@ -101,9 +106,21 @@ def build(
         if config.mutating_webhook
         else None
     )
+    backstop = (
+        Backstop(
+            kube,
+            owner=config.vap_owner or config.namespace,
+            clock=clock,
+            exclude_namespaces=config.vap_exclude_namespaces,
+            interval=config.vap_check_interval,
+        )
+        if config.vap_backstop
+        else None
+    )
     return Operator(
         config=config,
         mutation=mutation,
+        backstop=backstop,
         kube=kube,
         store=store,
         serving=serving,
@@ -126,6 +143,7 @@ def start_loops(
         asyncio.create_task(operator.cert_loop(), name="baseguard: certificates"),
         asyncio.create_task(operator.audit_loop(), name="baseguard: audit"),
         asyncio.create_task(operator.mutation_loop(), name="baseguard: mutating webhook"),
+        asyncio.create_task(operator.backstop_loop(), name="baseguard: VAP backstop"),
         asyncio.create_task(operator.catalog_loop(), name="baseguard: catalog refresh"),
     ]
     if config.tls_secret and not tls_files:

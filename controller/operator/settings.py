@@ -56,6 +56,20 @@ class OperatorSettings:
     """Seconds between the leader's checks of :attr:`mutating_webhook` when no policy
     changed (a policy change checks at once); repairs a list someone else rewrote."""
 
+    vap_backstop: bool = False
+    """The leader keeps a ValidatingAdmissionPolicy and binding per policy (its registry-free
+    rules, :mod:`controller.vap`) in step with the policies (:mod:`controller.operator.backstop`)."""
+
+    vap_owner: str = ""
+    """The value of ``baseguard.io/backstop`` on the objects it writes (the only ones it
+    replaces or deletes); empty: :attr:`namespace`. The chart passes the release's name."""
+
+    vap_exclude_namespaces: tuple[str, ...] = ("kube-system",)
+    """Namespaces the generated objects never judge (the webhook's own exclusions)."""
+
+    vap_check_interval: float = 60.0
+    """Seconds between the leader's backstop checks when no policy changed."""
+
     lifetimes: Lifetimes = field(default_factory=Lifetimes)
     """Certificate validities and how early the serving certificate is replaced."""
 
@@ -81,6 +95,14 @@ class OperatorSettings:
 
     audit_lookups_per_second: float = 10.0
     """Lineage lookups the audit starts per second at most (cached ones are free)."""
+
+    audit_writes_per_second: float = 20.0
+    """Writes (reports, Events, ``status.audit``) the audit sends the apiserver per second at
+    most: a thousand namespaces whose reports change at once do not flood it."""
+
+    audit_status_refresh: dt.timedelta = dt.timedelta(hours=1)
+    """``status.audit`` is rewritten when its figures change, or when its ``lastRun`` is this
+    old: an audit that found what the last one found writes nothing."""
 
     audit_events_per_run: int = 200
     """Events one audit posts at most; the rest follow in the next run."""

@@ -184,3 +184,74 @@ def test_audit_mode_annotations_reach_the_apiservers_audit_log(
 
     found = wait_for(f"{key} in the apiserver's audit log", annotations, timeout=15)
     assert "registry-not-allowed" in found[key] and image in found[key], found[key]
+
+
+def audits_published(process: Baseguard) -> int:
+    return sum(1 for r in process.logs() if r.get("msg") == "audit published")
+
+
+def test_a_large_namespace_is_split_and_an_unchanged_audit_writes_nothing(
+    control_plane: ControlPlane, baseguard: Baseguard, ns: str, registry: RegistryProcess
+) -> None:
+    """110 pods x 5 policies: 550 results, over the 500 one report holds; the real CRD takes
+    every part; then audits that find the same write nothing to the apiserver at all."""
+    image = f"{registry.host}/cluster/app:1.2.3"
+    control_plane.apply(
+        [
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": f"p-{i:03d}", "namespace": ns},
+                "spec": {"containers": [{"name": "app", "image": image}]},
+            }
+            for i in range(110)
+        ]
+    )
+    apply_ready(
+        control_plane,
+        *(
+            policy(
+                f"tags-{i}",
+                {"mode": "Audit", "pinning": {"disallowedTags": [f"t{i}"]}},
+                namespace=ns,
+            )
+            for i in range(5)
+        ),
+    )
+
+    def parts() -> list[dict[str, Any]] | None:
+        items = control_plane.get_json("policyreports", "-n", ns)["items"]
+        results = sum(len(r.get("results") or []) for r in items)
+        return items if results == 550 else None
+
+    items = wait_for("550 results in the namespace's reports", parts, timeout=90)
+    names = sorted(r["metadata"]["name"] for r in items)
+    assert names == ["baseguard-audit", "baseguard-audit-2"], names
+    for report in items:
+        assert len(report["results"]) <= 500
+        assert len(json.dumps(report)) <= 256 * 1024
+        assert report["summary"]["pass"] == len(report["results"])
+    by_pod: dict[str, set[str]] = {}
+    for report in items:
+        for r in report["results"]:
+            by_pod.setdefault(r["resources"][0]["name"], set()).add(report["metadata"]["name"])
+    assert len(by_pod) == 110 and all(len(where) == 1 for where in by_pod.values())
+
+    # The leader has seen its own writes once an audit after them is published.
+    settled = audits_published(baseguard)
+    wait_for("an audit after that", lambda: audits_published(baseguard) > settled, timeout=30)
+    mark = control_plane.audit_mark()
+    seen = audits_published(baseguard)
+    wait_for("two more audits", lambda: audits_published(baseguard) >= seen + 2, timeout=60)
+    writes = [
+        (
+            e.get("verb"),
+            (e.get("objectRef") or {}).get("resource"),
+            (e.get("objectRef") or {}).get("name"),
+        )
+        for i, e in enumerate(control_plane.audit_events())
+        if i >= mark
+        and (e.get("objectRef") or {}).get("namespace") == ns
+        and e.get("verb") in {"create", "update", "patch", "delete"}
+    ]
+    assert writes == [], writes

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
 import pytest
@@ -221,27 +222,100 @@ def test_a_failed_lookup_is_an_error_result() -> None:
     assert (entry["rule"], entry["result"]) == ("lookup-failed", "error")
 
 
-def test_report_body_summarizes_and_keeps_problems_when_it_must_cut() -> None:
-    entries = [{"policy": "p", "result": "pass"}] * (reports.MAX_REPORT_RESULTS + 5) + [
-        {"policy": "p", "result": "fail"}
+def entry(
+    name: str, result: str, *, policy: str = "p", message: str = "m", seconds: int = 1
+) -> dict[str, Any]:
+    """A report result as :func:`reports.report_results` makes it (the fields the split reads)."""
+    return {
+        "policy": policy,
+        "rule": "disallowed-tag" if result != "pass" else "all-rules",
+        "result": result,
+        "message": message,
+        "resources": [{"apiVersion": "v1", "kind": "Pod", "name": name, "namespace": "team-a"}],
+        "timestamp": {"seconds": seconds, "nanos": 0},
+    }
+
+
+def big_namespace(objects: int, *, seconds: int = 1) -> list[dict[str, Any]]:
+    out = []
+    for i in range(objects):
+        out.append(entry(f"pod-{i:05d}", "fail", message="x" * 300, seconds=seconds))
+        out.append(entry(f"pod-{i:05d}", "pass", policy="q", seconds=seconds))
+    return out
+
+
+def test_a_large_namespace_is_split_into_bounded_parts() -> None:
+    results = big_namespace(1200)
+    bodies = reports.report_bodies("team-a", results)
+    assert [b["metadata"]["name"] for b in bodies] == [
+        "baseguard-audit",
+        *(f"baseguard-audit-{i}" for i in range(2, len(bodies) + 1)),
     ]
-    body = reports.report_body("team-a", entries)
-    assert (body["apiVersion"], body["kind"]) == ("wgpolicyk8s.io/v1alpha2", "PolicyReport")
-    assert body["metadata"] == {
-        "name": "baseguard-audit",
-        "labels": {"app.kubernetes.io/managed-by": "baseguard"},
-        "namespace": "team-a",
-    }
-    assert body["summary"] == {
-        "pass": reports.MAX_REPORT_RESULTS + 5,
-        "fail": 1,
-        "warn": 0,
-        "error": 0,
-        "skip": 0,
-    }
-    assert len(body["results"]) == reports.MAX_REPORT_RESULTS
-    assert body["results"][0]["result"] == "fail"
-    assert reports.report_body(None, [])["kind"] == "ClusterPolicyReport"
+    assert len(bodies) >= 3
+    for body in bodies:
+        assert (body["apiVersion"], body["kind"]) == ("wgpolicyk8s.io/v1alpha2", "PolicyReport")
+        assert body["metadata"]["namespace"] == "team-a"
+        assert body["metadata"]["labels"] == {"app.kubernetes.io/managed-by": "baseguard"}
+        assert len(body["results"]) <= reports.MAX_REPORT_RESULTS
+        assert len(json.dumps(body)) <= reports.MAX_REPORT_BYTES
+        assert body["summary"]["fail"] + body["summary"]["pass"] == len(body["results"])
+    # Nothing lost, every object's results in one part, the parts' summaries add up.
+    assert sorted(json.dumps(r, sort_keys=True) for b in bodies for r in b["results"]) == sorted(
+        json.dumps(r, sort_keys=True) for r in results
+    )
+    where = {}
+    for i, body in enumerate(bodies):
+        for r in body["results"]:
+            assert where.setdefault(r["resources"][0]["name"], i) == i
+    assert sum(b["summary"]["fail"] for b in bodies) == 1200
+    assert reports.DROPPED_ANNOTATION not in bodies[0]["metadata"]["annotations"]
+    assert reports.report_bodies(None, results[:2])[0]["kind"] == "ClusterPolicyReport"
+    assert reports.report_bodies("team-a", []) == []
+
+
+def test_the_content_digest_ignores_timestamps_and_nothing_else() -> None:
+    first = reports.report_bodies("team-a", big_namespace(10, seconds=1))
+    later = reports.report_bodies("team-a", big_namespace(10, seconds=999))
+    digest = reports.DIGEST_ANNOTATION
+    assert [b["metadata"]["annotations"][digest] for b in first] == [
+        b["metadata"]["annotations"][digest] for b in later
+    ]
+    changed = big_namespace(10)
+    changed[3]["result"] = "warn"
+    assert (
+        reports.report_bodies("team-a", changed)[0]["metadata"]["annotations"][digest]
+        != first[0]["metadata"]["annotations"][digest]
+    )
+    other_api = reports.report_bodies("team-a", big_namespace(10), api=reports.OPENREPORTS)
+    assert other_api[0]["kind"] == "Report"
+
+
+def test_past_the_last_part_passes_go_first_and_the_loss_is_said() -> None:
+    objects = reports.MAX_REPORT_PARTS * reports.MAX_REPORT_RESULTS // 2 + 10
+    bodies = reports.report_bodies("team-a", big_namespace(objects))
+    assert len(bodies) <= reports.MAX_REPORT_PARTS
+    kept = [r for b in bodies for r in b["results"]]
+    assert all(r["result"] == "fail" for r in kept)
+    dropped = int(bodies[0]["metadata"]["annotations"][reports.DROPPED_ANNOTATION])
+    assert dropped == 2 * objects - len(kept) and dropped >= objects
+
+
+@pytest.mark.parametrize(
+    ("name", "ours"),
+    [
+        ("baseguard-audit", True),
+        ("baseguard-audit-2", True),
+        ("baseguard-audit-17", True),
+        ("baseguard-audit-1", False),
+        ("baseguard-audit-02", False),
+        ("baseguard-audit-x", False),
+        ("baseguard-audits", False),
+        ("team-report", False),
+        (None, False),
+    ],
+)
+def test_only_part_names_are_ours(name: str | None, ours: bool) -> None:
+    assert reports.is_part_name(name) is ours
 
 
 @pytest.mark.parametrize(

@@ -400,7 +400,7 @@ async def test_the_leader_audits_and_publishes_without_repeating_itself(
     double.apply(cluster_policy("no-latest", NO_LATEST))
     for obj in workloads():
         double.apply(obj)
-    await start_replica(audit_interval=0.3)
+    replica = await start_replica(audit_interval=0.3)
 
     first = await double.wait_for(lambda: audit_patches(double, "no-latest"), what="status.audit")
     assert (first[0]["objects"], first[0]["violations"]) == (
@@ -441,13 +441,27 @@ async def test_the_leader_audits_and_publishes_without_repeating_itself(
     )
     assert other["summary"] == {"pass": 1, "fail": 0, "warn": 0, "error": 0, "skip": 0}
 
+    # Nothing changes: later audits write nothing at all (no report, no Event, no status).
+    record = replica.operator.book.get
     await double.wait_for(
-        lambda: len(audit_patches(double, "no-latest")) >= 3, what="two more audits"
+        lambda: "audit" in (record("ClusterBaseImagePolicy//no-latest").status or {}),
+        what="the leader to see its status.audit",
     )
+    settled = replica.operator.audits
+    await double.wait_for(lambda: replica.operator.audits > settled, what="an audit after that")
+    seen = replica.operator.audits
+    writes = len([r for r in double.recorded() if r.method in {"POST", "PUT", "PATCH", "DELETE"}])
+    await double.wait_for(lambda: replica.operator.audits >= seen + 2, what="two more audits")
+    later = [r for r in double.recorded() if r.method in {"POST", "PUT", "PATCH", "DELETE"}][writes:]
+    assert [
+        (r.method, r.path) for r in later if "lease" not in r.path
+    ] == [], "an audit that found what the last one found wrote something"
     assert len(double.recorded("POST", "/api/v1/namespaces/team-a/events")) == 1  # deduplicated
-    assert double.recorded(
+    assert not double.recorded(
         "PUT", "/apis/wgpolicyk8s.io/v1alpha2/namespaces/team-a/policyreports/baseguard-audit"
     )
+    assert replica.operator.auditor is not None
+    assert replica.operator.auditor.last_writes.unchanged == 2  # team-a's and team-b's
 
     double.apply(
         cluster_policy("no-latest", {"mode": "Audit", "pinning": {"disallowedTags": ["edge"]}})
@@ -472,8 +486,8 @@ async def test_no_policy_reports_without_their_crd(
     double.apply(cluster_policy("no-latest", NO_LATEST))
     for obj in workloads():
         double.apply(obj)
-    await start_replica(audit_interval=0.3)
-    await double.wait_for(lambda: len(audit_patches(double, "no-latest")) >= 2, what="two audits")
+    replica = await start_replica(audit_interval=0.3)
+    await double.wait_for(lambda: replica.operator.audits >= 2, what="two audits")
     assert double.recorded("POST", "/api/v1/namespaces/team-a/events")
     touched = double.recorded(path="/apis/wgpolicyk8s.io", prefix=True)
     assert {r.path for r in touched} == {

@@ -200,6 +200,14 @@ otherwise the pair is a mounted Secret volume, read from files and reloaded on c
 {{- end }}
 {{- end }}
 - --audit-interval={{ .Values.audit.interval }}
+{{- if .Values.vapBackstop }}
+- --vap-backstop
+- --vap-owner={{ include "baseguard.fullname" . }}
+{{- $certManager := ternary (list .Values.certificates.certManager.namespace) (list) (and (eq .Values.certificates.mode "cert-manager") (ne .Values.certificates.certManager.namespace "")) }}
+{{- range (concat (list "kube-system" .Release.Namespace) $certManager .Values.webhook.excludeNamespaces | uniq) }}
+- --vap-exclude-namespace={{ . }}
+{{- end }}
+{{- end }}
 {{- if not .Values.audit.policyReports }}
 - --no-policy-reports
 {{- end }}

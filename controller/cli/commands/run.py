@@ -195,6 +195,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="how often every replica reads the Secret (default 10s)",
     )
 
+    vap = parser.add_argument_group("ValidatingAdmissionPolicy backstop")
+    vap.add_argument(
+        "--vap-backstop",
+        action="store_true",
+        help="the leader keeps a ValidatingAdmissionPolicy and binding per policy (its rules "
+        "that need no registry) in step with the policies, so they hold while the webhook is "
+        "down (docs/vap.md)",
+    )
+    vap.add_argument(
+        "--vap-owner",
+        default="",
+        metavar="NAME",
+        help="the baseguard.io/backstop label value of the objects it writes, the only ones it "
+        "replaces or deletes (default: --namespace)",
+    )
+    vap.add_argument(
+        "--vap-exclude-namespace",
+        action="append",
+        default=None,
+        metavar="NS",
+        help="a namespace the generated objects never judge (repeatable; default kube-system)",
+    )
+    vap.add_argument(
+        "--vap-check-interval",
+        type=duration,
+        default=60.0,
+        metavar="DURATION",
+        help="time between backstop checks when no policy changed (default 1m)",
+    )
+
     aud = parser.add_argument_group("audit")
     aud.add_argument(
         "--audit-interval",
@@ -223,6 +253,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=10.0,
         metavar="PER_SECOND",
         help="registry lookups the audit starts per second at most (default 10)",
+    )
+    aud.add_argument(
+        "--audit-write-rate",
+        type=float,
+        default=20.0,
+        metavar="PER_SECOND",
+        help="writes (reports, Events, status) the audit sends the apiserver per second at most "
+        "(default 20)",
+    )
+    aud.add_argument(
+        "--audit-status-refresh",
+        type=duration,
+        default=3600.0,
+        metavar="DURATION",
+        help="status.audit is rewritten when its figures change, or when it is this old "
+        "(default 1h)",
     )
     aud.add_argument(
         "--event-interval",
@@ -276,6 +322,12 @@ def config_from(args: argparse.Namespace) -> OperatorSettings:
         webhook_configurations=tuple(args.webhook_configuration or ["baseguard"]),
         mutating_webhook=args.mutating_webhook or None,
         mutation_check_interval=args.mutation_check_interval,
+        vap_backstop=args.vap_backstop,
+        vap_owner=args.vap_owner,
+        vap_exclude_namespaces=tuple(
+            ns for ns in (args.vap_exclude_namespace or ["kube-system"]) if ns
+        ),
+        vap_check_interval=args.vap_check_interval,
         lifetimes=lifetimes,
         cert_check_interval=args.cert_check_interval,
         tls_poll_interval=args.tls_poll_interval,
@@ -283,6 +335,8 @@ def config_from(args: argparse.Namespace) -> OperatorSettings:
         audit_budget=args.audit_budget,
         audit_batch=args.audit_batch,
         audit_lookups_per_second=args.audit_rate,
+        audit_writes_per_second=args.audit_write_rate,
+        audit_status_refresh=dt.timedelta(seconds=args.audit_status_refresh),
         event_interval=dt.timedelta(seconds=args.event_interval),
         policy_reports=args.policy_reports,
         catalog_refresh_interval=args.catalog_refresh_interval,

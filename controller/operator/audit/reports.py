@@ -5,11 +5,27 @@ One report per namespace, one cluster-wide report for cluster-scoped objects
 message and resource; written as OpenReports (``openreports.io/v1alpha1``
 ``Report``/``ClusterReport``) and/or ``wgpolicyk8s.io/v1alpha2``
 (``PolicyReport``/``ClusterPolicyReport``), whichever the cluster serves.
+
+Bounded, because report volume is what takes an apiserver down at scale
+(one object per resource, as some engines write, is hundreds of thousands
+of objects in a big cluster; one unbounded object per namespace runs into
+etcd's 1.5 MiB limit). A namespace's results are split into parts
+(``baseguard-audit``, ``baseguard-audit-2``, ...) of at most
+:data:`MAX_REPORT_RESULTS` results and :data:`MAX_REPORT_BYTES` bytes each,
+one object's results never split between parts; past :data:`MAX_REPORT_PARTS`
+parts, passes are dropped first, then the rest (the summary of the first part
+names how many, in :data:`DROPPED_ANNOTATION`).
+
+Each part carries :data:`DIGEST_ANNOTATION`, a hash of what it says without
+its timestamps, so the writer can tell an unchanged report from a changed
+one by a listing, and write only what changed.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +42,17 @@ from controller.operator.audit.plan import (
 from controller.policy.model import Action, RuleCode
 
 REPORT_NAME = "baseguard-audit"
-MAX_REPORT_RESULTS = 1000
+#: Results in one report object at most (Policy Reporter and kubectl stay quick on it).
+MAX_REPORT_RESULTS = 500
+#: Bytes of one report object's JSON at most: well under etcd's 1.5 MiB object limit,
+#: and a watch event of every report reader stays small.
+MAX_REPORT_BYTES = 256 * 1024
+#: Parts of one namespace's report at most (``MAX_REPORT_PARTS * MAX_REPORT_BYTES`` per namespace).
+MAX_REPORT_PARTS = 20
+#: A hash of a part's content without timestamps (the writer skips an unchanged part).
+DIGEST_ANNOTATION = "baseguard.io/report-digest"
+#: Results left out of a namespace's report past :data:`MAX_REPORT_PARTS` (on its first part).
+DROPPED_ANNOTATION = "baseguard.io/results-dropped"
 
 
 @dataclass(frozen=True)
@@ -170,22 +196,128 @@ def _result(
     return entry
 
 
-def report_body(
-    namespace: str | None, results: Sequence[Mapping[str, Any]], *, api: ReportApi = WGPOLICY
-) -> dict[str, Any]:
-    """A ``PolicyReport`` (or, for ``namespace=None``, a ``ClusterPolicyReport``) with a summary;
-    ``api`` picks the API (``Report``/``ClusterReport`` for OpenReports), nothing else changes.
+def part_name(index: int) -> str:
+    """``baseguard-audit`` for the first part, ``baseguard-audit-2`` ... for the others."""
+    return REPORT_NAME if index == 0 else f"{REPORT_NAME}-{index + 1}"
 
-    Kept under :data:`MAX_REPORT_RESULTS` entries (an object must stay well
-    under etcd's size limit): problems first, passes dropped first.
-    """
-    ordered = sorted(results, key=lambda r: _ORDER.get(str(r.get("result")), 9))[
-        :MAX_REPORT_RESULTS
+
+def is_part_name(name: object) -> bool:
+    """True for the names :func:`part_name` gives (and no other: a user's report is left alone)."""
+    if name == REPORT_NAME:
+        return True
+    if not isinstance(name, str) or not name.startswith(REPORT_NAME + "-"):
+        return False
+    tail = name[len(REPORT_NAME) + 1 :]
+    return tail.isdigit() and not tail.startswith("0") and int(tail) >= 2
+
+
+def _object_key(result: Mapping[str, Any]) -> tuple[str, ...]:
+    res = (result.get("resources") or [{}])[0]
+    return (
+        str(res.get("namespace", "")),
+        str(res.get("kind", "")),
+        str(res.get("name", "")),
+        str(res.get("uid", "")),
+    )
+
+
+def _size(value: Any) -> int:
+    return len(json.dumps(value, separators=(",", ":"), sort_keys=True, default=str))
+
+
+def content_digest(body: Mapping[str, Any]) -> str:
+    """A hash of a report's kind, summary and results, without the results' timestamps."""
+    results = [{k: v for k, v in r.items() if k != "timestamp"} for r in body.get("results") or []]
+    text = json.dumps(
+        [body.get("apiVersion"), body.get("kind"), body.get("summary"), results,
+         (body.get("metadata") or {}).get("annotations", {}).get(DROPPED_ANNOTATION)],
+        separators=(",", ":"), sort_keys=True, default=str,
+    )  # fmt: skip
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _groups(results: Sequence[Mapping[str, Any]]) -> list[list[Mapping[str, Any]]]:
+    """Results by object, objects in a stable order, each object's problems first."""
+    by_object: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
+    for r in results:
+        by_object.setdefault(_object_key(r), []).append(r)
+    return [
+        sorted(
+            by_object[k],
+            key=lambda r: (
+                _ORDER.get(str(r.get("result")), 9),
+                str(r.get("policy")),
+                str(r.get("rule")),
+            ),
+        )
+        for k in sorted(by_object)
     ]
+
+
+def _pack(
+    groups: Sequence[Sequence[Mapping[str, Any]]], overhead: int
+) -> list[list[Mapping[str, Any]]]:
+    """Objects' results into parts within the bounds, in order, an object's results kept together.
+
+    An object whose results alone pass a bound (thousands of containers) is cut
+    at the bound, problems first.
+    """
+    parts: list[list[Mapping[str, Any]]] = []
+    current: list[Mapping[str, Any]] = []
+    size = overhead
+    for group in groups:
+        sizes = [_size(r) + 1 for r in group]
+        total = sum(sizes)
+        if current and (
+            len(current) + len(group) > MAX_REPORT_RESULTS or size + total > MAX_REPORT_BYTES
+        ):
+            parts.append(current)
+            current, size = [], overhead
+        for r, n in zip(group, sizes, strict=True):
+            if len(current) >= MAX_REPORT_RESULTS or size + n > MAX_REPORT_BYTES:
+                break
+            current.append(r)
+            size += n
+    if current:
+        parts.append(current)
+    return parts
+
+
+def report_bodies(
+    namespace: str | None, results: Sequence[Mapping[str, Any]], *, api: ReportApi = WGPOLICY
+) -> list[dict[str, Any]]:
+    """The report objects of one namespace (``None``: the cluster-wide one), split within the bounds.
+
+    Each part is a complete ``PolicyReport`` (``Report`` for OpenReports) whose
+    summary counts its own results, so readers that add reports up (Policy
+    Reporter, ``kubectl get policyreport``) get the namespace's totals.
+    Past :data:`MAX_REPORT_PARTS`, passes are dropped first, then whole
+    objects from the end; the first part says how many results are missing.
+    """
+    overhead = _size(_body(namespace, [], api=api, index=0)) + 200
+    groups = _groups(results)
+    parts = _pack(groups, overhead)
+    if len(parts) > MAX_REPORT_PARTS:
+        problems = [[r for r in g if r.get("result") != "pass"] for g in groups]
+        kept = [g for g in problems if g]
+        parts = _pack(kept, overhead)[:MAX_REPORT_PARTS]
+    shown = sum(len(p) for p in parts)
+    dropped = len(results) - shown
+    bodies = [_body(namespace, part, api=api, index=i) for i, part in enumerate(parts)]
+    if dropped and bodies:
+        bodies[0]["metadata"].setdefault("annotations", {})[DROPPED_ANNOTATION] = str(dropped)
+    for body in bodies:
+        body["metadata"].setdefault("annotations", {})[DIGEST_ANNOTATION] = content_digest(body)
+    return bodies
+
+
+def _body(
+    namespace: str | None, results: Sequence[Mapping[str, Any]], *, api: ReportApi, index: int
+) -> dict[str, Any]:
     summary = {k: 0 for k in ("pass", "fail", "warn", "error", "skip")}
     for r in results:
         summary[str(r["result"])] += 1
-    meta: dict[str, Any] = {"name": REPORT_NAME, "labels": dict(MANAGED_BY)}
+    meta: dict[str, Any] = {"name": part_name(index), "labels": dict(MANAGED_BY)}
     if namespace is not None:
         meta["namespace"] = namespace
     return {
@@ -193,7 +325,7 @@ def report_body(
         "kind": api.kind if namespace is not None else api.cluster_kind,
         "metadata": meta,
         "summary": summary,
-        "results": list(ordered),
+        "results": list(results),
     }
 
 

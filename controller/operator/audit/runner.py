@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -134,6 +135,20 @@ class AuditResolver(MemoResolver):
         )
 
 
+@dataclass
+class ReportWrites:
+    """What one audit did to the reports: the figures ``bench/audit_scale.py`` prints."""
+
+    written: int = 0
+    """Report objects created or replaced."""
+    bytes: int = 0
+    """Their JSON, in bytes."""
+    unchanged: int = 0
+    """Parts whose content was already in the cluster (not written)."""
+    deleted: int = 0
+    """Reports of namespaces or parts no longer needed."""
+
+
 @dataclass(frozen=True)
 class AuditRun:
     """One audit's results."""
@@ -162,6 +177,16 @@ class Auditor:
     events_per_run: int = 200
     policy_reports: bool = True
     ledger: EventLedger = field(default_factory=lambda: EventLedger(dt.timedelta(hours=1)))
+    writes: Throttle = field(default_factory=lambda: Throttle(20.0))
+    """Paces the audit's writes to the apiserver (reports, Events, status)."""
+    status_refresh: dt.timedelta = dt.timedelta(hours=1)
+    """``status.audit`` is rewritten when its figures change, or its ``lastRun`` is this old."""
+    last_writes: ReportWrites = field(default_factory=ReportWrites)
+    """The report writes of the last :meth:`publish`."""
+    status_writes: int = 0
+    """``status.audit`` patches of the last :meth:`publish`."""
+    events_posted: int = 0
+    """Events created or updated by the last :meth:`publish` (at most :attr:`events_per_run`)."""
 
     # ---- reading and judging
 
@@ -253,12 +278,17 @@ class Auditor:
             await self._reports(run)
 
     async def _statuses(self, run: AuditRun, book: PolicyBook) -> None:
+        self.status_writes = 0
         for key, counts in run.counts.items():
             record = book.get(key)
             if record is None:
                 continue
+            if not self._status_due(record.status, counts, run.started):
+                continue
             try:
+                await self.writes.take()
                 await self.kube.patch(record.path, audit_patch(counts, last_run=run.started))
+                self.status_writes += 1
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -268,11 +298,28 @@ class Auditor:
                         extra={"fields": {"policy": record.title, "error": str(exc)}},
                     )
 
+    def _status_due(
+        self, status: Mapping[str, Any] | None, counts: AuditCounts, started: dt.datetime
+    ) -> bool:
+        """True when ``status.audit`` says other figures, or its ``lastRun`` is :attr:`status_refresh` old."""
+        audit = (status or {}).get("audit") if isinstance(status, Mapping) else None
+        if not isinstance(audit, Mapping):
+            return True
+        if (audit.get("objects"), audit.get("violations")) != (counts.objects, counts.violations):
+            return True
+        try:
+            last = dt.datetime.fromisoformat(str(audit.get("lastRun")).replace("Z", "+00:00"))
+        except ValueError:
+            return True
+        if last.tzinfo is None:
+            last = last.replace(tzinfo=dt.UTC)
+        return started - last >= self.status_refresh
+
     async def _events(self, run: AuditRun) -> None:
         now = self.clock()
         found = events.event_findings(run.pairs)
         self.ledger.keep_only(events.event_key(f) for f in found)
-        posted = 0
+        posted = self.events_posted = 0
         for finding in found:
             key = events.event_key(finding)
             if not self.ledger.due(key, now):
@@ -289,6 +336,7 @@ class Auditor:
             )
             namespace = body["metadata"]["namespace"]
             try:
+                await self.writes.take()
                 try:
                     await self.kube.create(f"/api/v1/namespaces/{namespace}/events", body)
                 except Exception as exc:
@@ -318,6 +366,7 @@ class Auditor:
                 continue
             self.ledger.posted(key, first=first, now=now, count=count)
             posted += 1
+            self.events_posted = posted
 
     async def report_apis(self) -> list[reports.ReportApi]:
         """The report APIs this cluster serves (discovery needs no RBAC), in writing order."""
@@ -338,65 +387,132 @@ class Auditor:
         return bool(await self.report_apis())
 
     async def _reports(self, run: AuditRun) -> None:
+        """Write the reports that changed, delete the ones no longer wanted; nothing else.
+
+        One listing per API (baseguard's own reports, by label) says what the
+        cluster holds and each part's content digest; a part whose digest is
+        the one it would get is not written, so an audit that found what the
+        last one found writes no report at all. Every write waits for
+        :attr:`writes` (the apiserver is not flooded when a thousand
+        namespaces change at once).
+        """
         apis = await self.report_apis()
+        stats = ReportWrites()
+        self.last_writes = stats
         if not apis:
             return
         results = reports.report_results(run.pairs, now=run.started)
         wanted = {ns: r for ns, r in results.items() if r}
         for api in apis:
+            try:
+                held = await self._held_reports(api)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning(
+                    "cannot list PolicyReports; none written this time",
+                    extra={"fields": {"api": api.api_version, "error": str(exc)}},
+                )
+                continue
+            keep: set[tuple[str | None, str]] = set()
             for namespace, entries in wanted.items():
-                body = reports.report_body(namespace, entries, api=api)
+                for body in reports.report_bodies(namespace, entries, api=api):
+                    name = body["metadata"]["name"]
+                    keep.add((namespace, name))
+                    old = held.get((namespace, name))
+                    digest = body["metadata"]["annotations"][reports.DIGEST_ANNOTATION]
+                    if old is not None and old[0] == digest:
+                        stats.unchanged += 1
+                        continue
+                    try:
+                        await self._write_report(api, namespace, body, old[1] if old else None, stats)
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception as exc:
+                        log.warning(
+                            "cannot write a PolicyReport",
+                            extra={
+                                "fields": {
+                                    "namespace": namespace,
+                                    "name": name,
+                                    "api": api.api_version,
+                                    "error": str(exc),
+                                }
+                            },
+                        )
+            for where in sorted(set(held) - keep, key=lambda k: (k[0] or "", k[1])):
                 try:
-                    await self._upsert(
-                        api.path(namespace, reports.REPORT_NAME), api.path(namespace), body
-                    )
+                    await self.writes.take()
+                    await self.kube.delete(api.path(where[0], where[1]))
+                    stats.deleted += 1
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
-                    log.warning(
-                        "cannot write a PolicyReport",
-                        extra={
-                            "fields": {
-                                "namespace": namespace,
-                                "api": api.api_version,
-                                "error": str(exc),
-                            }
-                        },
-                    )
-            await self._drop_stale_reports(api, set(wanted))
+                    if _status(exc) != 404:
+                        log.warning(
+                            "cannot tidy an old PolicyReport",
+                            extra={"fields": {"api": api.api_version, "error": str(exc)}},
+                        )
 
-    async def _upsert(self, path: str, collection: str, body: dict[str, Any]) -> None:
-        try:
-            existing = await self.kube.get(path)
-        except Exception as exc:
-            if _status(exc) != 404:
-                raise
-            await self.kube.create(collection, body)
-            return
-        body["metadata"]["resourceVersion"] = (existing.get("metadata") or {}).get(
-            "resourceVersion"
-        )
-        await self.kube.replace(path, body)
+    async def _held_reports(
+        self, api: reports.ReportApi
+    ) -> dict[tuple[str | None, str], tuple[str | None, str | None]]:
+        """(namespace, name) → (content digest, resourceVersion) of baseguard's reports in the cluster.
 
-    async def _drop_stale_reports(self, api: reports.ReportApi, keep: set[str | None]) -> None:
+        Only objects with baseguard's label *and* a part name: a report someone
+        else wrote is never compared, replaced or deleted.
+        """
         selector = {"labelSelector": "app.kubernetes.io/managed-by=baseguard"}
-        stale: list[str] = []
-        try:
-            if self.namespace is None:
-                for item in await self.kube.list(api.every_namespace, params=selector):
-                    meta = item.get("metadata") or {}
-                    if meta.get("name") == reports.REPORT_NAME and meta.get("namespace") not in keep:
-                        stale.append(api.path(meta.get("namespace"), reports.REPORT_NAME))
-                for item in await self.kube.list(api.path(None), params=selector):
-                    meta = item.get("metadata") or {}
-                    if meta.get("name") == reports.REPORT_NAME and None not in keep:
-                        stale.append(api.path(None, reports.REPORT_NAME))
-            for path in stale:
-                await self.kube.delete(path)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.warning(
-                "cannot tidy old PolicyReports",
-                extra={"fields": {"api": api.api_version, "error": str(exc)}},
+        paths: list[tuple[str, bool]] = [
+            (api.every_namespace if self.namespace is None else api.path(self.namespace), True)
+        ]
+        if self.namespace is None:
+            paths.append((api.path(None), False))
+        held: dict[tuple[str | None, str], tuple[str | None, str | None]] = {}
+        for path, namespaced in paths:
+            for item in await self.kube.list(path, params=selector):
+                meta = item.get("metadata") or {}
+                if not reports.is_part_name(meta.get("name")):
+                    continue
+                where = (str(meta.get("namespace")) if namespaced else None, str(meta["name"]))
+                annotations = meta.get("annotations") or {}
+                held[where] = (annotations.get(reports.DIGEST_ANNOTATION), meta.get("resourceVersion"))
+        return held
+
+    async def _write_report(
+        self,
+        api: reports.ReportApi,
+        namespace: str | None,
+        body: dict[str, Any],
+        version: str | None,
+        stats: ReportWrites,
+    ) -> None:
+        """Create, or replace at the listed resourceVersion (on a conflict: read it once, again)."""
+        name = body["metadata"]["name"]
+        size = len(json.dumps(body, separators=(",", ":")))
+        await self.writes.take()
+        if version is None:
+            try:
+                await self.kube.create(api.path(namespace), body)
+                stats.written += 1
+                stats.bytes += size
+                return
+            except Exception as exc:
+                if _status(exc) != 409:
+                    raise
+            version = ((await self.kube.get(api.path(namespace, name))).get("metadata") or {}).get(
+                "resourceVersion"
+            )
+        for attempt in range(2):
+            body["metadata"]["resourceVersion"] = version
+            try:
+                await self.kube.replace(api.path(namespace, name), body)
+                stats.written += 1
+                stats.bytes += size
+                return
+            except Exception as exc:
+                if _status(exc) != 409 or attempt:
+                    raise
+            version = ((await self.kube.get(api.path(namespace, name))).get("metadata") or {}).get(
+                "resourceVersion"
             )
