@@ -25,8 +25,10 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from controller.errors import InvalidReference
+from controller.evidence import gather
 from controller.lineage import identity
 from controller.lineage.budget import Bounds, ReviewBudget
+from controller.lineage.images import charged
 from controller.lineage.indexer import IdentityIndex
 from controller.lineage.model import Lineage
 from controller.lineage.signatures import SignatureChecker, Wanted
@@ -87,6 +89,7 @@ class _Lookup:
     catalog: set[Reference] | None = None
     any_platform: bool = False
     tenant: str | None = None  # whose registry share the lookup uses: the first asker's namespace
+    evidence: bool = False  # some policy judges the image's scan evidence (``spec.evidence``)
 
     def widen(self, policy: CompiledPolicy) -> None:
         settings = policy.lineage
@@ -96,6 +99,7 @@ class _Lookup:
         else:
             self.platforms = (self.platforms or set()) | set(settings.platforms)
         self.catalog = (self.catalog or set()) | set(catalog_references(policy))
+        self.evidence = self.evidence or policy.evidence is not None
 
 
 def _facts(workload: Workload, namespace_labels: Mapping[str, Mapping[str, str]]) -> ObjectFacts:
@@ -412,12 +416,16 @@ class Assessor:
             asyncio.ensure_future(
                 _as_tenant(
                     lk.tenant,
-                    resolver.resolve(
-                        lk.reference,
-                        max_depth=lk.max_depth,
-                        platforms=None if lk.any_platform or not lk.platforms else sorted(lk.platforms),
-                        catalog=sorted(lk.catalog or (), key=str),
-                        budget=allowance,
+                    _with_evidence(
+                        resolver,
+                        resolver.resolve(
+                            lk.reference,
+                            max_depth=lk.max_depth,
+                            platforms=None if lk.any_platform or not lk.platforms else sorted(lk.platforms),
+                            catalog=sorted(lk.catalog or (), key=str),
+                            budget=allowance,
+                        ),
+                        allowance if lk.evidence else None,
                     ),
                 )
             ): lk
@@ -504,6 +512,17 @@ async def _sliced(
                     break
         if position < len(images):
             await asyncio.sleep(0)  # the health probe, the other reviews' I/O, the next turn
+
+
+async def _with_evidence(
+    resolver: LineageResolver, lookup: Awaitable[Lineage], budget: ReviewBudget | None
+) -> Lineage:
+    """The lineage, then (with ``budget``: a policy judges scan evidence) the scans
+    attached to each platform image, read under the same deadline and budget."""
+    lineage = await lookup
+    if budget is None:
+        return lineage
+    return await gather.attach(charged(resolver.client, budget), lineage, budget)  # type: ignore[arg-type]
 
 
 async def _as_tenant(tenant: str | None, lookup: Awaitable[Lineage]) -> Lineage:

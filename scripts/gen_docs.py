@@ -93,6 +93,11 @@ spec:
         keyless:
           issuer: https://accounts.google.com
           subject: keyless@distroless.iam.gserviceaccount.com
+  evidence:
+    maxScanAge: 7d
+    denyFixable: [CRITICAL, HIGH]
+    scope: All
+    requireScan: true
 """
 
 

@@ -46,6 +46,7 @@ from typing import Any
 
 from controller import digests
 from controller.errors import InvalidReference, LookupFailed
+from controller.evidence.choose import TRIVY_REPORT
 from controller.lineage.catalog import Catalog
 from controller.lineage.identity import TagHistory
 from controller.platforms import Platform
@@ -81,6 +82,30 @@ IMAGE_SCHEMA: dict[str, Any] = {
         "labels": {"type": "object", "additionalProperties": {"type": "string"}},
         "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
         "created": {"type": "string", "minLength": 1},
+        "scan": {
+            "type": "object",
+            "description": "a Trivy report attached to each platform image, as a referrer",
+            "properties": {
+                "finished": {"type": "string", "minLength": 1},
+                "vulnerabilities": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["id", "package", "severity", "layer"],
+                        "properties": {
+                            "id": {"type": "string", "minLength": 1},
+                            "package": {"type": "string", "minLength": 1},
+                            "installed": {"type": "string"},
+                            "fixed": {"type": "string"},
+                            "severity": {"type": "string", "minLength": 1},
+                            "layer": {"type": "string", "minLength": 1},
+                        },
+                        "additionalProperties": False,
+                    },
+                },
+            },
+            "additionalProperties": False,
+        },
     },
 }
 
@@ -143,6 +168,9 @@ class DescribedRegistry:
         self._tags: dict[tuple[str, str], str] = {}
         #: (repository, tag, digest) in the order the tags named them, oldest first
         self._past: list[tuple[str, str, str]] = []
+        #: (repository, platform digest) → its referrers; blobs by digest (scan reports)
+        self._referrers: dict[tuple[str, str], ImageIndex] = {}
+        self._blobs: dict[str, bytes] = {}
 
     # ------------------------------------------------------------ building
 
@@ -287,6 +315,8 @@ class DescribedRegistry:
             single = len(platforms) == 1 and item.get("digest")
             digest = single or _sha256(_canonical([config_digest, sorted(annotations.items())]))
             self._manifests[(ref.name, digest)] = manifest
+            if "scan" in item:
+                self._attach_scan(ref.name, digest, item["scan"], key)
             children.append((digest, platform, key))
         if len(children) == 1:
             top = children[0][0]
@@ -298,6 +328,34 @@ class DescribedRegistry:
             self._manifests[(ref.name, top)] = index
         image = built[i] = _Built(ref.name, top, layers)
         return image
+
+    def _attach_scan(self, name: str, digest: str, scan: Mapping[str, Any], key: str) -> None:
+        """A Trivy JSON report about one platform image, attached as an OCI 1.1 referrer."""
+        report = {
+            "SchemaVersion": 2,
+            "CreatedAt": scan.get("finished", ""),
+            "Results": [{"Target": name, "Vulnerabilities": [
+                {
+                    "VulnerabilityID": v["id"], "PkgName": v["package"],
+                    "InstalledVersion": v.get("installed", ""), "FixedVersion": v.get("fixed", ""),
+                    "Severity": v["severity"], "Layer": {"DiffID": layer_id(v["layer"], key)},
+                }
+                for v in scan.get("vulnerabilities", ())
+            ]}],
+        }  # fmt: skip
+        body = _canonical(report).encode()
+        blob = "sha256:" + hashlib.sha256(body).hexdigest()
+        self._blobs[blob] = body
+        artifact = ImageManifest(
+            OCI_MANIFEST,
+            Descriptor(OCI_CONFIG, _sha256("{}"), 2),
+            (Descriptor(TRIVY_REPORT, blob, len(body)),),
+        )
+        at = _sha256(_canonical(["scan", name, digest, blob]))
+        self._manifests[(name, at)] = artifact
+        self._referrers[(name, digest)] = ImageIndex(
+            OCI_INDEX, (Descriptor(OCI_MANIFEST, at, 1, artifact_type=TRIVY_REPORT),)
+        )
 
     def history(self) -> TagHistory:
         """A tag history that already knows what each ``pastTags`` tag named before.
@@ -344,6 +402,9 @@ class DescribedRegistry:
         return LookupFailed(f"{what}: not described in this test's images")
 
     async def fetch_manifest(self, ref: Reference, digest: str | None = None) -> Fetched:
+        if digest is None and ref.digest is None and (ref.tag or "").endswith(".att"):
+            # cosign's attestation tag: a described image has none, as a registry says it
+            raise LookupFailed(f"{ref.normalized}: no such tag", context={"status": 404})
         digest = digest or ref.digest or await self.resolve_digest(ref)
         manifest = self._manifests.get((ref.name, digest))
         if manifest is None:
@@ -371,6 +432,15 @@ class DescribedRegistry:
         if config is None:
             raise self._missing(f"the config of {ref.name}")
         return config
+
+    async def fetch_referrers(self, ref: Reference, digest: str) -> ImageIndex:
+        return self._referrers.get((ref.name, digest), ImageIndex(OCI_INDEX, ()))
+
+    async def fetch_blob(self, ref: Reference, digest: str, *, limit: int) -> bytes:
+        body = self._blobs.get(digest)
+        if body is None or len(body) > limit:
+            raise self._missing(f"blob {digest} of {ref.name}")
+        return body
 
     async def list_tags(
         self, ref: Reference, *, page_size: int = 1000, max_pages: int = 10

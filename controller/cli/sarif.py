@@ -102,6 +102,21 @@ RULE_HELP: Mapping[str, tuple[str, str]] = {
         "Attest the image (cosign attest --type, or your CI's provenance) with one of the "
         "authorities spec.trust.attestations names.",
     ),
+    RuleCode.SCAN_MISSING: (
+        "No vulnerability scan is attached to the image.",
+        "Scan the image and attach the result: trivy image --format cosign-vuln, then cosign "
+        "attest --type vuln, or push Trivy's JSON report as a referrer of the image.",
+    ),
+    RuleCode.SCAN_STALE: (
+        "The newest scan of the image is older than the policy's evidence.maxScanAge.",
+        "Rescan the image and attach the new result; scanners learn of new vulnerabilities daily.",
+    ),
+    RuleCode.FIXABLE_VULNERABILITIES: (
+        "The image's scan lists fixable vulnerabilities of a severity the policy denies.",
+        "When they sit in the base's layers, rebuild on the base's current image (the message "
+        "says whether its scan is clean); when they sit in the image's own layers, update the "
+        "package named.",
+    ),
 }
 
 

@@ -8,9 +8,10 @@ core only reads them. Level 0 is always the image itself (for a Dockerfile, the
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
+from controller.evidence.model import Evidence
 from controller.reference import Reference
 
 #: How many ancestors a lookup follows when nobody says otherwise (``spec.lineage.maxDepth``'s
@@ -56,6 +57,8 @@ class Level:
     created: dt.datetime | None = None
     note: str = ""  # why unverified or contradicted, for messages
     moved_to: str | None = None  # the base's tag now names another image (platform digest)
+    #: The level's ``rootfs.diff_ids``: what scan evidence attributes vulnerabilities by.
+    diff_ids: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
     @property
     def name(self) -> str:
@@ -72,6 +75,8 @@ class PlatformLineage:
     #: whatever the depth (no request): a chain cut at ``maxDepth`` may hide a deprecated
     #: base, and this is how the policy still sees it. Closest (most layers) first.
     layer_bases: tuple[Level, ...] = ()
+    #: Scan evidence about this platform image (read only for a policy with ``evidence``).
+    evidence: Evidence | None = None
 
     @property
     def ancestors(self) -> tuple[Level, ...]:

@@ -330,6 +330,9 @@ class Walk:
             for i, task in moved.items():
                 moved_to, note = task.result()
                 levels[i] = replace(levels[i], moved_to=moved_to, note=_join(levels[i].note, note))
+        levels = [  # what scan evidence attributes vulnerabilities by
+            replace(lv, diff_ids=n.diff_ids) if n is not None else lv for lv, n in zip(levels, nodes, strict=True)
+        ]
         return PlatformLineage(
             str(image.config.platform),
             tuple(levels),

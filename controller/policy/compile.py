@@ -28,6 +28,7 @@ from typing import Any
 from controller import globs
 from controller.errors import PolicyError
 from controller.globs import GlobSet
+from controller.policy.evidencespec import compile_evidence
 from controller.policy.fields import (
     FieldReader,
     as_mapping,
@@ -174,7 +175,10 @@ class _Compiler(FieldReader):
         paths = self.patterns
         if len(paths) > MAX_PATTERNS_PER_POLICY:
             self.fail(paths[MAX_PATTERNS_PER_POLICY], patterns_refusal(len(paths)))
-        return replace(compiled, pattern_paths=tuple(paths))
+        evidence = compile_evidence(
+            spec.get("evidence"), "spec.evidence", fail=self.fail, duration=self.duration
+        )
+        return replace(compiled, pattern_paths=tuple(paths), evidence=evidence)
 
     def trust_images(self, value: Any, path: str) -> GlobSet | None:
         """``spec.trust.images``: repository globs, read as ``bases.allowed[].image`` is."""

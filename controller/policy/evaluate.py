@@ -35,7 +35,7 @@ from controller.globs import GlobSet
 from controller.lineage.identity import KnownTags
 from controller.lineage.model import PlatformLineage
 from controller.platforms import key as platform_key
-from controller.policy import rules, trustrules
+from controller.policy import evidencerules, rules, trustrules
 from controller.policy.facts import ImageFacts, ObjectFacts
 from controller.policy.index import PolicyIndex
 from controller.policy.model import (
@@ -153,7 +153,7 @@ def needs_lineage(policies: Sequence[CompiledPolicy], obj: ObjectFacts, image: I
     for policy in applicable(policies, obj):
         if _excluded(policy, image) and not _excluded_by_tag(policy, image):
             continue
-        if policy.judges_lineage or policy.trust is not None:
+        if policy.judges_lineage or policy.trust is not None or policy.evidence is not None:
             return True
         if (
             policy.pinning.mutate_to_digest
@@ -213,6 +213,7 @@ def rules_of(policy: CompiledPolicy) -> set[RuleCode]:
         out |= LINEAGE_RULES - {RuleCode.LOOKUP_FAILED}
     if policy.trust is not None:
         out |= TRUST_RULES
+    out |= evidencerules.rules_of(policy.evidence)
     return out
 
 
@@ -349,6 +350,9 @@ def _judge(
         trust_found, trust_skipped = trustrules.judge(policy, subject)
         found += trust_found
         skipped |= trust_skipped
+    evidence_found, evidence_skipped = evidencerules.judge(policy, subject, now=now)
+    found += evidence_found
+    skipped |= evidence_skipped
     return found, skipped
 
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from controller.globs import GlobSet
 from controller.lineage.model import DEFAULT_MAX_DEPTH
+from controller.policy.evidencespec import EvidenceSpec
 from controller.reference import Reference
 
 if TYPE_CHECKING:
@@ -115,6 +116,9 @@ class RuleCode(StrEnum):
     UNSIGNED = "unsigned"
     SIGNATURE_INVALID = "signature-invalid"
     ATTESTATION_MISSING = "attestation-missing"
+    SCAN_MISSING = "scan-missing"
+    SCAN_STALE = "scan-stale"
+    FIXABLE_VULNERABILITIES = "fixable-vulnerabilities"
 
 
 #: What each rule means, one line each: the policy reference's table of rule codes.
@@ -139,7 +143,17 @@ RULE_DOCS: Mapping[RuleCode, str] = {
         "outside the key's window, or the wrong keyless identity."
     ),
     RuleCode.ATTESTATION_MISSING: "No verified attestation of a `trust.attestations[].predicateType` from its authorities.",
+    RuleCode.SCAN_MISSING: "No vulnerability scan is attached to the image (`evidence`: cosign vuln attestation, Trivy report).",
+    RuleCode.SCAN_STALE: "The newest scan of the image is older than `evidence.maxScanAge`.",
+    RuleCode.FIXABLE_VULNERABILITIES: (
+        "The scan lists vulnerabilities of an `evidence.denyFixable` severity that have a fixed "
+        "version, in the base's layers or the application's (`evidence.scope`)."
+    ),
 }
+#: The rules of the ``evidence`` section (judged only with scan evidence from the registry).
+EVIDENCE_RULES = frozenset(
+    {RuleCode.SCAN_MISSING, RuleCode.SCAN_STALE, RuleCode.FIXABLE_VULNERABILITIES}
+)
 
 #: Rules judged on signatures read from the registry (``spec.trust``).
 TRUST_RULES = frozenset({RuleCode.UNSIGNED, RuleCode.SIGNATURE_INVALID, RuleCode.ATTESTATION_MISSING})
@@ -304,6 +318,8 @@ class CompiledPolicy:
     )
     #: ``spec.trust`` compiled (:mod:`controller.policy.trustspec`); ``None``: no signatures required.
     trust: TrustPolicy | None = None
+    #: ``spec.evidence``: the scan evidence the image must carry (``None``: not judged).
+    evidence: EvidenceSpec | None = None
 
     @property
     def patterns(self) -> int:
@@ -318,7 +334,12 @@ class CompiledPolicy:
     @property
     def needs_lineage(self) -> bool:
         """True when some rule of this policy needs the registry (lookups are lazy: none without it)."""
-        return self.judges_lineage or self.pinning.mutate_to_digest or self.trust is not None
+        return (
+            self.judges_lineage
+            or self.pinning.mutate_to_digest
+            or self.trust is not None
+            or self.evidence is not None
+        )
 
     @property
     def judges_lineage(self) -> bool:

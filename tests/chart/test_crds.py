@@ -165,6 +165,12 @@ CASES: dict[str, dict[str, Any]] = {
         "place": lambda v: {"trust": {"authorities": [{"name": "a", "keyless": v}]}},
         "field": "spec.trust.authorities[0].keyless",
     },
+    ".spec.evidence.maxScanAge": {
+        "good": ["1d", "7d", "24h", "2w", "36525d"],
+        "bad": ["0d", "0h", "36526d", "876601h"],
+        "place": lambda v: {"evidence": {"maxScanAge": v}},
+        "field": "spec.evidence.maxScanAge",
+    },
 }
 
 

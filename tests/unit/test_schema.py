@@ -89,6 +89,8 @@ def test_defaults_are_valid_for_their_fields() -> None:
         ".spec.lineage.staleBase",
         ".spec.trust.appliesTo",
         ".spec.trust.authorities[].keyless.trustedRoot",
+        ".spec.evidence.scope",
+        ".spec.evidence.requireScan",
     }
     for path, node in with_defaults:
         assert list(jsonschema.Draft7Validator(node).iter_errors(node["default"])) == [], path

@@ -28,11 +28,13 @@ from support.webhook import StartWebhook, fixture, set_images
 
 from controller import logs
 from controller.assess import Assessor
+from controller.evidence.model import BaseNow, Evidence, Scan, Vulnerability, Where
 from controller.findings import SECTION_NOUN, Finding, Group, grouped_findings
 from controller.lineage.identity import KnownTags
 from controller.lineage.model import End, Lineage, PlatformLineage, Source
 from controller.lineage.resolve import LineageResolver
-from controller.policy import rules, trustrules
+from controller.policy import evidencerules, rules, trustrules
+from controller.policy.evidencespec import EvidenceSpec
 from controller.policy.facts import ImageFacts
 from controller.policy.model import (
     Action,
@@ -226,6 +228,7 @@ def rule_messages() -> dict[str, tuple[RuleCode, str, str, str]]:
             "check the registry and the pull credentials, then retry",
         ),
         **trust_messages(s),
+        **evidence_messages(),
     }
     return messages_by_id
 
@@ -263,6 +266,60 @@ def trust_messages(s: rules.Subject) -> dict[str, tuple[RuleCode, str, str, str]
             RuleCode.ATTESTATION_MISSING, IMAGE,
             _one([v for v in judged(TrustResult.ok("platform", "platform[0]", "verified"), missing)]),
             "attest it with a listed authority",
+        ),
+    }
+
+
+def _with_evidence(evidence: Evidence) -> rules.Subject:
+    ref = parse(IMAGE)
+    platform = PlatformLineage(
+        "linux/amd64", (lvl(IMAGE, digest=D_IMG), lvl("python:3.12-slim", digest=D_OLD)),
+        End.KNOWN_BASE, evidence=evidence,
+    )  # fmt: skip
+    return rules.Subject(ImageFacts(image=IMAGE, reference=ref, lineage=Lineage(ref, D_IMG, (platform,))), ref)
+
+
+def evidence_messages() -> dict[str, tuple[RuleCode, str, str, str]]:
+    """The evidence rules' messages (scan-missing, scan-stale, fixable-vulnerabilities)."""
+    spec = EvidenceSpec(max_scan_age=dt.timedelta(days=7), deny_fixable=("CRITICAL", "HIGH"))
+    policy = pol(evidence=spec)
+    scanned = dt.datetime(2025, 5, 1, tzinfo=dt.UTC)
+    base_vuln = Vulnerability(
+        "CVE-2024-5535", "libssl3", "3.0.11-1~deb12u2", "3.0.15-1~deb12u1", "CRITICAL", Where.BASE
+    )
+    app_vuln = Vulnerability("CVE-2024-6345", "setuptools", "65.5.1", "70.0.0", "HIGH", Where.APPLICATION)
+    fresh = Scan("cosign-vuln attestation (attestation)", "trivy 0.58.1", NOW, (base_vuln,))
+    base = "docker.io/library/python:3.12-slim"
+
+    def judged(evidence: Evidence, rule: RuleCode) -> str:
+        found, _ = evidencerules.judge(policy, _with_evidence(evidence), now=NOW)
+        return _one([v for v in found if v.rule is rule])
+
+    rebuilt = Evidence(
+        D_IMG, (fresh,), base=base, base_digest=D_OLD, base_moved_to=D_NEW,
+        base_now=BaseNow(base, D_NEW, True),
+    )  # fmt: skip
+    return {
+        "scan-missing": (
+            RuleCode.SCAN_MISSING, IMAGE, judged(Evidence(D_IMG), RuleCode.SCAN_MISSING),
+            "attach a scan with cosign attest --type vuln",
+        ),
+        "scan-stale": (
+            RuleCode.SCAN_STALE, IMAGE,
+            judged(Evidence(D_IMG, (Scan("Trivy report (referrer)", "trivy 0.58.1", scanned),)), RuleCode.SCAN_STALE),
+            "rescan it and attach the result",
+        ),
+        "fixable-vulnerabilities-base": (
+            RuleCode.FIXABLE_VULNERABILITIES, IMAGE, judged(rebuilt, RuleCode.FIXABLE_VULNERABILITIES),
+            "rebuild on the current python:3.12-slim",
+        ),
+        "fixable-vulnerabilities-application": (
+            RuleCode.FIXABLE_VULNERABILITIES, IMAGE,
+            judged(
+                Evidence(D_IMG, (Scan("Trivy report (referrer)", "trivy", NOW, (app_vuln,)),)),
+                RuleCode.FIXABLE_VULNERABILITIES,
+            ),
+            "update setuptools to 70.0.0",
         ),
     }
 

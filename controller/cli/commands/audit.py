@@ -72,6 +72,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="list the workloads whose lineage includes this base, e.g. debian:buster or 'python:3.8*'",
     )
     parser.add_argument(
+        "--fixable",
+        action="append",
+        default=[],
+        choices=("CRITICAL", "HIGH", "MEDIUM", "LOW", "UNKNOWN"),
+        metavar="SEVERITY",
+        help="with --uses: only workloads whose base carries fixable vulnerabilities of this "
+        "severity, read from the scans attached to their images (repeatable)",
+    )
+    parser.add_argument(
         "--format", choices=("text", "json"), default="text", help="text (default) or json"
     )
     add_width_option(parser)
@@ -123,7 +132,7 @@ async def audit(
     else:
         policies, problems = await cluster_policies(kube)
     if args.uses:
-        policies.append(probe_policy())
+        policies.append(probe_policy(args.fixable))
     client = (
         None
         if args.offline
@@ -177,10 +186,12 @@ def _strip_probe(run: AuditRun) -> list[Any]:
     return out
 
 
-def write_uses(run: AuditRun, pattern: str, out: TextIO, *, fmt: str) -> int:
+def write_uses(
+    run: AuditRun, pattern: str, out: TextIO, *, fmt: str, fixable: Sequence[str] = ()
+) -> int:
     from controller.operator.audit.uses import UsesPattern, uses
 
-    found = uses(run.pairs, UsesPattern(pattern))
+    found = uses(run.pairs, UsesPattern(pattern), fixable=fixable)
     if fmt == "json":
         doc = {
             "uses": pattern,
@@ -195,6 +206,7 @@ def write_uses(run: AuditRun, pattern: str, out: TextIO, *, fmt: str) -> int:
                     "image": u.image,
                     "depth": u.depth,
                     "matched": list(u.matched),
+                    **({"fixable": list(u.fixable)} if fixable else {}),
                 }
                 for u in found
             ],
@@ -216,7 +228,8 @@ def write_uses(run: AuditRun, pattern: str, out: TextIO, *, fmt: str) -> int:
                     u.ref.name,
                     u.container or "-",
                     u.image,
-                    f"{via}: {', '.join(u.matched)}",
+                    f"{via}: {', '.join(u.matched)}"
+                    + (f"; fixable in the base: {', '.join(u.fixable)}" if u.fixable else ""),
                 )
             )
         if found:
@@ -286,6 +299,8 @@ def run(args: argparse.Namespace) -> int:
         if args.width is not None and (args.format != "text" or pattern is not None):
             shaped = "--uses" if pattern is not None else f"--format {args.format}"
             raise InputError(f"--width shapes the report's text; {shaped} is never wrapped")
+        if args.fixable and pattern is None:
+            raise InputError("--fixable lists the workloads --uses finds: give --uses BASE-GLOB too")
         if pattern is not None:
             from controller.operator.audit.uses import UsesPattern
 
@@ -307,7 +322,7 @@ def run(args: argparse.Namespace) -> int:
     for line in problems:
         print(f"baseguard audit: invalid policy, not applied: {line}", file=sys.stderr)
     if pattern is not None:
-        return write_uses(result, pattern, sys.stdout, fmt=args.format)
+        return write_uses(result, pattern, sys.stdout, fmt=args.format, fixable=args.fixable)
     return write_report(
         result, problems, sys.stdout, fmt=args.format, colour=colour(sys.stdout),
         width=text_width(args, sys.stdout),

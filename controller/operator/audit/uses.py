@@ -4,11 +4,12 @@ any level, matches a reference glob. Without I/O.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
+from controller.evidence.model import Where
 from controller.globs import GlobSet
-from controller.lineage.model import Level
+from controller.lineage.model import Level, Lineage
 from controller.operator.audit.plan import (
     ObjectRef,
     Pair,
@@ -71,10 +72,25 @@ class Use:
     image: str
     matched: tuple[str, ...]  # the matching levels, as ``name`` (platform)
     depth: int  # 0: the image itself; 1: its base; …
+    #: With ``--fixable``: the fixable findings of those severities in the base's layers,
+    #: as ``ID package installed -> fixed`` (from the scans attached to the image).
+    fixable: tuple[str, ...] = ()
 
 
-def uses(pairs: Sequence[Pair], pattern: UsesPattern) -> list[Use]:
-    """Every image whose own reference or any lineage level matches ``pattern``."""
+def fixable_in_base(lineage: Lineage | None, severities: Collection[str]) -> tuple[str, ...]:
+    """The fixable findings of ``severities`` that the scans place in the base's layers."""
+    found: dict[str, None] = {}
+    for platform in lineage.platforms if lineage else ():
+        evidence = platform.evidence
+        for v in evidence.open_vulnerabilities() if evidence else ():
+            if v.fixable and v.where is Where.BASE and v.severity in severities:
+                found.setdefault(f"{v.id} {v.package} {v.installed} -> {v.fixed}", None)
+    return tuple(found)
+
+
+def uses(pairs: Sequence[Pair], pattern: UsesPattern, *, fixable: Collection[str] = ()) -> list[Use]:
+    """Every image whose own reference or any lineage level matches ``pattern``; with
+    ``fixable`` (severities), only those whose base carries fixable findings of them."""
     out: list[Use] = []
     for audited, result in pairs:
         for image in result.results:
@@ -88,7 +104,8 @@ def uses(pairs: Sequence[Pair], pattern: UsesPattern) -> list[Use]:
                     if pattern.matches_level(level):
                         label = f"{level.name} ({platform.platform})"
                         matched.setdefault(label, depth)
-            if matched:
+            found = fixable_in_base(lineage, fixable) if fixable else ()
+            if matched and (found or not fixable):
                 out.append(
                     Use(
                         ref=audited.ref,
@@ -96,6 +113,7 @@ def uses(pairs: Sequence[Pair], pattern: UsesPattern) -> list[Use]:
                         image=facts.image,
                         matched=tuple(matched),
                         depth=min(matched.values()),
+                        fixable=found,
                     )
                 )
     return out
@@ -104,7 +122,7 @@ def uses(pairs: Sequence[Pair], pattern: UsesPattern) -> list[Use]:
 PROBE = "baseguard-uses"
 
 
-def probe_policy() -> CompiledPolicy:
+def probe_policy(fixable: Sequence[str] = ()) -> CompiledPolicy:
     """A policy that matches everything and asks for every image's lineage, deciding nothing.
 
     ``--uses`` needs lineage even where no real policy does; going through the
@@ -128,6 +146,8 @@ def probe_policy() -> CompiledPolicy:
                     "staleBase": "Allow",
                     "verify": "Annotations",
                 },
+                # ``--fixable``: the scans are read too (costing their requests only then).
+                **({"evidence": {"requireScan": False, "denyFixable": list(fixable), "scope": "Base"}} if fixable else {}),
             },
         }
     )
