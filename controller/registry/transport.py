@@ -598,7 +598,8 @@ async def _read_capped(
     arrive, and the read stops once they alone show more values than the JSON reader
     would parse (:func:`controller.registry.jsonread.values_at_most`): a 4 MiB index of
     a flood is refused after its first few hundred KiB, never read, hashed or scanned
-    whole. The bytes read are charged to the review either way.
+    whole. The review is charged the bytes read, or the ``Content-Length`` of a body
+    refused part-way for its values.
     """
     what = "manifest" if kind == KIND_MANIFEST else "config" if kind == KIND_BLOB else "response"
     length = resp.content_length
@@ -623,7 +624,10 @@ async def _read_capped(
             commas += chunk.count(b",")
             if commas + 1 > max_values:
                 resp.close()
-                _charge_unread(len(buf))
+                # Charged at the size it declared: what its sender made this review ask for.
+                # Stopping early saves the process the rest of the read, not the review its
+                # budget, so a flood of refused indexes ends at the bytes bound as before.
+                _charge_unread(max(len(buf), length or 0))
                 raise jsonread.too_many_values(what, max_values, read=len(buf))
         hasher.update(chunk)
     return bytes(buf), "sha256:" + hasher.hexdigest()
