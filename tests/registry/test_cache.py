@@ -271,6 +271,14 @@ async def test_per_host_concurrency_limit(
     digests = [registry.push_image(unique_repo, None, [layer({"n": str(i)})]).digest for i in range(6)]
     proxy.fault("delay", "/manifests/", seconds=0.1)
     client: RegistryClient = make_client(RegistryHost(proxy.host, insecure=True, max_concurrency=2))
+    # The proxy is shared by the module: a request an earlier test abandoned may still be
+    # in its hands, and would count as one of ours.
+    for _ in range(100):
+        if proxy.in_flight == 0:
+            break
+        await asyncio.sleep(0.05)
+    proxy.clear()
+    proxy.fault("delay", "/manifests/", seconds=0.1)
 
     await asyncio.gather(*(client.fetch_manifest(parse(f"{proxy.host}/{unique_repo}@{d}")) for d in digests))
 
