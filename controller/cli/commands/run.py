@@ -42,6 +42,7 @@ from controller.cli.options import (
     missing_operator_extra,
     webhook_settings,
 )
+from controller.cli.registrycache import open_registry_cache
 from controller.errors import ExitCode, InputError
 
 if TYPE_CHECKING:
@@ -342,8 +343,10 @@ async def serve(
 
     store = PolicyStore()
     client = registry_client
+    tier = None
     if client is None and registry_config is not None:
-        client = RegistryClient(registry_config)
+        cache, tier = await open_registry_cache(settings)
+        client = RegistryClient(registry_config, cache=cache)
     catalog = Catalog()
     resolver = MemoResolver(client, catalog=catalog, ttl=settings.cache_ttl) if client else None
     assessor = MemoAssessor(
@@ -377,6 +380,8 @@ async def serve(
     metrics = Metrics(
         snapshot=lambda: store.snapshot, registry_stats=registry_stats if client else None
     )
+    if tier is not None:
+        metrics.registry.register(tier.collector())
     pull = operator.pull_secrets
     reviewer = Admission(
         store=store,
@@ -390,6 +395,8 @@ async def serve(
     async def close_client() -> None:
         if client is not None:
             await client.close()
+        if tier is not None:
+            await tier.close()
 
     webhook = await server.start(
         settings,
