@@ -194,6 +194,21 @@ otherwise the pair is a mounted Secret volume, read from files and reloaded on c
 {{- if not .Values.registryCredentials.pullSecrets }}
 - --no-pull-secrets
 {{- end }}
+{{- with .Values.sharedCache }}
+{{- if .url }}
+- {{ printf "--shared-cache=%s" .url | quote }}
+- --shared-cache-key-file=/etc/baseguard/shared-cache/hmac-key
+{{- if .passwordKey }}
+- --shared-cache-password-file=/etc/baseguard/shared-cache/password
+{{- end }}
+{{- if .caConfigMap }}
+- --shared-cache-ca=/etc/baseguard/shared-cache-ca/ca.crt
+{{- end }}
+- {{ printf "--shared-cache-timeout=%s" .timeout | quote }}
+- {{ printf "--shared-cache-wait=%s" .wait | quote }}
+- {{ printf "--shared-cache-prefix=%s" .prefix | quote }}
+{{- end }}
+{{- end }}
 - --audit-interval={{ .Values.audit.interval }}
 {{- if not .Values.audit.policyReports }}
 - --no-policy-reports
