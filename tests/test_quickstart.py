@@ -120,7 +120,7 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 def test_the_readme_opens_with_the_two_commands_and_what_they_need() -> None:
     first_block = README.split("```sh\n", 1)[1].split("```", 1)[0]
     assert [line.split("#")[0].strip() for line in first_block.splitlines()] == ["make demo", "make test"]
-    assert "apt-get install -y python3-venv docker-registry apache2-utils" in README
+    assert "apt-get install -y make python3-venv docker-registry apache2-utils redis-server" in README
     assert "htpasswd" in README and "DEMO_EXIT=1 make demo" in README
     assert "pipx install" in README and "pip install" in README
     assert "[docs/policy-tests.md](docs/policy-tests.md)" in README
@@ -128,7 +128,7 @@ def test_the_readme_opens_with_the_two_commands_and_what_they_need() -> None:
 
 def test_the_ci_script_installs_what_the_readme_lists_and_runs_its_command() -> None:
     ci = (ROOT / ".ci" / "run").read_text()
-    assert "apt-get install -y -qq python3-venv docker-registry apache2-utils" in ci
+    assert "apt-get install -y -qq make python3-venv docker-registry apache2-utils redis-server" in ci
     assert "make test" in ci and "pip install" not in ci  # no pip outside a venv (PEP 668)
 
 

@@ -36,7 +36,7 @@ MAX_CONNECTIONS = 64
 @dataclass(frozen=True, kw_only=True)
 class SharedCacheConfig:
     url: str
-    key_file: str
+    key_file: str | None
     password_file: str | None = None
     ca_file: str | None = None
     prefix: str = "baseguard:"
@@ -81,6 +81,11 @@ def check(config: SharedCacheConfig) -> tuple[entries.Keys, str | None]:
         )
     if config.timeout <= 0 or config.wait < 0 or config.poll <= 0 or config.lock_ttl <= 0:
         raise InputError("--shared-cache-timeout and --shared-cache-wait must be positive")
+    if config.key_file is None:
+        raise InputError(
+            "--shared-cache needs --shared-cache-key-file: every entry is signed, and one "
+            "nobody can check is never used"
+        )
     secret = _read(config.key_file, "key file").strip()
     try:
         keys = entries.Keys.derive(secret)

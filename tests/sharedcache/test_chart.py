@@ -7,7 +7,7 @@ import argparse
 from typing import Any
 
 import pytest
-from support.chart import Rendered, flags, render, rendered
+from support.chart import Rendered, render, rendered
 
 from controller.cli.commands.run import add_arguments
 from controller.cli.options import webhook_settings
@@ -50,7 +50,7 @@ def test_the_shared_cache_flags_mounts_and_egress() -> None:
 
 
 def test_a_url_without_a_secret_is_refused_at_install() -> None:
-    with pytest.raises(Exception, match="sharedCache.secretName"):
+    with pytest.raises(Exception, match=r"sharedCache\.secretName"):
         render({"sharedCache": {"url": "redis://valkey:6379"}})
 
 
