@@ -316,6 +316,18 @@ class RegistryCache:
             return None
         return body, media_type.decode("ascii", errors="replace")
 
+    def put_answer(self, key: SharedKey, value: bytes, ttl: float) -> None:
+        """Share an answer that is not content-addressed (a referrers list) for ``ttl``
+        seconds; ``key`` carries what makes it valid, credential fingerprint included."""
+        self._share(key, value, ttl)
+
+    async def shared_answer(self, key: SharedKey) -> bytes | None:
+        """An answer :meth:`put_answer` shared, authenticated and within its lifetime."""
+        if self.shared is None:
+            return None
+        found = await self.shared.get(key)
+        return None if found is None else found.value
+
     async def reject_shared(self, key: SharedKey, reason: str) -> None:
         """Tell the tier an entry it gave was unusable (a body that does not parse)."""
         if self.shared is not None:
