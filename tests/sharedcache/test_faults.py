@@ -219,3 +219,16 @@ async def test_a_forged_lock_does_not_make_a_replica_wait(
     assert await client.resolve_digest(ref) == digest
     assert time.monotonic() - started < 1.0
     assert tier.stats.rejected["malformed"] == 1
+
+
+async def test_a_value_over_the_bound_is_ignored(
+    redis_server: RedisServer, make_tier: MakeTier,
+) -> None:
+    """64 MiB under an entry's name: read up to the bound (GETRANGE), and ignored."""
+    tier = make_tier(redis_server.url, timeout=2.0)
+    key: SharedKey = ("content", "manifest", "sha256:" + "0" * 64)
+    name = tier.name(key)
+    assert redis_server.command("SETRANGE", name, str(64 * 1024 * 1024 - 1), "x").startswith(b":")
+    assert await tier.get(key) is None
+    assert tier.stats.rejected["malformed"] == 1
+    assert tier.max_value < 5 * 1024 * 1024

@@ -40,6 +40,7 @@ from controller.cli.options import (
     docs,
     duration,
     missing_operator_extra,
+    refuse_with_offline,
     webhook_settings,
 )
 from controller.cli.registrycache import open_registry_cache
@@ -291,8 +292,9 @@ def config_from(args: argparse.Namespace) -> OperatorSettings:
 
 
 def registry_config_from(args: argparse.Namespace) -> RegistryConfig | None:
-    """``None`` when ``--offline``."""
+    """``None`` when ``--offline`` (and ``--shared-cache`` refused with it: nothing to share)."""
     if args.offline:
+        refuse_with_offline(args, "shared_cache")
         return None
     from controller.registry.config import load_registry_config
 
