@@ -78,3 +78,32 @@ def test_the_process_exits_2_and_never_prints_the_password() -> None:
     assert "--shared-cache-password-file" in proc.stderr
     assert "hunter2" not in proc.stderr + proc.stdout
     assert "Traceback" not in proc.stderr
+
+
+async def test_the_password_comes_from_its_file_and_a_wrong_one_is_a_fallback(tmp_path: Path) -> None:
+    from support.redis_server import require_redis, start_redis
+
+    from controller.sharedcache import SharedCacheConfig, open_tier
+
+    require_redis()
+    server = start_redis(tmp_path / "redis", password="correct horse")
+    key = tmp_path / "key"
+    key.write_text("k" * 40)
+    right, wrong = tmp_path / "right", tmp_path / "wrong"
+    right.write_text("correct horse\n")  # a Secret's file often ends in a newline
+    wrong.write_text("battery staple\n")
+    tiers = [
+        open_tier(SharedCacheConfig(url=server.url, key_file=str(key), password_file=str(path), timeout=1.0))
+        for path in (right, wrong)
+    ]
+    try:
+        good, bad = tiers
+        await good.put(("tag", "r", "repo", "v1", "anonymous"), b"sha256:" + b"a" * 64, 30)
+        found = await good.get(("tag", "r", "repo", "v1", "anonymous"))
+        assert found is not None and found.value == b"sha256:" + b"a" * 64
+        assert await bad.get(("tag", "r", "repo", "v1", "anonymous")) is None  # no error raised
+        assert bad.stats.fallbacks["error"] == 1
+    finally:
+        for tier in tiers:
+            await tier.close()
+        server.kill()
