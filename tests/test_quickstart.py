@@ -115,7 +115,7 @@ def test_a_second_demo_says_the_port_is_taken_and_touches_nothing(demo_dir: Path
 
 README = (ROOT / "README.md").read_text()
 #: The system packages the README tells a fresh machine to install (its ``apt-get`` line).
-SYSTEM_PACKAGES = {"make", "python3-venv", "docker-registry", "apache2-utils"}
+SYSTEM_PACKAGES = {"make", "python3-venv", "docker-registry", "apache2-utils", "redis-server"}
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 

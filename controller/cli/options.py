@@ -155,6 +155,52 @@ def add_webhook_options(parser: _Adder) -> None:
         choices=("DEBUG", "INFO", "WARNING", "ERROR"),
         help=f"JSON log lines on stderr from this level (default {defaults.log_level})",
     )
+    add_shared_cache_options(parser)
+
+
+def add_shared_cache_options(parser: _Adder) -> None:
+    """``--shared-cache`` and its companions (``serve`` and ``run``): docs/shared-cache.md."""
+    from controller.webhook.settings import Settings
+
+    defaults = Settings()
+    parser.add_argument(
+        "--shared-cache",
+        metavar="URL",
+        help="redis:// or rediss:// URL of a Redis/Valkey the replicas share registry answers "
+        "through (no password in the URL); see docs/shared-cache.md",
+    )
+    parser.add_argument(
+        "--shared-cache-key-file",
+        metavar="FILE",
+        help="with --shared-cache: the HMAC key (32 bytes or more) entries are signed with",
+    )
+    parser.add_argument(
+        "--shared-cache-password-file", metavar="FILE", help="with --shared-cache: the password"
+    )
+    parser.add_argument(
+        "--shared-cache-ca", metavar="FILE", help="with rediss://: the CA of the database's certificate"
+    )
+    parser.add_argument(
+        "--shared-cache-prefix",
+        default=defaults.shared_cache_prefix,
+        metavar="PREFIX",
+        help=f"prefix of every key written (default {defaults.shared_cache_prefix})",
+    )
+    parser.add_argument(
+        "--shared-cache-timeout",
+        type=duration,
+        default=defaults.shared_cache_timeout,
+        metavar="DURATION",
+        help=f"longest one call to the database may take (default {defaults.shared_cache_timeout * 1000:g}ms)",
+    )
+    parser.add_argument(
+        "--shared-cache-wait",
+        type=duration,
+        default=defaults.shared_cache_wait,
+        metavar="DURATION",
+        help="longest a replica waits for another one's fetch of the same thing "
+        f"(default {defaults.shared_cache_wait * 1000:g}ms)",
+    )
 
 
 def webhook_settings(args: argparse.Namespace) -> Settings:
@@ -169,6 +215,13 @@ def webhook_settings(args: argparse.Namespace) -> Settings:
         log_level=args.log_level,
         client_ca=args.client_ca,
         client_names=tuple(args.client_name),
+        shared_cache_url=args.shared_cache,
+        shared_cache_key_file=args.shared_cache_key_file,
+        shared_cache_password_file=args.shared_cache_password_file,
+        shared_cache_ca_file=args.shared_cache_ca,
+        shared_cache_prefix=args.shared_cache_prefix,
+        shared_cache_timeout=args.shared_cache_timeout,
+        shared_cache_wait=args.shared_cache_wait,
     )
 
 

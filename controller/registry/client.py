@@ -185,6 +185,7 @@ class RegistryClient:
 
     async def close(self) -> None:
         self._shared.cache.flights.cancel_all()
+        await self._shared.cache.settle()  # the shared tier's writes: each within its timeout
         await self._transport.close()
 
     async def __aenter__(self) -> RegistryClient:
@@ -218,6 +219,7 @@ class RegistryClient:
         return await self.flight(
             self._tag_flight(ref, tag),
             lambda: self.mirrored(ref, lambda entry: self._get_manifest_by_tag(entry, ref, tag)),
+            shared=lambda: self._shared_tagged(ref, tag),
         )
 
     async def resolve_digest(self, ref: Reference) -> str:
@@ -241,6 +243,7 @@ class RegistryClient:
         return await self.flight(
             ("digest", ref.registry, ref.repository, tag, self.fingerprint(ref)),
             lambda: self.mirrored(ref, lambda entry: self._head_digest(entry, ref, tag)),
+            shared=lambda: self.cache.shared_tag(self._tag_key(ref, tag), self.fingerprint(ref)),
         )
 
     async def fetch_config(self, ref: Reference, manifest: ImageManifest) -> ImageConfig:
@@ -260,6 +263,7 @@ class RegistryClient:
         return await self.flight(
             ("config", ref.registry, ref.repository, desc.digest, self.fingerprint(ref)),
             lambda: self.mirrored(ref, lambda entry: self._get_config(entry, ref, desc.digest)),
+            shared=lambda: self._shared_config(desc.digest),
         )
 
     async def fetch_blob(self, ref: Reference, digest: str, *, limit: int) -> bytes:
@@ -317,8 +321,18 @@ class RegistryClient:
         """Which credential set asks for ``ref``: part of every flight and failure key."""
         return auth.fingerprint(self._config.host(ref.registry).credentials)
 
-    async def flight(self, key: Hashable, work: Callable[[], Awaitable[T]]) -> T:
+    async def flight(
+        self,
+        key: Hashable,
+        work: Callable[[], Awaitable[T]],
+        *,
+        shared: Callable[[], Awaitable[T | None]] | None = None,
+    ) -> T:
         """Negative cache, then single-flight: one request per key however many ask.
+
+        ``shared`` reads the answer from the cache's shared tier, when it has one
+        (:class:`~controller.registry.cache.SharedTier`): then one request per key
+        across every process sharing it.
 
         Public, with :meth:`mirrored`, :meth:`call`, :meth:`fingerprint`,
         :meth:`http_error` and :meth:`count_cache_hit`, for the operation modules
@@ -351,14 +365,14 @@ class RegistryClient:
                 raise exc.with_traceback(None) from None
 
         try:
-            return await cache.single_flight(key, remembered)
+            return await cache.single_flight(key, remembered, shared=shared)
         except LookupFailed as exc:
             # The flight we joined ran on another review's account and stopped at its bound:
             # that is not our answer. Ask again, on ours.
             spent = exc.context.get("per_review")
             if spent is None or spent == id(current_account()):
                 raise
-            return await cache.single_flight(key, remembered)
+            return await cache.single_flight(key, remembered, shared=shared)
 
     async def mirrored(self, ref: Reference, op: Callable[[RegistryHost], Awaitable[T]]) -> T:
         """Try each configured mirror, then the registry itself; the registry's error wins."""
@@ -402,6 +416,7 @@ class RegistryClient:
         return await self.flight(
             ("manifest", ref.registry, ref.repository, digest, self.fingerprint(ref)),
             lambda: self.mirrored(ref, lambda entry: self._get_manifest_by_digest(entry, ref, digest)),
+            shared=lambda: self._shared_manifest(ref, digest),
         )
 
     def _manifest_path(self, ref: Reference, tag_or_digest: str) -> str:
@@ -454,7 +469,7 @@ class RegistryClient:
                 )
             digest = header
         fetched = self._store_manifest(ref, digest, reply, what)
-        self.cache.put_tag(self._tag_key(ref, tag), digest)
+        self.cache.put_tag(self._tag_key(ref, tag), digest, scope=self.fingerprint(ref))
         return fetched
 
     def _store_manifest(self, ref: Reference, digest: str, reply: Reply, what: str) -> Fetched:
@@ -466,8 +481,48 @@ class RegistryClient:
                 context={"code": "INVALID", **exc.context, "registry": reply.host},
             ) from None
         cached = _CachedManifest(digest, manifest.media_type, manifest, len(reply.body))
-        self.cache.put_content("manifest", digest, cached, len(reply.body))
+        self.cache.put_content(
+            "manifest", digest, cached, len(reply.body), body=reply.body, media_type=manifest.media_type
+        )
         return cached.fetched(ref)
+
+    # -- answers from the shared tier (bodies hashed again by the cache) ------------------
+
+    async def _from_shared(self, kind: str, digest: str, parse: Callable[[bytes, str], T]) -> T | None:
+        """The shared tier's verified body for ``digest``, parsed; an unparsable one is rejected."""
+        found = await self.cache.shared_body(kind, digest)
+        if found is None:
+            return None
+        try:
+            return parse(*found)
+        except LookupFailed as exc:
+            if exc.context.get("per_review") is not None:
+                raise  # the review's own bound, not the entry's fault
+            await self.cache.reject_shared(("content", kind, digest), "malformed")
+            return None
+
+    async def _shared_manifest(self, ref: Reference, digest: str) -> Fetched | None:
+        def parse(body: bytes, media_type: str) -> _CachedManifest:
+            manifest = media.parse_manifest(body, media_type or None)
+            return _CachedManifest(digest, manifest.media_type, manifest, len(body))
+
+        cached = await self._from_shared("manifest", digest, parse)
+        if cached is None:
+            return None
+        self.cache.put_content("manifest", digest, cached, cached.size)
+        return cached.fetched(ref)
+
+    async def _shared_tagged(self, ref: Reference, tag: str) -> Fetched | None:
+        digest = await self.cache.shared_tag(self._tag_key(ref, tag), self.fingerprint(ref))
+        return None if digest is None else await self._shared_manifest(ref, digest)
+
+    async def _shared_config(self, digest: str) -> ImageConfig | None:
+        found = await self._from_shared("config", digest, lambda body, _: (media.parse_config(body), len(body)))
+        if found is None:
+            return None
+        config, size = found
+        self.cache.put_content("config", digest, config, size)
+        return config
 
     async def _head_digest(self, entry: RegistryHost, ref: Reference, tag: str) -> str:
         path = self._manifest_path(ref, tag)
@@ -479,7 +534,7 @@ class RegistryClient:
             length = reply.headers.get("Content-Length", "")
             if length.isdigit() and int(length) > media.MAX_BODY:
                 raise LookupFailed(f"{what}: manifest over {mib(media.MAX_BODY)} refused ({length} bytes)")
-            self.cache.put_tag(self._tag_key(ref, tag), header)
+            self.cache.put_tag(self._tag_key(ref, tag), header, scope=self.fingerprint(ref))
             return header
         if reply.status == 200 or reply.status in HEAD_FALLBACK_STATUSES:
             fetched = await self._get_manifest_by_tag(entry, ref, tag)
@@ -545,7 +600,7 @@ class RegistryClient:
             raise LookupFailed(
                 f"{what}: {exc.message}", context={"code": "INVALID", **exc.context, "registry": reply.host}
             ) from None
-        self.cache.put_content("config", digest, config, len(reply.body))
+        self.cache.put_content("config", digest, config, len(reply.body), body=reply.body)
         return config
 
     # -- one logical request: auth, redirects, limits ------------------------------------

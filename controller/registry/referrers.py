@@ -35,6 +35,12 @@ NO_REFERRERS_API_TTL = 600.0
 NO_API_STATUSES = frozenset({404, 405, 501})
 
 NO_REFERRERS = ImageIndex(media.OCI_INDEX, ())
+#: How long a referrers answer lives in the shared cache tier: like a tag's, as a
+#: signature or attestation may be attached at any time.
+SHARED_REFERRERS_TTL = 30.0
+#: In the shared tier: the host has no referrers API (the flight's ``None``).
+_NO_API = b"no-api"
+_NO_API_INDEX = ImageIndex("", ())  # the shared lookup's "no API" (its ``None`` means "not there")
 
 
 def fallback_tag(digest: str) -> str:
@@ -55,9 +61,17 @@ async def fetch_blob(client: RegistryClient, ref: Reference, digest: str, *, lim
     if isinstance(cached, bytes):
         client.count_cache_hit()
         return cached
+    async def shared() -> bytes | None:
+        found = await client.cache.shared_body("blob", digest)  # hashed against the digest
+        if found is None or len(found[0]) > limit:
+            return None
+        client.cache.put_content("blob", digest, found[0], len(found[0]))
+        return found[0]
+
     return await client.flight(
         ("blob", ref.registry, ref.repository, digest, client.fingerprint(ref)),
         lambda: client.mirrored(ref, lambda entry: _get_blob(client, entry, ref, digest, limit)),
+        shared=shared,
     )
 
 
@@ -72,11 +86,17 @@ async def fetch_referrers(client: RegistryClient, ref: Reference, digest: str) -
         raise LookupFailed(f"{ref.name}@{digest}: unsupported or malformed digest")
     no_api = client.no_referrers_api
     if no_api.get(ref.registry) is None:
+        key = ("referrers", ref.registry, ref.repository, digest, client.fingerprint(ref))
+
+        async def fetch(entry: RegistryHost) -> ImageIndex | None:
+            found, body = await _get_referrers(client, entry, ref, digest)
+            client.cache.put_answer(key, _NO_API if found is None else body, SHARED_REFERRERS_TTL)
+            return found
+
         found = await client.flight(
-            ("referrers", ref.registry, ref.repository, digest, client.fingerprint(ref)),
-            lambda: client.mirrored(ref, lambda entry: _get_referrers(client, entry, ref, digest)),
+            key, lambda: client.mirrored(ref, fetch), shared=lambda: _shared_referrers(client, key)
         )
-        if found is not None:
+        if found is not None and found is not _NO_API_INDEX:
             return found
         no_api.put(ref.registry, True)
     tagged = Reference(ref.registry, ref.repository, fallback_tag(digest), None)
@@ -113,14 +133,34 @@ async def _get_blob(
             f"{what} does not match its digest (got {actual})",
             context={"registry": reply.host, "code": "DIGEST_MISMATCH"},
         )
-    client.cache.put_content("blob", digest, reply.body, len(reply.body))
+    client.cache.put_content("blob", digest, reply.body, len(reply.body), body=reply.body)
     return reply.body
+
+
+async def _shared_referrers(client: RegistryClient, key: tuple[str, ...]) -> ImageIndex | None:
+    """A referrers answer another process shared (authenticated by the tier, 30 s)."""
+    body = await client.cache.shared_answer(key)
+    if body is None:
+        return None
+    if body == _NO_API:
+        return _NO_API_INDEX
+    try:
+        index = media.parse_manifest(body, media.OCI_INDEX) if body else NO_REFERRERS
+    except LookupFailed as exc:
+        if exc.context.get("per_review") is not None:
+            raise
+        index = None
+    if not isinstance(index, ImageIndex):
+        await client.cache.reject_shared(key, "malformed")
+        return None
+    return index
 
 
 async def _get_referrers(
     client: RegistryClient, entry: RegistryHost, ref: Reference, digest: str
-) -> ImageIndex | None:
-    """``None`` when the host has no referrers API (a 404 without a registry error code)."""
+) -> tuple[ImageIndex | None, bytes]:
+    """``None`` when the host has no referrers API (a 404 without a registry error code);
+    with the body the index was read from (empty for "none")."""
     path = f"/v2/{ref.repository}/referrers/{digest}"
     what = f"referrers of {ref.name}@{digest}"
     reply = await client.call(
@@ -129,8 +169,8 @@ async def _get_referrers(
     if reply.status in NO_API_STATUSES:
         code, _ = error_detail(reply.body)
         if reply.status == 404 and code is not None:
-            return NO_REFERRERS  # the API exists; the repository or the subject does not
-        return None
+            return NO_REFERRERS, b""  # the API exists; the repository or the subject does not
+        return None, b""
     if reply.status != 200:
         raise client.http_error(reply, "GET", path, what)
     try:
@@ -141,4 +181,4 @@ async def _get_referrers(
         ) from None
     if not isinstance(index, ImageIndex):
         raise LookupFailed(f"{what}: not an image index", context={"registry": reply.host, "code": "INVALID"})
-    return index
+    return index, reply.body

@@ -112,6 +112,38 @@ class Settings:
     log_level: str = "INFO"
     """Level of the JSON-lines log on stderr."""
 
+    # The shared cache tier (docs/shared-cache.md): off unless a URL is given.
+
+    shared_cache_url: str | None = None
+    """``redis://HOST[:PORT][/DB]`` or ``rediss://…`` of a Redis/Valkey that replicas
+    share: manifests and configs by digest, tag answers and failures briefly, and one
+    replica's fetch for all. Never a password in the URL (see the password file)."""
+
+    shared_cache_key_file: str | None = None
+    """File (from a Secret) holding the HMAC key, 32 bytes or more, that every replica
+    signs and checks entries with; required with a URL. An entry without a valid MAC
+    is ignored and counted."""
+
+    shared_cache_password_file: str | None = None
+    """File (from a Secret) holding the database password (``AUTH``); the user name,
+    if any, goes in the URL."""
+
+    shared_cache_ca_file: str | None = None
+    """With ``rediss://``: a PEM file of the CA(s) that sign the database's certificate
+    (default: the system's)."""
+
+    shared_cache_prefix: str = "baseguard:"
+    """Prefix of every key written, so installations can share one database."""
+
+    shared_cache_timeout: float = 0.05
+    """Seconds one call to the database may take (50 ms). Past it the lookup goes on
+    without the tier, and after three such calls in a row the circuit breaker stops
+    asking for a while: a database that is down or slow never slows a review by more."""
+
+    shared_cache_wait: float = 0.5
+    """Seconds a replica waits for another replica that is fetching the same thing
+    before fetching it itself."""
+
     # Bounds of one review. Past any of them the image is ``lookup-failed`` with a
     # message naming the bound, and ``lineage.onLookupFailure`` decides.
 

@@ -104,7 +104,7 @@ def test_relative_links_resolve(page: Path) -> None:
 
 VALUES_KEYS = re.compile(
     r"`((?:webhook|certificates|registryCredentials|registryConfig|audit|policies|metrics|"
-    r"networkPolicy|image|podDisruptionBudget|leaderElection|serviceAccount)(?:\.[A-Za-z]+)+)"
+    r"networkPolicy|image|podDisruptionBudget|leaderElection|serviceAccount|sharedCache)(?:\.[A-Za-z]+)+)"
     r"(?:=[^`]*)?`"
 )
 
@@ -118,7 +118,7 @@ def resolve(values: Any, dotted: str) -> bool:
     return True
 
 
-@pytest.mark.parametrize("page", ["install.md", "rollout.md", "threat-model.md"])
+@pytest.mark.parametrize("page", ["install.md", "rollout.md", "threat-model.md", "shared-cache.md"])
 def test_values_keys_named_in_the_docs_exist(page: str) -> None:
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     named = VALUES_KEYS.findall((DOCS / page).read_text())
@@ -169,6 +169,9 @@ def exposed_metric_names() -> set[str]:
     metrics.connection_closed("slow-headers")
     metrics.violated("p", "unpinned", "deny")
     metrics.patched("pin")
+    from controller.sharedcache.stats import SharedCacheCollector, SharedCacheStats
+
+    metrics.registry.register(SharedCacheCollector(SharedCacheStats(), lambda: False))  # as serve does
     names = set()
     for line in generate_latest(metrics.registry).decode().splitlines():
         name = line.split("{")[0].split()[0] if line.startswith("baseguard_") else ""
@@ -189,7 +192,8 @@ def test_every_metric_the_docs_name_is_one_metrics_exposes() -> None:
                 ok = any(e.startswith(name[:-1]) for e in exposed)
             else:
                 ok = name in exposed or not name.startswith(("baseguard_admission", "baseguard_registry",
-                                                              "baseguard_polic", "baseguard_connections"))
+                                                              "baseguard_polic", "baseguard_connections",
+                                                              "baseguard_shared_cache"))
             if not ok:
                 wrong.add(f"{page.relative_to(ROOT)}: {name}")
     assert not wrong, sorted(wrong)

@@ -82,6 +82,16 @@ VALUE_SETS: Mapping[str, dict[str, Any]] = {
         },
         "serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/baseguard-ecr"}},
     },
+    # Replicas sharing an external Valkey/Redis over TLS, with a password (docs/shared-cache.md).
+    "shared-cache": {
+        "sharedCache": {
+            "url": "rediss://baseguard@valkey.cache.svc:6380/2",
+            "secretName": "baseguard-shared-cache",
+            "passwordKey": "password",
+            "caConfigMap": "valkey-ca",
+        },
+        "networkPolicy": {"enabled": True},
+    },
     "strict": {
         "replicas": 3,
         "antiAffinity": "hard",

@@ -199,6 +199,21 @@ otherwise the pair is a mounted Secret volume, read from files and reloaded on c
 - --trusted-root={{ . }}=/etc/baseguard/trust/{{ . }}.json
 {{- end }}
 {{- end }}
+{{- with .Values.sharedCache }}
+{{- if .url }}
+- {{ printf "--shared-cache=%s" .url | quote }}
+- --shared-cache-key-file=/etc/baseguard/shared-cache/hmac-key
+{{- if .passwordKey }}
+- --shared-cache-password-file=/etc/baseguard/shared-cache/password
+{{- end }}
+{{- if .caConfigMap }}
+- --shared-cache-ca=/etc/baseguard/shared-cache-ca/ca.crt
+{{- end }}
+- {{ printf "--shared-cache-timeout=%s" .timeout | quote }}
+- {{ printf "--shared-cache-wait=%s" .wait | quote }}
+- {{ printf "--shared-cache-prefix=%s" .prefix | quote }}
+{{- end }}
+{{- end }}
 - --audit-interval={{ .Values.audit.interval }}
 {{- if .Values.vapBackstop }}
 - --vap-backstop

@@ -40,9 +40,11 @@ from controller.cli.options import (
     docs,
     duration,
     missing_operator_extra,
+    refuse_with_offline,
     trusted_roots,
     webhook_settings,
 )
+from controller.cli.registrycache import open_registry_cache
 from controller.errors import ExitCode, InputError
 
 if TYPE_CHECKING:
@@ -345,8 +347,9 @@ def config_from(args: argparse.Namespace) -> OperatorSettings:
 
 
 def registry_config_from(args: argparse.Namespace) -> RegistryConfig | None:
-    """``None`` when ``--offline``."""
+    """``None`` when ``--offline`` (and ``--shared-cache`` refused with it: nothing to share)."""
     if args.offline:
+        refuse_with_offline(args, "shared_cache")
         return None
     from controller.registry.config import load_registry_config
 
@@ -398,8 +401,10 @@ async def serve(
 
     store = PolicyStore()
     client = registry_client
+    tier = None
     if client is None and registry_config is not None:
-        client = RegistryClient(registry_config)
+        cache, tier = await open_registry_cache(settings)
+        client = RegistryClient(registry_config, cache=cache)
     catalog = Catalog()
     resolver = MemoResolver(client, catalog=catalog, ttl=settings.cache_ttl) if client else None
     assessor = MemoAssessor(
@@ -434,6 +439,8 @@ async def serve(
     metrics = Metrics(
         snapshot=lambda: store.snapshot, registry_stats=registry_stats if client else None
     )
+    if tier is not None:
+        metrics.registry.register(tier.collector())
     pull = operator.pull_secrets
     reviewer = Admission(
         store=store,
@@ -447,6 +454,8 @@ async def serve(
     async def close_client() -> None:
         if client is not None:
             await client.close()
+        if tier is not None:
+            await tier.close()
 
     webhook = await server.start(
         settings,

@@ -27,6 +27,7 @@ from controller.cli.options import (
     trusted_roots,
     webhook_settings,
 )
+from controller.cli.registrycache import open_registry_cache
 from controller.errors import ExitCode, InputError
 
 if TYPE_CHECKING:
@@ -127,6 +128,7 @@ async def start(args: argparse.Namespace, settings: Settings, *, out: TextIO | N
 
     closers: list[Closer] = []
     stats: StatsSource | None = None
+    tier = None
     if args.offline:
         assessor = MemoAssessor(None, budget=settings.budget, ttl=settings.cache_ttl)
     else:
@@ -134,7 +136,10 @@ async def start(args: argparse.Namespace, settings: Settings, *, out: TextIO | N
         from controller.registry.config import load_registry_config
 
         config = load_registry_config(args.registry_config, docker_config=args.docker_config)
-        client = RegistryClient(config)
+        cache, tier = await open_registry_cache(settings)
+        if tier is not None:
+            closers.append(tier.close)  # closers run last first: after the client's writes
+        client = RegistryClient(config, cache=cache)
         await client.__aenter__()
         closers.append(client.close)
 
@@ -149,6 +154,8 @@ async def start(args: argparse.Namespace, settings: Settings, *, out: TextIO | N
         )
 
     metrics = Metrics(snapshot=lambda: store.snapshot, registry_stats=stats)
+    if tier is not None:
+        metrics.registry.register(tier.collector())
     started = await server.start(
         settings,
         store=store,
@@ -199,7 +206,7 @@ def run(args: argparse.Namespace) -> int:
     settings = webhook_settings(args)
     handler = logs.configure(level=settings.log_level, batched=True)
     try:
-        refuse_with_offline(args, "registry_config", "docker_config")
+        refuse_with_offline(args, "registry_config", "docker_config", "shared_cache")
         return asyncio.run(_serve(args, settings))
     except InputError as exc:
         log.error("cannot start", extra={"fields": {"error": exc.message}})
