@@ -27,6 +27,7 @@ Status codes, and why:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import re
@@ -233,8 +234,11 @@ async def _bounded_review(request: web.Request, endpoint: Endpoint) -> web.Respo
             "RequestEntityTooLarge",
             f"the AdmissionReview is {request.content_length} bytes; the limit is {limit}",
         )
+    # A body that has all arrived (the apiserver's usually has, with its head) is read
+    # without arming a timer: the timeout bounds waiting for bytes, and none is awaited.
+    waiting = contextlib.nullcontext() if request.content.is_eof() else asyncio.timeout(settings.body_timeout)
     try:
-        async with asyncio.timeout(settings.body_timeout):
+        async with waiting:
             body = await request.read()
     except TimeoutError:
         late = _refuse(
