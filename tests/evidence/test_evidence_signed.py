@@ -8,6 +8,7 @@ so the image's own signature is not judged: only its evidence.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 from textwrap import indent
@@ -63,7 +64,9 @@ def check(
         f"spec: {{containers: [{{name: app, image: '{image}'}}]}}\n"
     )
     (tmp_path / "policy.yaml").write_text(text)
-    (tmp_path / "r.yaml").write_text(f'registries:\n  - {{host: "{registry.host}", insecure: true}}\n')
+    (tmp_path / "r.yaml").write_text(
+        f'registries:\n  - {{host: "{registry.host}", insecure: true}}\n'
+    )
     code = main([
         "check", str(tmp_path / "pod.yaml"), "-p", str(tmp_path / "policy.yaml"),
         "--registry-config", str(tmp_path / "r.yaml"), "--now", NOW, "--format", "json",
@@ -86,14 +89,20 @@ def test_a_newer_unsigned_clean_scan_does_not_hide_the_signed_one(
 ) -> None:
     key = signing.new_key()
     _, app = push_app(registry, unique_repo)
-    dirty = vuln_statement(app, trivy_report(app.reference, findings(app), created=OLD), finished=OLD)
+    dirty = vuln_statement(
+        app, trivy_report(app.reference, findings(app), created=OLD), finished=OLD
+    )
     clean = vuln_statement(app, trivy_report(app.reference, [], created=NEW), finished=NEW)
     # the signed scan, and beside it a newer clean one in an envelope no key signed
     cosign_attest(registry.pusher, app, [dirty, clean], keys=[key, None])
     # and a newer clean Trivy JSON report pushed as an artifact (never signed)
     report = json.dumps(trivy_report(app.reference, [], created=NEW)).encode()
-    push_artifact(registry.pusher, app, [(TRIVY, report, {"org.opencontainers.image.created": NEW})])
-    code, violations = check(capsys, tmp_path, registry, app.reference, policy(key, "denyFixable: [CRITICAL]"))
+    push_artifact(
+        registry.pusher, app, [(TRIVY, report, {"org.opencontainers.image.created": NEW})]
+    )
+    code, violations = check(
+        capsys, tmp_path, registry, app.reference, policy(key, "denyFixable: [CRITICAL]")
+    )
     found = rules(violations)
     assert code == 1, violations
     (fixable,) = found["fixable-vulnerabilities"]
@@ -111,11 +120,15 @@ def test_a_scan_signed_by_another_key_is_ignored_and_scan_missing_says_so(
 ) -> None:
     ours, theirs = signing.new_key(), signing.new_key()
     _, app = push_app(registry, unique_repo)
-    scan = vuln_statement(app, trivy_report(app.reference, findings(app), created=NEW), finished=NEW)
+    scan = vuln_statement(
+        app, trivy_report(app.reference, findings(app), created=NEW), finished=NEW
+    )
     cosign_attest(registry.pusher, app, [scan], keys=[theirs])
     report = json.dumps(trivy_report(app.reference, [], created=NEW)).encode()
     push_artifact(registry.pusher, app, [(TRIVY, report, {})])
-    code, violations = check(capsys, tmp_path, registry, app.reference, policy(ours, "denyFixable: [CRITICAL]"))
+    code, violations = check(
+        capsys, tmp_path, registry, app.reference, policy(ours, "denyFixable: [CRITICAL]")
+    )
     found = rules(violations)
     assert code == 1, violations
     (missing,) = found["scan-missing"]
@@ -125,7 +138,9 @@ def test_a_scan_signed_by_another_key_is_ignored_and_scan_missing_says_so(
 
     # signed by ours, the same scan is judged
     cosign_attest(registry.pusher, app, [scan], keys=[ours])
-    code, violations = check(capsys, tmp_path, registry, app.reference, policy(ours, "denyFixable: [CRITICAL]"))
+    code, violations = check(
+        capsys, tmp_path, registry, app.reference, policy(ours, "denyFixable: [CRITICAL]")
+    )
     assert set(rules(violations)) == {"fixable-vulnerabilities"}, violations
 
 
@@ -134,12 +149,16 @@ def test_a_signed_vex_suppresses_and_an_unsigned_one_does_not(
 ) -> None:
     key = signing.new_key()
     _, app = push_app(registry, unique_repo)
-    scan = vuln_statement(app, trivy_report(app.reference, findings(app), created=NEW), finished=NEW)
+    scan = vuln_statement(
+        app, trivy_report(app.reference, findings(app), created=NEW), finished=NEW
+    )
     vex = vex_statement(app, openvex(app, ["CVE-2024-5535"]))
     # an unsigned VEX attestation, and an unsigned OpenVEX artifact: neither suppresses
     cosign_attest(registry.pusher, app, [scan, vex], keys=[key, None])
     push_artifact(
-        registry.pusher, app, [("application/vnd.openvex+json", openvex(app, ["CVE-2024-5535"]), {})]
+        registry.pusher,
+        app,
+        [("application/vnd.openvex+json", openvex(app, ["CVE-2024-5535"]), {})],
     )
     text = policy(key, "denyFixable: [CRITICAL]")
     code, violations = check(capsys, tmp_path, registry, app.reference, text)
@@ -160,3 +179,33 @@ def test_an_unknown_authority_is_refused_with_its_field_path(
     assert code not in (0, 1)
     text = out + err
     assert "spec.evidence.authorities[1]" in text and "unknown authority 'release'" in text, text
+
+
+def test_more_authorities_than_the_bound_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "policy.yaml"
+    names = "[platform, platform, platform, platform, platform]"
+    path.write_text(policy(signing.new_key(), "requireScan: true", names=names))
+    code = main(["policy", "validate", str(path)])
+    out, err = capsys.readouterr()
+    assert code not in (0, 1)
+    assert "spec.evidence.authorities" in out + err and "more than the 4 allowed" in out + err, out + err
+
+
+async def test_more_authorities_per_image_than_the_bound_is_a_named_failure() -> None:
+    from controller.errors import LookupFailed
+    from controller.evidence import gather
+    from controller.reference import parse
+
+    signers = gather.Signers(
+        tuple(
+            gather.Signer(f"fp{i}", f"a{i}", "unused") for i in range(gather.MAX_AUTHORITIES + 1)
+        ),
+        dt.datetime(2026, 12, 7, tzinfo=dt.UTC),
+    )
+    with pytest.raises(LookupFailed, match="MAX_AUTHORITIES"):
+        # refused before the registry is asked anything: the client is never called
+        await gather.read(
+            None, parse("registry.test/shop/app:1"), ["sha256:" + "0" * 64], signers=signers
+        )  # type: ignore[arg-type]
