@@ -190,7 +190,9 @@ def test_more_authorities_than_the_bound_are_refused(
     code = main(["policy", "validate", str(path)])
     out, err = capsys.readouterr()
     assert code not in (0, 1)
-    assert "spec.evidence.authorities" in out + err and "more than the 4 allowed" in out + err, out + err
+    assert "spec.evidence.authorities" in out + err and "more than the 4 allowed" in out + err, (
+        out + err
+    )
 
 
 async def test_more_authorities_per_image_than_the_bound_is_a_named_failure() -> None:
@@ -209,3 +211,34 @@ async def test_more_authorities_per_image_than_the_bound_is_a_named_failure() ->
         await gather.read(
             None, parse("registry.test/shop/app:1"), ["sha256:" + "0" * 64], signers=signers
         )  # type: ignore[arg-type]
+
+
+async def test_verification_past_the_reviews_cpu_is_a_failure_never_unsigned(
+    registry: RegistryProcess, unique_repo: str, registry_client: object
+) -> None:
+    """A signed scan read once the review's CPU is spent is not verified: the read fails
+    (``lookup-failed``), it is never taken as signed, nor silently as unsigned."""
+    from controller.errors import LookupFailed
+    from controller.evidence import gather
+    from controller.lineage.budget import Bounds, ReviewBudget
+    from controller.reference import parse
+    from controller.trust.authorities import KeyAuthority
+    from controller.trust.keys import load_key
+
+    key = signing.new_key()
+    _, app = push_app(registry, unique_repo)
+    scan = vuln_statement(
+        app, trivy_report(app.reference, findings(app), created=NEW), finished=NEW
+    )
+    cosign_attest(registry.pusher, app, [scan], keys=[key])
+    authority = KeyAuthority("platform", (load_key("platform[0]", signing.public_pem(key)),))
+    signers = gather.Signers(
+        (gather.Signer("fp", "platform", authority),), dt.datetime(2026, 12, 7, tzinfo=dt.UTC)
+    )
+    ref = parse(app.reference)
+    scans, *_ = await gather.read(registry_client, ref, [app.digest], signers=signers)  # type: ignore[arg-type]
+    assert [s.signers for s in scans] == [frozenset({"fp"})]  # with CPU left: verified
+    spent = ReviewBudget(Bounds(max_cpu_per_review=0.001))
+    spent.charge_cpu(1.0)
+    with pytest.raises(LookupFailed, match="max_cpu_per_review"):
+        await gather.read(registry_client, ref, [app.digest], signers=signers, account=spent)  # type: ignore[arg-type]
