@@ -21,7 +21,7 @@ import asyncio
 import datetime as dt
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from controller.errors import InvalidReference
@@ -90,6 +90,10 @@ class _Lookup:
     any_platform: bool = False
     tenant: str | None = None  # whose registry share the lookup uses: the first asker's namespace
     evidence: bool = False  # some policy judges the image's scan evidence (``spec.evidence``)
+    #: ``spec.evidence.authorities`` of this namespace's policies judging the image, by
+    #: fingerprint: what its signed scan documents are verified against.
+    signers: dict[str, AuthoritySpec] = field(default_factory=dict)
+    now: dt.datetime | None = None  # the review's time: keys' windows are judged at it
 
     def widen(self, policy: CompiledPolicy) -> None:
         settings = policy.lineage
@@ -100,6 +104,8 @@ class _Lookup:
             self.platforms = (self.platforms or set()) | set(settings.platforms)
         self.catalog = (self.catalog or set()) | set(catalog_references(policy))
         self.evidence = self.evidence or policy.evidence is not None
+        for authority in policy.evidence.authorities if policy.evidence is not None else ():
+            self.signers.setdefault(authority.fingerprint, authority)
 
 
 def _facts(workload: Workload, namespace_labels: Mapping[str, Mapping[str, str]]) -> ObjectFacts:
@@ -233,7 +239,8 @@ class Assessor:
                     if facts.reference is None or not needs_lineage(scoped, obj, facts):
                         return
                     lookup = lookups.setdefault(
-                        (ns, facts.reference.normalized), _Lookup(facts.reference, tenant=ns)
+                        (ns, facts.reference.normalized),
+                        _Lookup(facts.reference, tenant=ns, now=now),
                     )
                     for policy in scoped:
                         if policy.needs_lineage:
@@ -279,6 +286,14 @@ class Assessor:
             await _sliced(images, ns, judge)  # judging charges itself
             results.append(WorkloadResult(workload, obj, tuple(judged)))
         return results
+
+    def _signers(self, lookup: _Lookup) -> gather.Signers | None:
+        """What the image's scan documents are verified against (``None``: no policy asks)."""
+        if not lookup.signers:
+            return None
+        now = lookup.now or dt.datetime.now(dt.UTC)
+        found = tuple(_evidence_signer(self.signatures, a) for a in lookup.signers.values())
+        return gather.Signers(found, now)
 
     async def _signatures(
         self,
@@ -426,6 +441,7 @@ class Assessor:
                             budget=allowance,
                         ),
                         allowance if lk.evidence else None,
+                        self._signers(lk),
                     ),
                 )
             ): lk
@@ -452,6 +468,17 @@ class Assessor:
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
         return out
+
+
+def _evidence_signer(checker: SignatureChecker | None, spec: AuthoritySpec) -> gather.Signer:
+    """An authority of ``spec.evidence.authorities`` as the evidence reader verifies with it."""
+    if spec.keyless is None:
+        return gather.Signer(spec.fingerprint, spec.name, KeyAuthority(spec.name, spec.keys))
+    if checker is None:
+        return gather.Signer(spec.fingerprint, spec.name, "no keyless trusted root is configured")
+    k = spec.keyless
+    authority = checker.keyless(spec.name, k.trusted_root, k.issuer, k.subject, k.subject_regexp)
+    return gather.Signer(spec.fingerprint, spec.name, authority)
 
 
 def trust_requests(
@@ -515,14 +542,23 @@ async def _sliced(
 
 
 async def _with_evidence(
-    resolver: LineageResolver, lookup: Awaitable[Lineage], budget: ReviewBudget | None
+    resolver: LineageResolver,
+    lookup: Awaitable[Lineage],
+    budget: ReviewBudget | None,
+    signers: gather.Signers | None = None,
 ) -> Lineage:
     """The lineage, then (with ``budget``: a policy judges scan evidence) the scans
-    attached to each platform image, read under the same deadline and budget."""
+    attached to each platform image, read under the same deadline and budget, each
+    signed document verified against ``signers``."""
     lineage = await lookup
     if budget is None:
         return lineage
-    return await gather.attach(charged(resolver.client, budget), lineage, budget)  # type: ignore[arg-type]
+    return await gather.attach(
+        charged(resolver.client, budget),  # type: ignore[arg-type]
+        lineage,
+        budget,
+        signers=signers,
+    )
 
 
 async def _as_tenant(tenant: str | None, lookup: Awaitable[Lineage]) -> Lineage:

@@ -32,7 +32,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from controller.errors import LookupFailed
-from controller.evidence.model import SEVERITIES, Scan, Vulnerability
+from controller.evidence.model import (
+    SEVERITIES,
+    Scan,
+    VexStatement,
+    Vulnerability,
+    not_affected,
+)
 from controller.registry import jsonread
 
 VULN_PREDICATES = frozenset(
@@ -224,14 +230,6 @@ def vuln_predicate_scan(predicate: Any, *, source: str, created: dt.datetime | N
     return Scan(source, name or "scanner", finished or at or created, tuple(found), layers)
 
 
-@dataclass(frozen=True)
-class VexStatement:
-    vulnerability: str
-    status: str
-    products: tuple[str, ...]
-    timestamp: dt.datetime | None
-
-
 def vex_statements(doc: Any) -> list[VexStatement]:
     """The statements of an OpenVEX document (v0.0.x and v0.2.x shapes)."""
     if not is_openvex(doc):
@@ -270,23 +268,20 @@ def vex_statements(doc: Any) -> list[VexStatement]:
     return out
 
 
-def suppressed(statements: list[VexStatement], digests: frozenset[str]) -> frozenset[str]:
-    """Vulnerability ids declared ``not_affected`` for this image, the latest statement winning.
+def about_image(statements: list[VexStatement], digests: frozenset[str]) -> list[VexStatement]:
+    """The statements that speak for this image.
 
     A statement speaks for this image when it names no products (a VEX document
     attached to an image speaks for it) or a product that carries one of
     ``digests`` (``pkg:oci/app@sha256%3A…`` or a plain digest); a statement about
     another image never suppresses anything here.
     """
-    floor = dt.datetime.min.replace(tzinfo=dt.UTC)
-    latest: dict[str, VexStatement] = {}
-    for s in statements:
-        if s.products and not any(_names(p, digests) for p in s.products):
-            continue
-        held = latest.get(s.vulnerability)
-        if held is None or (s.timestamp or floor) >= (held.timestamp or floor):
-            latest[s.vulnerability] = s
-    return frozenset(v for v, s in latest.items() if s.status == "not_affected")
+    return [s for s in statements if not s.products or any(_names(p, digests) for p in s.products)]
+
+
+def suppressed(statements: list[VexStatement], digests: frozenset[str]) -> frozenset[str]:
+    """Vulnerability ids declared ``not_affected`` for this image, the latest statement winning."""
+    return not_affected(about_image(statements, digests))
 
 
 def _names(product: str, digests: frozenset[str]) -> bool:

@@ -22,19 +22,57 @@ policy reports ``lookup-failed``. Nothing here raises for registry trouble.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import time
 from collections.abc import Awaitable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeVar
 
 from controller.errors import LookupFailed
 from controller.evidence import choose, documents
-from controller.evidence.documents import DocumentError, VexStatement
-from controller.evidence.model import BaseNow, Evidence, Scan, Vulnerability, Where
+from controller.evidence.documents import DocumentError
+from controller.evidence.model import (
+    BaseNow,
+    Evidence,
+    Scan,
+    VexDocument,
+    VexStatement,
+    Vulnerability,
+    Where,
+)
 from controller.lineage.model import End, Level, Lineage, PlatformLineage
 from controller.reference import Reference
 from controller.registry.limits import ByteAccount, charged_to
 from controller.registry.media import ImageIndex, ImageManifest
 from controller.registry.referrers import fallback_tag
+from controller.trust.authorities import KeyAuthority, KeylessAuthority
+from controller.trust.verify import BundleArtifact, DsseArtifact, verify_artifact
+
+#: Distinct authorities one image's evidence is verified against (all the policies
+#: judging it together): each costs a verification per signed document read.
+MAX_AUTHORITIES = 16
+
+
+@dataclass(frozen=True)
+class Signer:
+    """An authority ``spec.evidence.authorities`` names, as the verifier takes it.
+
+    ``fingerprint`` is the authority's content hash (``AuthoritySpec.fingerprint``):
+    what a verified document records, and what a policy's view selects by.
+    ``authority`` is a string when it cannot be used (a keyless root not configured).
+    """
+
+    fingerprint: str
+    name: str
+    authority: KeyAuthority | KeylessAuthority | str
+
+
+@dataclass(frozen=True)
+class Signers:
+    """The authorities to verify evidence against, and the time keys' windows are judged at."""
+
+    authorities: tuple[Signer, ...]
+    now: dt.datetime
 
 
 class EvidenceClient(Protocol):
@@ -106,20 +144,32 @@ async def _referrer_documents(
     return out
 
 
-def _read(body: bytes, doc: choose.Document, digests: frozenset[str]) -> Scan | list[VexStatement]:
-    """One fetched document as a scan or VEX statements; :class:`DocumentError` when neither."""
+def _read(
+    body: bytes, doc: choose.Document, digests: frozenset[str]
+) -> tuple[Scan | list[VexStatement], documents.Statement | None]:
+    """One fetched document as a scan or VEX statements, and the in-toto statement that
+    carried it (``None`` for a bare report); :class:`DocumentError` when neither."""
+    return _read_body(body, doc, digests)
+
+
+def _read_body(
+    body: bytes, doc: choose.Document, digests: frozenset[str]
+) -> tuple[Scan | list[VexStatement], documents.Statement | None]:
     created = documents.parse_time(doc.created)
     if doc.kind == choose.OPENVEX:
-        return documents.vex_statements(documents.read_json(body, "an OpenVEX document"))
+        return documents.vex_statements(documents.read_json(body, "an OpenVEX document")), None
     if doc.kind == choose.TRIVY_REPORT:
-        return documents.trivy_scan(body, source=f"Trivy report ({doc.where})", created=created)
+        scan = documents.trivy_scan(body, source=f"Trivy report ({doc.where})", created=created)
+        return scan, None
     if doc.kind == choose.PLAIN_JSON:
         value = documents.read_json(body, "a scan report")
         if isinstance(value, dict) and "scanner" in value:
-            return documents.vuln_predicate_scan(
+            scan = documents.vuln_predicate_scan(
                 value, source=f"cosign-vuln ({doc.where})", created=created
             )
-        return documents.trivy_scan(body, source=f"Trivy report ({doc.where})", created=created)
+            return scan, None
+        scan = documents.trivy_scan(body, source=f"Trivy report ({doc.where})", created=created)
+        return scan, None
     statement = documents.parse_statement(body)
     if digests.isdisjoint(statement.subjects):
         raise DocumentError(
@@ -127,27 +177,96 @@ def _read(body: bytes, doc: choose.Document, digests: frozenset[str]) -> Scan | 
             f"{', '.join(sorted(statement.subjects)) or 'no subject'}, not this image"
         )
     if statement.predicate_type in documents.VULN_PREDICATES:
-        return documents.vuln_predicate_scan(
+        scan = documents.vuln_predicate_scan(
             statement.predicate, source=f"cosign-vuln attestation ({doc.where})", created=created
         )
+        return scan, statement
     if statement.predicate_type.startswith(documents.OPENVEX_PREFIX) or documents.is_openvex(
         statement.predicate
     ):
-        return documents.vex_statements(statement.predicate)
+        return documents.vex_statements(statement.predicate), statement
     raise DocumentError(f"predicate {statement.predicate_type} is neither a scan nor VEX")
 
 
-async def read(
-    client: EvidenceClient, repo: Reference, digests: Sequence[str]
-) -> tuple[list[Scan], frozenset[str], list[str]]:
-    """The scans about ``digests`` (a platform manifest, and the index it came from), the
-    vulnerability ids VEX suppresses, and notes on what was found but not used.
+def _verified_by(
+    body: bytes,
+    doc: choose.Document,
+    statement: documents.Statement | None,
+    about: frozenset[str],
+    signers: Signers | None,
+    account: Any,
+) -> frozenset[str]:
+    """The fingerprints of the authorities whose signature on ``body`` verifies.
 
+    Only a DSSE envelope (cosign ``attest``'s ``.att`` layer, an attestation
+    referrer) or a Sigstore bundle can carry one; a bare report or statement is
+    signed by no one. Verification is :func:`controller.trust.verify.verify_artifact`:
+    the signature over the very payload read above, and a subject that is this image.
+    Its CPU is the review's (``account``); once that is spent, the evidence is
+    not evaluated (:class:`LookupFailed`), never taken as signed or unsigned.
+    """
+    if signers is None or statement is None or not signers.authorities:
+        return frozenset()
+    if doc.kind.startswith(choose.SIGSTORE_BUNDLE_PREFIX):
+        artifact: DsseArtifact | BundleArtifact = BundleArtifact(body)
+    elif doc.kind == choose.DSSE or doc.kind == choose.IN_TOTO:
+        artifact = DsseArtifact(body)
+    else:
+        return frozenset()
+    subjects = sorted(about & statement.subjects)
+    out: set[str] = set()
+    for signer in signers.authorities:
+        if isinstance(signer.authority, str):
+            continue  # said once per read, in the notes
+        stopped = account.cpu_exhausted() if hasattr(account, "cpu_exhausted") else None
+        if stopped is not None:
+            raise LookupFailed(f"the signatures of scan evidence were not verified: {stopped}")
+        began = time.thread_time()
+        try:
+            for digest in subjects:
+                result = verify_artifact(
+                    digest, artifact, signer.authority, signers.now,
+                    predicate_type=statement.predicate_type,
+                )  # fmt: skip
+                if result.verified:
+                    out.add(signer.fingerprint)
+                    break
+        finally:
+            if hasattr(account, "charge_cpu"):
+                account.charge_cpu(time.thread_time() - began)
+    return frozenset(out)
+
+
+async def read(
+    client: EvidenceClient,
+    repo: Reference,
+    digests: Sequence[str],
+    *,
+    signers: Signers | None = None,
+    account: Any = None,
+) -> tuple[list[Scan], frozenset[str], list[str], list[VexDocument]]:
+    """The scans about ``digests`` (a platform manifest, and the index it came from), the
+    vulnerability ids VEX suppresses, notes on what was found but not used, and the VEX
+    documents read (for a policy that counts only signed ones).
+
+    With ``signers``, each scan and VEX document records which of them signed it.
     Raises :class:`LookupFailed` when the registry fails or a bound is reached.
     """
     notes: list[str] = []
     found: list[choose.Document] = []
     subjects = list(dict.fromkeys(digests))
+    if signers is not None:
+        if len(signers.authorities) > MAX_AUTHORITIES:
+            raise LookupFailed(
+                f"scan evidence: {len(signers.authorities)} authorities to verify against, more "
+                f"than {MAX_AUTHORITIES} (MAX_AUTHORITIES per image)",
+                context={"code": "BOUND", "bound": "MAX_AUTHORITIES"},
+            )
+        notes += [
+            f"authority {s.name} cannot verify: {s.authority}"
+            for s in signers.authorities
+            if isinstance(s.authority, str)
+        ]
     places = await _all(
         *(_attestation_documents(client, repo, d) for d in subjects),
         *(_referrer_documents(client, repo, d, notes) for d in subjects),
@@ -169,18 +288,20 @@ async def read(
     )
     about = frozenset(digests)
     scans: list[Scan] = []
-    vex: list[VexStatement] = []
+    vex: list[VexDocument] = []
     for doc, body in zip(unique, bodies, strict=True):
         try:
-            got = _read(body, doc, about)
+            got, statement = _read(body, doc, about)
         except DocumentError as exc:
             notes.append(f"{doc.descriptor.digest}: {exc}")
             continue
+        signed = _verified_by(body, doc, statement, about, signers, account)
         if isinstance(got, Scan):
-            scans.append(got)
+            scans.append(replace(got, signers=signed))
         else:
-            vex += got
-    return scans, documents.suppressed(vex, about), notes
+            vex.append(VexDocument(tuple(documents.about_image(got, about)), signed))
+    statements = [s for d in vex for s in d.statements]
+    return scans, documents.suppressed(statements, about), notes, vex
 
 
 def attributed(scan: Scan, base: Sequence[str] | None, image: Sequence[str]) -> Scan:
@@ -227,7 +348,11 @@ def verified_base(platform: PlatformLineage) -> Level | None:
 
 
 async def _platform(
-    client: EvidenceClient, lineage: Lineage, platform: PlatformLineage
+    client: EvidenceClient,
+    lineage: Lineage,
+    platform: PlatformLineage,
+    signers: Signers | None = None,
+    account: Any = None,
 ) -> PlatformLineage:
     image = platform.levels[0] if platform.levels else None
     if image is None or image.digest is None or image.reference is None:
@@ -240,7 +365,9 @@ async def _platform(
     )
     base = verified_base(platform)
     try:
-        scans, suppressed, notes = await read(client, image.reference, digests)
+        scans, suppressed, notes, vex = await read(
+            client, image.reference, digests, signers=signers, account=account
+        )
     except LookupFailed as exc:
         return replace(
             platform,
@@ -268,10 +395,19 @@ async def _platform(
         base_digest=base.digest if base else None,
         base_moved_to=base.moved_to if base else None,
         notes=tuple(notes),
+        vex=tuple(vex),
     )
     if base is not None and base.moved_to and base.reference is not None:
+        views = [evidence] + (
+            [evidence.signed_by(frozenset(s.fingerprint for s in signers.authorities))]
+            if signers is not None and signers.authorities
+            else []
+        )
         fixable_in_base = [
-            v for v in evidence.open_vulnerabilities() if v.where is Where.BASE and v.fixable
+            v
+            for view in views
+            for v in view.open_vulnerabilities()
+            if v.where is Where.BASE and v.fixable
         ]
         if fixable_in_base:
             evidence = replace(evidence, base_now=await _base_now(client, base, base.moved_to))
@@ -284,7 +420,7 @@ async def _base_now(client: EvidenceClient, base: Level, current: str) -> BaseNo
     repo = base.reference.without_digest()
     name = _tag_of(base)
     try:
-        scans, suppressed, _ = await read(client, repo, [current])
+        scans, suppressed, _, _ = await read(client, repo, [current])
     except LookupFailed as exc:
         return BaseNow(name, current, False, note=f"its scans could not be read: {exc}")
     if not scans:
@@ -295,21 +431,29 @@ async def _base_now(client: EvidenceClient, base: Level, current: str) -> BaseNo
 
 
 async def attach(
-    client: EvidenceClient, lineage: Lineage, account: ByteAccount | None = None
+    client: EvidenceClient,
+    lineage: Lineage,
+    account: ByteAccount | None = None,
+    *,
+    signers: Signers | None = None,
 ) -> Lineage:
     """``lineage`` with each platform's :class:`Evidence`.
 
     ``client`` charges every request to the review; ``account`` (the review's budget)
     is charged the bytes of every document parsed here, as the registry's JSON
-    reader charges what it parses for the client.
+    reader charges what it parses for the client, and the CPU of verifying
+    signed documents against ``signers`` (the authorities the policies judging
+    this image in this namespace name in ``spec.evidence.authorities``).
     """
     if account is None:
-        return await _attach(client, lineage)
+        return await _attach(client, lineage, signers, None)
     with charged_to(account):
-        return await _attach(client, lineage)
+        return await _attach(client, lineage, signers, account)
 
 
-async def _attach(client: EvidenceClient, lineage: Lineage) -> Lineage:
+async def _attach(
+    client: EvidenceClient, lineage: Lineage, signers: Signers | None, account: Any
+) -> Lineage:
     if lineage.failure is not None or not lineage.platforms:
         return lineage
     if not (hasattr(client, "fetch_referrers") and hasattr(client, "fetch_blob")):
@@ -323,5 +467,7 @@ async def _attach(client: EvidenceClient, lineage: Lineage) -> Lineage:
                 for p in lineage.platforms
             ),
         )
-    platforms = await _all(*(_platform(client, lineage, p) for p in lineage.platforms))
+    platforms = await _all(
+        *(_platform(client, lineage, p, signers, account) for p in lineage.platforms)
+    )
     return replace(lineage, platforms=tuple(platforms))

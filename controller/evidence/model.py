@@ -10,7 +10,8 @@ the ``rootfs.diff_ids`` of the base that lineage established.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 #: Severities in the order reports rank them (Trivy's, which CVSS-based scanners share).
@@ -58,6 +59,9 @@ class Scan:
     #: The layers the scanned image had (Trivy's ``Metadata.DiffIDs``): a scan of another
     #: image (another platform of the index, an older build) is told apart by them.
     diff_ids: tuple[str, ...] = ()
+    #: Fingerprints of the authorities (``spec.evidence.authorities``) whose verified
+    #: signature the document carries; empty for an unsigned document, or when none was asked.
+    signers: frozenset[str] = frozenset()
 
     def describes(self, diff_ids: tuple[str, ...]) -> bool:
         """Whether this scan can be about an image with these layers.
@@ -70,6 +74,33 @@ class Scan:
             return self.diff_ids == diff_ids
         named = {v.diff_id for v in self.vulnerabilities if v.diff_id}
         return not named or not named.isdisjoint(diff_ids)
+
+
+@dataclass(frozen=True)
+class VexStatement:
+    vulnerability: str
+    status: str
+    products: tuple[str, ...]
+    timestamp: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class VexDocument:
+    """One VEX document's statements that speak for this image, and who signed it."""
+
+    statements: tuple[VexStatement, ...]
+    signers: frozenset[str] = frozenset()
+
+
+def not_affected(statements: Iterable[VexStatement]) -> frozenset[str]:
+    """Vulnerability ids whose latest statement (by timestamp) says ``not_affected``."""
+    floor = dt.datetime.min.replace(tzinfo=dt.UTC)
+    latest: dict[str, VexStatement] = {}
+    for s in statements:
+        held = latest.get(s.vulnerability)
+        if held is None or (s.timestamp or floor) >= (held.timestamp or floor):
+            latest[s.vulnerability] = s
+    return frozenset(v for v, s in latest.items() if s.status == "not_affected")
 
 
 @dataclass(frozen=True)
@@ -96,6 +127,30 @@ class Evidence:
     base_now: BaseNow | None = None
     failure: str | None = None  # the evidence could not be read: lookup-failed
     notes: tuple[str, ...] = ()  # documents found but not used, and why
+    #: Every VEX document read (what :meth:`signed_by` recomputes ``suppressed`` from).
+    vex: tuple[VexDocument, ...] = ()
+    #: Set by :meth:`signed_by`: scan and VEX documents passed over for not being signed
+    #: by the authorities it was asked for.
+    unsigned: int = 0
+
+    def signed_by(self, fingerprints: frozenset[str]) -> Evidence:
+        """Only what one of the authorities (by fingerprint) signed: the scans, and the
+        suppressions of signed VEX documents; the rest counted in :attr:`unsigned`.
+
+        The same evidence serves every policy judging the image, each with its own
+        authorities, so no policy's authority can vouch for a document another's
+        does not (fingerprints are of the authority's content, see ``trustspec``).
+        """
+        scans = tuple(s for s in self.scans if s.signers & fingerprints)
+        vex = [d for d in self.vex if d.signers & fingerprints]
+        ignored = len(self.scans) - len(scans) + len(self.vex) - len(vex)
+        return replace(
+            self,
+            scans=scans,
+            suppressed=not_affected(s for d in vex for s in d.statements),
+            vex=tuple(vex),
+            unsigned=ignored,
+        )
 
     @property
     def newest(self) -> Scan | None:

@@ -176,7 +176,11 @@ class _Compiler(FieldReader):
         if len(paths) > MAX_PATTERNS_PER_POLICY:
             self.fail(paths[MAX_PATTERNS_PER_POLICY], patterns_refusal(len(paths)))
         evidence = compile_evidence(
-            spec.get("evidence"), "spec.evidence", fail=self.fail, duration=self.duration
+            spec.get("evidence"),
+            "spec.evidence",
+            fail=self.fail,
+            duration=self.duration,
+            trust=compiled.trust,
         )
         return replace(compiled, pattern_paths=tuple(paths), evidence=evidence)
 

@@ -105,10 +105,14 @@ def _judge_one(
     now: dt.datetime,
 ) -> list[Violation]:
     action = policy.base_action
+    if spec.authorities:
+        evidence = evidence.signed_by(spec.fingerprints)
     newest = evidence.newest
     if newest is None:
         if not spec.require_scan:
             return []
+        if spec.authorities:
+            return [_unsigned(policy, spec, subject, evidence)]
         seen = ""
         if evidence.notes:  # what was found and not used: the first, cut, and a count
             first = evidence.notes[0]
@@ -144,6 +148,33 @@ def _judge_one(
     if spec.deny_fixable:
         out += _fixable(policy, spec, subject, evidence)
     return out
+
+
+def _unsigned(
+    policy: CompiledPolicy, spec: EvidenceSpec, subject: rules.Subject, evidence: Evidence
+) -> Violation:
+    """scan-missing under ``evidence.authorities``: how many documents were passed over unsigned."""
+    names = ", ".join(a.name for a in spec.authorities)
+    ignored = evidence.unsigned
+    said = (
+        f"; {ignored} scan/VEX document{'s' if ignored != 1 else ''} ignored: not signed by "
+        f"evidence.authorities ({names})"
+        if ignored
+        else ""
+    )
+    seen = ""
+    if evidence.notes:
+        first = evidence.notes[0]
+        first = first if len(first) <= NOTE_MAX else first[: NOTE_MAX - 3] + "..."
+        more = f", and {len(evidence.notes) - 1} more" if len(evidence.notes) > 1 else ""
+        seen = f" (found but not used: {first}{more})"
+    return _violation(
+        policy,
+        RuleCode.SCAN_MISSING,
+        policy.base_action,
+        f"{subject.title}{_AT} has no vulnerability scan signed by {names} attached{said}{seen}; "
+        f"attach a scan with cosign attest --type vuln, signed by {names}",
+    )
 
 
 def _where(v: Vulnerability, subject: rules.Subject) -> Where:

@@ -12,12 +12,18 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from controller.evidence.model import SEVERITIES
 
+if TYPE_CHECKING:  # as in model: the VAP generator, which imports this, never loads the verifier
+    from controller.policy.trustspec import AuthoritySpec, TrustPolicy
+
 #: Severities ``denyFixable`` may list (the CRD's ``maxItems``).
 MAX_SEVERITIES = len(SEVERITIES)
+#: Authorities ``authorities`` may name (the CRD's ``maxItems``): each costs a signature
+#: verification per signed document read (at most MAX_DOCUMENTS per image).
+MAX_EVIDENCE_AUTHORITIES = 4
 
 
 class Scope(StrEnum):
@@ -36,6 +42,12 @@ class EvidenceSpec:
     deny_fixable: tuple[str, ...] = ()  # severities, in SEVERITIES order
     scope: Scope = Scope.ALL
     require_scan: bool = True
+    #: ``authorities``: only documents signed by one of these count (empty: every document).
+    authorities: tuple[AuthoritySpec, ...] = ()
+
+    @property
+    def fingerprints(self) -> frozenset[str]:
+        return frozenset(a.fingerprint for a in self.authorities)
 
 
 def compile_evidence(
@@ -44,12 +56,17 @@ def compile_evidence(
     *,
     fail: Callable[[str, str], None],
     duration: Callable[[Any, str], dt.timedelta | None],
+    trust: TrustPolicy | None = None,
 ) -> EvidenceSpec | None:
-    """``spec.evidence`` → :class:`EvidenceSpec`; ``None`` when the section is absent."""
+    """``spec.evidence`` → :class:`EvidenceSpec`; ``None`` when the section is absent.
+
+    ``trust`` is the same policy's compiled ``spec.trust``: the authorities
+    ``authorities`` names are looked up there (keys and identities are declared once).
+    """
     if value is None:
         return None
     if not isinstance(value, dict):
-        fail(path, "must be a mapping (maxScanAge, denyFixable, scope, requireScan)")
+        fail(path, "must be a mapping (maxScanAge, denyFixable, scope, requireScan, authorities)")
         return None
     severities: list[str] = []
     listed = value.get("denyFixable")
@@ -94,4 +111,32 @@ def compile_evidence(
         deny_fixable=tuple(s for s in SEVERITIES if s in severities),
         scope=scope,
         require_scan=require,
+        authorities=_authorities(value.get("authorities"), f"{path}.authorities", fail, trust),
     )
+
+
+def _authorities(
+    value: Any, path: str, fail: Callable[[str, str], None], trust: TrustPolicy | None
+) -> tuple[AuthoritySpec, ...]:
+    """The named authorities of ``spec.trust.authorities``; each unknown name refused."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not value:
+        fail(path, "must be a non-empty list of names from spec.trust.authorities")
+        return ()
+    if len(value) > MAX_EVIDENCE_AUTHORITIES:
+        fail(path, f"names {len(value)} authorities, more than {MAX_EVIDENCE_AUTHORITIES}")
+    declared = {a.name: a for a in trust.authorities} if trust is not None else {}
+    out: dict[str, AuthoritySpec] = {}
+    for i, name in enumerate(value):
+        if not isinstance(name, str) or not name:
+            fail(f"{path}[{i}]", f"must be an authority's name, not {name!r}")
+        elif name not in declared:
+            known = ", ".join(sorted(declared)) or "none: spec.trust declares no authorities"
+            fail(
+                f"{path}[{i}]",
+                f"unknown authority {name!r}: must be one of spec.trust.authorities ({known})",
+            )
+        else:
+            out.setdefault(name, declared[name])
+    return tuple(out.values())

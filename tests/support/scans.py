@@ -21,6 +21,7 @@ from typing import Any
 
 from support.images import Pushed, Pusher, layer, sha256
 from support.registry import RegistryProcess
+from support.signing import PrivateKey, envelope
 
 OCI = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -104,12 +105,26 @@ def dsse(statement: Mapping[str, Any]) -> bytes:
     ).encode()
 
 
-def cosign_attest(pusher: Pusher, subject: Pushed, statements: Sequence[Mapping[str, Any]]) -> str:
-    """The ``.att`` manifest cosign writes for ``subject``; returns its tag."""
+def cosign_attest(
+    pusher: Pusher,
+    subject: Pushed,
+    statements: Sequence[Mapping[str, Any]],
+    *,
+    keys: Sequence[PrivateKey | None] = (),
+) -> str:
+    """The ``.att`` manifest cosign writes for ``subject``; returns its tag.
+
+    ``keys[i]`` signs ``statements[i]`` (cosign ``attest --key``); without one the
+    envelope carries a signature that verifies under no key.
+    """
     repo = subject.repository
     layers = []
-    for statement in statements:
-        body = dsse(statement)
+    for i, statement in enumerate(statements):
+        key = keys[i] if i < len(keys) else None
+        if key is None:
+            body = dsse(statement)
+        else:
+            body = json.dumps(envelope(key, json.dumps(statement).encode())).encode()
         layers.append({
             "mediaType": DSSE,
             **pusher.push_blob(repo, body),
@@ -156,6 +171,18 @@ def push_artifact(
     index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": descriptors}
     tag = "sha256-" + subject.digest.removeprefix("sha256:")
     pusher.push_manifest(repo, tag, json.dumps(index).encode(), OCI_INDEX)
+
+
+def vex_statement(subject: Pushed, document: bytes) -> dict[str, Any]:
+    """An OpenVEX document as an in-toto predicate about ``subject`` (``cosign attest --type openvex``)."""
+    return {
+        "_type": "https://in-toto.io/Statement/v0.1",
+        "predicateType": "https://openvex.dev/ns/v0.2.0",
+        "subject": [
+            {"name": subject.repository, "digest": {"sha256": subject.digest.removeprefix("sha256:")}}
+        ],
+        "predicate": json.loads(document),
+    }
 
 
 def openvex(subject: Pushed, not_affected: Sequence[str], *, product: str | None = None) -> bytes:

@@ -85,3 +85,41 @@ async def test_a_base_with_a_fixable_critical_is_denied_with_the_rebuild_that_fi
             w.startswith("fixable-vulnerabilities") and w.endswith(f"rebuild on the current {base}")
             for w in warnings
         ), warnings
+
+
+async def test_a_newer_unsigned_clean_scan_is_not_evidence_when_authorities_are_named(
+    start_webhook: StartWebhook, registry: RegistryProcess, registry_client: RegistryClient
+) -> None:
+    """``evidence.authorities``: the signed scan with the CRITICAL is judged, not the newer
+    clean one nobody signed (the key is made here; the envelope per the DSSE spec)."""
+    from support import signing
+
+    key = signing.new_key()
+    _, app = push_app(registry, f"ev{uuid.uuid4().hex[:6]}")
+    dirty = trivy_report(app.reference, findings(app), created="2099-01-01T00:00:00Z")
+    clean = trivy_report(app.reference, [], created="2099-01-02T00:00:00Z")
+    cosign_attest(
+        registry.pusher,
+        app,
+        [
+            vuln_statement(app, dirty, finished="2099-01-01T00:00:00Z"),
+            vuln_statement(app, clean, finished="2099-01-02T00:00:00Z"),
+        ],
+        keys=[key, None],
+    )
+    policy = _policy("Enforce")
+    spec: dict[str, object] = policy["spec"]  # type: ignore[assignment]
+    spec["trust"] = {
+        "images": ["registry.invalid/nothing"],
+        "authorities": [{"name": "scanner", "keys": [{"publicKey": signing.public_pem(key)}]}],
+    }
+    spec["evidence"] = {"denyFixable": ["CRITICAL"], "authorities": ["scanner"]}
+    hook = await start_webhook(assessor=Assessor(LineageResolver(registry_client)), docs=[policy])
+    response = await hook.response(
+        set_images(
+            fixture("deployment-create.json"), {"app": app.reference, "proxy": app.reference}
+        )
+    )
+    assert response["allowed"] is False and response["status"]["code"] == 403, response
+    said = response["status"]["message"]
+    assert "fixable-vulnerabilities" in said and "CVE-2024-5535 libssl3" in said, said
