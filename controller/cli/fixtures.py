@@ -178,6 +178,10 @@ class DescribedRegistry:
     def build(cls, images: Sequence[Mapping[str, Any]]) -> tuple[DescribedRegistry, list[str]]:
         """The registry holding ``images`` (validated by the schema), and the problems found."""
         registry = cls()
+        return registry, registry.load(images)
+
+    def load(self, images: Sequence[Mapping[str, Any]]) -> list[str]:
+        """Build every described image into this registry; the problems found, with field paths."""
         problems: list[str] = []
         refs: list[Reference | None] = []
         for i, item in enumerate(images):
@@ -211,10 +215,10 @@ class DescribedRegistry:
             if item.get("baseAnnotations") and "from" not in item:
                 problems.append(f"images[{i}].baseAnnotations: needs from: (the base it names)")
         if problems:
-            return registry, problems
+            return problems
         built: dict[int, _Built] = {}
         for i in range(len(images)):
-            registry._build(i, images, refs, built, (), problems)
+            self._build(i, images, refs, built, (), problems)
         for i, item in enumerate(images):
             named, image = refs[i], built.get(i)
             if named is None or image is None:
@@ -222,12 +226,12 @@ class DescribedRegistry:
             ref = named
             tags = ([ref.tag] if ref.tag else []) + list(item.get("tags", ()))
             for tag in tags:
-                other = registry._tags.get((ref.name, tag))
+                other = self._tags.get((ref.name, tag))
                 if other is not None and other != image.digest:
                     problems.append(f"images[{i}].tags: {ref.name}:{tag} already names another described image")
-                registry._tags[(ref.name, tag)] = image.digest
-            registry._past.extend((ref.name, tag, image.digest) for tag in item.get("pastTags", ()))
-        return registry, problems
+                self._tags[(ref.name, tag)] = image.digest
+            self._past.extend((ref.name, tag, image.digest) for tag in item.get("pastTags", ()))
+        return problems
 
     def _find(self, ref: Reference, refs: Sequence[Reference | None], images: Sequence[Mapping[str, Any]], built: Mapping[int, _Built]) -> int | None:
         """The index of the described image ``ref`` names (by digest, else by a current tag)."""
