@@ -45,6 +45,7 @@ from controller.caching import TTLMap
 from controller.errors import LookupFailed
 from controller.reference import Reference
 from controller.registry import auth, jsonread, media, referrers
+from controller.registry.bodies import mib
 from controller.registry.cache import RegistryCache
 from controller.registry.config import RegistryConfig, RegistryHost
 from controller.registry.handshake import Handshake
@@ -60,7 +61,6 @@ from controller.registry.transport import (
     Reply,
     RequestStats,
     Transport,
-    mib,
 )
 
 log = logging.getLogger(__name__)

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import logging
 import ssl
 import time
@@ -54,6 +53,7 @@ from controller.registry.addresses import (
     address_verdict,
     split_hostport,
 )
+from controller.registry.bodies import read_capped, read_prefix
 from controller.registry.config import (
     DOCKER_HUB,
     DOCKER_HUB_API,
@@ -85,10 +85,6 @@ KIND_MANIFEST = "manifest"
 KIND_BLOB = "blob"
 KIND_TOKEN = "token"
 KIND_PING = "ping"
-
-
-def mib(n: int) -> str:
-    return f"{n / (1024 * 1024):g} MiB"
 
 
 @dataclass
@@ -467,7 +463,7 @@ class Transport:
     ) -> Reply:
         """One HTTP exchange, no redirects followed; every failure is a :class:`LookupFailed`.
 
-        ``max_values``: the JSON values the body may hold (see :func:`_read_capped`).
+        ``max_values``: the JSON values the body may hold (see :func:`~controller.registry.bodies.read_capped`).
         """
         headers: dict[str, str] = {}
         if accept:
@@ -504,7 +500,7 @@ class Transport:
                     elif resp.status == 200:
                         body, sha256 = await self._read_in_room(resp, limit, kind, hp, where, max_values)
                     else:
-                        body = await _read_prefix(resp, MAX_ERROR_BODY)
+                        body = await read_prefix(resp, MAX_ERROR_BODY)
                     reply = Reply(resp.status, resp.headers, body, hp, url, sha256)
         except HANDLED as exc:
             raise lookup_failure(exc, host=hp, where=where, budget=budget) from None
@@ -525,16 +521,16 @@ class Transport:
         self, resp: aiohttp.ClientResponse, limit: int, kind: str, hp: str, where: str,
         max_values: int | None,
     ) -> tuple[bytes, str]:
-        """:func:`_read_capped`, holding room for the body in :attr:`body_room` while it is read.
+        """:func:`~controller.registry.bodies.read_capped`, holding room for the body in :attr:`body_room` while it is read.
 
         The room taken is the body's ``Content-Length`` when the registry sends one
         (and it is under ``limit``), else ``limit``: what the read may hold at most.
         """
         length = resp.content_length
         if length is not None and length > limit:
-            return await _read_capped(resp, limit, kind, hp, where, None)  # refused on the header
+            return await read_capped(resp, limit, _what(kind), hp, where, None)  # refused on the header
         async with self.body_room.slot(current_tenant(), length if length is not None else limit):
-            return await _read_capped(resp, limit, kind, hp, where, max_values)
+            return await read_capped(resp, limit, _what(kind), hp, where, max_values)
 
     # -- what a failed answer is called -----------------------------------------------
 
@@ -587,64 +583,6 @@ def proxy_bypassed(url: URL, proxies: Mapping[str, str]) -> bool:
     return bool(bypass(f"{host}:{port}" if port else host, dict(proxies)))
 
 
-async def _read_capped(
-    resp: aiohttp.ClientResponse, limit: int, kind: str, hp: str, where: str, max_values: int | None
-) -> tuple[bytes, str]:
-    """Read at most ``limit`` bytes, and their sha256 digest as they arrive (a 64 KiB
-    chunk hashes in tens of microseconds); refuse on the Content-Length, or as soon as
-    the stream passes it.
-
-    With ``max_values`` (a manifest's bound), the commas are counted as the chunks
-    arrive, and the read stops once they alone show more values than the JSON reader
-    would parse (:func:`controller.registry.jsonread.values_at_most`): a 4 MiB index of
-    a flood is refused after its first few hundred KiB, never read, hashed or scanned
-    whole. The review is charged the bytes read, or the ``Content-Length`` of a body
-    refused part-way for its values.
-    """
-    what = "manifest" if kind == KIND_MANIFEST else "config" if kind == KIND_BLOB else "response"
-    length = resp.content_length
-    if length is not None and length > limit:
-        raise LookupFailed(
-            f"{what} over {mib(limit)} refused ({hp} {where}, Content-Length {length})",
-            context={"registry": hp, "code": "TOO_LARGE"},
-        )
-    buf = bytearray()
-    hasher = hashlib.sha256()
-    commas = 0
-    async for chunk in resp.content.iter_chunked(64 * 1024):
-        buf += chunk
-        if len(buf) > limit:
-            resp.close()
-            _charge_unread(len(buf))
-            raise LookupFailed(
-                f"{what} over {mib(limit)} refused ({hp} {where})",
-                context={"registry": hp, "code": "TOO_LARGE"},
-            )
-        if max_values is not None:
-            commas += chunk.count(b",")
-            if commas + 1 > max_values:
-                resp.close()
-                # Charged at the size it declared: what its sender made this review ask for.
-                # Stopping early saves the process the rest of the read, not the review its
-                # budget, so a flood of refused indexes ends at the bytes bound as before.
-                _charge_unread(max(len(buf), length or 0))
-                raise jsonread.too_many_values(what, max_values, read=len(buf))
-        hasher.update(chunk)
-    return bytes(buf), "sha256:" + hasher.hexdigest()
-
-
-def _charge_unread(size: int) -> None:
-    """Charge a body refused part-way to the review: it was fetched, if never returned."""
-    account = current_account()
-    if account is not None:
-        account.charge_fetched(size)
-
-
-async def _read_prefix(resp: aiohttp.ClientResponse, limit: int) -> bytes:
-    buf = bytearray()
-    async for chunk in resp.content.iter_chunked(16 * 1024):
-        buf += chunk
-        if len(buf) >= limit:
-            resp.close()
-            break
-    return bytes(buf[:limit])
+def _what(kind: str) -> str:
+    """What a body of ``kind`` is called in a refusal."""
+    return "manifest" if kind == KIND_MANIFEST else "config" if kind == KIND_BLOB else "response"
