@@ -16,12 +16,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import logging.handlers
 import re
 import sys
+import threading
 import time
 from collections.abc import Mapping
-from queue import SimpleQueue
 from typing import Any, TextIO
 
 import orjson
@@ -128,22 +127,38 @@ class JsonFormatter(logging.Formatter):
         return f"{self._stamp}.{millis:03d}+00:00"
 
     def format(self, record: logging.LogRecord) -> str:
+        return self.line(
+            record.created,
+            record.levelname,
+            record.name,
+            record.getMessage(),
+            getattr(record, "fields", None),
+            self.formatException(record.exc_info) if record.exc_info else None,
+        )
+
+    def line(
+        self,
+        created: float,
+        level: str,
+        name: str,
+        msg: str,
+        fields: object,
+        exc: str | None = None,
+    ) -> str:
+        """The JSON line of one event: what :meth:`format` writes, from its parts (no LogRecord)."""
         out: dict[str, Any] = {
-            "ts": self._timestamp(record.created),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": redact(record.getMessage()),
+            "ts": self._timestamp(created),
+            "level": level.lower(),
+            "logger": name,
+            "msg": redact(msg),
         }
-        fields = getattr(record, "fields", None)
-        if type(fields) is dict and not record.exc_info:
+        if type(fields) is dict and exc is None:
             line = _clean_line(out, fields)
             if line is not None:
                 return line
-        return self.format_scrubbed(record, out, fields)
+        return self.scrubbed(out, fields, exc)
 
-    def format_scrubbed(
-        self, record: logging.LogRecord, out: dict[str, Any], fields: object
-    ) -> str:
+    def scrubbed(self, out: dict[str, Any], fields: object, exc: str | None = None) -> str:
         """The line with every field scrubbed one by one (:func:`_scrub`)."""
         if isinstance(fields, Mapping):
             for key, value in fields.items():  # _entry(), inlined: a dozen fields per review
@@ -157,8 +172,8 @@ class JsonFormatter(logging.Formatter):
                     out[name] = value
                 else:
                     out[name] = _scrub(value, 1)
-        if record.exc_info:
-            out["exc"] = redact(self.formatException(record.exc_info))
+        if exc is not None:
+            out["exc"] = redact(exc)
         try:
             return orjson.dumps(out, default=str, option=_ORJSON_OPTIONS).decode()
         except TypeError:  # what orjson cannot write (a tuple as a key, a lone surrogate)
@@ -166,7 +181,7 @@ class JsonFormatter(logging.Formatter):
 
 
 def _not_plain(value: object) -> Any:
-    raise TypeError  # leaves the line to JsonFormatter.format_scrubbed
+    raise TypeError  # leaves the line to JsonFormatter.scrubbed
 
 
 def _clean_line(out: dict[str, Any], fields: dict[Any, Any]) -> str | None:
@@ -197,90 +212,110 @@ def _clean_line(out: dict[str, Any], fields: dict[Any, Any]) -> str | None:
 
 
 def info(logger: logging.Logger, msg: str, fields: Mapping[str, Any]) -> None:
-    """``logger.info(msg, extra={"fields": fields})``, without finding the caller's file and line.
+    """``logger.info(msg, extra={"fields": fields})``, at the cost of formatting the line only.
 
-    :meth:`logging.Logger.info` walks the stack for ``pathname``/``lineno``,
-    which no JSON line shows; the decision line of every review skips it.
+    Every review logs its decision through here. When the line can only end in
+    the batched sink (:func:`configure` with ``batched=True``, no other handler
+    or filter on the way), it is formatted and handed over directly: no
+    LogRecord, no walk of the handler chain, no lock, no stack walk for a
+    ``pathname`` no JSON line shows. Otherwise (a test's capture handler, a
+    filter) the record goes the standard way.
     """
-    if logger.isEnabledFor(logging.INFO):
-        logger.handle(
-            logger.makeRecord(
-                logger.name, logging.INFO, "", 0, msg, (), None, extra={"fields": fields}
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    sink = _SINK
+    if sink is not None and _only_into(logger, sink):
+        sink.put(FORMATTER.line(time.time(), "INFO", logger.name, msg, fields))
+        return
+    logger.handle(
+        logger.makeRecord(logger.name, logging.INFO, "", 0, msg, (), None, extra={"fields": fields})
+    )
+
+
+def _only_into(logger: logging.Logger, sink: logging.Handler) -> bool:
+    """Whether an INFO record of ``logger`` would reach ``sink`` and nothing else, unfiltered.
+
+    What :meth:`logging.Logger.handle` and ``callHandlers`` would do: the
+    logger's own filters and ``disabled`` flag, then each logger up the
+    chain, its handlers, until one does not propagate.
+    """
+    if logger.filters or logger.disabled:
+        return False
+    current: logging.Logger | None = logger
+    while current is not None:
+        handlers = current.handlers
+        if handlers:
+            return (
+                len(handlers) == 1
+                and handlers[0] is sink
+                and not sink.filters
+                and sink.level <= logging.INFO
+                and (not current.propagate or current.parent is None)
             )
-        )
+        if not current.propagate:
+            return False
+        current = current.parent
+    return False
 
 
-class _Record(logging.handlers.QueueHandler):
-    """Formats the line on the caller's thread and queues the text; the listener writes it.
+class _Batched(logging.Handler):
+    """Formats each line on the caller's thread and buffers it; a writer thread writes batches.
 
-    Formatting in the listener thread (as this handler first did) moved the JSON
-    work off the event loop but made the thread take the GIL for every line: the
-    loop then waited for the interpreter's switch interval, and the webhook's p99
-    at saturation was 1.8 times a bare server's (1.4 with the line formatted here,
-    ``bench/webhook.py``). The thread now only joins and writes, a syscall that
-    releases the GIL.
-    """
-
-    listener: logging.handlers.QueueListener
-
-    def prepare(self, record: logging.LogRecord) -> Any:  # logging's own name
-        return FORMATTER.format(record)
-
-    def close(self) -> None:
-        """Stop the listener: the lines still queued are written first."""
-        try:
-            if self.listener._thread is not None:  # closed twice: by unconfigure, then at exit
-                self.listener.stop()
-            for handler in self.listener.handlers:
-                handler.flush()  # the lines that waited behind the listener's stop marker
-        finally:
-            super().close()
-
-
-class _Listener(logging.handlers.QueueListener):
-    """A ``QueueListener`` that lets lines gather: at most one wake-up per ``interval`` while busy.
-
-    Waking the listener thread for every decision line cost a thread switch
-    (and a hand-over of the GIL from the event loop) per review. After a
-    record arrives on an empty queue, the thread waits ``interval`` for more,
-    then formats and writes them all at once (:class:`_Lines`). A quiet
+    Every review logs a decision line. A ``write`` and a ``flush`` per line
+    were a syscall pair each, and a log consumer that reads slowly (a full
+    pipe) would block the event loop. So the loop (or whichever thread logs)
+    formats the line and appends it to a buffer under a lock; the writer
+    thread, woken by the first line into an empty buffer, waits ``interval``
+    for more to gather, takes them all and writes them in one call, which
+    releases the GIL. Formatting in the writer instead (as a
+    ``QueueListener`` did) made it take the GIL for every line: the loop then
+    waited for the interpreter's switch interval, and the webhook's p99 at
+    saturation was 1.8 times a bare server's (``bench/webhook.py``). A quiet
     process writes each line at most ``interval`` late; a crash loses at most
     that much of the log (the apiserver's audit log keeps the verdicts).
     """
 
     interval = 0.05
 
-    def dequeue(self, block: bool) -> Any:  # logging's own name
-        record = self.queue.get(block)  # type: ignore[call-arg]  # a SimpleQueue
-        if record is not self._sentinel and self.queue.empty():  # type: ignore[attr-defined]
-            time.sleep(self.interval)
-        return record
-
-
-class _Lines(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes in batches: a line waits until the queue is empty (or many wait), then one ``write``.
-
-    Every review logs a decision line; a ``write`` and a ``flush`` per line
-    were a syscall pair each. Lines go out as soon as no more are queued, so
-    a quiet process writes at once and a busy one in batches.
-    """
-
-    def __init__(self, stream: TextIO, queue: SimpleQueue[Any], *, capacity: int = 256) -> None:
-        super().__init__(stream)
-        self._queue = queue
-        self._capacity = capacity
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__()
+        self.stream = stream
         self._pending: list[str] = []
+        self._guard = threading.Lock()
+        self._wake = threading.Event()
+        self._closing = False
+        self._writer = threading.Thread(target=self._run, name="baseguard-log", daemon=True)
+        self._writer.start()
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self._pending.append(record if isinstance(record, str) else self.format(record))
+            line = FORMATTER.format(record)
         except Exception:  # one bad record must not cost the others
             self.handleError(record)
-        if len(self._pending) >= self._capacity or self._queue.empty():
-            self.flush()
+            return
+        self.put(line)
 
-    def flush(self) -> None:
-        lines, self._pending = self._pending, []
+    def put(self, line: str) -> None:
+        """Queue one formatted line; the first into an empty buffer wakes the writer."""
+        with self._guard:
+            self._pending.append(line)
+            first = len(self._pending) == 1
+        if first:
+            self._wake.set()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            if not self._closing:
+                time.sleep(self.interval)
+            with self._guard:
+                lines, self._pending = self._pending, []
+                self._wake.clear()
+            self._write(lines)
+            if self._closing:
+                return
+
+    def _write(self, lines: list[str]) -> None:
         if not lines:
             return
         try:
@@ -289,8 +324,24 @@ class _Lines(logging.StreamHandler):  # type: ignore[type-arg]
         except (OSError, ValueError):  # stderr closed under us: nothing better to do
             pass
 
+    def close(self) -> None:
+        """Stop the writer: the lines still buffered are written first."""
+        global _SINK
+        if _SINK is self:
+            _SINK = None
+        if self._writer.is_alive():  # closed twice: by unconfigure, then at exit
+            self._closing = True
+            self._wake.set()
+            self._writer.join()
+        with self._guard:
+            lines, self._pending = self._pending, []
+        self._write(lines)  # a line put while the writer stopped
+        super().close()
+
 
 FORMATTER = JsonFormatter()
+#: The batched handler :func:`configure` installed, if any (:func:`info` writes into it directly).
+_SINK: _Batched | None = None
 
 
 def configure(
@@ -299,14 +350,14 @@ def configure(
     """Send every log line (ours, aiohttp's) to ``stream`` as JSON; returns the handler.
 
     Called by ``serve`` and ``run`` at start-up, never at import. With
-    ``batched=True`` the standard library's ``QueueHandler``/``QueueListener``
-    pair takes the formatting and the writing off the caller's thread (the
-    event loop): a record is queued, a listener thread formats it and writes
-    lines in batches (:class:`_Lines`). The caller removes the handler again
-    with :func:`unconfigure`, which writes what is still queued (tests run
-    ``serve`` several times in one process, and read ``stream`` line by
-    line, unbatched).
+    ``batched=True`` the writing leaves the caller's thread (the event loop):
+    lines are formatted where they are logged and a writer thread writes them
+    in batches (:class:`_Batched`). The caller removes the handler again with
+    :func:`unconfigure`, which writes what is still buffered (tests run
+    ``serve`` several times in one process, and read ``stream`` line by line,
+    unbatched).
     """
+    global _SINK
     # The JSON lines show none of these; every LogRecord would otherwise look them up.
     logging.logThreads = False
     logging.logProcesses = False
@@ -314,13 +365,7 @@ def configure(
     target = stream or sys.stderr
     handler: logging.Handler
     if batched:
-        queue: SimpleQueue[Any] = SimpleQueue()
-        lines = _Lines(target, queue)
-        lines.setFormatter(JsonFormatter())
-        queued = _Record(queue)
-        queued.listener = _Listener(queue, lines)
-        queued.listener.start()
-        handler = queued
+        handler = _SINK = _Batched(target)
     else:
         handler = logging.StreamHandler(target)
         handler.setFormatter(JsonFormatter())

@@ -155,22 +155,90 @@ def test_a_line_written_at_once_is_the_line_scrubbed_field_by_field(fields: dict
         "logger": "baseguard.webhook",
         "msg": "decision",
     }
-    assert formatter.format(record) == formatter.format_scrubbed(record, base, fields)
+    assert formatter.format(record) == formatter.scrubbed(base, fields)
 
 
-def test_batched_lines_leave_through_the_standard_queue_in_order() -> None:
-    """``serve``/``run`` log through a QueueHandler; nothing queued is lost on unconfigure."""
-    stream = io.StringIO()
+class _Writes(io.StringIO):
+    """A stream that counts its ``write`` calls."""
+
+    writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+def test_batched_lines_keep_their_order_and_none_is_lost() -> None:
+    """``serve``/``run`` log through a writer thread; nothing buffered is lost on unconfigure."""
+    stream = _Writes()
     handler = logs.configure(level="INFO", stream=stream, batched=True)
-    assert isinstance(handler, logging.handlers.QueueHandler)
     log = logging.getLogger("baseguard.test")
     try:
         for i in range(500):
             logs.info(log, "decision", {"uid": f"u-{i}", "token": "hunter2"})
+            if i == 250:
+                log.warning("between", extra={"fields": {"password": "hunter2"}})
         log.warning("odd", extra={"fields": {"password": "hunter2"}})
     finally:
         logs.unconfigure(handler)
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
-    assert [line["uid"] for line in lines[:500]] == [f"u-{i}" for i in range(500)]
+    assert [line.get("uid") for line in lines[:251]] == [f"u-{i}" for i in range(251)]
+    assert lines[251]["msg"] == "between" and lines[251]["level"] == "warning"
+    assert [line["uid"] for line in lines[252:-1]] == [f"u-{i}" for i in range(251, 500)]
     assert lines[-1]["msg"] == "odd" and lines[-1]["level"] == "warning"
     assert "hunter2" not in stream.getvalue()
+    assert stream.writes < 20  # in batches, not a write per line
+
+
+def test_a_decision_line_into_the_batched_log_makes_no_log_record() -> None:
+    """The decision line of every review is formatted and buffered directly: no LogRecord.
+
+    Making a record and walking the handler chain was a fifth of what the log
+    cost per review (``bench/webhook.py`` at INFO).
+    """
+    made = 0
+    factory = logging.getLogRecordFactory()
+
+    def counting(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        nonlocal made
+        made += 1
+        return factory(*args, **kwargs)
+
+    root = logging.getLogger()
+    others = root.handlers[:]  # pytest's capture handlers: as in `serve`, the log is the one
+    root.handlers.clear()
+    stream = io.StringIO()
+    handler = logs.configure(level="INFO", stream=stream, batched=True)
+    logging.setLogRecordFactory(counting)
+    try:
+        for i in range(100):
+            logs.info(logging.getLogger("baseguard.webhook"), "decision", {"uid": f"u-{i}"})
+    finally:
+        logging.setLogRecordFactory(factory)
+        logs.unconfigure(handler)
+        root.handlers[:] = others
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert made == 0
+    assert [line["uid"] for line in lines] == [f"u-{i}" for i in range(100)]
+    assert lines[0]["logger"] == "baseguard.webhook" and lines[0]["level"] == "info"
+
+
+def test_another_handler_or_a_filter_still_sees_the_decision_line() -> None:
+    """The direct path is taken only when the batched log is the line's one destination."""
+    stream = io.StringIO()
+    handler = logs.configure(level="INFO", stream=stream, batched=True)
+    seen: list[str] = []
+    capture = logging.Handler()
+    capture.emit = lambda record: seen.append(record.getMessage())  # type: ignore[method-assign]
+    log = logging.getLogger("baseguard.webhook")
+    try:
+        log.addHandler(capture)
+        logs.info(log, "decision", {"uid": "one"})
+        log.removeHandler(capture)
+        log.addFilter(lambda record: False)
+        logs.info(log, "filtered", {"uid": "two"})
+    finally:
+        log.filters.clear()
+        logs.unconfigure(handler)
+    assert seen == ["decision"]
+    assert [json.loads(line)["uid"] for line in stream.getvalue().splitlines()] == ["one"]
