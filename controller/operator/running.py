@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from controller.operator.settings import OperatorSettings
 
@@ -48,13 +48,17 @@ def build(
     client: RegistryClient | None,
     catalog: Catalog,
     resolver: LineageResolver | None,
+    roots: Mapping[str, Any] | None = None,
 ) -> Operator:
     """The :class:`Operator` with its auditor, certificate keeper, mutation keeper and pull secrets.
 
     ``client=None`` is offline. ``resolver`` is the one admission uses; the
-    operator refreshes the catalog through it.
+    operator refreshes the catalog through it. ``roots`` are admission's keyless
+    trusted roots: the audit judges ``spec.trust`` through the same
+    :class:`~controller.assess.Assessor` path, charged to each batch's budget.
     """
     from controller.assess import Assessor
+    from controller.lineage.signatures import SignatureChecker
     from controller.operator.audit.events import EventLedger
     from controller.operator.audit.runner import Assessors, Auditor, AuditResolver, Throttle
     from controller.operator.backstop import Backstop
@@ -70,7 +74,11 @@ def build(
         if view is None:
             return Assessor(None, budget=config.audit_budget)
         audit_resolver = AuditResolver(view, catalog=catalog, ttl=AUDIT_MEMO_TTL, throttle=throttle)
-        return Assessor(audit_resolver, budget=config.audit_budget)
+        # Its own results cache per credential set (``make`` runs once per set), as admission's.
+        signatures = SignatureChecker(view, roots=roots)
+        return Assessor(
+            audit_resolver, budget=config.audit_budget, signatures=signatures
+        )
 
     pull = PullSecrets(kube, ttl=config.pull_secret_ttl) if config.pull_secrets and client else None
     auditor = Auditor(

@@ -430,6 +430,7 @@ async def serve(
         client=client,
         catalog=catalog,
         resolver=resolver,
+        roots=roots,
     )
 
     def registry_stats() -> RegistryStats:
