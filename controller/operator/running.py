@@ -49,6 +49,7 @@ def build(
     catalog: Catalog,
     resolver: LineageResolver | None,
     roots: Mapping[str, Any] | None = None,
+    assessor: Assessor | None = None,
 ) -> Operator:
     """The :class:`Operator` with its auditor, certificate keeper, mutation keeper and pull secrets.
 
@@ -56,6 +57,7 @@ def build(
     operator refreshes the catalog through it. ``roots`` are admission's keyless
     trusted roots: the audit judges ``spec.trust`` through the same
     :class:`~controller.assess.Assessor` path, charged to each batch's budget.
+    ``assessor`` is admission's: the warm start (``config.warm_start``) fills its caches.
     """
     from controller.assess import Assessor
     from controller.lineage.signatures import SignatureChecker
@@ -66,6 +68,7 @@ def build(
     from controller.operator.mutation import MutationKeeper
     from controller.operator.replica import Operator
     from controller.operator.serving_secret import CertKeeper
+    from controller.operator.warmstart import WarmStart
 
     throttle = Throttle(config.audit_lookups_per_second)
 
@@ -125,7 +128,7 @@ def build(
         if config.vap_backstop
         else None
     )
-    return Operator(
+    operator = Operator(
         config=config,
         mutation=mutation,
         backstop=backstop,
@@ -138,6 +141,20 @@ def build(
         resolver=resolver,
         pull_secrets=pull,
     )
+    if config.warm_start and assessor is not None and client is not None:
+        operator.warm = WarmStart(
+            kube=kube,
+            assessor=assessor,
+            policies=lambda: store.snapshot.policies,
+            namespace_labels=operator.namespaces.snapshot,
+            pull_secrets=pull,
+            rate=config.warm_start_rate,
+            concurrency=config.warm_start_concurrency,
+            budget=config.warm_start_budget,
+            requests=lambda: client.stats.total,
+            clock=clock,
+        )
+    return operator
 
 
 def start_loops(
@@ -150,6 +167,7 @@ def start_loops(
         asyncio.create_task(operator.status_loop(), name="baseguard: policy status"),
         asyncio.create_task(operator.cert_loop(), name="baseguard: certificates"),
         asyncio.create_task(operator.audit_loop(), name="baseguard: audit"),
+        asyncio.create_task(operator.warm_start_once(), name="baseguard: warm start"),
         asyncio.create_task(operator.mutation_loop(), name="baseguard: mutating webhook"),
         asyncio.create_task(operator.backstop_loop(), name="baseguard: VAP backstop"),
         asyncio.create_task(operator.catalog_loop(), name="baseguard: catalog refresh"),
