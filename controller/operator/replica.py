@@ -7,8 +7,8 @@ namespace labels it keeps. Its jobs:
 * **every replica** keeps the policy store and the namespace labels in step
   with the watch, loads the serving pair, refreshes the catalog bases, and
   campaigns for the Lease;
-* **the leader** writes policy status, keeps certificates fresh and runs the
-  background audit. Leader jobs are long-lived loops that wait for the
+* **the leader** writes policy status, keeps certificates fresh, runs the
+  background audit and, once per process, the warm start (:mod:`.warmstart`). Leader jobs are long-lived loops that wait for the
   leadership and check it again before every write, so losing the Lease in
   the middle of an audit only means its results are not published.
 
@@ -43,6 +43,7 @@ from controller.operator.policies import PolicyBook, PolicyRecord, key_of
 from controller.operator.serving_secret import CertKeeper, ServingPair
 from controller.operator.settings import OperatorSettings
 from controller.operator.status import status_patch
+from controller.operator.warmstart import WarmStart
 from controller.policy.compile import catalog_references
 from controller.policy.store import PolicyStore
 
@@ -98,6 +99,8 @@ class Operator:
             on_start=self.leading.set,
             on_stop=self.leading.clear,
         )
+        self.warm: WarmStart | None = None
+        """Pre-resolves running pods' images once this replica first leads (``None``: off)."""
         self.last_audit: AuditRun | None = None
         self.audits = 0
         """Audits published by this replica (tests and the bench wait on it)."""
@@ -351,6 +354,18 @@ class Operator:
             except Exception:
                 log.exception("audit failed; next try at the next interval")
             await self._pause(self.config.audit_interval)
+
+    async def warm_start_once(self) -> None:
+        """The warm start, once per process: when the policies are loaded and this replica leads.
+
+        Before the first audit's lookups (they are throttled apart, and the audit waits its
+        interval): what the warm start resolved, the audit finds in the caches.
+        """
+        if self.warm is None:
+            return
+        await self.loaded.wait()
+        await self.leading.wait()
+        await self.warm.run()  # logs and counts its failures; never raises them
 
     async def audit_once(self) -> AuditRun | None:
         assert self.auditor is not None

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from controller.operator.settings import OperatorSettings
 
@@ -48,13 +48,19 @@ def build(
     client: RegistryClient | None,
     catalog: Catalog,
     resolver: LineageResolver | None,
+    roots: Mapping[str, Any] | None = None,
+    assessor: Assessor | None = None,
 ) -> Operator:
     """The :class:`Operator` with its auditor, certificate keeper, mutation keeper and pull secrets.
 
     ``client=None`` is offline. ``resolver`` is the one admission uses; the
-    operator refreshes the catalog through it.
+    operator refreshes the catalog through it. ``roots`` are admission's keyless
+    trusted roots: the audit judges ``spec.trust`` through the same
+    :class:`~controller.assess.Assessor` path, charged to each batch's budget.
+    ``assessor`` is admission's: the warm start (``config.warm_start``) fills its caches.
     """
     from controller.assess import Assessor
+    from controller.lineage.signatures import SignatureChecker
     from controller.operator.audit.events import EventLedger
     from controller.operator.audit.runner import Assessors, Auditor, AuditResolver, Throttle
     from controller.operator.backstop import Backstop
@@ -62,6 +68,7 @@ def build(
     from controller.operator.mutation import MutationKeeper
     from controller.operator.replica import Operator
     from controller.operator.serving_secret import CertKeeper
+    from controller.operator.warmstart import WarmStart
 
     throttle = Throttle(config.audit_lookups_per_second)
 
@@ -70,7 +77,11 @@ def build(
         if view is None:
             return Assessor(None, budget=config.audit_budget)
         audit_resolver = AuditResolver(view, catalog=catalog, ttl=AUDIT_MEMO_TTL, throttle=throttle)
-        return Assessor(audit_resolver, budget=config.audit_budget)
+        # Its own results cache per credential set (``make`` runs once per set), as admission's.
+        signatures = SignatureChecker(view, roots=roots)
+        return Assessor(
+            audit_resolver, budget=config.audit_budget, signatures=signatures
+        )
 
     pull = PullSecrets(kube, ttl=config.pull_secret_ttl) if config.pull_secrets and client else None
     auditor = Auditor(
@@ -117,7 +128,7 @@ def build(
         if config.vap_backstop
         else None
     )
-    return Operator(
+    operator = Operator(
         config=config,
         mutation=mutation,
         backstop=backstop,
@@ -130,6 +141,20 @@ def build(
         resolver=resolver,
         pull_secrets=pull,
     )
+    if config.warm_start and assessor is not None and client is not None:
+        operator.warm = WarmStart(
+            kube=kube,
+            assessor=assessor,
+            policies=lambda: store.snapshot.policies,
+            namespace_labels=operator.namespaces.snapshot,
+            pull_secrets=pull,
+            rate=config.warm_start_rate,
+            concurrency=config.warm_start_concurrency,
+            budget=config.warm_start_budget,
+            requests=lambda: client.stats.total,
+            clock=clock,
+        )
+    return operator
 
 
 def start_loops(
@@ -142,6 +167,7 @@ def start_loops(
         asyncio.create_task(operator.status_loop(), name="baseguard: policy status"),
         asyncio.create_task(operator.cert_loop(), name="baseguard: certificates"),
         asyncio.create_task(operator.audit_loop(), name="baseguard: audit"),
+        asyncio.create_task(operator.warm_start_once(), name="baseguard: warm start"),
         asyncio.create_task(operator.mutation_loop(), name="baseguard: mutating webhook"),
         asyncio.create_task(operator.backstop_loop(), name="baseguard: VAP backstop"),
         asyncio.create_task(operator.catalog_loop(), name="baseguard: catalog refresh"),

@@ -118,6 +118,19 @@ class OperatorSettings:
     """Seconds between refreshes of the catalog bases' digests (every replica
     keeps its own catalog; a tag's digest history only grows while it is watched)."""
 
+    warm_start: bool = False
+    """Once it first leads, pre-resolve the images of running pods into admission's caches
+    (:mod:`controller.operator.warmstart`), so a rollout or restart does not start cold."""
+
+    warm_start_rate: float = 5.0
+    """Image lookups the warm start begins per second at most (a burst of one)."""
+
+    warm_start_concurrency: int = 4
+    """Image lookups the warm start runs at once at most."""
+
+    warm_start_budget: float = 30.0
+    """Seconds one image's warm-start lookup may take (its own budget, no review's)."""
+
     pull_secrets: bool = True
     """Read pods' ``imagePullSecrets`` (and their service accounts') for registry lookups."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +66,7 @@ async def start_replica(double: ApiDouble, kubeconfig: Path) -> AsyncIterator[St
         *,
         registry_config: RegistryConfig | None = None,
         registry_client: Callable[[], RegistryClient] | None = None,
+        roots: Mapping[str, Any] | None = None,
         wait_ready: bool = True,
         **overrides: Any,
     ) -> Replica:
@@ -80,6 +81,7 @@ async def start_replica(double: ApiDouble, kubeconfig: Path) -> AsyncIterator[St
                     kube=kube,
                     registry_config=registry_config,
                     registry_client=registry_client() if registry_client else None,
+                    roots=roots,
                     stop_flag=stop,
                     started=started,
                 )

@@ -215,6 +215,10 @@ otherwise the pair is a mounted Secret volume, read from files and reloaded on c
 {{- end }}
 {{- end }}
 - --audit-interval={{ .Values.audit.interval }}
+{{- if .Values.warmStart.enabled }}
+- --warm-start
+- --warm-start-rate={{ .Values.warmStart.imagesPerSecond }}
+{{- end }}
 {{- if .Values.vapBackstop }}
 - --vap-backstop
 - --vap-owner={{ include "baseguard.fullname" . }}

@@ -116,8 +116,10 @@ async def audit(
     args: argparse.Namespace, kube: Kube, *, now: dt.datetime
 ) -> tuple[AuditRun, list[str]]:
     from controller.assess import Assessor
+    from controller.cli.options import trusted_roots
     from controller.lineage.catalog import Catalog
     from controller.lineage.resolve import LineageResolver
+    from controller.lineage.signatures import SignatureChecker
     from controller.operator.audit.runner import Assessors, Auditor
     from controller.operator.audit.uses import probe_policy
     from controller.operator.credentials import PullSecrets
@@ -133,6 +135,9 @@ async def audit(
         policies, problems = await cluster_policies(kube)
     if args.uses:
         policies.append(probe_policy(args.fixable))
+    # Read before any lookup: a bad file is a usage error, and keyless authorities are
+    # judged against the same roots as ``check`` and the webhook (offline, from files).
+    roots = trusted_roots(getattr(args, "trusted_root", None))
     client = (
         None
         if args.offline
@@ -143,8 +148,12 @@ async def audit(
     catalog = Catalog()
 
     def make(view: RegistryClient | None) -> Assessor:
+        if view is None:
+            return Assessor(None, budget=args.budget)
         return Assessor(
-            LineageResolver(view, catalog=catalog) if view else None, budget=args.budget
+            LineageResolver(view, catalog=catalog),
+            budget=args.budget,
+            signatures=SignatureChecker(view, roots=roots),
         )
 
     try:

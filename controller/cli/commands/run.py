@@ -280,6 +280,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a persisting finding refreshes its Event at most this often (default 1h)",
     )
     aud.add_argument(
+        "--warm-start",
+        action="store_true",
+        help="once leading, pre-resolve the images of running pods into the caches reviews read "
+        "(and the shared cache), so a rollout or restart does not start cold",
+    )
+    aud.add_argument(
+        "--warm-start-rate",
+        type=float,
+        default=5.0,
+        metavar="PER_SECOND",
+        help="image lookups the warm start begins per second at most (default 5)",
+    )
+    aud.add_argument(
         "--no-policy-reports",
         dest="policy_reports",
         action="store_false",
@@ -305,6 +318,8 @@ def config_from(args: argparse.Namespace) -> OperatorSettings:
         raise InputError(
             "--manage-certificates needs --tls-secret NAME: the Secret to keep the pair in"
         )
+    if not args.warm_start_rate > 0:
+        raise InputError(f"--warm-start-rate must be more than 0, not {args.warm_start_rate:g}")
     try:
         lifetimes = Lifetimes(
             ca=dt.timedelta(seconds=args.ca_validity),
@@ -343,6 +358,8 @@ def config_from(args: argparse.Namespace) -> OperatorSettings:
         policy_reports=args.policy_reports,
         catalog_refresh_interval=args.catalog_refresh_interval,
         pull_secrets=args.pull_secrets,
+        warm_start=args.warm_start,
+        warm_start_rate=args.warm_start_rate,
     )
 
 
@@ -430,6 +447,8 @@ async def serve(
         client=client,
         catalog=catalog,
         resolver=resolver,
+        roots=roots,
+        assessor=assessor,
     )
 
     def registry_stats() -> RegistryStats:
@@ -441,6 +460,8 @@ async def serve(
     )
     if tier is not None:
         metrics.registry.register(tier.collector())
+    if operator.warm is not None:
+        metrics.registry.register(operator.warm.collector())
     pull = operator.pull_secrets
     reviewer = Admission(
         store=store,
