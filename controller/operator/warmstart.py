@@ -21,10 +21,12 @@ Isolation: an image is looked up with the pull secrets of the pod that runs
 it, in that pod's namespace (:meth:`PullSecrets.for_pod`, as the audit and the
 webhook read them), and judged under that namespace's policies; the bound
 assessor is the one the webhook hands out for that credential set
-(:func:`controller.memo.bind_credentials`), whose memories are its own, and
-the registry client keys tag → digest answers and failures by the credential
-fingerprint. What one namespace's pods warm is what a review in that
-namespace, with those credentials, would have stored itself.
+(:func:`controller.memo.bind_credentials`), whose memories are its own. Below
+it, the registry client keeps failures per credential set and shares verified
+content and tag → digest answers between sets, as it does for reviews (they are
+the registry's answers, checked by digest; the shared tier keys tag answers by
+the credential fingerprint too). What one namespace's pods warm is what a review
+in that namespace, with those credentials, would have stored itself.
 """
 
 from __future__ import annotations
