@@ -34,24 +34,19 @@ import argparse
 import asyncio
 import datetime as dt
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from common import counted_registry, load
 from registry import classify  # bench/registry.py: the one request classifier
 
 ROOT = Path(__file__).resolve().parents[1]
 NOW = dt.datetime(2026, 11, 23, tzinfo=dt.UTC)
 
-
-def load() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"load average: {one:.2f}, {five:.2f}, {fifteen:.2f}"
 
 
 def policy(pem: str, *, trust: bool) -> Any:
@@ -131,23 +126,15 @@ def main() -> int:
     sys.path.insert(0, str(ROOT / "tests"))
     from support import signing
     from support.cosign_push import push_bundle_referrer, push_signature
-    from support.faulty_proxy import FaultyProxy
     from support.images import layer
     from support.redis_server import start_redis
-    from support.registry import INSTALL_HINT, registry_binary, start_registry
 
     from controller.registry import media
     from controller.sharedcache import SharedCacheConfig, open_tier
 
-    if registry_binary() is None:
-        print(f"bench/trust.py needs docker-registry: {INSTALL_HINT}", file=sys.stderr)
-        return 2
     print(f"baseguard trust bench; {load()}")
-    workdir = Path(tempfile.mkdtemp(prefix="baseguard-bench-trust-"))
-    registry = proxy = redis = None
-    try:
-        registry = start_registry(workdir / "registry")
-        proxy = FaultyProxy(registry.url).start()
+    with counted_registry("trust") as counted:
+        workdir, registry, proxy = counted.workdir, counted.registry, counted.proxy
         key = signing.new_key("p256")
         pem = signing.public_pem(key)
         os_layer = layer({"etc/os-release": "bench"})
@@ -166,20 +153,15 @@ def main() -> int:
             asyncio.run(measure(proxy, proxy.host, image, pem, args.rounds, trust=trust))
         if args.shared_cache:
             redis = start_redis(workdir / "redis")
-            key = workdir / "hmac-key"
-            key.write_text(os.urandom(32).hex())
-            config = SharedCacheConfig(url=redis.url, key_file=str(key))
-            asyncio.run(
-                measure(proxy, proxy.host, image, pem, args.rounds, trust=True, tier=lambda: open_tier(config))
-            )
-    finally:
-        if redis is not None:
-            redis.stop()
-        if proxy is not None:
-            proxy.stop()
-        if registry is not None:
-            registry.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+            try:
+                key = workdir / "hmac-key"
+                key.write_text(os.urandom(32).hex())
+                config = SharedCacheConfig(url=redis.url, key_file=str(key))
+                asyncio.run(
+                    measure(proxy, proxy.host, image, pem, args.rounds, trust=True, tier=lambda: open_tier(config))
+                )
+            finally:
+                redis.stop()
     print(f"\n{load()}")
     return 0
 
