@@ -19,13 +19,12 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-import shutil
 import sys
-import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from common import counted_registry
 from registry import classify  # bench/registry.py: the one request classifier
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,8 +63,6 @@ async def measure(proxy: Any, image: str, compiled: Any) -> tuple[Counter[str], 
 
 def main() -> int:
     sys.path.insert(0, str(ROOT / "tests"))
-    from support.faulty_proxy import FaultyProxy
-    from support.registry import INSTALL_HINT, registry_binary, start_registry
     from support.scans import (
         APP_L,
         BASE_L1,
@@ -79,14 +76,8 @@ def main() -> int:
         vuln_statement,
     )  # fmt: skip
 
-    if registry_binary() is None:
-        print(f"bench/evidence.py needs docker-registry: {INSTALL_HINT}", file=sys.stderr)
-        return 2
-    workdir = Path(tempfile.mkdtemp(prefix="baseguard-bench-evidence-"))
-    registry = proxy = None
-    try:
-        registry = start_registry(workdir / "registry")
-        proxy = FaultyProxy(registry.url).start()
+    with counted_registry("evidence") as counted:
+        registry, proxy = counted.registry, counted.proxy
         pusher = registry.pusher
         base = pusher.push_image("bench/python", "3.12-slim", [BASE_L1, BASE_L2])
         ann = {"org.opencontainers.image.base.name": f"{proxy.host}/bench/python:3.12-slim",
@@ -119,12 +110,6 @@ def main() -> int:
             if expect not in rules:
                 print(f"unexpected verdict for {label}: {rules}", file=sys.stderr)
                 return 1
-    finally:
-        if proxy is not None:
-            proxy.stop()
-        if registry is not None:
-            registry.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
 

@@ -28,12 +28,9 @@ shared machine every figure grows with it. Not a test: it prints figures.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -42,6 +39,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from common import module_at  # noqa: E402
 
 from controller.findings import Finding, grouped_findings  # noqa: E402
 from controller.policy.model import Action, RuleCode  # noqa: E402
@@ -114,21 +113,6 @@ def timed(modules: dict[str, ModuleType], *, rounds: int, budget: float) -> dict
     }
 
 
-def load_revision(rev: str) -> ModuleType:
-    """``messages.py`` as it was at ``rev``, imported under another name."""
-    text = subprocess.run(
-        ["git", "-C", str(ROOT), "show", f"{rev}:{MESSAGES}"],
-        check=True, capture_output=True, text=True,
-    ).stdout  # fmt: skip
-    path = Path(tempfile.mkdtemp()) / "baseline_messages.py"
-    path.write_text(text)
-    spec = importlib.util.spec_from_file_location("baseline_messages", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def cases(module: ModuleType) -> dict[str, Callable[[], Any]]:
     warn = grouped_findings(review_findings(Action.WARN))
     deny = grouped_findings(review_findings(Action.DENY))
@@ -154,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     modules = {"now": current}
     if args.baseline:
-        modules = {args.baseline[:10]: load_revision(args.baseline), **modules}
+        modules = {args.baseline[:10]: module_at(args.baseline, MESSAGES), **modules}
     before = os.getloadavg()
     table = timed(modules, rounds=args.rounds, budget=args.budget)
     after = os.getloadavg()

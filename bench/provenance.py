@@ -24,13 +24,12 @@ status is non-zero only when the lineage is not the expected one.
 from __future__ import annotations
 
 import asyncio
-import shutil
 import sys
-import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from common import counted_registry
 from registry import classify  # bench/registry.py: the one request classifier
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,7 +76,6 @@ async def measure(
 
 def main() -> int:
     sys.path.insert(0, str(ROOT / "tests"))
-    from support.faulty_proxy import FaultyProxy
     from support.images import layer
     from support.provenance import (
         ARCHES,
@@ -87,18 +85,11 @@ def main() -> int:
         sbom,
         statement,
     )
-    from support.registry import INSTALL_HINT, registry_binary, start_registry
 
     from controller.registry import media
 
-    if registry_binary() is None:
-        print(f"bench/provenance.py needs docker-registry: {INSTALL_HINT}", file=sys.stderr)
-        return 2
-    workdir = Path(tempfile.mkdtemp(prefix="baseguard-bench-provenance-"))
-    registry = proxy = None
-    try:
-        registry = start_registry(workdir / "registry")
-        proxy = FaultyProxy(registry.url).start()
+    with counted_registry("provenance") as counted:
+        registry, proxy = counted.registry, counted.proxy
         build = push_build(registry, "bench/prov", host=proxy.host)
         push_buildx_index(
             registry.pusher,
@@ -158,12 +149,6 @@ def main() -> int:
             measure(proxy, proxy.host, f"{build.root}/annotated:1", expect="annotation")
         )
         table(cold, [("0: app", "bench/prov/annotated"), *levels[1:2]])
-    finally:
-        if proxy is not None:
-            proxy.stop()
-        if registry is not None:
-            registry.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
 

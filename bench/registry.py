@@ -33,10 +33,8 @@ import datetime as dt
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -45,6 +43,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from common import counted_registry
 
 ROOT = Path(__file__).resolve().parents[1]
 NOW = dt.datetime(2025, 6, 1, 12, tzinfo=dt.UTC)
@@ -743,52 +743,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.images < 3 or args.workloads < args.images or args.concurrency < 1:
         parser.error("need --images >= 3, --workloads >= --images, --concurrency >= 1")
 
-    sys.path.insert(
-        0, str(ROOT / "tests")
-    )  # support.registry, support.images, support.faulty_proxy
-    from support.faulty_proxy import FaultyProxy
-    from support.registry import INSTALL_HINT, registry_binary, start_registry
+    sys.path.insert(0, str(ROOT / "tests"))  # support.images
 
-    if registry_binary() is None:
-        print(f"bench/registry.py needs docker-registry: {INSTALL_HINT}", file=sys.stderr)
-        return 2
 
     started = time.perf_counter()
-    workdir = Path(tempfile.mkdtemp(prefix="baseguard-bench-registry-"))
-    registry = proxy = None
     report = Report()
     try:
-        registry = start_registry(workdir / "registry")
-        proxy = FaultyProxy(registry.url).start()
-        meter = Meter(proxy)
-        proxied = push_family(
-            registry, host=proxy.host, prefix="proxied", images=args.images, burst=True
-        )
-        direct = push_family(registry, host=registry.host, prefix="direct", images=args.images)
-        print(
-            f"baseguard registry bench: docker-registry {registry.host}, counting proxy {proxy.host} "
-            f"(Python {sys.version.split()[0]}, {os.cpu_count()} CPUs)\n"
-        )
-        asyncio.run(_bounded(lineage_requests(meter, proxied, report)))
-        policy = workdir / "burst-policy.yaml"
-        policy.write_text(policy_yaml(proxied))
-        asyncio.run(
-            _bounded(
-                concurrent_assessments(
-                    meter, proxied, proxied.burst, policy, args.concurrency, report
+        with counted_registry("registry") as counted:
+            workdir, registry, proxy = counted.workdir, counted.registry, counted.proxy
+            meter = Meter(proxy)
+            proxied = push_family(
+                registry, host=proxy.host, prefix="proxied", images=args.images, burst=True
+            )
+            direct = push_family(registry, host=registry.host, prefix="direct", images=args.images)
+            print(
+                f"baseguard registry bench: docker-registry {registry.host}, counting proxy {proxy.host} "
+                f"(Python {sys.version.split()[0]}, {os.cpu_count()} CPUs)\n"
+            )
+            asyncio.run(_bounded(lineage_requests(meter, proxied, report)))
+            policy = workdir / "burst-policy.yaml"
+            policy.write_text(policy_yaml(proxied))
+            asyncio.run(
+                _bounded(
+                    concurrent_assessments(
+                        meter, proxied, proxied.burst, policy, args.concurrency, report
+                    )
                 )
             )
-        )
-        check_timing(meter, direct, proxied, workdir, args.workloads, report)
+            check_timing(meter, direct, proxied, workdir, args.workloads, report)
     except BenchError as exc:
         print(f"\nbench failed: {exc}", file=sys.stderr)
         return 1
-    finally:
-        if proxy is not None:
-            proxy.stop()
-        if registry is not None:
-            registry.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
 
     print("\nSummary (paste into bench/README.md):\n")
     print("| figure | measured | goal |")

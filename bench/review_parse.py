@@ -33,14 +33,11 @@ import argparse
 import asyncio
 import copy
 import cProfile
-import importlib.util
 import json
 import os
 import pstats
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -51,6 +48,8 @@ import orjson
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from common import module_at  # noqa: E402
 
 from controller.memo import MemoAssessor  # noqa: E402
 from controller.policy.compile import compile_policy  # noqa: E402
@@ -95,21 +94,6 @@ def one_round(fn: Callable[[], Any], budget: float) -> float:
         spent = time.perf_counter() - start
         if spent >= budget:
             return spent / calls * 1e6
-
-
-def load_revision(rev: str) -> ModuleType:
-    """``review.py`` as it was at ``rev``, imported under another name."""
-    text = subprocess.run(
-        ["git", "-C", str(ROOT), "show", f"{rev}:{REVIEW}"],
-        check=True, capture_output=True, text=True,
-    ).stdout  # fmt: skip
-    path = Path(tempfile.mkdtemp()) / "baseline_review.py"
-    path.write_text(text)
-    spec = importlib.util.spec_from_file_location("baseline_review", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def cases(module: ModuleType, answer: dict[str, Any]) -> dict[str, Callable[[], Any]]:
@@ -200,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     assert answer["response"].get("warnings"), answer  # the words are part of what is measured
     modules: dict[str, ModuleType] = {"now": current}
     if args.baseline:
-        modules = {args.baseline[:10]: load_revision(args.baseline), **modules}
+        modules = {args.baseline[:10]: module_at(args.baseline, REVIEW), **modules}
 
     before = os.getloadavg()
     table = timed(modules, answer, rounds=args.rounds, budget=args.budget)

@@ -16,12 +16,23 @@ import os
 import sys
 from collections.abc import Sequence
 
-from controller.cli.commands import audit, check, export, fix, lineage, policy, run, serve, test
+from controller.cli.commands import (
+    audit,
+    check,
+    export,
+    fix,
+    lineage,
+    policy,
+    run,
+    serve,
+    test,
+    trust,
+)
 from controller.cli.options import missing_operator_extra
 from controller.errors import BaseguardError, ExitCode
 
 #: In the order ``--help`` lists them.
-COMMANDS = (check, fix, lineage, policy, test, serve, run, audit, export)
+COMMANDS = (check, fix, lineage, policy, test, serve, run, audit, export, trust)
 
 
 class _Version(argparse.Action):
