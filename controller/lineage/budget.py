@@ -31,6 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from controller.errors import LookupFailed
+from controller.lineage.referrersmemo import ReferrersMemo
 from controller.registry.programs import ProcessLimitReached
 
 #: Defaults of the bounds; the webhook's settings (``max_*_per_review`` and so on)
@@ -97,6 +98,10 @@ class ReviewBudget:
         self.processes = 0
         self.bytes_fetched = 0
         self.bytes_parsed = 0
+        #: The referrers listings this review read (lineage, signatures and evidence share
+        #: them): here because the budget is the one object all of a review's lookups share,
+        #: and it lives exactly as long as the review.
+        self.referrers = ReferrersMemo()
 
     @property
     def bytes(self) -> int:

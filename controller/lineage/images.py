@@ -237,9 +237,18 @@ class ChargedBlobClient(ChargedClient):
             return await self.client.fetch_blob(ref, digest, limit=limit)  # type: ignore[attr-defined, no-any-return]
 
     async def fetch_referrers(self, ref: Reference, digest: str) -> ImageIndex:
-        self.budget.charge()
-        with charged_to(self.budget):
-            return await self.client.fetch_referrers(ref, digest)  # type: ignore[attr-defined, no-any-return]
+        """The referrers of ``digest``, read once per review (:attr:`ReviewBudget.referrers`):
+        the provenance source, the signature checker and the evidence reader each filter
+        the one listing by artifact type. Charged when it is read, not when it is remembered."""
+
+        async def fetch() -> ImageIndex:
+            self.budget.charge()
+            with charged_to(self.budget):
+                return await self.client.fetch_referrers(ref, digest)  # type: ignore[attr-defined, no-any-return]
+
+        fingerprint = getattr(self.client, "fingerprint", None)
+        who = fingerprint(ref) if callable(fingerprint) else ""
+        return await self.budget.referrers.listing(ref, digest, who, fetch)
 
 
 def charged(client: RegistryClient, budget: ReviewBudget) -> ChargedClient:

@@ -11,6 +11,7 @@ answers a bare 404 (docker-registry 2.8 does); clients that push referrers to
 such a registry keep the same index under the tag ``<alg>-<hex>``, which is
 read instead. A host found without the API is remembered for
 :data:`NO_REFERRERS_API_TTL`, so it costs one request per image, not two.
+One review reads each listing once: see :mod:`controller.lineage.referrersmemo`.
 """
 
 from __future__ import annotations
