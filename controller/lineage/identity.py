@@ -19,15 +19,21 @@ started watching and since replaced, or a tag outside the policies' globs).
 Such a digest is judged by its stated tag, marked unverified, and by its
 lineage. The store is plain in-memory state owned by whoever builds the index
 (one per process and credential set), never a module global; the evaluator
-gets a frozen :class:`KnownTags` per digest, never the store.
+gets a frozen :class:`KnownTags` per digest, never the store. What it learned
+of one repository can be written out (:meth:`TagHistory.snapshot`,
+:func:`encode_history`) and taken back by another process or after a restart
+(:func:`decode_history`, :meth:`TagHistory.restore`): the indexer does so
+through the shared cache tier.
 """
 
 from __future__ import annotations
 
+import json
 from collections import OrderedDict
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
 
+from controller import digests as digest_names
 from controller.globs import GlobSet
 from controller.lineage.model import Lineage
 from controller.reference import Reference
@@ -126,6 +132,38 @@ class TagHistory:
             entry.history.pop(digest, None)
             self._digests.setdefault(digest, {})[key] = True
         entry.current = now
+        self._bound(name, tag, entry)
+
+    def restore(self, name: str, tag: str, current: Iterable[str], past: Iterable[str]) -> None:
+        """What an earlier process saw ``name:tag`` name (``past`` oldest first, then
+        ``current``), older than anything recorded here: a tag never seen here starts
+        from it; one recorded here keeps its own current digests and adds the rest to
+        its history, before its own."""
+        key = (name, tag)
+        entry = self._tags.get(key)
+        if entry is None:
+            self.record(name, tag, current)
+            entry = self._tags.get(key)
+            if entry is None:  # evicted at once: the store is full of what the policies watch
+                return
+        older = [d for d in dict.fromkeys((*past, *current)) if d not in entry.current and d not in entry.history]
+        if not older:
+            return
+        entry.history = OrderedDict.fromkeys([*older, *entry.history])
+        for digest in older:
+            self._digests.setdefault(digest, {})[key] = False
+        self._bound(name, tag, entry)
+
+    def snapshot(self, name: str) -> dict[str, tuple[list[str], list[str]]]:
+        """Every tag of ``name`` recorded: tag → (digests it names now, sorted; those it
+        named before, oldest first). What :meth:`restore` takes back."""
+        return {
+            tag: (sorted(entry.current), list(entry.history))
+            for (n, tag), entry in self._tags.items()
+            if n == name
+        }
+
+    def _bound(self, name: str, tag: str, entry: _Tag) -> None:
         while len(entry.history) > self._per_tag:
             gone, _ = entry.history.popitem(last=False)
             self._forget(name, tag, gone)
@@ -178,6 +216,39 @@ class TagHistory:
             if found is not None:
                 out[identity_key(name, digest)] = found
         return out
+
+
+def encode_history(snapshot: Mapping[str, tuple[list[str], list[str]]]) -> bytes:
+    """A :meth:`TagHistory.snapshot` as bytes, for a store other processes read."""
+    doc = {tag: {"current": current, "past": past} for tag, (current, past) in sorted(snapshot.items())}
+    return json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
+
+
+def decode_history(
+    blob: bytes, *, max_tags: int = MAX_TAGS, per_tag: int = HISTORY_PER_TAG
+) -> dict[str, tuple[list[str], list[str]]] | None:
+    """What :func:`encode_history` wrote; ``None`` when it is not that (not JSON, a
+    digest that is not one, more tags or digests than a history keeps): the caller
+    ignores such an entry whole rather than trusting part of it."""
+    try:
+        doc = json.loads(blob)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict) or len(doc) > max_tags:
+        return None
+    out: dict[str, tuple[list[str], list[str]]] = {}
+    for tag, entry in doc.items():
+        if not isinstance(entry, dict):
+            return None
+        current, past = entry.get("current"), entry.get("past")
+        if not isinstance(current, list) or not isinstance(past, list) or len(past) > per_tag:
+            return None
+        if len(current) > per_tag or not all(
+            isinstance(d, str) and digest_names.is_digest(d) for d in (*current, *past)
+        ):
+            return None
+        out[tag] = (current, past)
+    return out
 
 
 def _within(found: KnownTags, patterns: frozenset[str] | None) -> KnownTags | None:

@@ -15,6 +15,11 @@ A repository is listed when an assessment first needs it and again once its
 listing is older than the TTL; a refresh is shared by every review that waits
 for it. What a refresh could not resolve stays as it was: a failed listing
 never erases what is known.
+
+With a shared cache tier (:class:`SharedHistory`), what each repository's tags
+named is written there after a refresh changed it, and read back before a
+process first lists the repository: replicas share it, and a restarted one
+knows the digests a tag named before the restart at no registry request.
 """
 
 from __future__ import annotations
@@ -24,14 +29,15 @@ import functools
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from controller.errors import InvalidReference, LookupFailed
 from controller.globs import GlobSet
-from controller.lineage.identity import TagHistory
+from controller.lineage.identity import TagHistory, decode_history, encode_history
 from controller.reference import Reference, parse
+from controller.registry.cache import RegistryCache, SharedKey
 from controller.registry.media import ImageIndex, ImageManifest
 
 log = logging.getLogger(__name__)
@@ -79,6 +85,60 @@ class IndexSettings:
     """Index digests whose platform manifests are remembered (least recently read first out)."""
 
 
+#: How long a repository's tag history stays in the shared tier unwritten (each change
+#: writes it again): long, as what a tag named is worth keeping, but not forever.
+HISTORY_TTL = 30 * 24 * 3600.0
+
+
+class HistoryStore(Protocol):
+    """Where the tag history of each repository outlives the process (:class:`SharedHistory`)."""
+
+    async def load(self, repo: Reference) -> bytes | None: ...
+
+    def save(self, repo: Reference, value: bytes) -> None: ...
+
+    async def reject(self, repo: Reference, reason: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class SharedHistory:
+    """Each repository's tag history in the registry cache's shared tier.
+
+    Keyed by ``("history", registry, repository, credential fingerprint)``, which the
+    tier turns into an HMAC'd database key, and authenticated with an HMAC bound to
+    that key, like every shared entry. The fingerprint is that of the credentials the
+    index lists the repository with: another credential set (a tenant's pull secret)
+    names another entry, so it can neither read this one nor overwrite it, and what
+    it lists shapes its own only; a writer to the database without the HMAC key can
+    neither forge an entry nor move one under another name. What is read is checked
+    again (every digest a digest, within the history's bounds) or ignored whole.
+    """
+
+    cache: RegistryCache
+    fingerprint: Callable[[Reference], str]
+    ttl: float = HISTORY_TTL
+
+    @classmethod
+    def of(cls, client: object) -> SharedHistory | None:
+        """The store of a registry client whose cache has a shared tier; else ``None``."""
+        cache, fingerprint = getattr(client, "cache", None), getattr(client, "fingerprint", None)
+        if isinstance(cache, RegistryCache) and cache.shared is not None and callable(fingerprint):
+            return cls(cache, fingerprint)
+        return None
+
+    def _key(self, repo: Reference) -> SharedKey:
+        return ("history", repo.registry, repo.repository, self.fingerprint(repo))
+
+    async def load(self, repo: Reference) -> bytes | None:
+        return await self.cache.shared_answer(self._key(repo))
+
+    def save(self, repo: Reference, value: bytes) -> None:
+        self.cache.put_answer(self._key(repo), value, self.ttl)
+
+    async def reject(self, repo: Reference, reason: str) -> None:
+        await self.cache.reject_shared(self._key(repo), reason)
+
+
 @dataclass
 class _Listing:
     at: float
@@ -101,6 +161,14 @@ class IdentityIndex:
     #: repository → the tags its last listing resolved
     _tags: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
     _refreshing: dict[str, asyncio.Task[None]] = field(default_factory=dict, repr=False)
+    #: where the history outlives the process; by default the client's shared tier, if any
+    store: HistoryStore | None = None
+    #: repository → the history last read from or written to :attr:`store`
+    _stored: dict[str, bytes] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.store is None:
+            self.store = SharedHistory.of(self.client)
 
     def fresh(self, name: str, patterns: frozenset[str]) -> bool:
         listing = self._listed.get(name)
@@ -146,6 +214,7 @@ class IdentityIndex:
         except InvalidReference as exc:
             self._listing(name, _Listing(started, patterns, failure=exc.message))
             return
+        await self._restore(repo)
         try:
             tags, complete = await self.client.list_tags(
                 repo, page_size=self.settings.page_size, max_pages=self.settings.max_pages
@@ -158,6 +227,48 @@ class IdentityIndex:
         await asyncio.gather(*(self.resolve(repo, tag) for tag in wanted), return_exceptions=True)
         self._tags[name] = tuple(wanted)
         self._listing(name, _Listing(started, patterns, complete=complete))
+        await self._persist(repo)
+
+    async def _restore(self, repo: Reference) -> None:
+        """Take back what the store kept of ``repo``'s history, once per process (and
+        again after the repository was forgotten)."""
+        if self.store is None or repo.name in self._stored:
+            return
+        self._stored[repo.name] = b""
+        await self._merge(repo)
+
+    async def _merge(self, repo: Reference) -> None:
+        """Add what the store keeps of ``repo``'s history to ours (an entry that is not a
+        history is dropped); remember it as what the store holds."""
+        store, name = self.store, repo.name
+        if store is None:
+            return
+        blob = await store.load(repo)
+        if blob is None or blob == self._stored.get(name):
+            return
+        snapshot = decode_history(blob)
+        if snapshot is None:
+            log.warning("identity index: the shared tag history of %s is malformed: ignored", name)
+            await store.reject(repo, "malformed")
+            return
+        for tag, (current, past) in snapshot.items():
+            self.history.restore(name, tag, current, past)
+        self._stored[name] = blob
+
+    async def _persist(self, repo: Reference) -> None:
+        """Write ``repo``'s history to the store when it differs from what is there,
+        merged first with what is there now: another replica may have written since we
+        read it, or the store may not have answered when we did."""
+        if self.store is None:
+            return
+        blob = encode_history(self.history.snapshot(repo.name))
+        if blob == self._stored.get(repo.name):
+            return
+        await self._merge(repo)
+        blob = encode_history(self.history.snapshot(repo.name))
+        if blob != self._stored.get(repo.name):
+            self._stored[repo.name] = blob
+            self.store.save(repo, blob)
 
     def _listing(self, name: str, listing: _Listing) -> None:
         """Remember ``name``'s listing, forgetting the least recently listed past the bound."""
@@ -166,6 +277,7 @@ class IdentityIndex:
         while len(self._listed) > max(self.settings.max_repositories, 1):
             gone, _ = self._listed.popitem(last=False)
             self._tags.pop(gone, None)
+            self._stored.pop(gone, None)
 
     @property
     def repositories(self) -> tuple[str, ...]:
@@ -214,6 +326,7 @@ class IdentityIndex:
             work += [self.resolve(repo, tag, expand=True) for tag in self._tags.get(name, ())]
         if work:
             await asyncio.gather(*work, return_exceptions=True)
+            await self._persist_all(names)
 
     async def confirm(self, claims: Sequence[tuple[str, str, str]]) -> None:
         """Re-resolve the tags of ``(name, tag, digest)`` claims the history contradicts.
@@ -235,6 +348,12 @@ class IdentityIndex:
                 *(self.resolve(repo, tag) for (_, tag), repo in todo.items()),
                 return_exceptions=True,
             )
+            await self._persist_all(name for name, _ in todo)
+
+    async def _persist_all(self, names: Iterable[str]) -> None:
+        for name in set(names):
+            if name in self._stored:  # restored in this process: a write merges, never clobbers
+                await self._persist(parse(name))
 
 
 def _selected(

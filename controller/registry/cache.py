@@ -379,29 +379,43 @@ class RegistryCache:
     ) -> V:
         """The shared tier's answer, or one process's fetch for all of them.
 
-        Look (answer, then failure); claim the lookup; the claimant fetches (its writes
-        land before it lets go), the others poll for its answer and claim again after
-        each poll, so a claimant that gave up or died hands over at once; past
-        :attr:`SharedTier.wait`, fetch anyway.
+        Look (answer, then failure); claim the lookup; a process that did not win polls
+        for the winner's answer and claims again after each poll, so a claimant that
+        gave up or died hands over at once; past :attr:`SharedTier.wait` it fetches
+        anyway. The winner looks once more before it fetches: a miss is only final once
+        this process holds the lookup, since another one may have put its answer and
+        let go between our look and our claim (it lets go only after its writes have
+        landed, so the look after a won claim sees them). The wait is bounded by the
+        review's deadline too: the flight is cancelled with the last review waiting.
         """
-        found = await lookup()
+        found = await self._shared_answer(key, lookup)
         if found is not None:
             return found
-        await self._shared_failure(key)
         flight: SharedKey = ("flight", *key)
         deadline = time.monotonic() + tier.wait
         while not await tier.claim(flight):
             if time.monotonic() >= deadline:
                 return await work()
             await asyncio.sleep(tier.poll)
-            found = await lookup()
+            found = await self._shared_answer(key, lookup)
             if found is not None:
                 return found
-            await self._shared_failure(key)
         try:
-            return await work()
+            # Ours now, and only now is a miss final: the answer may have landed (and its
+            # writer let go) between the last look and the claim.
+            found = await self._shared_answer(key, lookup)
+            return found if found is not None else await work()
         finally:
             self._release(tier, flight)
+
+    async def _shared_answer(
+        self, key: SharedKey, lookup: Callable[[], Awaitable[V | None]]
+    ) -> V | None:
+        """The answer another process shared for ``key``; its shared failure is raised."""
+        found = await lookup()
+        if found is None:
+            await self._shared_failure(key)
+        return found
 
     def _release(self, tier: SharedTier, flight: SharedKey) -> None:
         """Let go of ``flight`` once the writes under way have landed (in the background)."""

@@ -48,7 +48,8 @@ class SharedCacheCollector:
              "Shared cache calls that did not answer in time, failed, or were skipped while the "
              "circuit breaker was open: the lookup went on without the tier."),
             ("claims", stats.claims, CLAIM_RESULTS, "result",
-             "Cross-replica single-flight: lookups this process fetched for all (led), claims "
+             "Cross-replica single-flight: lookups this process claimed to fetch for all (led; "
+             "it found the answer instead when that had landed just before its claim), claims "
              "refused because another process was fetching (busy)."),
         ):
             family = CounterMetricFamily(f"baseguard_shared_cache_{name}", text, labels=[label])

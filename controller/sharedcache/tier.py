@@ -10,7 +10,9 @@ registry, as it would without a tier.
 
 What is read is bounded before it is read (``GETRANGE`` to :attr:`max_value`
 bytes: a database holding a 512 MiB value costs a reader no more than an
-entry's worth), then authenticated (:mod:`controller.sharedcache.entries`).
+entry's worth), then authenticated (:mod:`controller.sharedcache.entries`); an entry that does not
+authenticate is deleted (it can only be forged, damaged or past its signed
+lifetime: one this key wrote there, in time, always verifies).
 A lookup's lock is ``SET NX`` with a short lifetime whose value is itself an
 authenticated entry, so a lock forged by someone without the key is ignored
 (the lookup is fetched at once, not waited for); it is released only by its
@@ -108,12 +110,14 @@ class RedisTier:
             self.stats.lookups["miss"] += 1
             return None
         if len(blob) > self.max_value:
-            self._rejected(key, "malformed")
+            await self.reject(key, "malformed")
             return None
         try:
             value, age = entries.unseal(self.keys, name, bytes(blob), now=self.wall_clock())
         except entries.Rejected as exc:
-            self._rejected(key, exc.reason)
+            # Dropped, so the next look (this lookup's own, once it holds the claim, or
+            # another replica's) is a plain miss: it pays for the entry once, not each time.
+            await self.reject(key, exc.reason)
             return None
         self.stats.lookups["hit"] += 1
         return SharedEntry(value, age)

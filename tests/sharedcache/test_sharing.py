@@ -66,7 +66,9 @@ async def test_three_replicas_make_the_registry_requests_of_one(
     )
     assert answers == [(shared_digest, ["linux/amd64", "linux/arm64"])] * 3
     assert proxy.count() == alone  # three replicas, cold: the requests of one
-    assert sum(t.stats.claims["led"] for t in tiers) == alone
+    # Each document claimed by one replica; a claim may also be won by a waiter just after
+    # the fetcher let go, which then finds the answer instead of asking again.
+    assert sum(t.stats.claims["led"] for t in tiers) >= alone
     assert sum(t.stats.claims["busy"] for t in tiers) > 0  # the others waited for it
     assert sum(sum(t.stats.fallbacks.values()) for t in tiers) == 0
 
