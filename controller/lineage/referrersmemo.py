@@ -35,18 +35,18 @@ class ReferrersMemo:
     so nothing one tenant's review read can be handed to another tenant's; a
     listing is shaped by no namespaced object, and the credential fingerprint
     keeps one namespace's pull-secret answer from another even in a review that
-    spans namespaces (an audit). Nothing is remembered past the review (a signature attached a second later
-    is seen by the next review). A failure is remembered too, for the rest of
-    the review only: the same listing cannot be found missing by one rule and
-    present by another.
+    spans namespaces (an audit). Nothing is remembered past the review (a
+    signature attached a second later is seen by the next review). A failure is
+    remembered too, for the rest of the review only: the same listing cannot be
+    found missing by one rule and present by another.
 
-    The listing is read by a task of its own, awaited through :func:`asyncio.shield`,
+    The listing is read by a task of its own (``fetch()`` scheduled), awaited through :func:`asyncio.shield`,
     so a consumer cancelled at its deadline does not cancel the read another
     consumer of the same review is waiting on.
     """
 
     def __init__(self) -> None:
-        self._listings: dict[MemoKey, asyncio.Task[ImageIndex]] = {}
+        self._listings: dict[MemoKey, asyncio.Future[ImageIndex]] = {}
 
     def __len__(self) -> int:
         return len(self._listings)
@@ -63,11 +63,7 @@ class ReferrersMemo:
         key = (ref.registry, ref.repository, digest, fingerprint)
         task = self._listings.get(key)
         if task is None:
-
-            async def run() -> ImageIndex:
-                return await fetch()
-
-            task = asyncio.ensure_future(run())
+            task = asyncio.ensure_future(fetch())
             # retrieved here too: a read whose every consumer was cancelled logs no warning
             task.add_done_callback(lambda done: done.cancelled() or done.exception())
             self._listings[key] = task
